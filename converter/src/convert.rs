@@ -1,0 +1,210 @@
+//! `convert`: a source into one OCI image, from end to end.
+
+use crate::error::{Error, IoContext, Result};
+use crate::image::layer::{build_layer, LayerOptions, LayerStats, Progress};
+use crate::image::layout::{LayoutWriter, OutputFormat};
+use crate::image::oci::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
+use crate::image::Compression;
+use crate::profile::{ExcludeRule, Excludes, Profile};
+use crate::source::{self, OpenOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub source: PathBuf,
+    pub output: PathBuf,
+    pub format: OutputFormat,
+    /// `NAME:TAG`, `NAME` or `TAG`; the tag names the image in the layout.
+    pub tag: String,
+    pub force: bool,
+    /// The profiles whose excludes apply (none: nothing is excluded but `excludes`).
+    pub profiles: Vec<Profile>,
+    pub excludes: Vec<String>,
+    pub include_mounts: Vec<PathBuf>,
+    pub compression: Compression,
+    pub threads: usize,
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerSummary {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub source: String,
+    pub output: PathBuf,
+    pub format: OutputFormat,
+    pub tag: String,
+    pub architecture: String,
+    pub manifest_digest: String,
+    pub config_digest: String,
+    pub layers: Vec<LayerSummary>,
+    pub stats: LayerStats,
+    pub seconds: f64,
+}
+
+/// Splits `NAME:TAG` into its parts; a reference with no tag gets `latest`.
+pub fn split_tag(reference: &str) -> (Option<&str>, &str) {
+    match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (Some(name).filter(|n| !n.is_empty()), tag),
+        _ if reference.contains('/') || reference.contains('.') => (Some(reference), "latest"),
+        _ => (None, reference),
+    }
+}
+
+pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> Result<Summary> {
+    let started = Instant::now();
+    let source = source::open(
+        &options.source,
+        &OpenOptions {
+            include_mounts: options.include_mounts.clone(),
+        },
+    )?;
+    let out = LayoutWriter::create(&options.output, options.format, options.force)?;
+
+    let mut rules: Vec<ExcludeRule> = options
+        .profiles
+        .iter()
+        .flat_map(|p| p.exclude.clone())
+        .collect();
+    if let Some(own) = own_output(&options.source, &options.output, out.work_dir()) {
+        rules.insert(0, own);
+    }
+    let excludes = Excludes::new(&rules, &options.excludes)?;
+
+    let architecture = crate::inventory::arch::detect(source.as_ref())
+        .unwrap_or_else(|| host_architecture().into());
+    let layer = build_layer(
+        source.as_ref(),
+        &excludes,
+        &LayerOptions {
+            compression: options.compression,
+            threads: options.threads,
+            source_date_epoch: options.source_date_epoch,
+        },
+        &out,
+        progress,
+    )?;
+
+    let created = options.source_date_epoch.map(oci::rfc3339);
+    let (name, tag) = split_tag(&options.tag);
+    let mut labels = BTreeMap::new();
+    if let Some(name) = name {
+        labels.insert("io.rehost.image.name".to_string(), name.to_string());
+    }
+    labels.insert(
+        "io.rehost.version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    let config = ImageConfig {
+        created: created.clone(),
+        architecture: architecture.clone(),
+        os: "linux".into(),
+        config: oci::RunConfig {
+            labels,
+            ..Default::default()
+        },
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.diff_id.clone()],
+        },
+        history: vec![History {
+            created,
+            created_by: Some(format!("rehost convert ({})", source.describe())),
+            comment: Some("the server's filesystem".into()),
+        }],
+    };
+    let config_json = serde_json::to_vec(&config).expect("config serializes");
+    let config_desc = out.add_bytes(oci::MEDIA_CONFIG, &config_json)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_MANIFEST.into()),
+        config: config_desc.clone(),
+        layers: vec![Descriptor {
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            annotations: BTreeMap::new(),
+            platform: None,
+        }],
+        annotations: BTreeMap::new(),
+    };
+    let manifest_json = serde_json::to_vec(&manifest).expect("manifest serializes");
+    let mut manifest_desc = out.add_bytes(oci::MEDIA_MANIFEST, &manifest_json)?;
+    manifest_desc.platform = Some(oci::Platform {
+        architecture: architecture.clone(),
+        os: "linux".into(),
+    });
+    out.commit(manifest_desc.clone(), tag)?;
+
+    Ok(Summary {
+        source: source.describe(),
+        output: options.output.clone(),
+        format: options.format,
+        tag: tag.to_string(),
+        architecture,
+        manifest_digest: manifest_desc.digest,
+        config_digest: config_desc.digest,
+        layers: vec![LayerSummary {
+            digest: layer.digest,
+            diff_id: layer.diff_id,
+            size: layer.size,
+            media_type: layer.media_type,
+        }],
+        stats: layer.stats,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// When the output is written inside the source (converting `/` to a file under it),
+/// the output must not go into its own image.
+fn own_output(source: &Path, output: &Path, work_dir: &Path) -> Option<ExcludeRule> {
+    let root = source.canonicalize().ok()?;
+    let mut paths = Vec::new();
+    for p in [
+        work_dir.to_path_buf(),
+        work_dir.with_extension("tar"),
+        output.to_path_buf(),
+    ] {
+        let parent = p.parent().and_then(|d| d.canonicalize().ok())?;
+        let full = parent.join(p.file_name()?);
+        if let Ok(rel) = full.strip_prefix(&root) {
+            paths.push(format!("/{}", globset::escape(&rel.to_string_lossy())));
+        }
+    }
+    (!paths.is_empty()).then(|| ExcludeRule {
+        reason: "rehost's own output".into(),
+        paths,
+    })
+}
+
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Reads `SOURCE_DATE_EPOCH`-style values.
+pub fn parse_epoch(text: &str) -> Result<i64> {
+    text.trim().parse().map_err(|_| Error::Profile {
+        path: "--source-date-epoch".into(),
+        reason: format!("`{text}` is not a number of seconds since 1970"),
+    })
+}
+
+/// Loads a profile from a file, for `--profile FILE`.
+pub fn load_profile(path: &Path) -> Result<Profile> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    Profile::parse(&path.display().to_string(), &text)
+}

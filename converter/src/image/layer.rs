@@ -1,0 +1,317 @@
+//! One layer from a whole tree: the walk, the exclusions, hardlinks, the tar stream,
+//! its diff_id, the compression and the blob's digest, all in one pass.
+//!
+//! The walk and the tar encoding run on the calling thread; compression runs on worker
+//! threads and the compressed bytes are hashed and written on another, so both cores
+//! work and memory stays at a few blocks whatever the tree's size.
+
+use super::compress::{self, Compression};
+use super::digest::HashingWriter;
+use super::layout::{BlobWriter, LayoutWriter};
+use super::tar::TarWriter;
+use crate::entry::{Entry, Kind};
+use crate::error::{Error, IoContext, Result};
+use crate::profile::Excludes;
+use crate::source::{Skipped, Source};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
+
+#[derive(Debug, Clone)]
+pub struct LayerOptions {
+    pub compression: Compression,
+    /// Compression threads.
+    pub threads: usize,
+    /// Newer mtimes are clamped to this (SOURCE_DATE_EPOCH).
+    pub source_date_epoch: Option<i64>,
+}
+
+impl Default for LayerOptions {
+    fn default() -> Self {
+        LayerOptions {
+            compression: Compression::Gzip,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// What went into a layer, and what did not.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LayerStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub devices: u64,
+    pub fifos: u64,
+    pub sparse_files: u64,
+    /// Bytes of file content (logical size).
+    pub content_bytes: u64,
+    /// Bytes of the uncompressed tar stream.
+    pub tar_bytes: u64,
+    /// Excluded entries and bytes, by reason.
+    pub excluded: BTreeMap<String, Excluded>,
+    /// Entries the walk could not or would not take (sockets, vanished files, …).
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Excluded {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuiltLayer {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: String,
+    pub stats: LayerStats,
+}
+
+/// Progress of a running build, for a progress bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Streams every entry of `source` that `excludes` keeps into one layer blob.
+pub fn build_layer(
+    source: &dyn Source,
+    excludes: &Excludes,
+    options: &LayerOptions,
+    out: &LayoutWriter,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<BuiltLayer> {
+    let blob = out.blob()?;
+    let blob_path = blob.path().to_path_buf();
+    let (dir, path, writer) = blob.into_writer();
+    let compressed =
+        compress::writer(writer, options.compression, options.threads).at(&blob_path)?;
+    let mut tar = TarWriter::new(HashingWriter::new(compressed));
+
+    let mut stats = LayerStats::default();
+    let mut builder = Builder {
+        source,
+        excludes,
+        epoch: options.source_date_epoch,
+        excluded_dir: None,
+        first_name: HashMap::new(),
+        kept: std::collections::HashSet::new(),
+        progress: Progress::default(),
+    };
+    let skipped = source.walk(&mut |entry| builder.add(entry, &mut tar, &mut stats, progress))?;
+    stats.skipped.extend(skipped);
+
+    let hashed = tar.finish().at(&blob_path)?;
+    let (diff_id, tar_bytes, compressed) = hashed.finish();
+    stats.tar_bytes = tar_bytes;
+    let writer = compressed
+        .finish_into()
+        .map_err(|e| Error::io(&blob_path, e))?;
+    let (digest, size) = BlobWriter::commit_parts(&dir, &path, writer)?;
+    Ok(BuiltLayer {
+        digest,
+        diff_id,
+        size,
+        media_type: options.compression.layer_media_type().into(),
+        stats,
+    })
+}
+
+struct Builder<'a> {
+    source: &'a dyn Source,
+    excludes: &'a Excludes,
+    epoch: Option<i64>,
+    /// The excluded directory whose contents the walk is in, with its reason.
+    excluded_dir: Option<(Vec<u8>, String)>,
+    /// (device, inode) → the first name written, to keep hardlinks as hardlinks.
+    first_name: HashMap<(u64, u64), Vec<u8>>,
+    /// Paths of regular files written, for hardlinks given by path (archives).
+    kept: std::collections::HashSet<Vec<u8>>,
+    progress: Progress,
+}
+
+impl Builder<'_> {
+    fn add<W: io::Write>(
+        &mut self,
+        mut entry: Entry,
+        tar: &mut TarWriter<W>,
+        stats: &mut LayerStats,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
+        if let Some(reason) = self.exclusion(&entry.path) {
+            let e = stats.excluded.entry(reason).or_default();
+            e.entries += 1;
+            e.bytes += entry.size;
+            return Ok(());
+        }
+        if let Some(epoch) = self.epoch {
+            if entry.mtime > epoch {
+                entry.mtime = epoch;
+                entry.mtime_nsec = 0;
+            }
+        }
+        let shown = || entry_path(&entry);
+        match entry.kind {
+            Kind::File => {
+                if let Some(key) = entry.inode {
+                    if let Some(first) = self.first_name.get(&key) {
+                        return self.write_hardlink(entry, first.clone(), tar, stats);
+                    }
+                }
+                let reader = match open_content(self.source, &entry) {
+                    Ok(r) => r,
+                    Err(e) if e.is_vanished() => {
+                        stats.skipped.push(vanished(&entry));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut reader = Tagged(reader);
+                let short = tar
+                    .append(&entry, Some(&mut reader))
+                    .map_err(|e| append_error(&entry, e))?;
+                if short {
+                    stats.skipped.push(Skipped {
+                        path: shown(),
+                        reason: "shrank while reading (padded with zeros)".into(),
+                    });
+                }
+                if let Some(key) = entry.inode {
+                    self.first_name.insert(key, entry.path.clone());
+                }
+                self.kept.insert(entry.path.clone());
+                stats.files += 1;
+                stats.content_bytes += entry.size;
+                stats.sparse_files += entry.sparse.is_some() as u64;
+                self.progress.bytes += entry.size;
+            }
+            Kind::Hardlink => {
+                let target = entry.link.clone();
+                if self.kept.contains(&target) {
+                    return self.write_hardlink(entry, target, tar, stats);
+                }
+                // The first name was excluded: this name carries the content itself.
+                let mut file = self.source.metadata(&target)?;
+                file.path = entry.path.clone();
+                file.inode = None;
+                return self.add(file, tar, stats, progress);
+            }
+            Kind::Socket => {
+                stats.skipped.push(Skipped {
+                    path: shown(),
+                    reason: "socket (recreated by its service)".into(),
+                });
+                return Ok(());
+            }
+            kind => {
+                tar.append(&entry, None)
+                    .map_err(|e| write_error(&entry, e))?;
+                match kind {
+                    Kind::Dir => stats.dirs += 1,
+                    Kind::Symlink => stats.symlinks += 1,
+                    Kind::Char | Kind::Block => stats.devices += 1,
+                    _ => stats.fifos += 1,
+                }
+            }
+        }
+        self.progress.entries += 1;
+        progress(self.progress);
+        Ok(())
+    }
+
+    /// Why the entry is left out: its own rule, or its excluded parent's.
+    fn exclusion(&mut self, path: &[u8]) -> Option<String> {
+        if let Some((dir, reason)) = &self.excluded_dir {
+            if path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/' {
+                return Some(reason.clone());
+            }
+            self.excluded_dir = None;
+        }
+        let reason = self.excludes.reason(path)?.to_string();
+        self.excluded_dir = Some((path.to_vec(), reason.clone()));
+        Some(reason)
+    }
+
+    fn write_hardlink<W: io::Write>(
+        &mut self,
+        mut entry: Entry,
+        target: Vec<u8>,
+        tar: &mut TarWriter<W>,
+        stats: &mut LayerStats,
+    ) -> Result<()> {
+        entry.kind = Kind::Hardlink;
+        entry.link = target;
+        entry.size = 0;
+        entry.sparse = None;
+        tar.append(&entry, None)
+            .map_err(|e| write_error(&entry, e))?;
+        stats.hardlinks += 1;
+        self.progress.entries += 1;
+        Ok(())
+    }
+}
+
+fn open_content<'s>(source: &'s dyn Source, entry: &Entry) -> Result<Box<dyn Read + Send + 's>> {
+    match &entry.sparse {
+        Some(extents) => source.open_extents(&entry.path, extents),
+        None => source.open(&entry.path),
+    }
+}
+
+fn entry_path(entry: &Entry) -> String {
+    entry.display().to_string()
+}
+
+fn vanished(entry: &Entry) -> Skipped {
+    Skipped {
+        path: entry_path(entry),
+        reason: "vanished while reading".into(),
+    }
+}
+
+/// A source reader whose errors say they are the source's, not the output's.
+struct Tagged<R>(R);
+
+#[derive(Debug)]
+struct SourceRead(io::Error);
+
+impl std::fmt::Display for SourceRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceRead {}
+
+impl<R: Read> Read for Tagged<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), SourceRead(e)))
+    }
+}
+
+/// A failure while copying a file: reading the source names the file, writing the
+/// layer names the layer.
+fn append_error(entry: &Entry, e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<SourceRead>()) {
+        let inner = e.into_inner().and_then(|b| b.downcast::<SourceRead>().ok());
+        return Error::io(
+            entry_path(entry),
+            inner
+                .map(|s| s.0)
+                .unwrap_or_else(|| io::Error::other("read failed")),
+        );
+    }
+    write_error(entry, e)
+}
+
+fn write_error(entry: &Entry, e: io::Error) -> Error {
+    Error::io(format!("layer (at {})", entry_path(entry)), e)
+}

@@ -1,0 +1,493 @@
+//! A root filesystem archive as a source: tar, tar.gz or tar.zst, from a file or a pipe.
+//!
+//! The archive is read once, as a stream, into an index of its entries (metadata and
+//! where the data lies). A plain tar file is then read in place; a compressed or piped
+//! one is spooled, decompressed, to an unnamed temporary file on the way, so the walk
+//! can be sorted and files can be read in any order without decompressing twice.
+//! Memory holds only the index.
+//!
+//! Hostile archives are refused: an entry that climbs out of the root with `..`, a
+//! hardlink to a path outside it or to nothing, or an entry under a symlink. Absolute
+//! names are confined to the root. Nothing is ever extracted, so nothing is written
+//! outside the output.
+
+use super::{Skipped, Source, Visit};
+use crate::entry::{normalize, walk_order_key, Entry, Kind};
+use crate::error::{Error, IoContext, Result};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Where an entry's data lies in the (decompressed) archive.
+#[derive(Debug, Clone, Copy)]
+struct DataAt {
+    offset: u64,
+    /// In the side file (expanded GNU sparse entries) instead of the archive data.
+    side: bool,
+}
+
+struct Indexed {
+    entry: Entry,
+    data: DataAt,
+}
+
+pub struct ArchiveSource {
+    name: PathBuf,
+    /// The plain tar data: the archive itself, or the spool of its decompressed stream.
+    data: File,
+    /// Content of GNU sparse entries, expanded.
+    side: Option<File>,
+    /// Every entry by walk-order key.
+    index: BTreeMap<Vec<u8>, Indexed>,
+    skipped: Vec<Skipped>,
+}
+
+impl ArchiveSource {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).at(path)?;
+        let mut magic = [0u8; 512];
+        let n = read_full(&mut file, &mut magic).at(path)?;
+        file.rewind().at(path)?;
+        let compression = detect(path, &magic[..n])?;
+        if compression == Compression::None {
+            let reader = file.try_clone().at(path)?;
+            Self::index(path, reader, None, file)
+        } else {
+            Self::from_reader(path, Box::new(file), compression)
+        }
+    }
+
+    /// Reads an archive from standard input (`-`).
+    pub fn from_stdin() -> Result<Self> {
+        let path = Path::new("<stdin>");
+        let mut stdin = io::stdin().lock();
+        let mut magic = [0u8; 512];
+        let n = read_full(&mut stdin, &mut magic).at(path)?;
+        let compression = detect(path, &magic[..n])?;
+        let head = io::Cursor::new(magic[..n].to_vec());
+        let rest: Box<dyn Read> = Box::new(head.chain(io::stdin()));
+        Self::from_reader(path, rest, compression)
+    }
+
+    fn from_reader(path: &Path, raw: Box<dyn Read + '_>, compression: Compression) -> Result<Self> {
+        let decoded: Box<dyn Read> = match compression {
+            Compression::Gzip => {
+                Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(raw)))
+            }
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw).at(path)?),
+            Compression::None => raw,
+        };
+        let spool = tempfile::tempfile().at(std::env::temp_dir())?;
+        let writer = spool.try_clone().at(std::env::temp_dir())?;
+        let tee = Tee {
+            inner: decoded,
+            copy: io::BufWriter::with_capacity(1 << 20, writer),
+        };
+        Self::index(path, tee, Some(()), spool)
+    }
+
+    fn index<R: Read>(path: &Path, reader: R, _spooled: Option<()>, data: File) -> Result<Self> {
+        let bad = |reason: String| Error::Archive {
+            archive: path.to_path_buf(),
+            reason,
+        };
+        let mut archive = tar::Archive::new(reader);
+        let mut index = BTreeMap::new();
+        let mut skipped = Vec::new();
+        let mut side: Option<File> = None;
+        let mut side_len = 0u64;
+        let mut acls = Vec::new();
+        let entries = archive
+            .entries()
+            .map_err(|e| bad(format!("not a readable tar archive: {e}")))?;
+        for (number, item) in entries.enumerate() {
+            let mut item = item
+                .map_err(|e| bad(format!("corrupt or truncated at entry {}: {e}", number + 1)))?;
+            let raw_path = item.path_bytes().into_owned();
+            let shown = String::from_utf8_lossy(&raw_path).into_owned();
+            let at = |what: &str| bad(format!("entry `{shown}`: {what}"));
+            let Some(path) = normalize(&raw_path) else {
+                return Err(at("climbs out of the root with `..` (refused)"));
+            };
+            let header = item.header().clone();
+            let kind = match header.entry_type() {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => Kind::File,
+                tar::EntryType::Directory => Kind::Dir,
+                tar::EntryType::Symlink => Kind::Symlink,
+                tar::EntryType::Link => Kind::Hardlink,
+                tar::EntryType::Char => Kind::Char,
+                tar::EntryType::Block => Kind::Block,
+                tar::EntryType::Fifo => Kind::Fifo,
+                tar::EntryType::XGlobalHeader => continue,
+                other => {
+                    skipped.push(Skipped {
+                        path: format!("/{shown}"),
+                        reason: format!("unsupported tar entry type {:?}", other.as_byte() as char),
+                    });
+                    continue;
+                }
+            };
+            if path.is_empty() {
+                continue; // the root directory itself
+            }
+            let mut e = Entry::new(path.clone(), kind);
+            e.mode = header.mode().map_err(|err| at(&err.to_string()))? & 0o7777;
+            e.uid = header.uid().map_err(|err| at(&err.to_string()))? as u32;
+            e.gid = header.gid().map_err(|err| at(&err.to_string()))? as u32;
+            e.mtime = header.mtime().map_err(|err| at(&err.to_string()))? as i64;
+            if matches!(kind, Kind::Char | Kind::Block) {
+                e.major = header.device_major().ok().flatten().unwrap_or(0);
+                e.minor = header.device_minor().ok().flatten().unwrap_or(0);
+            }
+            if let Some(pax) = item.pax_extensions().map_err(|err| at(&err.to_string()))? {
+                for ext in pax {
+                    let ext = ext.map_err(|err| at(&err.to_string()))?;
+                    let key = ext.key_bytes();
+                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                        e.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                    } else if key == b"SCHILY.acl.access" || key == b"SCHILY.acl.default" {
+                        let name: &[u8] = if key.ends_with(b"access") {
+                            b"system.posix_acl_access"
+                        } else {
+                            b"system.posix_acl_default"
+                        };
+                        acls.push((path.clone(), name.to_vec(), ext.value_bytes().to_vec()));
+                    } else if key == b"mtime" {
+                        let (secs, nsec) = parse_pax_time(ext.value_bytes());
+                        e.mtime = secs;
+                        e.mtime_nsec = nsec;
+                    }
+                }
+            }
+            e.xattrs.sort();
+            let mut data = DataAt {
+                offset: item.raw_file_position(),
+                side: false,
+            };
+            match kind {
+                Kind::Symlink | Kind::Hardlink => {
+                    let target = item
+                        .link_name_bytes()
+                        .ok_or_else(|| at("link without a target"))?
+                        .into_owned();
+                    if kind == Kind::Hardlink {
+                        let Some(target) = normalize(&target) else {
+                            return Err(at("hardlink climbs out of the root with `..` (refused)"));
+                        };
+                        match index.get(&walk_order_key(&target)) {
+                            Some(Indexed { entry: t, .. })
+                                if matches!(t.kind, Kind::File | Kind::Hardlink) =>
+                            {
+                                // Point straight at the first name, as the walk will have it.
+                                e.link = if t.kind == Kind::Hardlink {
+                                    t.link.clone()
+                                } else {
+                                    target
+                                };
+                            }
+                            _ => {
+                                return Err(at(
+                                    "hardlink to a file not earlier in the archive (refused)",
+                                ))
+                            }
+                        }
+                    } else {
+                        e.link = target;
+                    }
+                }
+                Kind::File => {
+                    e.size = item.size();
+                    if header.entry_type() == tar::EntryType::GNUSparse {
+                        let file = match &mut side {
+                            Some(f) => f,
+                            None => side.insert(tempfile::tempfile().at(std::env::temp_dir())?),
+                        };
+                        let copied = io::copy(&mut item, file)
+                            .map_err(|err| at(&format!("corrupt sparse data: {err}")))?;
+                        data = DataAt {
+                            offset: side_len,
+                            side: true,
+                        };
+                        side_len += copied;
+                        e.size = copied;
+                    }
+                }
+                _ => {}
+            }
+            index.insert(walk_order_key(&path), Indexed { entry: e, data });
+        }
+        // The spool must hold the whole stream: read what the tar reader left (padding).
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink())
+            .map_err(|e| bad(format!("corrupt or truncated at its end: {e}")))?;
+        drop(rest);
+
+        // An entry under a symlink or a file would be written through it by an unpacker.
+        for (key, item) in &index {
+            if let Some(cut) = key.iter().rposition(|&b| b == 0) {
+                if let Some(parent) = index.get(&key[..cut]) {
+                    if parent.entry.kind != Kind::Dir {
+                        return Err(bad(format!(
+                            "entry `{}` lies under `{}`, which is not a directory (refused)",
+                            String::from_utf8_lossy(&item.entry.path),
+                            String::from_utf8_lossy(&parent.entry.path)
+                        )));
+                    }
+                }
+            }
+        }
+        let mut source = ArchiveSource {
+            name: path.to_path_buf(),
+            data,
+            side,
+            index,
+            skipped,
+        };
+        source.apply_acls(acls);
+        Ok(source)
+    }
+
+    /// GNU tar stores POSIX ACLs as text; the filesystem (and OCI layers) keep them as
+    /// the binary `system.posix_acl_*` xattrs.
+    fn apply_acls(&mut self, acls: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>) {
+        if acls.is_empty() {
+            return;
+        }
+        let users = self.id_table(b"etc/passwd");
+        let groups = self.id_table(b"etc/group");
+        for (path, name, text) in acls {
+            let Some(value) = crate::image::acl::from_text(&text, &users, &groups) else {
+                self.skipped.push(Skipped {
+                    path: format!("/{}", String::from_utf8_lossy(&path)),
+                    reason: "ACL text that cannot be read (ACL dropped)".into(),
+                });
+                continue;
+            };
+            if let Some(item) = self.index.get_mut(&walk_order_key(&path)) {
+                if !item.entry.xattrs.iter().any(|(n, _)| *n == name) {
+                    item.entry.xattrs.push((name, value));
+                    item.entry.xattrs.sort();
+                }
+            }
+        }
+    }
+
+    /// name → id from the archive's own passwd or group file.
+    fn id_table(&self, path: &[u8]) -> Vec<(String, u32)> {
+        let Ok(text) = self.read_to_vec(path, 16 << 20) else {
+            return Vec::new();
+        };
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id = f.nth(1)?.parse().ok()?;
+                Some((name.to_string(), id))
+            })
+            .collect()
+    }
+
+    fn get(&self, path: &[u8]) -> Result<&Indexed> {
+        let path =
+            normalize(path).ok_or_else(|| Error::NotFound(String::from_utf8_lossy(path).into()))?;
+        self.index
+            .get(&walk_order_key(&path))
+            .ok_or_else(|| Error::NotFound(format!("/{}", String::from_utf8_lossy(&path))))
+    }
+}
+
+impl Source for ArchiveSource {
+    fn describe(&self) -> String {
+        format!("archive {}", self.name.display())
+    }
+
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+        for item in self.index.values() {
+            visit(item.entry.clone())?;
+        }
+        Ok(self.skipped.clone())
+    }
+
+    fn metadata(&self, path: &[u8]) -> Result<Entry> {
+        let path =
+            normalize(path).ok_or_else(|| Error::NotFound(String::from_utf8_lossy(path).into()))?;
+        if path.is_empty() {
+            let mut root = Entry::new(Vec::new(), Kind::Dir);
+            root.mode = 0o755;
+            return Ok(root);
+        }
+        Ok(self.get(&path)?.entry.clone())
+    }
+
+    fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let path =
+            normalize(path).ok_or_else(|| Error::NotFound(String::from_utf8_lossy(path).into()))?;
+        let mut prefix = walk_order_key(&path);
+        if !prefix.is_empty() {
+            prefix.push(0);
+        }
+        let mut names = Vec::new();
+        for (key, item) in self.index.range(prefix.clone()..) {
+            let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            if !rest.contains(&0) {
+                names.push(item.entry.path[item.entry.path.len() - rest.len()..].to_vec());
+            }
+        }
+        Ok(names)
+    }
+
+    fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
+        let mut item = self.get(path)?;
+        if item.entry.kind == Kind::Hardlink {
+            item = self.get(&item.entry.link)?;
+        }
+        if item.entry.kind != Kind::File {
+            return Err(Error::NotFound(format!(
+                "{} (not a regular file)",
+                item.entry.display()
+            )));
+        }
+        let file = match (item.data.side, &self.side) {
+            (true, Some(side)) => side,
+            _ => &self.data,
+        };
+        Ok(Box::new(RangeReader {
+            file,
+            pos: item.data.offset,
+            end: item.data.offset + item.entry.size,
+        }))
+    }
+}
+
+/// Reads a byte range of a file with positioned reads, so readers can share the file.
+struct RangeReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive data ends early",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Copies everything read through it to a file: the spool of a compressed archive.
+struct Tee<R, W: Write> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        if n == 0 {
+            self.copy.flush()?;
+        }
+        Ok(n)
+    }
+}
+
+impl<R, W: Write> Drop for Tee<R, W> {
+    fn drop(&mut self) {
+        let _ = self.copy.flush();
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn detect(path: &Path, head: &[u8]) -> Result<Compression> {
+    let unknown = |reason: &str| Error::BadSource {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    };
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Compression::Gzip);
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Ok(Compression::Zstd);
+    }
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) || head.starts_with(b"BZh") {
+        return Err(unknown("xz and bzip2 archives are not supported: decompress it first, or use tar.gz or tar.zst"));
+    }
+    if head.len() == 512 && (&head[257..262] == b"ustar" || tar_checksum_ok(head)) {
+        return Ok(Compression::None);
+    }
+    if head.is_empty() {
+        return Err(unknown(
+            "empty file: not a directory or a root filesystem archive",
+        ));
+    }
+    Err(unknown(
+        "not a directory or a root filesystem archive (tar, tar.gz, tar.zst)",
+    ))
+}
+
+/// An old (v7) tar header has no magic; its checksum tells it apart from other data.
+fn tar_checksum_ok(h: &[u8]) -> bool {
+    let field = String::from_utf8_lossy(&h[148..156]);
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u32
+            }
+        })
+        .sum();
+    sum == want
+}
+
+/// A PAX time: seconds with an optional decimal fraction.
+fn parse_pax_time(v: &[u8]) -> (i64, u32) {
+    let s = String::from_utf8_lossy(v);
+    let (secs, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let secs = secs.parse().unwrap_or(0);
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    (secs, digits.parse().unwrap_or(0))
+}

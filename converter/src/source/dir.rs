@@ -1,0 +1,341 @@
+//! A directory as a source: a mounted disk, an extracted root, or the live `/`.
+
+use super::{Skipped, Source, Visit};
+use crate::entry::{Entry, Extent, Kind};
+use crate::error::{Error, IoContext, Result};
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default)]
+pub struct DirOptions {
+    /// Stay on the root's filesystem (and the included mounts): a mount point of any
+    /// other filesystem is kept as an empty directory.
+    pub one_filesystem: bool,
+    /// Never descend into the kernel's and runtime's virtual trees (/proc, /sys, /dev, /run).
+    pub skip_virtual: bool,
+    /// Mount points (tree paths) whose filesystems are included all the same.
+    pub include_mounts: Vec<Vec<u8>>,
+}
+
+const VIRTUAL: [&[u8]; 4] = [b"proc", b"sys", b"dev", b"run"];
+
+pub struct DirSource {
+    root: PathBuf,
+    options: DirOptions,
+    allowed_devs: HashSet<u64>,
+}
+
+impl DirSource {
+    pub fn new(root: &Path, options: DirOptions) -> Result<Self> {
+        let meta = std::fs::metadata(root).at(root)?;
+        let mut allowed_devs = HashSet::from([meta.dev()]);
+        for mount in &options.include_mounts {
+            let path = root.join(OsStr::from_bytes(mount));
+            let m = std::fs::metadata(&path).map_err(|e| Error::BadSource {
+                path: path.clone(),
+                reason: format!("--include-mount: {e}"),
+            })?;
+            allowed_devs.insert(m.dev());
+        }
+        Ok(DirSource {
+            root: root.to_path_buf(),
+            options,
+            allowed_devs,
+        })
+    }
+
+    fn full(&self, path: &[u8]) -> PathBuf {
+        if path.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(OsStr::from_bytes(path))
+        }
+    }
+
+    fn entry(&self, path: &[u8], meta: &std::fs::Metadata) -> io::Result<Option<Entry>> {
+        let full = self.full(path);
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            Kind::File
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_char_device() {
+            Kind::Char
+        } else if ft.is_block_device() {
+            Kind::Block
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_socket() {
+            Kind::Socket
+        } else {
+            return Ok(None);
+        };
+        let mut e = Entry::new(path.to_vec(), kind);
+        e.mode = meta.mode() & 0o7777;
+        e.uid = meta.uid();
+        e.gid = meta.gid();
+        e.mtime = meta.mtime();
+        e.mtime_nsec = meta.mtime_nsec() as u32;
+        match kind {
+            Kind::File => {
+                e.size = meta.len();
+                if meta.nlink() > 1 {
+                    e.inode = Some((meta.dev(), meta.ino()));
+                }
+                // Fewer blocks than the size needs: there are holes worth keeping as holes.
+                if meta.blocks() * 512 < meta.len() {
+                    e.sparse = Some(data_extents(&full, meta.len())?);
+                }
+            }
+            Kind::Symlink => {
+                e.link = std::fs::read_link(&full)?.into_os_string().into_vec();
+            }
+            Kind::Char | Kind::Block => {
+                let rdev = meta.rdev();
+                e.major = libc::major(rdev);
+                e.minor = libc::minor(rdev);
+            }
+            _ => {}
+        }
+        if kind != Kind::Socket {
+            e.xattrs = read_xattrs(&full)?;
+        }
+        Ok(Some(e))
+    }
+
+    fn descend(
+        &self,
+        dir: &[u8],
+        dev: u64,
+        visit: &mut Visit<'_>,
+        skipped: &mut Vec<Skipped>,
+    ) -> Result<()> {
+        let names = match self.list(dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                skipped.push(skip(dir, "vanished while reading"));
+                return Ok(());
+            }
+            Err(e) => return Err(Error::io(self.full(dir), e)),
+        };
+        for name in names {
+            let path = if dir.is_empty() {
+                name
+            } else {
+                [dir, b"/", &name].concat()
+            };
+            let meta = match std::fs::symlink_metadata(self.full(&path)) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    skipped.push(skip(&path, "vanished while reading"));
+                    continue;
+                }
+                Err(e) => return Err(Error::io(self.full(&path), e)),
+            };
+            let entry = match self.entry(&path, &meta) {
+                Ok(Some(e)) => e,
+                Ok(None) => {
+                    skipped.push(skip(&path, "unsupported file type"));
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    skipped.push(skip(&path, "vanished while reading"));
+                    continue;
+                }
+                Err(e) => return Err(Error::io(self.full(&path), e)),
+            };
+            if entry.kind == Kind::Socket {
+                skipped.push(skip(&path, "socket (recreated by its service)"));
+                continue;
+            }
+            let is_dir = entry.kind == Kind::Dir;
+            let other_fs = self.options.one_filesystem
+                && meta.dev() != dev
+                && !self.allowed_devs.contains(&meta.dev());
+            if other_fs && !is_dir {
+                skipped.push(skip(&path, "on another filesystem"));
+                continue;
+            }
+            visit(entry)?;
+            if !is_dir {
+                continue;
+            }
+            if self.options.skip_virtual && dir.is_empty() && VIRTUAL.contains(&path.as_slice()) {
+                skipped.push(skip(&path, "virtual filesystem (kept empty)"));
+                continue;
+            }
+            if other_fs {
+                skipped.push(skip(
+                    &path,
+                    "mount point of another filesystem (kept empty; --include-mount to keep it)",
+                ));
+                continue;
+            }
+            self.descend(&path, meta.dev(), visit, skipped)?;
+        }
+        Ok(())
+    }
+
+    fn list(&self, dir: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+        let mut names = Vec::new();
+        for item in std::fs::read_dir(self.full(dir))? {
+            names.push(item?.file_name().into_vec());
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn skip(path: &[u8], reason: &str) -> Skipped {
+    Skipped {
+        path: format!("/{}", String::from_utf8_lossy(path)),
+        reason: reason.into(),
+    }
+}
+
+impl Source for DirSource {
+    fn describe(&self) -> String {
+        if self.options.one_filesystem {
+            format!("live root {}", self.root.display())
+        } else {
+            format!("directory {}", self.root.display())
+        }
+    }
+
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+        let mut skipped = Vec::new();
+        let dev = std::fs::metadata(&self.root).at(&self.root)?.dev();
+        self.descend(b"", dev, visit, &mut skipped)?;
+        Ok(skipped)
+    }
+
+    fn metadata(&self, path: &[u8]) -> Result<Entry> {
+        let full = self.full(path);
+        let meta = std::fs::symlink_metadata(&full).at(&full)?;
+        self.entry(path, &meta)
+            .at(&full)?
+            .ok_or_else(|| Error::NotFound(full.display().to_string()))
+    }
+
+    fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.list(path).at(self.full(path))
+    }
+
+    fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
+        let full = self.full(path);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NOATIME)
+            .open(&full)
+            // O_NOATIME is refused on files we do not own when not root; retry without.
+            .or_else(|_| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&full)
+            })
+            .at(&full)?;
+        Ok(Box::new(file))
+    }
+
+    fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
+        let full = self.full(path);
+        let file = File::open(&full).at(&full)?;
+        Ok(Box::new(crate::image::tar::ExtentReader::new(
+            file, extents,
+        )))
+    }
+}
+
+/// The data extents of a file with holes, from SEEK_DATA / SEEK_HOLE.
+fn data_extents(path: &Path, size: u64) -> io::Result<Vec<Extent>> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(path)?;
+    let fd = file.as_raw_fd();
+    let mut extents = Vec::new();
+    let mut pos: i64 = 0;
+    while (pos as u64) < size {
+        // SAFETY: lseek on a descriptor we own.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole up to the end
+            }
+            return Err(err);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let end = (hole as u64).min(size);
+        if end > data as u64 {
+            extents.push(Extent {
+                offset: data as u64,
+                len: end - data as u64,
+            });
+        }
+        pos = hole;
+    }
+    Ok(extents)
+}
+
+fn cpath(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains NUL"))
+}
+
+/// All extended attributes of a path (not following symlinks), sorted by name.
+pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let c = cpath(path)?;
+    let mut names = vec![0u8; 1024];
+    let len = loop {
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ERANGE) => names.resize(names.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            _ => return Err(err),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cname = CString::new(name).map_err(|_| io::Error::other("xattr name"))?;
+        let mut value = vec![0u8; 256];
+        loop {
+            // SAFETY: the buffer is valid for its length.
+            let n = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    cname.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    value.len(),
+                )
+            };
+            if n >= 0 {
+                value.truncate(n as usize);
+                break;
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::ERANGE) => value.resize(value.len() * 16, 0),
+                Some(libc::ENODATA) => break, // removed meanwhile; kept empty
+                _ => return Err(err),
+            }
+        }
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
+}

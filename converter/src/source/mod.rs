@@ -1,0 +1,160 @@
+//! One read-only view of a filesystem, whatever holds it.
+//!
+//! Every backend implements [`Source`]: metadata, read a file, list a directory, read
+//! a link, and a sorted walk of every entry. The inventory and the image builder never
+//! know where the bytes came from.
+
+mod archive;
+mod dir;
+
+pub use archive::ArchiveSource;
+pub use dir::{DirOptions, DirSource};
+
+use crate::entry::{normalize, Entry, Extent, Kind};
+use crate::error::{Error, IoContext, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// Something the walk met but did not give as an entry, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+/// The callback of a walk: takes each entry in walk order.
+pub type Visit<'a> = dyn FnMut(Entry) -> Result<()> + 'a;
+
+pub trait Source: Send + Sync {
+    /// What this source is, for messages: a path and a kind.
+    fn describe(&self) -> String;
+
+    /// Calls `visit` for every entry below the root, in walk order (see
+    /// [`crate::entry::walk_order_key`]), parents before children. Entries the source
+    /// cannot give (sockets, other filesystems, files that vanished) are returned as
+    /// skipped instead.
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>>;
+
+    /// Metadata of one path (not following a final symlink).
+    fn metadata(&self, path: &[u8]) -> Result<Entry>;
+
+    /// The names in a directory, sorted.
+    fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>>;
+
+    /// Opens a regular file's content. For a sparse file the reader gives the whole
+    /// logical content, holes as zeros.
+    fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>>;
+
+    /// Opens only the data extents of a sparse file, one after another, as the image
+    /// builder writes them. The default reads the whole content and drops the holes.
+    fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(ExtentsOf {
+            inner: self.open(path)?,
+            extents: extents.to_vec(),
+            pos: 0,
+            next: 0,
+        }))
+    }
+
+    /// The target of a symlink.
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let entry = self.metadata(path)?;
+        match entry.kind {
+            Kind::Symlink => Ok(entry.link),
+            _ => Err(Error::NotFound(format!(
+                "{} (not a symlink)",
+                entry.display()
+            ))),
+        }
+    }
+
+    /// Reads a small file whole, refusing one larger than `limit` bytes.
+    fn read_to_vec(&self, path: &[u8], limit: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let display = format!("/{}", String::from_utf8_lossy(path));
+        self.open(path)?
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .at(&display)?;
+        if out.len() as u64 > limit {
+            return Err(Error::BadSource {
+                path: display.into(),
+                reason: format!("larger than {limit} bytes"),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Options that apply to whichever source is opened.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// For a live root: other filesystems to include (their mount points).
+    pub include_mounts: Vec<std::path::PathBuf>,
+}
+
+/// Opens SOURCE: a directory (the live root `/` included) or a root filesystem archive
+/// (tar, tar.gz, tar.zst; `-` reads one from standard input). The kind is found from the
+/// content, not the name.
+pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(ArchiveSource::from_stdin()?));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| Error::BadSource {
+        path: path.into(),
+        reason: match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".into(),
+            _ => e.to_string(),
+        },
+    })?;
+    if meta.is_dir() {
+        let live = path.canonicalize().at(path)? == Path::new("/");
+        let opts = DirOptions {
+            one_filesystem: live,
+            skip_virtual: live,
+            include_mounts: options
+                .include_mounts
+                .iter()
+                .map(|m| normalize(m.as_os_str().as_encoded_bytes()).unwrap_or_default())
+                .collect(),
+        };
+        return Ok(Box::new(DirSource::new(path, opts)?));
+    }
+    Ok(Box::new(ArchiveSource::open(path)?))
+}
+
+/// Keeps the bytes of some extents from a reader of the whole content.
+struct ExtentsOf<R> {
+    inner: R,
+    extents: Vec<Extent>,
+    pos: u64,
+    next: usize,
+}
+
+impl<R: Read> Read for ExtentsOf<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(e) = self.extents.get(self.next) else {
+                return Ok(0);
+            };
+            if self.pos < e.offset {
+                let skip = e.offset - self.pos;
+                let skipped =
+                    std::io::copy(&mut (&mut self.inner).take(skip), &mut std::io::sink())?;
+                if skipped < skip {
+                    return Ok(0);
+                }
+                self.pos = e.offset;
+            }
+            let end = e.offset + e.len;
+            if self.pos >= end {
+                self.next += 1;
+                continue;
+            }
+            let want = buf.len().min((end - self.pos) as usize);
+            let n = self.inner.read(&mut buf[..want])?;
+            self.pos += n as u64;
+            return Ok(n);
+        }
+    }
+}

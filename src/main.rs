@@ -1,0 +1,49 @@
+//! The `rehost` command: parses arguments, calls the libraries, prints.
+
+mod convert;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "rehost",
+    version,
+    about = "Move legacy servers and VMs into rich OCI containers",
+    long_about = "Move legacy servers and VMs into rich OCI containers.\n\n\
+        A SOURCE is a live root (/), a directory, or a root filesystem archive \
+        (tar, tar.gz, tar.zst; - reads one from standard input).\n\
+        An IMAGE is an OCI image layout directory or an OCI archive."
+)]
+struct Cli {
+    /// More detail on standard error (-vv for debugging).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on standard error.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Snapshot a server's filesystem into an OCI image.
+    Convert(convert::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Convert(args) => convert::run(args, cli.quiet),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            output::print_error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! What every subcommand prints the same way: errors, logging, progress, sizes.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REHOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// One line for the error, then one for each cause that adds something.
+pub fn print_error(err: &anyhow::Error) {
+    let mut seen = String::new();
+    eprintln!("rehost: error: {err}");
+    seen.push_str(&err.to_string());
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !seen.contains(&text) {
+            eprintln!("  caused by: {text}");
+            seen.push_str(&text);
+        }
+    }
+}
+
+/// A spinner with a message on a terminal; nothing when standard error is not one.
+pub fn spinner(quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("template"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
