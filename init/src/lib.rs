@@ -2,8 +2,22 @@
 //! definitions (systemd units, SysV LSB headers, OpenRC and upstart jobs) that both the
 //! inventory and the init use.
 //!
-//! The library half is [`units`]: it reads service definitions through the small
-//! [`units::FileSystem`] trait (so the converter can feed it from any `Source`, and the init
-//! from the live root) and returns plain structs. It depends on nothing but `std`.
+//! - [`units`]: the parsers. They read service definitions through the small
+//!   [`units::FileSystem`] trait (so the converter can feed them from any `Source`, and the
+//!   init from the live root) and return plain structs. They depend on nothing but `std`.
+//! - [`discover`]: which services an image's own init would start.
+//! - [`config`]: `/etc/rehost/init.toml`, written by `rehost convert`, read by the init.
+//! - [`service`], [`order`], [`users`], [`supervisor`]: the init itself.
 
+pub mod config;
+pub mod discover;
+pub mod order;
+pub mod service;
+pub mod supervisor;
 pub mod units;
+pub mod users;
+
+/// Logs one line from rehost-init to stderr, prefixed with `rehost-init:`.
+pub fn log(msg: &str) {
+    supervisor::log_line(msg);
+}

@@ -1,4 +1,282 @@
+//! rehost-init: the pid 1 of rehost images. See the library documentation and
+//! `rehost-init --help`.
+
+use rehost_init::config::{InitConfig, Mode, CONFIG_PATH, POSTSTOP_DIR, PRESTART_DIR, STATUS_PATH};
+use rehost_init::supervisor::{hooks, signals, status::Status, Options, Supervisor};
+use rehost_init::units::HostRoot;
+use rehost_init::{discover, log, service};
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+const HELP: &str = "rehost-init: the init (pid 1) of rehost rich containers
+
+USAGE:
+    rehost-init                   run as the container's init, as /etc/rehost/init.toml says
+    rehost-init status [--json]   print every service's state; exit 1 when a critical service
+                                  is down, 3 when no init is running (an exec probe / HEALTHCHECK)
+    rehost-init hooks PHASE [--exit-status N]
+                                  run the prestart or poststop hooks now (used by the systemd
+                                  and sbin-init modes, whose pid 1 is not rehost-init)
+    rehost-init --version
+
+FILES:
+    /etc/rehost/init.toml               mode, main command, services (REHOST_INIT_CONFIG overrides)
+    /etc/rehost/hooks/prestart.d/*      run in name order before anything starts
+    /etc/rehost/hooks/poststop.d/*      run in name order after everything stopped
+    /run/rehost/status.json             the live state read by `rehost-init status`
+
+Hooks get REHOST_PHASE, REHOST_MODE, REHOST_CONTAINER and, after stop, REHOST_EXIT_STATUS.
+Exit codes of the init: the main command's, 1 when a critical service failed for good,
+2 when the configuration or a prestart hook failed, 0 otherwise.
+";
+
 fn main() {
-    eprintln!("rehost-init: not built yet");
-    std::process::exit(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        None | Some("run") => run(),
+        Some("status") => status(args.iter().any(|a| a == "--json")),
+        Some("hooks") => hooks_cmd(&args[1..]),
+        Some("--version" | "-V") => {
+            println!("rehost-init {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("--help" | "-h" | "help") => {
+            print!("{HELP}");
+            0
+        }
+        Some(other) => {
+            eprintln!("rehost-init: unknown command {other:?}; see rehost-init --help");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn config_path() -> PathBuf {
+    std::env::var_os("REHOST_INIT_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CONFIG_PATH))
+}
+
+fn container_name() -> String {
+    std::env::var("REHOST_CONTAINER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default()
+        })
+}
+
+fn hook_env(phase: &str, mode: Mode, exit_status: Option<i32>) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env.insert("REHOST_PHASE".into(), phase.into());
+    env.insert("REHOST_MODE".into(), mode.as_str().into());
+    env.insert("REHOST_CONTAINER".into(), container_name());
+    if let Some(c) = exit_status {
+        env.insert("REHOST_EXIT_STATUS".into(), c.to_string());
+    }
+    env
+}
+
+fn run() -> i32 {
+    let path = config_path();
+    let cfg = match InitConfig::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            log(&e.to_string());
+            return 2;
+        }
+    };
+    // SAFETY: getpid/prctl have no memory-safety requirements.
+    if unsafe { libc::getpid() } != 1 {
+        // Not pid 1 (a test, or under another init): orphans still come to us.
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
+    }
+    match cfg.mode {
+        Mode::Systemd | Mode::SbinInit => return exec_image_init(&cfg),
+        Mode::Rehost | Mode::DumbInit => {}
+    }
+    let sigfd = match signals::block_all() {
+        Ok(fd) => fd,
+        Err(e) => {
+            log(&format!("cannot set up signal handling: {e}"));
+            return 2;
+        }
+    };
+    let pre = hooks::run(PRESTART_DIR, &hook_env("prestart", cfg.mode, None), true);
+    let mut code = if pre.iter().any(|r| r.code != Some(0)) {
+        log("a prestart hook failed: not starting anything");
+        2
+    } else {
+        supervise(&cfg, sigfd)
+    };
+    let post = hooks::run(
+        POSTSTOP_DIR,
+        &hook_env("poststop", cfg.mode, Some(code)),
+        false,
+    );
+    if code == 0 && post.iter().any(|r| r.code != Some(0)) {
+        log("a poststop hook failed");
+    }
+    // Reap whatever the hooks left behind.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    if code > 255 {
+        code = 255;
+    }
+    log(&format!("exiting with code {code}"));
+    code
+}
+
+fn supervise(cfg: &InitConfig, sigfd: i32) -> i32 {
+    let opts = Options::from_config(cfg);
+    let mut defs = Vec::new();
+    let mut broken_critical = false;
+    if cfg.mode == Mode::Rehost {
+        let root = HostRoot::new("/");
+        let entries = if cfg.services.is_empty() {
+            discover::enabled(&root)
+        } else {
+            cfg.services.clone()
+        };
+        for e in &entries {
+            match service::load(&root, e) {
+                Ok(d) => defs.push(d),
+                Err(err) => {
+                    log(&format!("{} ({}): {err}", e.name, e.kind.as_str()));
+                    broken_critical |= e.critical;
+                }
+            }
+        }
+        log(&format!(
+            "supervising {} service(s): {}",
+            defs.len(),
+            defs.iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if broken_critical {
+        log("a critical service cannot be loaded: not starting");
+        return 1;
+    }
+    Supervisor::new(defs, opts, sigfd).run()
+}
+
+/// The systemd and sbin-init modes: the prestart hooks run here, then the image's own init
+/// replaces us as pid 1 (the poststop hooks are run by that init at shutdown, through the
+/// unit or rc script `rehost convert` installs).
+fn exec_image_init(cfg: &InitConfig) -> i32 {
+    let pre = hooks::run(PRESTART_DIR, &hook_env("prestart", cfg.mode, None), true);
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    if pre.iter().any(|r| r.code != Some(0)) {
+        log("a prestart hook failed: not starting the init");
+        let _ = hooks::run(
+            POSTSTOP_DIR,
+            &hook_env("poststop", cfg.mode, Some(2)),
+            false,
+        );
+        return 2;
+    }
+    let candidates: &[&str] = match cfg.mode {
+        Mode::Systemd => &[
+            "/lib/systemd/systemd",
+            "/usr/lib/systemd/systemd",
+            "/sbin/init",
+        ],
+        _ => &["/sbin/init", "/sbin/openrc-init"],
+    };
+    let Some(init) = candidates.iter().find(|p| std::path::Path::new(p).exists()) else {
+        log(&format!(
+            "mode {}: none of {} exists in this image",
+            cfg.mode,
+            candidates.join(", ")
+        ));
+        return 2;
+    };
+    let mut cmd = std::process::Command::new(init);
+    cmd.args(&cfg.cmd);
+    if cfg.mode == Mode::Systemd {
+        cmd.env(
+            "container",
+            std::env::var("container").unwrap_or_else(|_| "rehost".into()),
+        );
+    }
+    let err = cmd.exec();
+    log(&format!("cannot exec {init}: {err}"));
+    2
+}
+
+fn status(json: bool) -> i32 {
+    let st = match Status::read(STATUS_PATH) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rehost-init: {e}");
+            return 3;
+        }
+    };
+    if !signals::alive(st.pid) {
+        eprintln!(
+            "rehost-init: {STATUS_PATH} is stale: the init (pid {}) is not running",
+            st.pid
+        );
+        return 3;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&st).expect("status serializes")
+        );
+    } else {
+        print!("{}", st.render());
+    }
+    let down = st.critical_down();
+    if down.is_empty() {
+        0
+    } else {
+        if !json {
+            eprintln!(
+                "rehost-init: critical service(s) down: {}",
+                down.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        1
+    }
+}
+
+fn hooks_cmd(args: &[String]) -> i32 {
+    let (dir, phase) = match args.first().map(String::as_str) {
+        Some("prestart") => (PRESTART_DIR, "prestart"),
+        Some("poststop") => (POSTSTOP_DIR, "poststop"),
+        _ => {
+            eprintln!("rehost-init: usage: rehost-init hooks prestart|poststop [--exit-status N]");
+            return 2;
+        }
+    };
+    let exit_status = args
+        .windows(2)
+        .find(|w| w[0] == "--exit-status")
+        .and_then(|w| w[1].parse().ok());
+    let mode = InitConfig::load(&config_path())
+        .map(|c| c.mode)
+        .unwrap_or_default();
+    let results = hooks::run(
+        dir,
+        &hook_env(phase, mode, exit_status),
+        phase == "prestart",
+    );
+    results
+        .iter()
+        .find_map(|r| r.code.filter(|c| *c != 0))
+        .unwrap_or(0)
 }

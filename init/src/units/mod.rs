@@ -189,3 +189,34 @@ impl std::error::Error for ParseError {}
 pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Helpers for the tests of this crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::fs;
+
+    /// A fresh directory under the target dir's temp, removed when dropped.
+    pub(crate) struct TempDir(std::path::PathBuf);
+    impl TempDir {
+        pub(crate) fn as_path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    pub(crate) fn tempdir() -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "rehost-init-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}

@@ -1,0 +1,195 @@
+//! Users and groups from the image's own `/etc/passwd` and `/etc/group` (never NSS: a
+//! static pid 1 cannot load NSS modules, and the container's files are what count).
+
+use std::fs;
+
+/// A user resolved for running a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub user: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids (the groups listing the user, plus extra ones asked for).
+    pub groups: Vec<u32>,
+    /// Home directory.
+    pub home: String,
+    /// Login shell.
+    pub shell: String,
+}
+
+/// One line of /etc/passwd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    /// Name.
+    pub name: String,
+    /// uid.
+    pub uid: u32,
+    /// gid.
+    pub gid: u32,
+    /// Home.
+    pub home: String,
+    /// Shell.
+    pub shell: String,
+}
+
+/// One line of /etc/group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// Name.
+    pub name: String,
+    /// gid.
+    pub gid: u32,
+    /// Member user names.
+    pub members: Vec<String>,
+}
+
+/// Parses /etc/passwd text, skipping malformed lines.
+pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(PasswdEntry {
+                name: f[0].into(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].into(),
+                shell: f[6].into(),
+            })
+        })
+        .collect()
+}
+
+/// Parses /etc/group text, skipping malformed lines.
+pub fn parse_group(text: &str) -> Vec<GroupEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 4 {
+                return None;
+            }
+            let members = f[3]
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect();
+            Some(GroupEntry {
+                name: f[0].into(),
+                gid: f[2].parse().ok()?,
+                members,
+            })
+        })
+        .collect()
+}
+
+/// The user and group databases of a root.
+#[derive(Debug, Clone, Default)]
+pub struct Database {
+    /// /etc/passwd entries.
+    pub passwd: Vec<PasswdEntry>,
+    /// /etc/group entries.
+    pub group: Vec<GroupEntry>,
+}
+
+impl Database {
+    /// Reads `/etc/passwd` and `/etc/group` of the running system.
+    pub fn load() -> Database {
+        Database {
+            passwd: parse_passwd(&fs::read_to_string("/etc/passwd").unwrap_or_default()),
+            group: parse_group(&fs::read_to_string("/etc/group").unwrap_or_default()),
+        }
+    }
+
+    /// Resolves `User=`, `Group=` and `SupplementaryGroups=` (names or numbers). Without a
+    /// user, root. An error names what could not be found.
+    pub fn credentials(
+        &self,
+        user: Option<&str>,
+        group: Option<&str>,
+        extra: &[String],
+    ) -> Result<Credentials, String> {
+        let user = user.unwrap_or("root");
+        let pw = match self.passwd.iter().find(|p| p.name == user) {
+            Some(p) => p.clone(),
+            None => match user.parse::<u32>() {
+                Ok(uid) => self
+                    .passwd
+                    .iter()
+                    .find(|p| p.uid == uid)
+                    .cloned()
+                    .unwrap_or(PasswdEntry {
+                        name: user.into(),
+                        uid,
+                        gid: uid,
+                        home: "/".into(),
+                        shell: "/bin/sh".into(),
+                    }),
+                Err(_) => return Err(format!("user {user:?} is not in /etc/passwd")),
+            },
+        };
+        let gid = match group {
+            None => pw.gid,
+            Some(g) => self.gid(g)?,
+        };
+        let mut groups: Vec<u32> = self
+            .group
+            .iter()
+            .filter(|g| g.members.contains(&pw.name))
+            .map(|g| g.gid)
+            .collect();
+        for g in extra {
+            groups.push(self.gid(g)?);
+        }
+        if !groups.contains(&gid) {
+            groups.insert(0, gid);
+        }
+        groups.dedup();
+        Ok(Credentials {
+            user: pw.name,
+            uid: pw.uid,
+            gid,
+            groups,
+            home: pw.home,
+            shell: pw.shell,
+        })
+    }
+
+    fn gid(&self, g: &str) -> Result<u32, String> {
+        match self.group.iter().find(|e| e.name == g) {
+            Some(e) => Ok(e.gid),
+            None => g
+                .parse()
+                .map_err(|_| format!("group {g:?} is not in /etc/group")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_users_and_groups() {
+        let db = Database {
+            passwd: parse_passwd("root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nbroken\n"),
+            group: parse_group("root:x:0:\nwww-data:x:33:\nadm:x:4:www-data,syslog\n"),
+        };
+        let c = db
+            .credentials(Some("www-data"), None, &["adm".into()])
+            .unwrap();
+        assert_eq!((c.uid, c.gid, c.home.as_str()), (33, 33, "/var/www"));
+        assert_eq!(c.groups, [33, 4]);
+        assert_eq!(db.credentials(None, None, &[]).unwrap().uid, 0);
+        assert_eq!(db.credentials(Some("1234"), Some("4"), &[]).unwrap().gid, 4);
+        assert!(db
+            .credentials(Some("nobody-here"), None, &[])
+            .unwrap_err()
+            .contains("nobody-here"));
+        assert!(db.credentials(Some("root"), Some("nogroup"), &[]).is_err());
+    }
+}
