@@ -3,6 +3,7 @@
 use crate::output;
 use anyhow::{Context, Result};
 use converter::convert::{self, ConvertOptions};
+use converter::image::rich::{HookPhase, RichOptions};
 use converter::image::{Compression, OutputFormat};
 use converter::profile::Profile;
 use std::path::PathBuf;
@@ -54,6 +55,127 @@ pub struct Args {
     /// Print the summary as JSON on standard output.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    init: InitArgs,
+}
+
+/// The rich-container settings: which init runs the image and what it starts.
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// The init at pid 1: rehost (rehost-init supervises the services), systemd (the
+    /// image's systemd), sbin-init (the image's /sbin/init), dumb-init (rehost-init reaps
+    /// and runs --cmd), or none (a plain filesystem image without the rehost layer).
+    #[arg(long = "init", default_value = "rehost", value_name = "MODE")]
+    mode: String,
+    /// The main command, as one shell-quoted string (required for dumb-init; with rehost,
+    /// it runs beside the services and the container ends when it exits).
+    #[arg(long, value_name = "COMMAND")]
+    cmd: Option<String>,
+    /// Keep exactly these services (repeatable): a systemd unit (ssh.service, foo.timer), or
+    /// KIND:NAME with KIND sysv, openrc or upstart. Default: what the image enables, minus
+    /// machine-only services (gettys, disk and clock services).
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+    /// Drop this service from the default set (repeatable).
+    #[arg(long = "drop", value_name = "NAME")]
+    drop: Vec<String>,
+    /// Mark a kept service critical (repeatable): the container is unhealthy without it and
+    /// stops when it exhausts its restart budget.
+    #[arg(long = "critical", value_name = "NAME")]
+    critical: Vec<String>,
+    /// Add a hook script: prestart=FILE or poststop=FILE (repeatable).
+    #[arg(long = "hook", value_name = "PHASE=FILE")]
+    hooks: Vec<String>,
+    /// Declare a port the image listens on (80, 53/udp; repeatable).
+    #[arg(long = "expose", value_name = "PORT")]
+    expose: Vec<String>,
+    /// Declare a volume (a path whose data lives outside the container; repeatable).
+    #[arg(long = "volume", value_name = "PATH")]
+    volumes: Vec<String>,
+    /// The static rehost-init binary to ship (default: `rehost-init` next to this program).
+    #[arg(long, env = "REHOST_INIT", value_name = "FILE")]
+    init_binary: Option<PathBuf>,
+}
+
+fn rich_options(a: &InitArgs) -> Result<Option<RichOptions>> {
+    use rehost_init::config::{Mode, ServiceEntry, ServiceKind};
+    if a.mode == "none" {
+        return Ok(None);
+    }
+    let mode = Mode::parse(&a.mode).with_context(|| {
+        format!(
+            "--init {}: unknown mode (rehost, systemd, sbin-init, dumb-init, none)",
+            a.mode
+        )
+    })?;
+    let cmd = match &a.cmd {
+        Some(c) => rehost_init::units::shell::split(c, &Default::default())
+            .with_context(|| format!("--cmd {c:?}: unterminated quote"))?,
+        None => Vec::new(),
+    };
+    if mode == Mode::DumbInit && cmd.is_empty() {
+        anyhow::bail!("--init dumb-init needs --cmd (the one program the container runs)");
+    }
+    let services = a
+        .services
+        .iter()
+        .map(|s| {
+            let (kind, name) = match s.split_once(':') {
+                Some(("sysv", n)) => (ServiceKind::Sysv, n),
+                Some(("openrc", n)) => (ServiceKind::Openrc, n),
+                Some(("upstart", n)) => (ServiceKind::Upstart, n),
+                Some(("systemd", n)) => (ServiceKind::Systemd, n),
+                Some((k, _)) => anyhow::bail!(
+                    "--service {s}: unknown kind {k} (systemd, sysv, openrc, upstart)"
+                ),
+                None => (ServiceKind::Systemd, s.as_str()),
+            };
+            Ok(ServiceEntry {
+                name: name.to_string(),
+                kind,
+                critical: false,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let hooks = a
+        .hooks
+        .iter()
+        .map(|h| match h.split_once('=') {
+            Some(("prestart", f)) => Ok((HookPhase::Prestart, PathBuf::from(f))),
+            Some(("poststop", f)) => Ok((HookPhase::Poststop, PathBuf::from(f))),
+            _ => anyhow::bail!("--hook {h}: expected prestart=FILE or poststop=FILE"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let init_binary = match &a.init_binary {
+        Some(p) => p.clone(),
+        None => find_init_binary()?,
+    };
+    if !init_binary.is_file() {
+        anyhow::bail!(
+            "the rehost-init binary is not at {} (build it with scripts/build-init, pass --init-binary FILE or set REHOST_INIT, or use --init none)",
+            init_binary.display()
+        );
+    }
+    if !is_static_elf(&init_binary)? {
+        anyhow::bail!(
+            "{} is dynamically linked and would not run in every image; build the static one with scripts/build-init",
+            init_binary.display()
+        );
+    }
+    Ok(Some(RichOptions {
+        mode,
+        cmd,
+        services,
+        drop: a.drop.clone(),
+        critical: a.critical.clone(),
+        hooks,
+        init_binary,
+        ports: a.expose.clone(),
+        volumes: a.volumes.clone(),
+        source_host: String::new(),
+        capture_time: None,
+        plan_digest: None,
+    }))
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
@@ -93,6 +215,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             .as_deref()
             .map(convert::parse_epoch)
             .transpose()?,
+        rich: rich_options(&args.init)?,
     };
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
@@ -136,6 +259,26 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             output::bytes(s.tar_bytes)
         );
     }
+    if let Some(r) = &summary.rich {
+        println!("init      {} ({})", r.mode, r.init);
+        println!(
+            "services  {}",
+            if r.kept.is_empty() {
+                "-".to_string()
+            } else {
+                r.kept.join(", ")
+            }
+        );
+        if !r.critical.is_empty() {
+            println!("critical  {}", r.critical.join(", "));
+        }
+        if !r.dropped.is_empty() {
+            println!("dropped   {}", r.dropped.join(", "));
+        }
+        for s in &r.scrubbed {
+            println!("scrubbed  {s}");
+        }
+    }
     println!("manifest  {}", summary.manifest_digest);
     for (reason, e) in &s.excluded {
         println!(
@@ -152,4 +295,53 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     }
     println!("time      {:.1} s", summary.seconds);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rehost-init to ship when none is named: a static one next to this program, or the
+/// one scripts/build-init leaves in `target/static/` of a source tree.
+fn find_init_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the rehost executable")?;
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    let candidates = [dir.join("rehost-init"), dir.join("../static/rehost-init")];
+    for c in &candidates {
+        if c.is_file() && is_static_elf(c).unwrap_or(false) {
+            return Ok(c.clone());
+        }
+    }
+    anyhow::bail!(
+        "no static rehost-init found (looked at {}); build it with scripts/build-init, pass --init-binary FILE or set REHOST_INIT, or use --init none",
+        candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Whether an ELF file has no program interpreter (is statically linked).
+fn is_static_elf(path: &std::path::Path) -> Result<bool> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let bad = || {
+        anyhow::anyhow!(
+            "{}: not a 64-bit little-endian ELF executable",
+            path.display()
+        )
+    };
+    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+        return Err(bad());
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(head[32..40].try_into().expect("8 bytes")) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    for i in 0..phnum {
+        let o = phoff + i * phentsize;
+        if o + 4 > head.len() {
+            return Err(bad());
+        }
+        // PT_INTERP: the file asks for a dynamic loader.
+        if u32::from_le_bytes(head[o..o + 4].try_into().expect("4 bytes")) == 3 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

@@ -26,6 +26,8 @@ pub struct ConvertOptions {
     pub compression: Compression,
     pub threads: usize,
     pub source_date_epoch: Option<i64>,
+    /// The rehost layer (init, hooks, scrubbing); `None` builds a plain filesystem image.
+    pub rich: Option<crate::image::rich::RichOptions>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -47,7 +49,21 @@ pub struct Summary {
     pub config_digest: String,
     pub layers: Vec<LayerSummary>,
     pub stats: LayerStats,
+    /// What the rehost layer holds, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rich: Option<RichSummary>,
     pub seconds: f64,
+}
+
+/// The rehost layer, for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RichSummary {
+    pub mode: String,
+    pub init: String,
+    pub kept: Vec<String>,
+    pub critical: Vec<String>,
+    pub dropped: Vec<String>,
+    pub scrubbed: Vec<String>,
 }
 
 /// Splits `NAME:TAG` into its parts; a reference with no tag gets `latest`.
@@ -81,6 +97,19 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
 
     let architecture = crate::inventory::arch::detect(source.as_ref())
         .unwrap_or_else(|| host_architecture().into());
+    let rich = match &options.rich {
+        Some(r) => {
+            let mut r = r.clone();
+            r.capture_time = Some(
+                r.capture_time
+                    .or(options.source_date_epoch)
+                    .unwrap_or_else(|| source_mtime(&options.source)),
+            );
+            let planned = crate::image::rich::plan(source.as_ref(), &r)?;
+            Some((r, planned))
+        }
+        None => None,
+    };
     let layer = build_layer(
         source.as_ref(),
         &excludes,
@@ -93,6 +122,18 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         progress,
     )?;
 
+    let rich_layer = match &rich {
+        Some((r, planned)) => Some(crate::image::rich::write(
+            planned,
+            source.as_ref(),
+            &out,
+            options.compression,
+            options.threads,
+            r.capture_time.unwrap_or(0),
+            options.source_date_epoch,
+        )?),
+        None => None,
+    };
     let created = options.source_date_epoch.map(oci::rfc3339);
     let (name, tag) = split_tag(&options.tag);
     let mut labels = BTreeMap::new();
@@ -103,23 +144,51 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         "io.rehost.version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
+    let mut run = oci::RunConfig::default();
+    let mut diff_ids = vec![layer.diff_id.clone()];
+    let mut history = vec![History {
+        created: created.clone(),
+        created_by: Some(format!("rehost convert ({})", source.describe())),
+        comment: Some("the server's filesystem".into()),
+    }];
+    let mut manifest_annotations = BTreeMap::new();
+    if let (Some((_, planned)), Some(built)) = (&rich, &rich_layer) {
+        run.entrypoint = Some(planned.entrypoint.clone());
+        run.stop_signal = Some(planned.stop_signal.clone());
+        run.env =
+            vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+        run.env.extend(planned.env.iter().cloned());
+        for p in &planned.ports {
+            let p = if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            };
+            run.exposed_ports.insert(p, oci::Empty {});
+        }
+        for v in &planned.volumes {
+            run.volumes.insert(v.clone(), oci::Empty {});
+        }
+        labels.extend(planned.labels.clone());
+        manifest_annotations = planned.annotations.clone();
+        diff_ids.push(built.diff_id.clone());
+        history.push(History {
+            created: created.clone(),
+            created_by: Some(format!("rehost convert --init {}", planned.config.mode)),
+            comment: Some("the rehost layer: init, hooks, masks, identity scrubbing".into()),
+        });
+    }
+    run.labels = labels;
     let config = ImageConfig {
         created: created.clone(),
         architecture: architecture.clone(),
         os: "linux".into(),
-        config: oci::RunConfig {
-            labels,
-            ..Default::default()
-        },
+        config: run,
         rootfs: RootFs {
             kind: "layers".into(),
-            diff_ids: vec![layer.diff_id.clone()],
+            diff_ids,
         },
-        history: vec![History {
-            created,
-            created_by: Some(format!("rehost convert ({})", source.describe())),
-            comment: Some("the server's filesystem".into()),
-        }],
+        history,
     };
     let config_json = serde_json::to_vec(&config).expect("config serializes");
     let config_desc = out.add_bytes(oci::MEDIA_CONFIG, &config_json)?;
@@ -127,14 +196,17 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         schema_version: 2,
         media_type: Some(oci::MEDIA_MANIFEST.into()),
         config: config_desc.clone(),
-        layers: vec![Descriptor {
-            media_type: layer.media_type.clone(),
-            digest: layer.digest.clone(),
-            size: layer.size,
-            annotations: BTreeMap::new(),
-            platform: None,
-        }],
-        annotations: BTreeMap::new(),
+        layers: std::iter::once(&layer)
+            .chain(rich_layer.as_ref())
+            .map(|l| Descriptor {
+                media_type: l.media_type.clone(),
+                digest: l.digest.clone(),
+                size: l.size,
+                annotations: BTreeMap::new(),
+                platform: None,
+            })
+            .collect(),
+        annotations: manifest_annotations,
     };
     let manifest_json = serde_json::to_vec(&manifest).expect("manifest serializes");
     let mut manifest_desc = out.add_bytes(oci::MEDIA_MANIFEST, &manifest_json)?;
@@ -152,12 +224,28 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         architecture,
         manifest_digest: manifest_desc.digest,
         config_digest: config_desc.digest,
-        layers: vec![LayerSummary {
-            digest: layer.digest,
-            diff_id: layer.diff_id,
-            size: layer.size,
-            media_type: layer.media_type,
-        }],
+        layers: std::iter::once(&layer)
+            .chain(rich_layer.as_ref())
+            .map(|l| LayerSummary {
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            })
+            .collect(),
+        rich: rich.map(|(_, p)| RichSummary {
+            mode: p.config.mode.as_str().into(),
+            init: p.init_path.clone(),
+            kept: p.kept.iter().map(|e| e.name.clone()).collect(),
+            critical: p
+                .kept
+                .iter()
+                .filter(|e| e.critical)
+                .map(|e| e.name.clone())
+                .collect(),
+            dropped: p.dropped.clone(),
+            scrubbed: p.scrubbed.clone(),
+        }),
         stats: layer.stats,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -183,6 +271,13 @@ fn own_output(source: &Path, output: &Path, work_dir: &Path) -> Option<ExcludeRu
         reason: "rehost's own output".into(),
         paths,
     })
+}
+
+/// The capture time when none is given: the source's own modification time (a file's,
+/// or a directory's), so the same source gives the same image.
+fn source_mtime(source: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(source).map(|m| m.mtime()).unwrap_or(0)
 }
 
 pub fn host_architecture() -> &'static str {

@@ -126,9 +126,18 @@ pub fn is_machine_only(name: &str) -> bool {
 /// The services the image's own init would start, without the machine-only ones,
 /// sorted by kind and name.
 pub fn enabled(fs: &dyn FileSystem) -> Vec<ServiceEntry> {
+    enabled_all(fs)
+        .into_iter()
+        .filter(|e| !is_machine_only(&e.name))
+        .collect()
+}
+
+/// Every service the image's own init would start, machine-only ones included, sorted by
+/// kind and name.
+pub fn enabled_all(fs: &dyn FileSystem) -> Vec<ServiceEntry> {
     let mut out: Vec<ServiceEntry> = Vec::new();
     let mut add = |name: String, kind: ServiceKind| {
-        if !is_machine_only(&name) && !out.iter().any(|e| e.name == name) {
+        if !out.iter().any(|e| e.name == name) {
             out.push(ServiceEntry {
                 name,
                 kind,

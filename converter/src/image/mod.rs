@@ -7,6 +7,7 @@ pub mod digest;
 pub mod layer;
 pub mod layout;
 pub mod oci;
+pub mod rich;
 pub mod tar;
 
 pub use compress::Compression;

@@ -1,0 +1,706 @@
+//! The rehost layer: one last, small layer holding everything rehost changes in an image
+//! (the rehost-init binary, `/etc/rehost/` with the init configuration and hooks, masks and
+//! whiteouts for dropped services, identity scrubbing), and the image settings that go with
+//! the init mode (Entrypoint, StopSignal, Env, labels, annotations).
+//!
+//! Identity scrubbing: the server's SSH host keys are whited out (a default prestart hook
+//! generates new ones on first boot), `/etc/machine-id` is emptied (a default prestart hook
+//! fills it), and fstab, network interface configuration and udev persistent-net rules are
+//! neutralised; the originals are kept under `/etc/rehost/original/` for reference.
+
+pub mod fs;
+pub mod hooks;
+
+use crate::entry::{Entry, Kind};
+use crate::error::{Error, IoContext, Result};
+use crate::image::compress::{self, Compression};
+use crate::image::digest::HashingWriter;
+use crate::image::layer::{BuiltLayer, LayerStats};
+use crate::image::layout::{BlobWriter, LayoutWriter};
+use crate::image::tar::TarWriter;
+use crate::source::Source;
+use fs::SourceFs;
+use rehost_init::config::{InitConfig, Mode, ServiceEntry, ServiceKind};
+use rehost_init::discover::{self, InitSystem};
+use rehost_init::units::{systemd, sysv, FileSystem};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// The hook phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPhase {
+    /// Before anything starts.
+    Prestart,
+    /// After everything stopped.
+    Poststop,
+}
+
+/// What `rehost convert` was asked for.
+#[derive(Debug, Clone)]
+pub struct RichOptions {
+    /// The init mode.
+    pub mode: Mode,
+    /// The main command (dumb-init: required; rehost: optional).
+    pub cmd: Vec<String>,
+    /// The services to keep; empty: what the image enables, without machine-only ones.
+    pub services: Vec<ServiceEntry>,
+    /// Services to drop from the default set.
+    pub drop: Vec<String>,
+    /// Services marked critical.
+    pub critical: Vec<String>,
+    /// The user's own hooks.
+    pub hooks: Vec<(HookPhase, PathBuf)>,
+    /// The rehost-init binary to ship.
+    pub init_binary: PathBuf,
+    /// Ports to declare (`80`, `53/udp`).
+    pub ports: Vec<String>,
+    /// Volumes to declare.
+    pub volumes: Vec<String>,
+    /// Where the source came from, for the labels; empty: the source's /etc/hostname.
+    pub source_host: String,
+    /// The capture time (seconds since the epoch) for labels and file times; `None`: the
+    /// source's own modification time.
+    pub capture_time: Option<i64>,
+    /// The digest of the plan the conversion followed, if any.
+    pub plan_digest: Option<String>,
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone)]
+enum Content {
+    Bytes(Vec<u8>),
+    HostFile(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+enum Item {
+    Dir(u32),
+    File(u32, Content),
+    Symlink(String),
+    Whiteout,
+}
+
+/// The planned layer and image settings.
+#[derive(Debug, Clone)]
+pub struct RichLayer {
+    items: BTreeMap<String, Item>,
+    /// The init configuration written to /etc/rehost/init.toml.
+    pub config: InitConfig,
+    /// Services kept.
+    pub kept: Vec<ServiceEntry>,
+    /// Services dropped (masked / removed from runlevels).
+    pub dropped: Vec<String>,
+    /// Identity files scrubbed, for the report.
+    pub scrubbed: Vec<String>,
+    /// Where the init binary goes.
+    pub init_path: String,
+    /// Image settings.
+    pub entrypoint: Vec<String>,
+    /// StopSignal.
+    pub stop_signal: String,
+    /// Env entries to add.
+    pub env: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Manifest annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Ports.
+    pub ports: Vec<String>,
+    /// Volumes.
+    pub volumes: Vec<String>,
+}
+
+fn is_dir(source: &dyn Source, path: &str) -> bool {
+    source
+        .metadata(path.trim_start_matches('/').as_bytes())
+        .is_ok_and(|m| m.kind == Kind::Dir)
+}
+
+fn exists(source: &dyn Source, path: &str) -> bool {
+    source
+        .metadata(path.trim_start_matches('/').as_bytes())
+        .is_ok()
+}
+
+fn small_file(source: &dyn Source, path: &str) -> Option<Vec<u8>> {
+    let m = source
+        .metadata(path.trim_start_matches('/').as_bytes())
+        .ok()?;
+    if m.kind != Kind::File {
+        return None;
+    }
+    source
+        .read_to_vec(path.trim_start_matches('/').as_bytes(), 1 << 20)
+        .ok()
+}
+
+/// Plans the rehost layer for `source`.
+pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
+    let fs = SourceFs(source);
+    let init_system = discover::init_system(&fs);
+    let mut items: BTreeMap<String, Item> = BTreeMap::new();
+    let mut scrubbed = Vec::new();
+
+    // The binary: in /usr/sbin when that is a real directory of the image.
+    let init_path = if is_dir(source, "/usr") && is_dir(source, "/usr/sbin") {
+        "/usr/sbin/rehost-init"
+    } else if is_dir(source, "/sbin") {
+        "/sbin/rehost-init"
+    } else {
+        "/usr/sbin/rehost-init"
+    }
+    .to_string();
+    if !opts.init_binary.is_file() {
+        return Err(Error::BadSource { path: opts.init_binary.clone(), reason: "the rehost-init binary is missing (build it with scripts/build-init, or pass --init-binary / REHOST_INIT)".into() });
+    }
+    items.insert(
+        init_path.clone(),
+        Item::File(0o755, Content::HostFile(opts.init_binary.clone())),
+    );
+
+    // Services kept and dropped.
+    let all = discover::enabled_all(&fs);
+    let mut kept: Vec<ServiceEntry> = if opts.services.is_empty() {
+        discover::enabled(&fs)
+    } else {
+        opts.services.clone()
+    };
+    kept.retain(|e| !opts.drop.iter().any(|d| same_service(d, &e.name)));
+    for e in &mut kept {
+        e.critical = opts.critical.iter().any(|c| same_service(c, &e.name));
+    }
+    for c in &opts.critical {
+        if !kept.iter().any(|e| same_service(c, &e.name)) {
+            return Err(Error::Profile {
+                path: "--critical".into(),
+                reason: format!(
+                    "{c} is not among the services kept ({})",
+                    kept.iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    // Every kept service must be loadable now, not fail at boot.
+    for e in &kept {
+        rehost_init::service::load(&fs, e).map_err(|err| Error::Profile {
+            path: format!("service {}", e.name),
+            reason: err.to_string(),
+        })?;
+    }
+    let dropped: Vec<ServiceEntry> = all
+        .into_iter()
+        .filter(|a| !kept.iter().any(|k| k.name == a.name && k.kind == a.kind))
+        .collect();
+    for d in &dropped {
+        drop_service(&fs, d, &mut items);
+    }
+
+    // Identity scrubbing.
+    if let Ok(names) = fs.read_dir("/etc/ssh") {
+        let mut names = names;
+        names.sort();
+        for n in names.into_iter().filter(|n| n.starts_with("ssh_host_")) {
+            items.insert(format!("/etc/ssh/.wh.{n}"), Item::Whiteout);
+            scrubbed.push(format!(
+                "/etc/ssh/{n} (not shipped; regenerated at first boot)"
+            ));
+        }
+    }
+    if exists(source, "/etc/machine-id") {
+        items.insert(
+            "/etc/machine-id".into(),
+            Item::File(0o444, Content::Bytes(Vec::new())),
+        );
+        scrubbed.push("/etc/machine-id (emptied; regenerated at boot)".into());
+    }
+    if source
+        .metadata(b"var/lib/dbus/machine-id")
+        .is_ok_and(|m| m.kind == Kind::File)
+    {
+        items.insert(
+            "/var/lib/dbus/machine-id".into(),
+            Item::Symlink("/etc/machine-id".into()),
+        );
+        scrubbed.push("/var/lib/dbus/machine-id (now a link to /etc/machine-id)".into());
+    }
+    let mut keep_original =
+        |path: &str, replacement: Option<&str>, items: &mut BTreeMap<String, Item>, why: &str| {
+            if let Some(orig) = small_file(source, path) {
+                items.insert(
+                    format!("/etc/rehost/original{path}"),
+                    Item::File(0o600, Content::Bytes(orig)),
+                );
+                match replacement {
+                    Some(r) => items.insert(
+                        path.to_string(),
+                        Item::File(0o644, Content::Bytes(r.as_bytes().to_vec())),
+                    ),
+                    None => items.insert(whiteout_of(path), Item::Whiteout),
+                };
+                scrubbed.push(format!(
+                    "{path} ({why}; original in /etc/rehost/original{path})"
+                ));
+            }
+        };
+    keep_original("/etc/fstab", Some("# rehost: the container runtime provides the mounts; the server's fstab is in\n# /etc/rehost/original/etc/fstab\n"), &mut items, "neutralised");
+    keep_original("/etc/network/interfaces", Some("# rehost: the container runtime configures the network; the server's file is in\n# /etc/rehost/original/etc/network/interfaces\nauto lo\niface lo inet loopback\n"), &mut items, "neutralised");
+    let listed = |dir: &str| -> Vec<String> {
+        let mut v = fs.read_dir(dir).unwrap_or_default();
+        v.sort();
+        v.into_iter().map(|n| format!("{dir}/{n}")).collect()
+    };
+    for p in listed("/etc/network/interfaces.d") {
+        keep_original(&p, None, &mut items, "removed");
+    }
+    for p in listed("/etc/netplan")
+        .into_iter()
+        .filter(|p| p.ends_with(".yaml") || p.ends_with(".yml"))
+    {
+        keep_original(&p, None, &mut items, "removed");
+    }
+    for p in listed("/etc/systemd/network")
+        .into_iter()
+        .filter(|p| p.ends_with(".network") || p.ends_with(".netdev") || p.ends_with(".link"))
+    {
+        keep_original(&p, None, &mut items, "removed");
+    }
+    for p in listed("/etc/sysconfig/network-scripts")
+        .into_iter()
+        .filter(|p| {
+            p.rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("ifcfg-") && n != "ifcfg-lo")
+        })
+    {
+        keep_original(&p, None, &mut items, "removed");
+    }
+    for p in [
+        "/etc/udev/rules.d/70-persistent-net.rules",
+        "/etc/udev/rules.d/75-persistent-net-generator.rules",
+    ] {
+        keep_original(p, None, &mut items, "removed");
+    }
+
+    // Configuration and hooks.
+    let config = InitConfig {
+        mode: opts.mode,
+        cmd: opts.cmd.clone(),
+        stop_timeout_sec: 90,
+        services: if opts.mode == Mode::Rehost {
+            kept.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    items.insert("/etc/rehost".into(), Item::Dir(0o755));
+    items.insert(
+        "/etc/rehost/init.toml".into(),
+        Item::File(0o644, Content::Bytes(config.to_toml().into_bytes())),
+    );
+    for d in [
+        "/etc/rehost/hooks",
+        "/etc/rehost/hooks/prestart.d",
+        "/etc/rehost/hooks/poststop.d",
+    ] {
+        items.insert(d.into(), Item::Dir(0o755));
+    }
+    items.insert(
+        "/etc/rehost/hooks/prestart.d/10-machine-id".into(),
+        Item::File(0o755, Content::Bytes(hooks::MACHINE_ID.into())),
+    );
+    items.insert(
+        "/etc/rehost/hooks/prestart.d/20-ssh-host-keys".into(),
+        Item::File(0o755, Content::Bytes(hooks::SSH_HOST_KEYS.into())),
+    );
+    for (phase, file) in &opts.hooks {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::BadSource {
+                path: file.clone(),
+                reason: "not a file name".into(),
+            })?;
+        if !file.is_file() {
+            return Err(Error::BadSource {
+                path: file.clone(),
+                reason: "hook file not found".into(),
+            });
+        }
+        let dir = match phase {
+            HookPhase::Prestart => "prestart.d",
+            HookPhase::Poststop => "poststop.d",
+        };
+        // User hooks run after the defaults unless their names sort earlier on purpose.
+        let name = if name.starts_with(|c: char| c.is_ascii_digit()) {
+            name
+        } else {
+            format!("50-{name}")
+        };
+        items.insert(
+            format!("/etc/rehost/hooks/{dir}/{name}"),
+            Item::File(0o755, Content::HostFile(file.clone())),
+        );
+    }
+
+    // Mode-specific settings.
+    let mut env = Vec::new();
+    let mut annotations = BTreeMap::new();
+    let stop_signal = match opts.mode {
+        Mode::Rehost | Mode::DumbInit => "SIGTERM".to_string(),
+        Mode::Systemd => {
+            if init_system != InitSystem::Systemd
+                && !exists(source, "/lib/systemd/systemd")
+                && !exists(source, "/usr/lib/systemd/systemd")
+            {
+                return Err(Error::Profile {
+                    path: "--init systemd".into(),
+                    reason: "the image has no systemd".into(),
+                });
+            }
+            env.push("container=rehost".to_string());
+            let unit = hooks::SYSTEMD_UNIT.replace("@INIT@", &init_path);
+            items.insert(
+                "/etc/systemd/system/rehost-hooks.service".into(),
+                Item::File(0o644, Content::Bytes(unit.into_bytes())),
+            );
+            items.insert(
+                "/etc/systemd/system/sysinit.target.wants/rehost-hooks.service".into(),
+                Item::Symlink("/etc/systemd/system/rehost-hooks.service".into()),
+            );
+            annotations.insert(
+                "io.rehost.systemd.mounts".into(),
+                "tmpfs:/run,tmpfs:/run/lock,tmpfs:/tmp,cgroup2:/sys/fs/cgroup:rw".into(),
+            );
+            "SIGRTMIN+3".to_string()
+        }
+        Mode::SbinInit => {
+            if !exists(source, "/sbin/init") {
+                return Err(Error::Profile {
+                    path: "--init sbin-init".into(),
+                    reason: "the image has no /sbin/init".into(),
+                });
+            }
+            if let Some(inittab) = small_file(source, "/etc/inittab") {
+                items.insert(
+                    "/etc/inittab".into(),
+                    Item::File(
+                        0o644,
+                        Content::Bytes(
+                            container_inittab(&String::from_utf8_lossy(&inittab)).into_bytes(),
+                        ),
+                    ),
+                );
+            }
+            if init_system == InitSystem::Sysv {
+                let script = hooks::SYSV_SCRIPT.replace("@INIT@", &init_path);
+                items.insert(
+                    "/etc/init.d/rehost-hooks".into(),
+                    Item::File(0o755, Content::Bytes(script.into_bytes())),
+                );
+                for rl in ["0", "6"] {
+                    items.insert(
+                        format!("/etc/rc{rl}.d/K99rehost-hooks"),
+                        Item::Symlink("../init.d/rehost-hooks".into()),
+                    );
+                }
+            } else {
+                let local = format!("#!/bin/sh\n# rehost: poststop hooks, run by OpenRC's local service at stop\nexec {init_path} hooks poststop\n");
+                items.insert(
+                    "/etc/local.d/rehost.stop".into(),
+                    Item::File(0o755, Content::Bytes(local.into_bytes())),
+                );
+            }
+            // sysvinit halts on SIGINT through the ctrlaltdel entry rewritten above.
+            "SIGINT".to_string()
+        }
+    };
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let source_host = if opts.source_host.is_empty() {
+        fs.read("/etc/hostname")
+            .ok()
+            .map(|h| String::from_utf8_lossy(&h).trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| source.describe())
+    } else {
+        opts.source_host.clone()
+    };
+    labels.insert("io.rehost.source".into(), source_host);
+    labels.insert(
+        "io.rehost.captured".into(),
+        crate::image::oci::rfc3339(opts.capture_time.unwrap_or(0)),
+    );
+    labels.insert("io.rehost.init.mode".into(), opts.mode.as_str().into());
+    labels.insert(
+        "io.rehost.init.services".into(),
+        kept.iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    labels.insert(
+        "io.rehost.plan.digest".into(),
+        opts.plan_digest.clone().unwrap_or_else(|| "none".into()),
+    );
+    for (k, v) in &labels {
+        annotations.insert(k.clone(), v.clone());
+    }
+    let dropped_names: Vec<String> = dropped.iter().map(|d| d.name.clone()).collect();
+    Ok(RichLayer {
+        items,
+        config,
+        kept,
+        dropped: dropped_names,
+        scrubbed,
+        entrypoint: vec![init_path.clone()],
+        init_path,
+        stop_signal,
+        env,
+        labels,
+        annotations,
+        ports: opts.ports.clone(),
+        volumes: opts.volumes.clone(),
+    })
+}
+
+/// `ssh` and `ssh.service` name the same service.
+fn same_service(a: &str, b: &str) -> bool {
+    a == b || a.strip_suffix(".service") == Some(b) || b.strip_suffix(".service") == Some(a)
+}
+
+fn whiteout_of(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/.wh.{name}"),
+        None => format!(".wh.{path}"),
+    }
+}
+
+/// Masks a dropped service and removes it from its init's start lists.
+fn drop_service(fs: &SourceFs<'_>, d: &ServiceEntry, items: &mut BTreeMap<String, Item>) {
+    match d.kind {
+        ServiceKind::Systemd => {
+            items.insert(
+                format!("/etc/systemd/system/{}", d.name),
+                Item::Symlink("/dev/null".into()),
+            );
+            for e in systemd::enabled_units(fs)
+                .into_iter()
+                .filter(|e| e.unit == d.name)
+            {
+                let dir = format!(
+                    "/etc/systemd/system/{}.{}",
+                    e.wanted_by,
+                    if e.required { "requires" } else { "wants" }
+                );
+                if fs.exists(&format!("{dir}/{}", d.name)) {
+                    items.insert(format!("{dir}/.wh.{}", d.name), Item::Whiteout);
+                }
+            }
+        }
+        ServiceKind::Sysv => {
+            for rl in ["0", "1", "2", "3", "4", "5", "6", "S"] {
+                let dir = format!("/etc/rc{rl}.d");
+                for n in fs.read_dir(&dir).unwrap_or_default() {
+                    if sysv::parse_rc_link(rl, &n).is_some_and(|l| l.script == d.name) {
+                        items.insert(format!("{dir}/.wh.{n}"), Item::Whiteout);
+                    }
+                }
+            }
+        }
+        ServiceKind::Openrc => {
+            for rl in fs.read_dir("/etc/runlevels").unwrap_or_default() {
+                if fs.exists(&format!("/etc/runlevels/{rl}/{}", d.name)) {
+                    items.insert(
+                        format!("/etc/runlevels/{rl}/.wh.{}", d.name),
+                        Item::Whiteout,
+                    );
+                }
+            }
+        }
+        ServiceKind::Upstart => {
+            items.insert(
+                format!("/etc/init/{}.override", d.name),
+                Item::File(
+                    0o644,
+                    Content::Bytes(b"# rehost: dropped from the container\nmanual\n".to_vec()),
+                ),
+            );
+        }
+    }
+}
+
+/// inittab for a container: no gettys (there are no consoles to log in on), and Ctrl-Alt-Del
+/// (SIGINT to init, the image's StopSignal) halts instead of rebooting.
+fn container_inittab(text: &str) -> String {
+    let mut out =
+        String::from("# rehost: gettys disabled and ctrlaltdel set to halt for the container\n");
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if !line.trim_start().starts_with('#') && fields.len() >= 4 {
+            if fields[3].contains("getty") {
+                out.push_str(&format!("#{line}\n"));
+                continue;
+            }
+            if fields[2] == "ctrlaltdel" {
+                out.push_str(&format!(
+                    "{}:{}:ctrlaltdel:/sbin/shutdown -t1 -h now\n",
+                    fields[0], fields[1]
+                ));
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes the planned layer as a blob of `out`. Parent directories that exist in the
+/// source get entries with the source's metadata, so the layer changes nothing else.
+/// New files get `mtime`; the parents copied from the source get their own times, clamped
+/// to `clamp` as the main layer did.
+pub fn write(
+    layer: &RichLayer,
+    source: &dyn Source,
+    out: &LayoutWriter,
+    compression: Compression,
+    threads: usize,
+    mtime: i64,
+    clamp: Option<i64>,
+) -> Result<BuiltLayer> {
+    // Every parent directory of every item, in order.
+    let mut all: BTreeMap<Vec<u8>, (String, Option<&Item>)> = BTreeMap::new();
+    for (path, item) in &layer.items {
+        let rel = path.trim_start_matches('/');
+        let mut parent = String::new();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for p in &parts[..parts.len() - 1] {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(p);
+            all.entry(crate::entry::walk_order_key(parent.as_bytes()))
+                .or_insert_with(|| (parent.clone(), None));
+        }
+        all.insert(
+            crate::entry::walk_order_key(rel.as_bytes()),
+            (rel.to_string(), Some(item)),
+        );
+    }
+    let blob = out.blob()?;
+    let blob_path = blob.path().to_path_buf();
+    let (dir, path, writer) = blob.into_writer();
+    let compressed = compress::writer(writer, compression, threads).at(&blob_path)?;
+    let mut tar = TarWriter::new(HashingWriter::new(compressed));
+    let mut stats = LayerStats::default();
+    for (rel, item) in all.values() {
+        let mut entry = Entry::new(rel.as_bytes().to_vec(), Kind::Dir);
+        entry.mtime = mtime;
+        match item {
+            None => {
+                match source.metadata(rel.as_bytes()) {
+                    Ok(m) if m.kind == Kind::Dir => {
+                        entry.mode = m.mode;
+                        entry.uid = m.uid;
+                        entry.gid = m.gid;
+                        entry.mtime = match clamp {
+                            Some(c) if m.mtime > c => c,
+                            _ => m.mtime,
+                        };
+                        entry.xattrs = m.xattrs;
+                    }
+                    _ => entry.mode = 0o755,
+                }
+                tar.append(&entry, None).at(&blob_path)?;
+                stats.dirs += 1;
+            }
+            Some(Item::Dir(mode)) => {
+                entry.mode = *mode;
+                tar.append(&entry, None).at(&blob_path)?;
+                stats.dirs += 1;
+            }
+            Some(Item::Symlink(target)) => {
+                entry.kind = Kind::Symlink;
+                entry.mode = 0o777;
+                entry.link = target.as_bytes().to_vec();
+                tar.append(&entry, None).at(&blob_path)?;
+                stats.symlinks += 1;
+            }
+            Some(Item::Whiteout) => {
+                entry.kind = Kind::File;
+                entry.mode = 0o644;
+                tar.append(&entry, Some(&mut std::io::empty()))
+                    .at(&blob_path)?;
+                stats.files += 1;
+            }
+            Some(Item::File(mode, content)) => {
+                entry.kind = Kind::File;
+                entry.mode = *mode;
+                match content {
+                    Content::Bytes(b) => {
+                        entry.size = b.len() as u64;
+                        tar.append(&entry, Some(&mut &b[..])).at(&blob_path)?;
+                    }
+                    Content::HostFile(p) => {
+                        let f = std::fs::File::open(p).at(p)?;
+                        entry.size = f.metadata().at(p)?.len();
+                        let mut r: Box<dyn Read> = Box::new(f);
+                        let short = tar.append(&entry, Some(&mut r)).at(p)?;
+                        if short {
+                            return Err(Error::io(
+                                p,
+                                std::io::Error::other("changed while being read"),
+                            ));
+                        }
+                    }
+                }
+                stats.files += 1;
+                stats.content_bytes += entry.size;
+            }
+        }
+    }
+    let hashed = tar.finish().at(&blob_path)?;
+    let (diff_id, tar_bytes, compressed) = hashed.finish();
+    stats.tar_bytes = tar_bytes;
+    let writer = compressed
+        .finish_into()
+        .map_err(|e| Error::io(&blob_path, e))?;
+    let (digest, size) = BlobWriter::commit_parts(&dir, &path, writer)?;
+    Ok(BuiltLayer {
+        digest,
+        diff_id,
+        size,
+        media_type: compression.layer_media_type().into(),
+        stats,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inittab_for_containers() {
+        let t = "id:2:initdefault:\nca:12345:ctrlaltdel:/sbin/shutdown -t1 -a -r now\n1:2345:respawn:/sbin/getty --noclear 38400 tty1\n# 2:23:respawn:/sbin/getty 38400 tty2\n";
+        let out = container_inittab(t);
+        assert!(out.contains("\n#1:2345:respawn:/sbin/getty"));
+        assert!(out.contains("ca:12345:ctrlaltdel:/sbin/shutdown -t1 -h now"));
+        assert!(out.contains("id:2:initdefault:"));
+    }
+
+    #[test]
+    fn service_names_and_whiteouts() {
+        assert!(
+            same_service("ssh", "ssh.service")
+                && same_service("ssh.service", "ssh")
+                && !same_service("ssh", "sshd")
+        );
+        assert_eq!(
+            whiteout_of("/etc/ssh/ssh_host_rsa_key"),
+            "/etc/ssh/.wh.ssh_host_rsa_key"
+        );
+    }
+}
