@@ -346,7 +346,15 @@ impl Supervisor {
             }
         }
         loop {
-            self.step();
+            // A pass can enable another (a service up lets its dependents start; shutdown
+            // lets the last services stop): repeat until nothing changes, then wait.
+            for _ in 0..1000 {
+                let before = self.snapshot();
+                self.step();
+                if self.snapshot() == before {
+                    break;
+                }
+            }
             if self.finished() {
                 break;
             }
@@ -359,6 +367,16 @@ impl Supervisor {
             Some(c) if c != 0 => c,
             _ => self.exit_code,
         }
+    }
+
+    fn snapshot(&self) -> (Vec<(State, Phase, bool)>, bool) {
+        (
+            self.svcs
+                .iter()
+                .map(|s| (s.state, s.phase, s.stop_requested))
+                .collect(),
+            self.shutdown_started.is_some(),
+        )
     }
 
     fn finished(&self) -> bool {

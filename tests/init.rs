@@ -1,0 +1,233 @@
+//! rehost-init end to end: the real Debian fixtures converted with `rehost convert`,
+//! unpacked with umoci, and booted under rehost-init in fresh namespaces.
+
+mod init_support;
+
+use init_support::*;
+use std::time::Duration;
+
+const SIGTERM: i32 = 15;
+
+#[test]
+fn rehost_init_is_statically_linked() {
+    let bin = init_binary();
+    let out = run_ok(std::process::Command::new("file").arg("-L").arg(&bin));
+    assert!(
+        out.contains("statically linked") || out.contains("static-pie linked"),
+        "{out}"
+    );
+}
+
+#[test]
+fn convert_refuses_a_dynamic_init_binary() {
+    let work = Scratch::new("dynamic");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args(["convert"])
+        .arg(fixture("debian-systemd"))
+        .arg("-o")
+        .arg(work.path().join("img"))
+        .arg("--init-binary")
+        .arg("/bin/sh")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dynamically linked"), "{err}");
+    assert!(!work.path().join("img").exists());
+}
+
+/// debian-systemd with three extra units: one that leaves an orphan behind, one whose
+/// ExecStop leaves a mark, and the image's own ssh, nginx, cron and rsyslog.
+#[test]
+fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
+    assert!(
+        is_root(),
+        "these tests need root (namespaces, mounts, chroot)"
+    );
+    let work = Scratch::new("systemd");
+    let src = work.path().join("src");
+    copy_tree(&fixture("debian-systemd"), &src);
+    write(&src, "/etc/systemd/system/orphan.service", "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c '(sleep 1 &) ; exit 0'\n", 0o644);
+    write(
+        &src,
+        "/etc/systemd/system/marker.service",
+        "[Unit]\nAfter=nginx.service\n[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sh -c 'echo stopped-by-execstop > /var/lib/marker-stop'\nTimeoutStopSec=10\n",
+        0o644,
+    );
+    let hook = work.path().join("record-status");
+    write(work.path(), "record-status", "#!/bin/sh\necho \"$REHOST_PHASE $REHOST_MODE $REHOST_EXIT_STATUS\" > /var/lib/poststop-ran\n", 0o755);
+    let rootfs = convert_and_unpack(
+        &src,
+        work.path(),
+        &[
+            "--service",
+            "ssh.service",
+            "--service",
+            "nginx.service",
+            "--service",
+            "cron.service",
+            "--service",
+            "rsyslog.service",
+            "--service",
+            "orphan.service",
+            "--service",
+            "marker.service",
+            "--critical",
+            "ssh.service",
+            "--critical",
+            "nginx.service",
+            "--hook",
+            &format!("poststop={}", hook.display()),
+        ],
+    );
+    // The server's identity is not in the image.
+    assert!(!rootfs.join("etc/ssh/ssh_host_ed25519_key").exists());
+    assert_eq!(std::fs::read(rootfs.join("etc/machine-id")).unwrap(), b"");
+
+    let mut c = boot(&rootfs, work.path());
+    let status = c.wait_healthy(Duration::from_secs(60));
+    for s in [
+        "ssh.service",
+        "nginx.service",
+        "cron.service",
+        "rsyslog.service",
+        "marker.service",
+    ] {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(s))
+            .unwrap_or_else(|| panic!("{s} missing:\n{status}"));
+        assert!(line.contains(" active "), "{line}");
+    }
+    let ports = c.listening();
+    assert!(
+        ports.contains(&22) && ports.contains(&80),
+        "listening: {ports:?}"
+    );
+
+    // New SSH host keys, not the source server's.
+    let fresh = std::fs::read(rootfs.join("etc/ssh/ssh_host_ed25519_key.pub"))
+        .expect("host key generated at boot");
+    let original = std::fs::read(src.join("etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
+    assert_ne!(fresh, original);
+    let mid = std::fs::read_to_string(rootfs.join("etc/machine-id")).unwrap();
+    assert_eq!(mid.trim().len(), 32, "machine-id {mid:?}");
+
+    // The orphaned `sleep 1` exits under pid 1 and must not stay a zombie.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(c.zombies().is_empty(), "zombies: {:?}", c.zombies());
+
+    // Service output reaches the console with the service name.
+    let console = c.console();
+    assert!(console.contains("ssh.service: started"), "{console}");
+
+    c.signal(SIGTERM);
+    let code = c.wait(Duration::from_secs(60));
+    let console = c.console();
+    assert_eq!(code, 0, "{console}");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("var/lib/marker-stop"))
+            .unwrap()
+            .trim(),
+        "stopped-by-execstop"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("var/lib/poststop-ran"))
+            .unwrap()
+            .trim(),
+        "poststop rehost 0"
+    );
+    // marker.service starts after nginx, so it stops before it.
+    let stop_marker = console
+        .find("marker.service: stopped")
+        .expect("marker stopped");
+    let stop_nginx = console
+        .find("nginx.service: stopping")
+        .expect("nginx stopped");
+    assert!(stop_marker < stop_nginx, "{console}");
+}
+
+#[test]
+fn a_crash_looping_critical_service_ends_the_container_with_an_error() {
+    assert!(
+        is_root(),
+        "these tests need root (namespaces, mounts, chroot)"
+    );
+    let work = Scratch::new("crash");
+    let src = work.path().join("src");
+    copy_tree(&fixture("debian-systemd"), &src);
+    write(
+        &src,
+        "/etc/systemd/system/crashy.service",
+        "[Unit]\nStartLimitBurst=3\nStartLimitIntervalSec=60\n[Service]\nExecStart=/bin/sh -c 'echo about to crash; exit 3'\nRestart=on-failure\nRestartSec=100ms\n",
+        0o644,
+    );
+    let rootfs = convert_and_unpack(
+        &src,
+        work.path(),
+        &[
+            "--service",
+            "crashy.service",
+            "--service",
+            "cron.service",
+            "--critical",
+            "crashy.service",
+        ],
+    );
+    let mut c = boot(&rootfs, work.path());
+    let code = c.wait(Duration::from_secs(60));
+    let console = c.console();
+    assert_eq!(code, 1, "{console}");
+    assert!(console.contains("crashy: about to crash"), "{console}");
+    assert!(
+        console.contains("crashy.service: restarted too often"),
+        "{console}"
+    );
+    assert!(
+        console.contains("cron.service: stopped"),
+        "the rest is stopped cleanly:\n{console}"
+    );
+}
+
+#[test]
+fn debian_sysvinit_boots_its_rc_scripts() {
+    assert!(
+        is_root(),
+        "these tests need root (namespaces, mounts, chroot)"
+    );
+    let work = Scratch::new("sysv");
+    let rootfs = convert_and_unpack(
+        &fixture("debian-sysvinit"),
+        work.path(),
+        &["--critical", "ssh", "--critical", "nginx"],
+    );
+    let toml = std::fs::read_to_string(rootfs.join("etc/rehost/init.toml")).unwrap();
+    for s in ["ssh", "nginx", "cron", "rsyslog"] {
+        assert!(
+            toml.contains(&format!("name = \"{s}\"")),
+            "{s} kept:\n{toml}"
+        );
+    }
+    let mut c = boot(&rootfs, work.path());
+    let status = c.wait_healthy(Duration::from_secs(60));
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("ssh ") && l.contains("active")),
+        "{status}"
+    );
+    let ports = c.listening();
+    assert!(
+        ports.contains(&22) && ports.contains(&80),
+        "listening: {ports:?}\n{}",
+        c.console()
+    );
+    let ps = c.exec(&["ps", "-eo", "comm"]);
+    let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+    for p in ["sshd", "nginx", "cron", "rsyslogd"] {
+        assert!(ps.lines().any(|l| l.trim() == p), "{p} not running:\n{ps}");
+    }
+    c.signal(SIGTERM);
+    let code = c.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{}", c.console());
+}
