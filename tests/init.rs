@@ -54,6 +54,18 @@ fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
         "[Unit]\nAfter=nginx.service\n[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sh -c 'echo stopped-by-execstop > /var/lib/marker-stop'\nTimeoutStopSec=10\n",
         0o644,
     );
+    write(
+        &src,
+        "/etc/systemd/system/tick.timer",
+        "[Timer]\nOnBootSec=1s\n",
+        0o644,
+    );
+    write(
+        &src,
+        "/etc/systemd/system/tick.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo ticked >> /var/lib/ticks'\n",
+        0o644,
+    );
     let hook = work.path().join("record-status");
     write(work.path(), "record-status", "#!/bin/sh\necho \"$REHOST_PHASE $REHOST_MODE $REHOST_EXIT_STATUS\" > /var/lib/poststop-ran\n", 0o755);
     let rootfs = convert_and_unpack(
@@ -72,6 +84,8 @@ fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
             "orphan.service",
             "--service",
             "marker.service",
+            "--service",
+            "tick.timer",
             "--critical",
             "ssh.service",
             "--critical",
@@ -116,6 +130,14 @@ fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
     // The orphaned `sleep 1` exits under pid 1 and must not stay a zombie.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(c.zombies().is_empty(), "zombies: {:?}", c.zombies());
+
+    // The OnBootSec=1s timer has fired its service once.
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("var/lib/ticks")).unwrap_or_default(),
+        "ticked\n",
+        "{}",
+        c.console()
+    );
 
     // Service output reaches the console with the service name.
     let console = c.console();
@@ -230,4 +252,42 @@ fn debian_sysvinit_boots_its_rc_scripts() {
     c.signal(SIGTERM);
     let code = c.wait(Duration::from_secs(60));
     assert_eq!(code, 0, "{}", c.console());
+}
+
+#[test]
+fn dumb_init_runs_one_command_and_exits_with_its_code() {
+    assert!(
+        is_root(),
+        "these tests need root (namespaces, mounts, chroot)"
+    );
+    let work = Scratch::new("dumb");
+    write(
+        work.path(),
+        "record-status",
+        "#!/bin/sh\necho \"$REHOST_MODE $REHOST_EXIT_STATUS\" > /var/lib/poststop-ran\n",
+        0o755,
+    );
+    let hook = format!("poststop={}", work.path().join("record-status").display());
+    let rootfs = convert_and_unpack(
+        &fixture("debian-sysvinit"),
+        work.path(),
+        &[
+            "--init",
+            "dumb-init",
+            "--cmd",
+            "/bin/sh -c 'echo hello from main; exit 7'",
+            "--hook",
+            &hook,
+        ],
+    );
+    let mut c = boot(&rootfs, work.path());
+    let code = c.wait(Duration::from_secs(60));
+    assert_eq!(code, 7, "{}", c.console());
+    assert!(c.console().contains("hello from main"), "{}", c.console());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("var/lib/poststop-ran"))
+            .unwrap()
+            .trim(),
+        "dumb-init 7"
+    );
 }
