@@ -174,7 +174,7 @@ fn print_report(inv: &Inventory, plan: &Plan) {
         println!("\nscheduled ({})", inv.scheduled.len());
         for job in &inv.scheduled {
             println!(
-                "  {:<14} {:<9} {:<8} {}",
+                "  {:<14} {:<12} {:<8} {}",
                 job.schedule,
                 job.kind,
                 job.user.as_deref().unwrap_or("-"),
@@ -195,9 +195,8 @@ fn print_report(inv: &Inventory, plan: &Plan) {
     }
     for p in &inv.ports {
         println!(
-            "  {}/{:<5} {:<16} {:<20} {}",
-            p.port,
-            p.protocol,
+            "  {:<9} {:<16} {:<20} {}",
+            format!("{}/{}", p.port, p.protocol),
             p.address.as_deref().unwrap_or("*"),
             p.service.as_deref().or(p.process.as_deref()).unwrap_or("-"),
             p.from

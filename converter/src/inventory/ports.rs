@@ -191,6 +191,8 @@ struct Daemon {
     ports: fn(&str) -> Vec<Listen>,
     /// When installed (this file exists) but no port is configured.
     default: Option<(&'static str, u16)>,
+    /// The keyword that sets the address every port of a file listens on.
+    bind: Option<&'static str>,
 }
 
 const DAEMONS: &[Daemon] = &[
@@ -200,6 +202,7 @@ const DAEMONS: &[Daemon] = &[
         files: &["etc/ssh/sshd_config", "etc/ssh/sshd_config.d/*"],
         ports: |t| keyword_ports(t, "port", ' '),
         default: Some(("usr/sbin/sshd", 22)),
+        bind: None,
     },
     Daemon {
         name: "nginx",
@@ -212,6 +215,7 @@ const DAEMONS: &[Daemon] = &[
         ],
         ports: nginx_ports,
         default: None,
+        bind: None,
     },
     Daemon {
         name: "apache",
@@ -223,6 +227,7 @@ const DAEMONS: &[Daemon] = &[
         ],
         ports: |t| keyword_ports(t, "listen", ' '),
         default: None,
+        bind: None,
     },
     Daemon {
         name: "mysqld",
@@ -236,6 +241,7 @@ const DAEMONS: &[Daemon] = &[
         ],
         ports: |t| keyword_ports(t, "port", '='),
         default: Some(("usr/sbin/mysqld", 3306)),
+        bind: Some("bind-address"),
     },
     Daemon {
         name: "postgres",
@@ -246,6 +252,7 @@ const DAEMONS: &[Daemon] = &[
         ],
         ports: |t| keyword_ports(t, "port", '='),
         default: None,
+        bind: Some("listen_addresses"),
     },
     Daemon {
         name: "redis-server",
@@ -253,6 +260,7 @@ const DAEMONS: &[Daemon] = &[
         files: &["etc/redis/redis.conf", "etc/redis.conf"],
         ports: |t| keyword_ports(t, "port", ' '),
         default: Some(("usr/bin/redis-server", 6379)),
+        bind: Some("bind"),
     },
     Daemon {
         name: "postfix",
@@ -274,18 +282,26 @@ const DAEMONS: &[Daemon] = &[
                 .collect()
         },
         default: None,
+        bind: None,
     },
 ];
 
 fn from_configs(root: &Root, services: &[Service]) -> Vec<Port> {
     let mut out = Vec::new();
     for daemon in DAEMONS {
+        let service = match_service(services, daemon.services);
+        // A daemon no enabled service starts listens on nothing at boot (with no
+        // services known at all, every configured daemon counts).
+        if service.is_none() && !services.is_empty() {
+            continue;
+        }
         let mut found = Vec::new();
         for pattern in daemon.files {
             for file in expand(root, pattern) {
                 if let Some(text) = root.read_text(&file) {
+                    let bind = daemon.bind.and_then(|k| bind_address(&text, k));
                     for (address, port) in (daemon.ports)(&text) {
-                        found.push((address, port, format!("/{file}")));
+                        found.push((address.or(bind.clone()), port, format!("/{file}")));
                     }
                 }
             }
@@ -302,7 +318,7 @@ fn from_configs(root: &Root, services: &[Service]) -> Vec<Port> {
                 port,
                 protocol: "tcp".into(),
                 address,
-                service: match_service(services, daemon.services),
+                service: service.clone(),
                 process: Some(daemon.name.into()),
                 from,
             });
@@ -353,6 +369,27 @@ fn keyword_ports(text: &str, keyword: &str, separator: char) -> Vec<(Option<Stri
             address_port(value.split_whitespace().next()?.trim_matches(['"', '\'']))
         })
         .collect()
+}
+
+/// The first address of a `bind-address = 127.0.0.1`, `bind 127.0.0.1 ::1` or
+/// `listen_addresses = 'localhost'` line; `None` for every address.
+fn bind_address(text: &str, keyword: &str) -> Option<String> {
+    config_lines(text).find_map(|line| {
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case(keyword) => (k, v),
+            _ => line.split_once(char::is_whitespace)?,
+        };
+        if !key.trim().eq_ignore_ascii_case(keyword) {
+            return None;
+        }
+        let first = value.split([' ', ',', '\t']).find(|w| !w.is_empty())?;
+        let first = first.trim_matches(['"', '\'']);
+        match first {
+            "*" | "0.0.0.0" | "::" | "" => None,
+            "localhost" => Some("127.0.0.1".into()),
+            other => Some(other.to_string()),
+        }
+    })
 }
 
 /// nginx `listen` directives: `listen 80;`, `listen [::]:443 ssl;`, `listen 127.0.0.1:8080;`.
@@ -412,6 +449,18 @@ mod tests {
         assert_eq!(
             keyword_ports("[mysqld]\nport = 3307\n", "port", '='),
             [(None, 3307)]
+        );
+        assert_eq!(
+            bind_address("[mysqld]\nbind-address\t= 127.0.0.1\n", "bind-address").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            bind_address("bind 10.0.0.1 ::1\n", "bind").as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            bind_address("listen_addresses = '*'\n", "listen_addresses"),
+            None
         );
     }
 

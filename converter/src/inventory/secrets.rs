@@ -50,7 +50,7 @@ pub fn may_hold_key(name: &[u8]) -> bool {
 
 pub fn collect(root: &Root, homes: &[String], key_candidates: &[Vec<u8>]) -> Vec<Secret> {
     let mut out = Vec::new();
-    for (path, what) in [("etc/shadow", "accounts"), ("etc/gshadow", "groups")] {
+    for (path, what) in [("etc/shadow", "account"), ("etc/gshadow", "group")] {
         if let Some(text) = root.read_text(path) {
             let hashes = text
                 .lines()
@@ -64,7 +64,10 @@ pub fn collect(root: &Root, homes: &[String], key_candidates: &[Vec<u8>]) -> Vec
                 out.push(Secret {
                     path: format!("/{path}"),
                     kind: "password-hashes".into(),
-                    detail: Some(format!("{hashes} {what} with a password hash")),
+                    detail: Some(format!(
+                        "{hashes} {what}{} with a password hash",
+                        if hashes == 1 { "" } else { "s" }
+                    )),
                 });
             }
         }

@@ -9,7 +9,7 @@ use crate::entry::{Entry, Kind};
 use crate::source::Source;
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 /// How many of the largest files and directories the report lists.
 const TOP: usize = 10;
@@ -62,15 +62,22 @@ pub fn walk(source: &dyn Source) -> crate::error::Result<WalkFacts> {
     let mut facts = WalkFacts::default();
     let mut largest: BinaryHeap<Reverse<(u64, Vec<u8>)>> = BinaryHeap::new();
     let mut dirs: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut inodes: HashSet<(u64, u64)> = HashSet::new();
     let mut visit = |entry: Entry| {
         let s = &mut facts.size;
         match entry.kind {
-            Kind::File => s.files += 1,
+            Kind::File | Kind::Hardlink => s.files += 1,
             Kind::Dir => s.directories += 1,
             Kind::Symlink => s.symlinks += 1,
             _ => s.other += 1,
         }
-        let data = if entry.kind == Kind::File {
+        // A file with several names holds its bytes once (an archive gives the later
+        // names as hardlinks, a directory gives the same inode again).
+        let first_name = match entry.inode {
+            Some(inode) => inodes.insert(inode),
+            None => true,
+        };
+        let data = if entry.kind == Kind::File && first_name {
             entry.data_len()
         } else {
             0
@@ -82,7 +89,7 @@ pub fn walk(source: &dyn Source) -> crate::error::Result<WalkFacts> {
                 e.1 += 1;
             }
         }
-        if entry.kind != Kind::File {
+        if entry.kind != Kind::File || !first_name {
             return Ok(());
         }
         s.total_bytes += data;

@@ -72,7 +72,7 @@ pub fn collect(root: &Root, init: &InitSystem) -> Vec<Service> {
         InitKind::Systemd => systemd::enabled(root),
         InitKind::Sysv => sysv::enabled(root, init.default.as_deref().unwrap_or("2")),
         InitKind::Openrc => openrc::enabled(root),
-        InitKind::Upstart => upstart::enabled(root),
+        InitKind::Upstart => upstart::enabled(root, init.default.as_deref().unwrap_or("2")),
         InitKind::None => Vec::new(),
     };
     services.sort_by(|a, b| a.name.cmp(&b.name));

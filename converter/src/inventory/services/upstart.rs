@@ -1,10 +1,26 @@
 //! upstart: the jobs of /etc/init that have a `start on` stanza and are not switched
-//! off by `manual` (in the job or in its `.override` file).
+//! off by `manual` (in the job or in its `.override` file), and the SysV scripts its
+//! `rc` job starts from the default runlevel's rcN.d (those that are not upstart jobs
+//! in disguise: links to /lib/init/upstart-job).
 
-use super::{Origin, Service};
+use super::{sysv, Origin, Service};
 use crate::inventory::fs::{config_lines, Root};
 
-pub fn enabled(root: &Root) -> Vec<Service> {
+pub fn enabled(root: &Root, runlevel: &str) -> Vec<Service> {
+    let mut out = jobs(root);
+    for script in sysv::enabled(root, runlevel) {
+        let disguised = script
+            .file
+            .as_deref()
+            .is_some_and(|f| f.ends_with("/upstart-job"));
+        if !disguised && !out.iter().any(|j| j.name == script.name) {
+            out.push(script);
+        }
+    }
+    out
+}
+
+fn jobs(root: &Root) -> Vec<Service> {
     let mut out = Vec::new();
     for name in root.list_names("etc/init") {
         let Some(job) = name.strip_suffix(".conf") else {
@@ -78,7 +94,7 @@ mod tests {
             .file("etc/init/tty1.conf", "start on stopped rc RUNLEVEL=[2345]\nexec getty\n")
             .file("etc/init/tty1.override", "manual\n")
             .file("etc/init/mounted-x.conf", "task\nexec true\n");
-        let services = enabled(&Root::new(&src));
+        let services = enabled(&Root::new(&src), "2");
         assert_eq!(services.len(), 1);
         assert_eq!(
             services[0].starts_in,
