@@ -75,11 +75,14 @@ pub fn collect(root: &Root, services: &[Service]) -> Vec<Job> {
             from: timer.file.clone().unwrap_or_default(),
             kind: "timer".into(),
             schedule: timer
-                .command
+                .schedule
                 .clone()
                 .unwrap_or_else(|| "see the timer".into()),
-            user: timer.user.clone(),
-            command: timer.name.replace(".timer", ".service"),
+            user: None,
+            command: timer
+                .command
+                .clone()
+                .unwrap_or_else(|| timer.name.replace(".timer", ".service")),
         });
     }
     jobs

@@ -83,6 +83,9 @@ pub fn inspect(source: &dyn Source, options: &InspectOptions) -> Inventory {
     let init = init_system::detect(&root);
     let mut services = services::collect(&root, &init);
     details::fill(&root, &mut services);
+    if let (InitKind::Systemd, Some(default)) = (init.kind, init.default.as_deref()) {
+        services::systemd::mark_started(&root, default, &mut services);
+    }
     let scheduled = cron::collect(&root, &services);
     let ports_live = ports::is_live(&root);
     let ports = ports::collect(&root, &services);

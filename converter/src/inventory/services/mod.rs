@@ -52,6 +52,9 @@ pub struct Service {
     #[serde(rename = "type")]
     pub service_type: Option<String>,
     pub restart: Option<String>,
+    /// For a timer: when it fires (its `command` is the unit it starts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     /// Conditions that can be judged offline and fail on this source.
     pub failed_conditions: Vec<String>,
 }

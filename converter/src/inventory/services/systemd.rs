@@ -335,12 +335,14 @@ pub fn mark_started(root: &Root, default: &str, services: &mut [Service]) {
                 deps.extend(root.list_names(&sub));
             }
         }
-        if let Some(UnitFile {
-            state: UnitState::File(file),
-            ..
-        }) = units.get(&name)
-        {
-            deps.extend(super::super::details::dependencies(root, file));
+        if matches!(
+            units.get(&name),
+            Some(UnitFile {
+                state: UnitState::File(_),
+                ..
+            })
+        ) {
+            deps.extend(super::super::details::dependencies(root, &name));
         }
         // Instances are started through their template's definition.
         for dep in deps {

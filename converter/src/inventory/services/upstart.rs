@@ -4,7 +4,9 @@
 //! in disguise: links to /lib/init/upstart-job).
 
 use super::{sysv, Origin, Service};
-use crate::inventory::fs::{config_lines, Root};
+use crate::inventory::details::SourceFs;
+use crate::inventory::fs::Root;
+use rehost_init::units::upstart;
 
 pub fn enabled(root: &Root, runlevel: &str) -> Vec<Service> {
     let mut out = jobs(root);
@@ -21,62 +23,36 @@ pub fn enabled(root: &Root, runlevel: &str) -> Vec<Service> {
 }
 
 fn jobs(root: &Root) -> Vec<Service> {
+    let fs = SourceFs::new(root);
     let mut out = Vec::new();
-    for name in root.list_names("etc/init") {
-        let Some(job) = name.strip_suffix(".conf") else {
+    for name in upstart::jobs(&fs) {
+        // The job with its .override applied, as upstart reads it.
+        let job = match upstart::load(&fs, &name) {
+            Ok(job) => job,
+            Err(e) => {
+                root.finding(
+                    e.path.clone(),
+                    format!("{} (the job is skipped)", e.message),
+                );
+                continue;
+            }
+        };
+        let Some(start_on) = job.start_on.filter(|_| !job.manual) else {
             continue;
         };
-        let path = format!("etc/init/{name}");
-        let Some(text) = root.read_text(&path) else {
-            continue;
-        };
-        let Some(start_on) = stanza(&text, "start on") else {
-            continue;
-        };
-        let overridden = root
-            .read_text(format!("etc/init/{job}.override"))
-            .is_some_and(|o| config_lines(&o).any(|l| l == "manual"));
-        if overridden || config_lines(&text).any(|l| l == "manual") {
-            continue;
-        }
+        let start_on = start_on.split_whitespace().collect::<Vec<_>>().join(" ");
+        let path = format!("/etc/init/{name}.conf");
         out.push(Service {
-            name: job.to_string(),
+            name,
             kind: "job".into(),
             origin: Some(Origin::Upstart),
-            file: Some(format!("/{path}")),
-            enabled_by: vec![format!("/{path}: start on {start_on}")],
+            enabled_by: vec![format!("{path}: start on {start_on}")],
+            file: Some(path),
             starts_in: vec![start_on],
             ..Default::default()
         });
     }
     out
-}
-
-/// The value of a stanza, continuation lines joined (`start on (a\n and b)`).
-fn stanza(text: &str, key: &str) -> Option<String> {
-    let mut lines = config_lines(text);
-    while let Some(line) = lines.next() {
-        let Some(rest) = line.strip_prefix(key) else {
-            continue;
-        };
-        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
-            continue;
-        }
-        let mut value = rest.trim().to_string();
-        // A condition spans lines until its parentheses balance.
-        let depth = |s: &str| s.matches('(').count() as i64 - s.matches(')').count() as i64;
-        while depth(&value) > 0 {
-            match lines.next() {
-                Some(more) => {
-                    value.push(' ');
-                    value.push_str(more);
-                }
-                None => break,
-            }
-        }
-        return Some(value.split_whitespace().collect::<Vec<_>>().join(" "));
-    }
-    None
 }
 
 #[cfg(test)]
