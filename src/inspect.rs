@@ -145,6 +145,9 @@ fn print_report(inv: &Inventory, plan: &Plan) {
             decision.reason
         );
         if let Some(s) = service {
+            if let Some(d) = &s.description {
+                println!("      {d}");
+            }
             let mut what = Vec::new();
             if let Some(c) = &s.command {
                 what.push(c.clone());

@@ -263,6 +263,9 @@ fn centos7_layout() {
 
     let expected_native = set(&[
         "NetworkManager.service",
+        "billing-sync.service",
+        "cups.service",
+        "gdm.service",
         "chronyd.service",
         "crond.service",
         "getty@.service",
@@ -297,6 +300,42 @@ fn centos7_layout() {
 
     assert_eq!(decision(&report, "myapp.service")["review"], true);
     assert_eq!(decision(&report, "myapp.service")["action"], "keep");
+    // What each runs, from its unit file.
+    let myapp = service(&report, "myapp.service");
+    assert_eq!(
+        myapp["command"],
+        "/opt/billing/bin/billing-api --listen 0.0.0.0:8080"
+    );
+    assert_eq!(myapp["user"], "app");
+    assert_eq!(myapp["restart"], "always");
+    assert_eq!(myapp["type"], "simple");
+    assert_eq!(myapp["file"], "/etc/systemd/system/myapp.service");
+    let sshd = service(&report, "sshd.service");
+    assert_eq!(sshd["type"], "notify");
+    assert_eq!(sshd["restart"], "on-failure");
+    assert_eq!(sshd["file"], "/usr/lib/systemd/system/sshd.service");
+    assert_eq!(
+        service(&report, "legacy-agent.service")["description"],
+        "inventory agent"
+    );
+    // Enabled, but never started: a condition fails here, or the default target
+    // (multi-user) does not reach graphical.target's wants.
+    let sync = decision(&report, "billing-sync.service");
+    assert_eq!(sync["action"], "drop");
+    assert!(sync["reason"]
+        .as_str()
+        .unwrap()
+        .contains("ConditionPathExists=/etc/billing/sync.conf"));
+    assert_eq!(
+        service(&report, "cups.service")["started_by_default"],
+        false
+    );
+    assert_eq!(decision(&report, "cups.service")["action"], "drop");
+    assert_eq!(service(&report, "sshd.service")["started_by_default"], true);
+    assert_eq!(
+        service(&report, "getty@.service")["started_by_default"],
+        true
+    );
     for masked in [
         "tuned.service",
         "NetworkManager.service",
@@ -312,6 +351,10 @@ fn centos7_layout() {
     assert!(
         findings.iter().any(|f| f.contains("loop-a.service")),
         "{findings:?}"
+    );
+    assert!(
+        findings.iter().any(|f| f.ends_with("broken.service:1")),
+        "the garbage unit is a finding with its line: {findings:?}"
     );
     assert!(!service_names(&report).contains("broken.service"));
     assert!(!service_names(&report).contains("loop-a.service"));
@@ -427,6 +470,10 @@ fn alpine_openrc_layout() {
         assert_eq!(decision(&report, kept)["action"], "keep", "{kept}");
     }
     assert_eq!(decision(&report, "queue-worker")["review"], true);
+    let worker = service(&report, "queue-worker");
+    assert_eq!(worker["command"], "/opt/worker/bin/worker --queue jobs");
+    assert_eq!(worker["user"], "worker");
+    assert_eq!(worker["restart"], "always");
     // redis is configured but no runlevel starts it: no port for it.
     let ports: BTreeSet<u64> = inv["ports"]
         .as_array()
@@ -483,6 +530,16 @@ fn ubuntu_upstart_layout() {
     assert_eq!(decision(&report, "udev")["action"], "mask");
     assert_eq!(decision(&report, "mysql")["action"], "keep");
     assert_eq!(decision(&report, "billing-worker")["review"], true);
+    let worker = service(&report, "billing-worker");
+    assert_eq!(worker["command"], "/srv/billing/bin/worker --threads 4");
+    assert_eq!(worker["user"], "billing");
+    assert_eq!(worker["restart"], "always");
+    assert_eq!(worker["type"], "daemon");
+    assert_eq!(service(&report, "mountall")["type"], "task");
+    assert_eq!(
+        service(&report, "apache2")["description"],
+        "Apache2 web server"
+    );
     // MySQL listens on loopback only: found, not exposed.
     let mysql = inv["ports"]
         .as_array()
@@ -541,6 +598,7 @@ fn bad_input_gives_findings_or_one_clear_error() {
     std::fs::create_dir_all(root.join("etc/passwd")).unwrap(); // a directory, not a file
     std::fs::create_dir_all(root.join("etc/systemd/system/multi-user.target.wants")).unwrap();
     std::fs::create_dir_all(root.join("usr/lib/systemd/system")).unwrap();
+    std::fs::write(root.join("usr/lib/systemd/systemd"), b"").unwrap();
     std::fs::write(
         root.join("usr/lib/systemd/system/junk.service"),
         b"\x00\xff\xfe garbage\n[Service\nExecStart\n",
@@ -555,6 +613,12 @@ fn bad_input_gives_findings_or_one_clear_error() {
     std::fs::create_dir_all(root.join("sbin")).unwrap();
     std::os::unix::fs::symlink("/etc/init-loop", root.join("sbin/init")).unwrap();
     std::fs::write(root.join("etc/crontab"), b"* * *\nnot a job at all\n").unwrap();
+    // A fifo where a configuration file should be would block a reader for ever.
+    let made = Command::new("mkfifo")
+        .arg(root.join("etc/lsb-release"))
+        .status()
+        .unwrap();
+    assert!(made.success());
 
     let report = inspect_json(root, &[]);
     let inv = &report["inventory"];
@@ -581,6 +645,9 @@ fn bad_input_gives_findings_or_one_clear_error() {
         has("/etc/passwd: a directory where a file was expected"),
         "{problems:?}"
     );
+    assert!(has("/etc/lsb-release: not a regular file"), "{problems:?}");
+    assert!(has("junk.service:1: expected Key=value"), "{problems:?}");
+    assert!(inv["services"].as_array().unwrap().is_empty());
     assert!(inv["scheduled"].as_array().unwrap().is_empty());
 
     // A source that is not there: one line naming it, a failure status.

@@ -545,3 +545,71 @@ fn runs_a_process(s: &Service) -> bool {
     let long_running = !matches!(s.service_type.as_deref(), Some("oneshot") | Some("task"));
     matches!(s.kind.as_str(), "service" | "script" | "job") && long_running
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::fs::testing::MemSource;
+    use crate::inventory::{inspect, InspectOptions};
+
+    fn server() -> MemSource {
+        MemSource::new()
+            .file("etc/os-release", "ID=debian\nVERSION_ID=12\n")
+            .file("etc/inittab", "id:2:initdefault:\n")
+            .file("etc/init.d/ssh", "#!/bin/sh\n")
+            .file("etc/init.d/apt-daily", "#!/bin/sh\n")
+            .file("etc/init.d/getty", "#!/bin/sh\n")
+            .file("etc/init.d/billing", "#!/bin/sh\n")
+            .link("etc/rc2.d/S01ssh", "../init.d/ssh")
+            .link("etc/rc2.d/S01apt-daily", "../init.d/apt-daily")
+            .link("etc/rc2.d/S01getty", "../init.d/getty")
+            .link("etc/rc2.d/S02billing", "../init.d/billing")
+            .file("etc/ssh/sshd_config", "Port 2222\n")
+            .file(
+                "etc/ssh/ssh_host_ed25519_key",
+                "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+            )
+            .file("etc/machine-id", "0123\n")
+    }
+
+    #[test]
+    fn family_rules_win_unknown_services_are_flagged_identity_is_excluded() {
+        let src = server();
+        let inv = inspect(&src, &InspectOptions { walk: false });
+        let profiles = Profile::for_family(&inv.os.family).unwrap();
+        let plan = Plan::decide(&inv, &profiles);
+        let get = |n: &str| plan.services.iter().find(|s| s.name == n).unwrap();
+        assert_eq!(get("ssh").action, Action::Keep);
+        assert!(get("apt-daily").reason.ends_with("[debian]"));
+        assert_eq!(get("apt-daily").action, Action::Drop);
+        assert_eq!(get("getty").action, Action::Mask);
+        assert!(get("billing").review && get("billing").action == Action::Keep);
+        assert_eq!(plan.init.mode, InitMode::RehostInit);
+        assert_eq!(plan.port.len(), 1);
+        assert_eq!(plan.port[0].port, 2222);
+        let ex = crate::profile::Excludes::new(&plan.excludes(), &[]).unwrap();
+        assert!(ex.reason(b"etc/ssh/ssh_host_ed25519_key").is_some());
+        assert!(ex.reason(b"etc/ssh/sshd_config").is_none());
+        // machine-id is neutralised (rewritten), not left out.
+        assert!(ex.reason(b"etc/machine-id").is_none());
+        assert_eq!(plan.hook.len(), 1);
+    }
+
+    #[test]
+    fn the_toml_reads_back_the_same() {
+        let src = server();
+        let inv = inspect(&src, &InspectOptions { walk: false });
+        let plan = Plan::decide(&inv, &Profile::for_family("debian").unwrap());
+        let again = Plan::parse("plan.toml", &plan.to_toml()).unwrap();
+        assert_eq!(plan, again);
+        let err = Plan::parse(
+            "p.toml",
+            &plan
+                .to_toml()
+                .replace("action = \"keep\"", "action = \"maybe\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("p.toml:") && err.contains("maybe"), "{err}");
+    }
+}

@@ -27,6 +27,11 @@ fn missing(path: &str) -> io::Error {
 impl FileSystem for SourceFs<'_, '_> {
     fn read(&self, path: &str) -> io::Result<Vec<u8>> {
         let resolved = self.root.resolve(path, true).ok_or_else(|| missing(path))?;
+        // Only regular files: a fifo would block the reader for ever.
+        let kind = self.root.source.metadata(&resolved).map(|e| e.kind);
+        if !matches!(kind, Ok(Kind::File) | Ok(Kind::Hardlink)) {
+            return Err(io::Error::other(format!("{path}: not a regular file")));
+        }
         self.root
             .source
             .read_to_vec(&resolved, TEXT_LIMIT)
@@ -132,6 +137,7 @@ fn systemd_unit(root: &Root, fs: &SourceFs, s: &mut Service) -> bool {
     }
 
     let section = loaded.unit_section();
+    s.description = section.description.clone();
     s.failed_conditions = section
         .conditions
         .iter()
@@ -268,8 +274,10 @@ fn sysv_script(root: &Root, s: &mut Service) {
     s.service_type = Some("forking".into());
     s.restart = Some("no".into());
     if let Some(text) = root.read_text(&file) {
-        if let Err(e) = sysv::parse_lsb(&file, &text) {
-            finding(root, &e);
+        match sysv::parse_lsb(&file, &text) {
+            Ok(Some(lsb)) => s.description = lsb.short_description.or(lsb.description),
+            Ok(None) => {}
+            Err(e) => finding(root, &e),
         }
     }
 }
@@ -277,6 +285,7 @@ fn sysv_script(root: &Root, s: &mut Service) {
 fn openrc_script(root: &Root, fs: &SourceFs, s: &mut Service) {
     match openrc::load(fs, &s.name) {
         Ok(script) => {
+            s.description = script.description.clone();
             if let Some(command) = &script.command {
                 let mut words = vec![command.clone()];
                 words.extend(script.command_args.iter().cloned());
@@ -312,6 +321,7 @@ fn openrc_script(root: &Root, fs: &SourceFs, s: &mut Service) {
 fn upstart_job(root: &Root, fs: &SourceFs, s: &mut Service) {
     match upstart::load(fs, &s.name) {
         Ok(job) => {
+            s.description = job.description.clone();
             s.command = match &job.main {
                 Some(upstart::Process::Exec(line)) => Some(line.clone()),
                 Some(upstart::Process::Script(_)) => Some("(a shell script)".into()),

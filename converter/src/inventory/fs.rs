@@ -176,16 +176,32 @@ impl<'a> Root<'a> {
             .collect()
     }
 
+    /// The resolved path of a regular file; anything else where a file was expected (a
+    /// directory, a fifo that would block a reader, a device) is a finding.
+    pub fn regular(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let resolved = self.resolve(path, true)?;
+        let entry = self.source.metadata(&resolved).ok()?;
+        match entry.kind {
+            Kind::File | Kind::Hardlink => Some(resolved),
+            Kind::Dir => {
+                self.finding(show(path), "a directory where a file was expected");
+                None
+            }
+            other => {
+                self.finding(
+                    show(path),
+                    format!("not a regular file ({other:?}), not read").to_lowercase(),
+                );
+                None
+            }
+        }
+    }
+
     /// A small text file whole; `None` when missing, unreadable or too large (the last
     /// two are findings).
     pub fn read_text(&self, path: impl AsRef<[u8]>) -> Option<String> {
         let path = path.as_ref();
-        let resolved = self.resolve(path, true)?;
-        let entry = self.source.metadata(&resolved).ok()?;
-        if entry.kind == Kind::Dir {
-            self.finding(show(path), "a directory where a file was expected");
-            return None;
-        }
+        let resolved = self.regular(path)?;
         match self.source.read_to_vec(&resolved, TEXT_LIMIT) {
             Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
             Err(e) if e.is_vanished() => None,
@@ -200,7 +216,7 @@ impl<'a> Root<'a> {
     pub fn head(&self, path: impl AsRef<[u8]>, n: usize) -> Option<Vec<u8>> {
         use std::io::Read;
         let path = path.as_ref();
-        let resolved = self.resolve(path, true)?;
+        let resolved = self.regular(path)?;
         let mut out = Vec::new();
         match self.source.open(&resolved) {
             Ok(r) => {
@@ -222,7 +238,7 @@ impl<'a> Root<'a> {
     /// could not be read (a finding says why, unless it is simply missing).
     pub fn for_each_line(&self, path: impl AsRef<[u8]>, mut line: impl FnMut(&str)) -> bool {
         let path = path.as_ref();
-        let Some(resolved) = self.resolve(path, true) else {
+        let Some(resolved) = self.regular(path) else {
             return false;
         };
         let reader = match self.source.open(&resolved) {

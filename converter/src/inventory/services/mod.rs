@@ -38,6 +38,9 @@ pub struct Service {
     /// OpenRC scripts, `job` for upstart jobs.
     pub kind: String,
     pub origin: Option<Origin>,
+    /// What it is, as its definition says (`Description=`, the LSB header…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The file that defines it.
     pub file: Option<String>,
     /// What enables it: the symlinks, rc links or stanza that make it start.
