@@ -28,8 +28,8 @@ impl FileSystem for SourceFs<'_, '_> {
     fn read(&self, path: &str) -> io::Result<Vec<u8>> {
         let resolved = self.root.resolve(path, true).ok_or_else(|| missing(path))?;
         // Only regular files: a fifo would block the reader for ever.
-        let kind = self.root.source.metadata(&resolved).map(|e| e.kind);
-        if !matches!(kind, Ok(Kind::File) | Ok(Kind::Hardlink)) {
+        let kind = self.root.stat(&resolved).map(|e| e.kind);
+        if !matches!(kind, Some(Kind::File) | Some(Kind::Hardlink)) {
             return Err(io::Error::other(format!("{path}: not a regular file")));
         }
         self.root

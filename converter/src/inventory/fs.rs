@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::source::Source;
 use serde::Serialize;
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 
 /// Symlinks followed for one path before it counts as a loop (Linux allows 40).
@@ -28,6 +28,16 @@ pub struct Finding {
 pub struct Root<'a> {
     pub source: &'a dyn Source,
     findings: RefCell<Vec<Finding>>,
+    /// Metadata already asked for: resolving paths asks for the same directories over
+    /// and over (`etc`, `etc/systemd`, …), and each ask costs system calls.
+    metadata: RefCell<HashMap<Vec<u8>, Meta>>,
+}
+
+#[derive(Clone)]
+enum Meta {
+    Found(Entry),
+    Missing,
+    Problem(String),
 }
 
 /// Why a path could not be resolved.
@@ -41,6 +51,7 @@ impl<'a> Root<'a> {
         Root {
             source,
             findings: RefCell::new(Vec::new()),
+            metadata: RefCell::new(HashMap::new()),
         }
     }
 
@@ -91,10 +102,10 @@ impl<'a> Root<'a> {
             let mut candidate = done.clone();
             candidate.push(part);
             let joined = candidate.join(&b'/');
-            let entry = match self.source.metadata(&joined) {
-                Ok(e) => e,
-                Err(e) if e.is_vanished() => return Err(Unresolved::Missing),
-                Err(e) => return Err(Unresolved::Problem(e.to_string())),
+            let entry = match self.meta(&joined) {
+                Meta::Found(e) => e,
+                Meta::Missing => return Err(Unresolved::Missing),
+                Meta::Problem(p) => return Err(Unresolved::Problem(p)),
             };
             let last = todo.is_empty();
             if entry.kind == Kind::Symlink && (!last || follow_last) {
@@ -120,16 +131,37 @@ impl<'a> Root<'a> {
         Ok(done.join(&b'/'))
     }
 
+    /// Metadata of a tree path (no symlink followed), asked of the source once.
+    fn meta(&self, path: &[u8]) -> Meta {
+        if let Some(m) = self.metadata.borrow().get(path) {
+            return m.clone();
+        }
+        let m = match self.source.metadata(path) {
+            Ok(e) => Meta::Found(e),
+            Err(e) if e.is_vanished() => Meta::Missing,
+            Err(e) => Meta::Problem(e.to_string()),
+        };
+        self.metadata.borrow_mut().insert(path.to_vec(), m.clone());
+        m
+    }
+
+    fn found(&self, resolved: &[u8]) -> Option<Entry> {
+        match self.meta(resolved) {
+            Meta::Found(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Metadata of what `path` names, symlinks followed.
     pub fn stat(&self, path: impl AsRef<[u8]>) -> Option<Entry> {
         let resolved = self.resolve(path, true)?;
-        self.source.metadata(&resolved).ok()
+        self.found(&resolved)
     }
 
     /// Metadata of `path` itself (a final symlink is not followed).
     pub fn lstat(&self, path: impl AsRef<[u8]>) -> Option<Entry> {
         let resolved = self.resolve(path, false)?;
-        self.source.metadata(&resolved).ok()
+        self.found(&resolved)
     }
 
     pub fn exists(&self, path: impl AsRef<[u8]>) -> bool {
@@ -180,7 +212,7 @@ impl<'a> Root<'a> {
     /// directory, a fifo that would block a reader, a device) is a finding.
     pub fn regular(&self, path: &[u8]) -> Option<Vec<u8>> {
         let resolved = self.resolve(path, true)?;
-        let entry = self.source.metadata(&resolved).ok()?;
+        let entry = self.found(&resolved)?;
         match entry.kind {
             Kind::File | Kind::Hardlink => Some(resolved),
             Kind::Dir => {

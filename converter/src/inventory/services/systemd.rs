@@ -148,7 +148,7 @@ pub fn unit_files(root: &Root, dirs: &[UnitDir]) -> BTreeMap<String, UnitFile> {
                     } else if last != name && is_unit_name(&last) {
                         UnitState::Alias(last)
                     } else {
-                        match root.source.metadata(&resolved) {
+                        match root.stat(&resolved).ok_or(()) {
                             Ok(e) if e.kind == Kind::File && e.size == 0 => UnitState::Masked,
                             Ok(e) if e.kind == Kind::File => UnitState::File(resolved),
                             _ => continue,
