@@ -660,6 +660,15 @@ fn bad_input_gives_findings_or_one_clear_error() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+
+    // An archive that is not one: the same.
+    let junk = root.join("server.tar");
+    std::fs::write(&junk, vec![0x5au8; 4096]).unwrap();
+    let out = rehost(&["inspect", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.tar"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

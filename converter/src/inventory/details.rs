@@ -116,24 +116,20 @@ fn systemd_unit(root: &Root, fs: &SourceFs, s: &mut Service) -> bool {
     };
     // Top-level links of another name enable a unit only as one of its Alias= names.
     let aliases = loaded.install().alias;
-    let before = s.enabled_by.len();
-    let mut kept = Vec::new();
-    for link in std::mem::take(&mut s.enabled_by) {
-        let is_alias_link = !link.contains(".wants/")
-            && !link.contains(".requires/")
-            && !link.contains(".upholds/");
+    let is_alias_link = |link: &str| {
+        ![".wants/", ".requires/", ".upholds/"]
+            .iter()
+            .any(|d| link.contains(d))
+    };
+    s.enabled_by.retain(|link| {
         let name = link.rsplit('/').next().unwrap_or("");
-        if !is_alias_link || aliases.iter().any(|a| a == name) {
-            kept.push(link);
-        }
-    }
-    if kept.len() != before {
-        s.starts_in
-            .retain(|t| t != "alias" || kept.iter().any(|l| !l.contains(".wants/")));
-    }
-    s.enabled_by = kept;
+        !is_alias_link(link) || aliases.iter().any(|a| a == name)
+    });
     if s.enabled_by.is_empty() {
         return false;
+    }
+    if !s.enabled_by.iter().any(|l| is_alias_link(l)) {
+        s.starts_in.retain(|t| t != "alias");
     }
 
     let section = loaded.unit_section();
