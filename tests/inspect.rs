@@ -214,6 +214,22 @@ fn the_archive_gives_the_same_inventory_as_the_tree() {
             "{field} differs between the tree and its archive"
         );
     }
+    // The same archive on standard input (`-`), as `ssh host tar c / | rehost inspect -`.
+    let piped = Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args(["inspect", "-", "--json", "--no-walk"])
+        .stdin(std::fs::File::open(fixture.join("rootfs.tar")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let from_stdin: Value = serde_json::from_slice(&piped.stdout).unwrap();
+    assert_eq!(
+        from_dir["inventory"]["services"],
+        from_stdin["inventory"]["services"]
+    );
     let mut plan_dir = from_dir["plan"].clone();
     let mut plan_tar = from_tar["plan"].clone();
     plan_dir["source"] = Value::Null;

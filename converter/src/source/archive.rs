@@ -74,7 +74,9 @@ impl ArchiveSource {
         let n = read_full(&mut stdin, &mut magic).at(path)?;
         let compression = detect(path, &magic[..n])?;
         let head = io::Cursor::new(magic[..n].to_vec());
-        let rest: Box<dyn Read> = Box::new(head.chain(io::stdin()));
+        // The rest through the same lock: reading `io::stdin()` while holding it would
+        // wait for ever on the lock.
+        let rest: Box<dyn Read> = Box::new(head.chain(stdin));
         Self::from_reader(path, rest, compression)
     }
 
