@@ -44,6 +44,8 @@ pub struct Args {
 struct Report<'a> {
     inventory: &'a Inventory,
     plan: &'a Plan,
+    /// Bytes of content the image will hold after the plan's excludes (without --no-walk).
+    image_bytes: Option<u64>,
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
@@ -73,6 +75,14 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             .collect::<Result<_, _>>()?
     };
     let plan = Plan::decide(&inventory, &profiles);
+    let image_bytes = if args.no_walk {
+        None
+    } else {
+        Some(
+            plan.image_bytes(source.as_ref())
+                .with_context(|| format!("sizing the image of {}", args.source.display()))?,
+        )
+    };
     if let Some(path) = &args.plan {
         plan.write(path, args.force)
             .with_context(|| format!("writing the plan {}", path.display()))?;
@@ -81,12 +91,13 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         let report = Report {
             inventory: &inventory,
             plan: &plan,
+            image_bytes,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     if !quiet {
-        print_report(&inventory, &plan);
+        print_report(&inventory, &plan, image_bytes);
         if let Some(path) = &args.plan {
             println!("\nplan written to {}", path.display());
         }
@@ -94,7 +105,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_report(inv: &Inventory, plan: &Plan) {
+fn print_report(inv: &Inventory, plan: &Plan, image_bytes: Option<u64>) {
     println!("source      {}", inv.source);
     println!(
         "system      {} ({}), {}",
@@ -254,6 +265,12 @@ fn print_report(inv: &Inventory, plan: &Plan) {
                 "            {} apparent ({} sparse files)",
                 output::bytes(size.apparent_bytes),
                 size.sparse_files.len()
+            );
+        }
+        if let Some(bytes) = image_bytes {
+            println!(
+                "            {} in the image, after the plan's excludes",
+                output::bytes(bytes)
             );
         }
         println!("  largest files:");

@@ -401,6 +401,37 @@ impl Plan {
         rules
     }
 
+    /// Bytes of content the image will hold: one metadata walk of the source with the
+    /// plan's excludes applied (an excluded directory takes its content with it; a file
+    /// with several names counts once).
+    pub fn image_bytes(&self, source: &dyn crate::source::Source) -> Result<u64> {
+        let excludes = crate::profile::Excludes::new(&self.excludes(), &[])?;
+        let mut total = 0u64;
+        let mut cut: Option<Vec<u8>> = None;
+        let mut inodes = std::collections::HashSet::new();
+        source.walk(&mut |entry| {
+            if let Some(prefix) = &cut {
+                if entry.path.starts_with(prefix) && entry.path.get(prefix.len()) == Some(&b'/') {
+                    return Ok(());
+                }
+                cut = None;
+            }
+            if excludes.reason(&entry.path).is_some() {
+                if entry.kind == crate::entry::Kind::Dir {
+                    cut = Some(entry.path.clone());
+                }
+                return Ok(());
+            }
+            if entry.kind == crate::entry::Kind::File
+                && entry.inode.is_none_or(|i| inodes.insert(i))
+            {
+                total += entry.data_len();
+            }
+            Ok(())
+        })?;
+        Ok(total)
+    }
+
     pub fn to_toml(&self) -> String {
         let body = toml::to_string_pretty(self).expect("a plan serializes");
         format!(
