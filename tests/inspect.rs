@@ -408,6 +408,10 @@ fn centos7_layout() {
         strings(&inv["users"], "name"),
         set(&["root", "postgres", "app"])
     );
+    // The image leaves out what the plan excludes (identity files, here).
+    let total = inv["size"]["total_bytes"].as_u64().unwrap();
+    let image = report["image_bytes"].as_u64().unwrap();
+    assert!(image > 0 && image < total, "image {image}, server {total}");
     assert_eq!(strings(&inv["data_dirs"], "path"), set(&["/var/lib/pgsql"]));
     assert_eq!(
         strings(&inv["identity"], "kind"),
