@@ -7,6 +7,7 @@ use converter::plan::{Action, Plan};
 use converter::profile::Profile;
 use converter::source::{self, OpenOptions};
 use serde::Serialize;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,38 +94,59 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             plan: &plan,
             image_bytes,
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let json = serde_json::to_string_pretty(&report)?;
+        match writeln!(std::io::stdout(), "{json}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("writing the report")?,
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !quiet {
-        print_report(&inventory, &plan, image_bytes);
-        if let Some(path) = &args.plan {
-            println!("\nplan written to {}", path.display());
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let printed = print_report(&mut out, &inventory, &plan, image_bytes).and_then(|()| {
+            if let Some(path) = &args.plan {
+                writeln!(out, "\nplan written to {}", path.display())?;
+            }
+            out.flush()
+        });
+        match printed {
+            // The reader went away (`| head`): nothing more to say.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("writing the report")?,
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_report(inv: &Inventory, plan: &Plan, image_bytes: Option<u64>) {
-    println!("source      {}", inv.source);
-    println!(
+fn print_report(
+    out: &mut dyn Write,
+    inv: &Inventory,
+    plan: &Plan,
+    image_bytes: Option<u64>,
+) -> std::io::Result<()> {
+    writeln!(out, "source      {}", inv.source)?;
+    writeln!(
+        out,
         "system      {} ({}), {}",
         inv.os.pretty_name,
         inv.os.family,
         inv.architecture
             .as_deref()
             .unwrap_or("architecture unknown")
-    );
+    )?;
     if let Some(p) = &inv.packages {
         match p.count {
-            Some(n) => println!("packages    {n} ({})", p.manager),
-            None => println!(
+            Some(n) => writeln!(out, "packages    {n} ({})", p.manager)?,
+            None => writeln!(
+                out,
                 "packages    {} (database {} not read)",
                 p.manager, p.database
-            ),
+            )?,
         }
     }
-    println!(
+    writeln!(
+        out,
         "init        {}{} — {}",
         inv.init.kind.name(),
         inv.init
@@ -133,14 +155,15 @@ fn print_report(inv: &Inventory, plan: &Plan, image_bytes: Option<u64>) {
             .map(|d| format!(", default {d}"))
             .unwrap_or_default(),
         inv.init.evidence
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "image init  {} — {}",
         plan.init.mode.name(),
         plan.init.reason
-    );
+    )?;
 
-    println!("\nservices ({} enabled)", inv.services.len());
+    writeln!(out, "\nservices ({} enabled)", inv.services.len())?;
     for decision in &plan.services {
         let service = inv.services.iter().find(|s| s.name == decision.name);
         let mark = match (decision.action, decision.review) {
@@ -149,15 +172,16 @@ fn print_report(inv: &Inventory, plan: &Plan, image_bytes: Option<u64>) {
             (Action::Drop, _) => "-",
             (Action::Mask, _) => "x",
         };
-        println!(
+        writeln!(
+            out,
             "  {mark} {:<28} {:<5} {}",
             decision.name,
             decision.action.name(),
             decision.reason
-        );
+        )?;
         if let Some(s) = service {
             if let Some(d) = &s.description {
-                println!("      {d}");
+                writeln!(out, "      {d}")?;
             }
             let mut what = Vec::new();
             if let Some(c) = &s.command {
@@ -173,76 +197,93 @@ fn print_report(inv: &Inventory, plan: &Plan, image_bytes: Option<u64>) {
                 what.push(format!("restart {r}"));
             }
             if !what.is_empty() {
-                println!("      {}", what.join(", "));
+                writeln!(out, "      {}", what.join(", "))?;
             }
             if s.started_by_default == Some(false) {
-                println!("      (enabled, but the default target does not start it)");
+                writeln!(
+                    out,
+                    "      (enabled, but the default target does not start it)"
+                )?;
             }
             for c in &s.failed_conditions {
-                println!("      condition fails: {c}");
+                writeln!(out, "      condition fails: {c}")?;
             }
         }
     }
 
     if !inv.scheduled.is_empty() {
-        println!("\nscheduled ({})", inv.scheduled.len());
+        writeln!(out, "\nscheduled ({})", inv.scheduled.len())?;
         for job in &inv.scheduled {
-            println!(
+            writeln!(
+                out,
                 "  {:<14} {:<12} {:<8} {}",
                 job.schedule,
                 job.kind,
                 job.user.as_deref().unwrap_or("-"),
                 job.command
-            );
+            )?;
         }
     }
-    println!(
+    writeln!(
+        out,
         "\nports ({})",
         if inv.ports_live {
             "listening now"
         } else {
             "from configuration"
         }
-    );
+    )?;
     if inv.ports.is_empty() {
-        println!("  none found");
+        writeln!(out, "  none found")?;
     }
     for p in &inv.ports {
-        println!(
+        writeln!(
+            out,
             "  {:<9} {:<16} {:<20} {}",
             format!("{}/{}", p.port, p.protocol),
             p.address.as_deref().unwrap_or("*"),
             p.service.as_deref().or(p.process.as_deref()).unwrap_or("-"),
             p.from
-        );
+        )?;
     }
-    println!("\nusers with a login shell ({})", inv.users.len());
+    writeln!(out, "\nusers with a login shell ({})", inv.users.len())?;
     for u in &inv.users {
-        println!("  {:<16} uid {:<6} {} {}", u.name, u.uid, u.home, u.shell);
+        writeln!(
+            out,
+            "  {:<16} uid {:<6} {} {}",
+            u.name, u.uid, u.home, u.shell
+        )?;
     }
     if !inv.data_dirs.is_empty() {
-        println!("\ndata directories (volumes)");
+        writeln!(out, "\ndata directories (volumes)")?;
         for d in &inv.data_dirs {
-            println!(
+            writeln!(
+                out,
                 "  {:<28} {:>10}  {}",
                 d.path,
                 output::bytes(d.bytes),
                 d.holds
-            );
+            )?;
         }
     }
-    println!("\nhost identity ({} files)", inv.identity.len());
+    writeln!(out, "\nhost identity ({} files)", inv.identity.len())?;
     for decision in &plan.identity {
-        println!(
+        writeln!(
+            out,
             "  {:<44} {:<10} {}",
             decision.path,
             decision.action.name(),
             decision.reason
-        );
+        )?;
     }
-    println!("\nsecrets ({}, content never shown)", inv.secrets.len());
+    writeln!(
+        out,
+        "\nsecrets ({}, content never shown)",
+        inv.secrets.len()
+    )?;
     for s in &inv.secrets {
-        println!(
+        writeln!(
+            out,
             "  {:<44} {}{}",
             s.path,
             s.kind,
@@ -250,58 +291,73 @@ fn print_report(inv: &Inventory, plan: &Plan, image_bytes: Option<u64>) {
                 .as_deref()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default()
-        );
+        )?;
     }
     if let Some(size) = &inv.size {
-        println!(
+        writeln!(
+            out,
             "\nsize        {} in {} files, {} directories, {} symlinks",
             output::bytes(size.total_bytes),
             size.files,
             size.directories,
             size.symlinks
-        );
+        )?;
         if size.apparent_bytes != size.total_bytes {
-            println!(
+            writeln!(
+                out,
                 "            {} apparent ({} sparse files)",
                 output::bytes(size.apparent_bytes),
                 size.sparse_files.len()
-            );
+            )?;
         }
         if let Some(bytes) = image_bytes {
-            println!(
+            writeln!(
+                out,
                 "            {} in the image, after the plan's excludes",
                 output::bytes(bytes)
-            );
+            )?;
         }
-        println!("  largest files:");
+        writeln!(out, "  largest files:")?;
         for f in size.largest_files.iter().take(5) {
-            println!("    {:>10}  {}", output::bytes(f.bytes), f.path);
+            writeln!(out, "    {:>10}  {}", output::bytes(f.bytes), f.path)?;
         }
-        println!("  largest directories:");
+        writeln!(out, "  largest directories:")?;
         for d in size.largest_directories.iter().take(5) {
-            println!("    {:>10}  {}", output::bytes(d.bytes), d.path);
+            writeln!(out, "    {:>10}  {}", output::bytes(d.bytes), d.path)?;
         }
     }
-    println!("\nplan");
+    writeln!(out, "\nplan")?;
     for rule in &plan.exclude {
-        println!("  exclude   {} ({})", rule.paths.join(" "), rule.reason);
+        writeln!(
+            out,
+            "  exclude   {} ({})",
+            rule.paths.join(" "),
+            rule.reason
+        )?;
     }
     for v in &plan.volume {
-        println!("  volume    {} ({})", v.path, v.reason);
+        writeln!(out, "  volume    {} ({})", v.path, v.reason)?;
     }
     for p in &plan.port {
-        println!("  expose    {}/{} ({})", p.port, p.protocol, p.reason);
+        writeln!(out, "  expose    {}/{} ({})", p.port, p.protocol, p.reason)?;
     }
     for h in &plan.hook {
-        println!("  hook      {} {} ({})", h.when.name(), h.run, h.reason);
+        writeln!(
+            out,
+            "  hook      {} {} ({})",
+            h.when.name(),
+            h.run,
+            h.reason
+        )?;
     }
     for c in &plan.check {
-        println!("  check     {} ({})", c.describe(), c.reason);
+        writeln!(out, "  check     {} ({})", c.describe(), c.reason)?;
     }
     if !inv.findings.is_empty() {
-        println!("\nfindings ({})", inv.findings.len());
+        writeln!(out, "\nfindings ({})", inv.findings.len())?;
         for f in &inv.findings {
-            println!("  {}: {}", f.path, f.problem);
+            writeln!(out, "  {}: {}", f.path, f.problem)?;
         }
     }
+    Ok(())
 }

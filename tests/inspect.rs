@@ -494,6 +494,9 @@ fn alpine_openrc_layout() {
     assert_eq!(worker["command"], "/opt/worker/bin/worker --queue jobs");
     assert_eq!(worker["user"], "worker");
     assert_eq!(worker["restart"], "always");
+    assert_eq!(worker["type"], "simple");
+    assert_eq!(service(&report, "sshd")["type"], "forking");
+    assert_eq!(service(&report, "bootmisc")["type"], "oneshot");
     // redis is configured but no runlevel starts it: no port for it.
     let ports: BTreeSet<u64> = inv["ports"]
         .as_array()

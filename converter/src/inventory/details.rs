@@ -293,8 +293,13 @@ fn openrc_script(root: &Root, fs: &SourceFs, s: &mut Service) {
                 .command_user
                 .as_deref()
                 .map(|u| u.split(':').next().unwrap_or(u).to_string());
+            // OpenRC expects a command to daemonize itself unless it backgrounds it
+            // (command_background) or a supervisor keeps it in the foreground; a script
+            // without a command runs its start() function once.
             s.service_type = Some(
-                if script.supervisor.is_some() || !script.command_background {
+                if script.command.is_none() {
+                    "oneshot"
+                } else if script.supervisor.is_some() || script.command_background {
                     "simple"
                 } else {
                     "forking"
