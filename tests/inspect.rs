@@ -557,8 +557,9 @@ fn ubuntu_upstart_layout() {
     assert_eq!(worker["command"], "/srv/billing/bin/worker --threads 4");
     assert_eq!(worker["user"], "billing");
     assert_eq!(worker["restart"], "always");
-    assert_eq!(worker["type"], "daemon");
-    assert_eq!(service(&report, "mountall")["type"], "task");
+    assert_eq!(worker["type"], "simple");
+    assert_eq!(service(&report, "cron")["type"], "forking");
+    assert_eq!(service(&report, "mountall")["type"], "oneshot");
     assert_eq!(
         service(&report, "apache2")["description"],
         "Apache2 web server"

@@ -573,7 +573,7 @@ fn decide_service(s: &Service, rules: &[CompiledRule], inv: &Inventory) -> Servi
 /// Whether a kept service is a process `verify` can see running (targets, timers,
 /// sockets and one-shot jobs are not).
 fn runs_a_process(s: &Service) -> bool {
-    let long_running = !matches!(s.service_type.as_deref(), Some("oneshot") | Some("task"));
+    let long_running = s.service_type.as_deref() != Some("oneshot");
     matches!(s.kind.as_str(), "service" | "script" | "job") && long_running
 }
 

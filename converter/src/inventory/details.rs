@@ -329,7 +329,15 @@ fn upstart_job(root: &Root, fs: &SourceFs, s: &mut Service) {
                 None => None,
             };
             s.user = job.setuid.clone();
-            s.service_type = Some(if job.task { "task" } else { "daemon" }.into());
+            // In systemd's words, which every init system's services are given in.
+            s.service_type = Some(
+                match (job.task, job.expect.as_deref()) {
+                    (true, _) => "oneshot",
+                    (false, Some("fork") | Some("daemon")) => "forking",
+                    _ => "simple",
+                }
+                .into(),
+            );
             s.restart = Some(if job.respawn { "always" } else { "no" }.into());
         }
         Err(e) => finding(root, &e),

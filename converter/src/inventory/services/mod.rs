@@ -51,7 +51,7 @@ pub struct Service {
     pub started_by_default: Option<bool>,
     pub command: Option<String>,
     pub user: Option<String>,
-    /// simple, forking, oneshot, notify… (systemd); daemon or task (upstart).
+    /// In systemd's words whatever the init system: simple, forking, oneshot, notify…
     #[serde(rename = "type")]
     pub service_type: Option<String>,
     pub restart: Option<String>,
