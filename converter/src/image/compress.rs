@@ -55,6 +55,8 @@ pub fn writer<W: Write + Send + 'static>(
         Compression::Zstd => {
             let mut enc = zstd::stream::Encoder::new(out, 3)?;
             enc.multithread(threads as u32)?;
+            // Smaller jobs than the default (4x the window) keep memory well under 64 MiB.
+            enc.set_parameter(zstd::stream::raw::CParameter::JobSize(2 << 20))?;
             enc.include_checksum(false)?;
             Box::new(enc)
         }
