@@ -578,3 +578,44 @@ fn a_live_root_stays_on_its_filesystems_and_leaves_out_its_own_output() {
     );
     assert!(unpacked.join("etc/init.d/ssh").exists());
 }
+
+#[test]
+fn an_unreadable_file_is_named_and_nothing_is_written() {
+    let work = scratch();
+    let w = work.path();
+    fs::set_permissions(w, fs::Permissions::from_mode(0o777)).unwrap();
+    let src = w.join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/readable"), "ok").unwrap();
+    fs::write(src.join("etc/secret"), "no").unwrap();
+    fs::set_permissions(src.join("etc/secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    let image = w.join("image");
+    // As an ordinary user, for whom the file really is unreadable.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_rehost"),
+        ])
+        .args([
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("etc/secret") && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    assert!(!image.exists());
+    assert_eq!(
+        fs::read_dir(w).unwrap().count(),
+        1,
+        "only the source is left"
+    );
+}
