@@ -619,3 +619,51 @@ fn an_unreadable_file_is_named_and_nothing_is_written() {
         "only the source is left"
     );
 }
+
+#[test]
+fn source_date_epoch_clamps_newer_times_and_dates_the_image() {
+    let work = scratch();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    run("sh", &["-euc", &format!(
+        "cd {}; echo old > etc/old; touch -d @1000000000 etc/old; echo new > etc/new; touch -d @4000000000 etc/new",
+        src.display()
+    )]);
+    let image = work.path().join("image");
+    let out = Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args([
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--json",
+        ])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&run(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{}:latest", image.display()),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(inspect["created"], "2023-11-14T22:13:20Z");
+    let rootfs = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(rootfs.join("etc/new")).unwrap().mtime(),
+        1_700_000_000
+    );
+    assert_eq!(
+        fs::metadata(rootfs.join("etc/old")).unwrap().mtime(),
+        1_000_000_000
+    );
+}
