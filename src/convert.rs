@@ -38,6 +38,10 @@ pub struct Args {
     /// Keep everything: apply no profile's excludes.
     #[arg(long)]
     no_default_excludes: bool,
+    /// Apply the decisions of a plan written by `rehost inspect --plan` (its excludes
+    /// replace the profiles').
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "no_default_excludes"])]
+    plan: Option<PathBuf>,
     /// For a live root: also take this mount point's filesystem (e.g. /var).
     #[arg(long, value_name = "PATH")]
     include_mount: Vec<PathBuf>,
@@ -57,7 +61,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
-    let profiles = if args.no_default_excludes {
+    let profiles = if let Some(path) = &args.plan {
+        let plan = converter::plan::Plan::read(path)?;
+        vec![Profile::from_plan(&plan)]
+    } else if args.no_default_excludes {
         Vec::new()
     } else if args.profile.is_empty() {
         vec![Profile::builtin("base")?]

@@ -152,8 +152,15 @@ impl ArchiveSource {
                 e.minor = header.device_minor().ok().flatten().unwrap_or(0);
             }
             if let Some(pax) = item.pax_extensions().map_err(|err| at(&err.to_string()))? {
+                let mut unreadable = false;
                 for ext in pax {
-                    let ext = ext.map_err(|err| at(&err.to_string()))?;
+                    // The tar crate splits records at newlines, so a value holding one
+                    // (GNU tar's text ACLs, some binary xattrs) comes apart: skip the
+                    // pieces, keep the rest of the entry, and say so.
+                    let Ok(ext) = ext else {
+                        unreadable = true;
+                        continue;
+                    };
                     let key = ext.key_bytes();
                     if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                         e.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
@@ -169,6 +176,12 @@ impl ArchiveSource {
                         e.mtime = secs;
                         e.mtime_nsec = nsec;
                     }
+                }
+                if unreadable {
+                    skipped.push(Skipped {
+                        path: format!("/{shown}"),
+                        reason: "a PAX record with a newline in its value was left out (the entry is kept)".into(),
+                    });
                 }
             }
             e.xattrs.sort();

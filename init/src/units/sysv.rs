@@ -1,0 +1,261 @@
+//! SysV init scripts: the LSB comment header (`### BEGIN INIT INFO` … `### END INIT INFO`)
+//! and the `/etc/rcN.d/[SK]NNname` links that order them.
+
+use super::{text, FileSystem, ParseError};
+
+/// The LSB header of an init script.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LsbHeader {
+    /// `Provides:` facility names (usually the script's own name).
+    pub provides: Vec<String>,
+    /// `Required-Start:` facilities (`$network`, `$remote_fs`, `sshd`).
+    pub required_start: Vec<String>,
+    /// `Required-Stop:`.
+    pub required_stop: Vec<String>,
+    /// `Should-Start:`: ordering only, when present.
+    pub should_start: Vec<String>,
+    /// `Should-Stop:`.
+    pub should_stop: Vec<String>,
+    /// `X-Start-Before:`.
+    pub start_before: Vec<String>,
+    /// `X-Stop-After:`.
+    pub stop_after: Vec<String>,
+    /// `Default-Start:` runlevels (`2 3 4 5`, `S`).
+    pub default_start: Vec<String>,
+    /// `Default-Stop:` runlevels.
+    pub default_stop: Vec<String>,
+    /// `Short-Description:`.
+    pub short_description: Option<String>,
+    /// `Description:` (continuation lines joined with spaces).
+    pub description: Option<String>,
+    /// `X-Interactive:`.
+    pub interactive: bool,
+    /// Other keywords, as written.
+    pub other: Vec<(String, String)>,
+}
+
+/// Parses the LSB header of script `path`. `Ok(None)` when the script has none;
+/// an error when the block is opened but never closed.
+pub fn parse_lsb(path: &str, contents: &str) -> Result<Option<LsbHeader>, ParseError> {
+    let mut lines = contents.lines().enumerate();
+    let start = loop {
+        match lines.next() {
+            Some((i, l)) if l.trim() == "### BEGIN INIT INFO" => break i + 1,
+            Some(_) => continue,
+            None => return Ok(None),
+        }
+    };
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for (_, l) in lines.by_ref() {
+        let t = l.trim_end();
+        if t.trim() == "### END INIT INFO" {
+            return Ok(Some(build(fields)));
+        }
+        let Some(body) = t.strip_prefix('#') else {
+            continue;
+        };
+        // A continuation line starts with a tab or at least two spaces after the `#`.
+        if body.starts_with('\t') || body.starts_with("  ") {
+            if let Some(last) = fields.last_mut() {
+                if !last.1.is_empty() {
+                    last.1.push(' ');
+                }
+                last.1.push_str(body.trim());
+            }
+            continue;
+        }
+        if let Some((k, v)) = body.trim().split_once(':') {
+            fields.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Err(ParseError::new(
+        path,
+        start,
+        "### BEGIN INIT INFO without ### END INIT INFO",
+    ))
+}
+
+fn build(fields: Vec<(String, String)>) -> LsbHeader {
+    let mut h = LsbHeader::default();
+    for (k, v) in fields {
+        let words = || v.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        match k.as_str() {
+            "Provides" => h.provides = words(),
+            "Required-Start" => h.required_start = words(),
+            "Required-Stop" => h.required_stop = words(),
+            "Should-Start" => h.should_start = words(),
+            "Should-Stop" => h.should_stop = words(),
+            "X-Start-Before" => h.start_before = words(),
+            "X-Stop-After" => h.stop_after = words(),
+            "Default-Start" => h.default_start = words(),
+            "Default-Stop" => h.default_stop = words(),
+            "Short-Description" => h.short_description = Some(v),
+            "Description" => h.description = Some(v),
+            "X-Interactive" => h.interactive = v.eq_ignore_ascii_case("true"),
+            _ => h.other.push((k, v)),
+        }
+    }
+    h
+}
+
+/// An init script in `/etc/init.d` with its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitScript {
+    /// The script's file name (`ssh`).
+    pub name: String,
+    /// Its path inside the root.
+    pub path: String,
+    /// Its LSB header, if any.
+    pub lsb: Option<LsbHeader>,
+}
+
+/// Reads `/etc/init.d/NAME`.
+pub fn load(fs: &dyn FileSystem, name: &str) -> Result<InitScript, ParseError> {
+    let path = format!("/etc/init.d/{name}");
+    let bytes = fs
+        .read(&path)
+        .map_err(|e| ParseError::new(&path, 0, format!("cannot read: {e}")))?;
+    let lsb = parse_lsb(&path, &text(&bytes))?;
+    Ok(InitScript {
+        name: name.to_string(),
+        path,
+        lsb,
+    })
+}
+
+/// Lists the scripts in `/etc/init.d` (skipping `README`, `skeleton`, `rc`, `rcS` and
+/// dot-files and backups), sorted by name.
+pub fn scripts(fs: &dyn FileSystem) -> Vec<String> {
+    let mut names: Vec<String> = fs
+        .read_dir("/etc/init.d")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| {
+            !n.starts_with('.')
+                && !matches!(
+                    n.as_str(),
+                    "README"
+                        | "skeleton"
+                        | "rc"
+                        | "rcS"
+                        | "functions"
+                        | ".depend.boot"
+                        | ".depend.start"
+                        | ".depend.stop"
+                )
+                && !n.ends_with('~')
+                && !n.ends_with(".dpkg-old")
+                && !n.ends_with(".dpkg-dist")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// One `/etc/rcN.d` link.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RcLink {
+    /// The runlevel (`2`, `S`).
+    pub runlevel: String,
+    /// `true` for `S` (start) links, `false` for `K` (kill) links.
+    pub start: bool,
+    /// The two-digit priority (lower runs first).
+    pub priority: u32,
+    /// The script name the link points at (`ssh`).
+    pub script: String,
+}
+
+/// Reads the links of `/etc/rc{runlevel}.d`, sorted by kind, priority and name (the order
+/// in which `rc` runs them).
+pub fn rc_links(fs: &dyn FileSystem, runlevel: &str) -> Vec<RcLink> {
+    let dir = format!("/etc/rc{runlevel}.d");
+    let mut out: Vec<RcLink> = fs
+        .read_dir(&dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| parse_rc_link(runlevel, &n))
+        .collect();
+    // `rc` runs the K links first, then the S links, each by priority then name.
+    out.sort_by(|a, b| (a.start, a.priority, &a.script).cmp(&(b.start, b.priority, &b.script)));
+    out
+}
+
+/// Parses a link name `S02ssh` / `K01nginx` of runlevel `runlevel`.
+pub fn parse_rc_link(runlevel: &str, name: &str) -> Option<RcLink> {
+    let start = match name.as_bytes().first()? {
+        b'S' => true,
+        b'K' => false,
+        _ => return None,
+    };
+    let digits: String = name[1..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    if digits.is_empty() {
+        return None;
+    }
+    let script = name[1 + digits.len()..].to_string();
+    if script.is_empty() {
+        return None;
+    }
+    Some(RcLink {
+        runlevel: runlevel.to_string(),
+        start,
+        priority: digits.parse().ok()?,
+        script,
+    })
+}
+
+/// The default runlevel from `/etc/inittab` (`id:2:initdefault:`), `2` (Debian's) when absent.
+pub fn default_runlevel(fs: &dyn FileSystem) -> String {
+    if let Ok(b) = fs.read("/etc/inittab") {
+        for l in text(&b).lines() {
+            let parts: Vec<&str> = l.split(':').collect();
+            if parts.len() >= 3 && parts[2] == "initdefault" && !l.trim_start().starts_with('#') {
+                return parts[1].to_string();
+            }
+        }
+    }
+    "2".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SSH: &str = "#! /bin/sh\n\n### BEGIN INIT INFO\n# Provides:\t\tsshd\n# Required-Start:\t$remote_fs $syslog\n# Required-Stop:\t$remote_fs $syslog\n# Default-Start:\t2 3 4 5\n# Default-Stop:\t\t\n# Short-Description: OpenBSD Secure Shell server\n# Description: long\n#   text here\n# X-Vendor: me\n### END INIT INFO\n\nset -e\n";
+
+    #[test]
+    fn parses_lsb_header() {
+        let h = parse_lsb("/etc/init.d/ssh", SSH).unwrap().unwrap();
+        assert_eq!(h.provides, ["sshd"]);
+        assert_eq!(h.required_start, ["$remote_fs", "$syslog"]);
+        assert_eq!(h.default_start, ["2", "3", "4", "5"]);
+        assert!(h.default_stop.is_empty());
+        assert_eq!(
+            h.short_description.as_deref(),
+            Some("OpenBSD Secure Shell server")
+        );
+        assert_eq!(h.description.as_deref(), Some("long text here"));
+        assert_eq!(h.other, [("X-Vendor".to_string(), "me".to_string())]);
+        assert_eq!(parse_lsb("x", "#!/bin/sh\necho hi\n").unwrap(), None);
+        let e = parse_lsb("/etc/init.d/x", "### BEGIN INIT INFO\n# Provides: x\n").unwrap_err();
+        assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn parses_rc_links() {
+        assert_eq!(
+            parse_rc_link("2", "S01ssh"),
+            Some(RcLink {
+                runlevel: "2".into(),
+                start: true,
+                priority: 1,
+                script: "ssh".into()
+            })
+        );
+        assert_eq!(parse_rc_link("2", "K10x").map(|l| l.start), Some(false));
+        assert_eq!(parse_rc_link("2", "README"), None);
+        assert_eq!(parse_rc_link("2", "S01"), None);
+    }
+}
