@@ -1,7 +1,7 @@
 //! `rehost convert SOURCE -o IMAGE`
 
 use crate::output;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use converter::convert::{self, ConvertOptions};
 use converter::image::{Compression, OutputFormat};
 use converter::profile::Profile;
@@ -107,8 +107,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         if p.entries % 256 == 0 {
             bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)));
         }
-    })
-    .with_context(|| format!("converting {}", args.source.display()))?;
+    })?;
     bar.finish_and_clear();
 
     if args.json {

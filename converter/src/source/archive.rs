@@ -74,8 +74,7 @@ impl ArchiveSource {
         let n = read_full(&mut stdin, &mut magic).at(path)?;
         let compression = detect(path, &magic[..n])?;
         let head = io::Cursor::new(magic[..n].to_vec());
-        // The rest through the same lock: reading `io::stdin()` while holding it would
-        // wait for ever on the lock.
+        // Keep reading through the same lock: taking a second one would wait forever.
         let rest: Box<dyn Read> = Box::new(head.chain(stdin));
         Self::from_reader(path, rest, compression)
     }
@@ -262,6 +261,7 @@ impl ArchiveSource {
                 }
             }
         }
+        regroup_hardlinks(&mut index);
         let mut source = ArchiveSource {
             name: path.to_path_buf(),
             data,
@@ -385,6 +385,45 @@ impl Source for ArchiveSource {
             pos: item.data.offset,
             end: item.data.offset + item.entry.size,
         }))
+    }
+}
+
+/// Makes the first name of each hardlinked file in walk order the one that holds the
+/// data, and the others links to it, as a walk of the directory would give them: an
+/// archive may list a later name first.
+fn regroup_hardlinks(index: &mut BTreeMap<Vec<u8>, Indexed>) {
+    let mut groups: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+    for (key, item) in index.iter() {
+        if item.entry.kind == Kind::Hardlink {
+            groups
+                .entry(walk_order_key(&item.entry.link))
+                .or_default()
+                .push(key.clone());
+        }
+    }
+    for (target_key, links) in groups {
+        let first = links.iter().min().expect("a group has links");
+        if *first > target_key {
+            continue; // the data already comes first
+        }
+        let first = first.clone();
+        let Some(mut data) = index.remove(&target_key) else {
+            continue;
+        };
+        let link_entry = index.remove(&first).expect("link is indexed");
+        let first_path = link_entry.entry.path.clone();
+        // The old holder of the data becomes a link with its own name.
+        let mut old = link_entry;
+        old.entry.path = data.entry.path.clone();
+        old.entry.link = first_path.clone();
+        data.entry.path = first_path.clone();
+        index.insert(first.clone(), data);
+        index.insert(target_key, old);
+        for key in links.iter().filter(|k| **k != first) {
+            if let Some(item) = index.get_mut(key) {
+                item.entry.link = first_path.clone();
+            }
+        }
     }
 }
 
