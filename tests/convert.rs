@@ -667,3 +667,39 @@ fn source_date_epoch_clamps_newer_times_and_dates_the_image() {
         1_000_000_000
     );
 }
+
+#[test]
+fn archive_records_with_newlines_keep_xattrs_and_acls() {
+    let work = scratch();
+    let tar = work.path().join("acl.tar");
+    // A binary-looking xattr value with a newline, and GNU tar's text ACL (one entry a line).
+    python_tar(
+        &tar,
+        "f('etc/cap', b'x', pax_headers={'SCHILY.xattr.user.note': 'line one\\nline two'})\n\
+         f('etc/acl', b'y', mode=0o640, pax_headers={'SCHILY.acl.access': 'user::rw-\\nuser:1000:r--\\ngroup::r--\\nmask::r--\\nother::---'})",
+    );
+    let image = work.path().join("image");
+    let s = convert_json(&[tar.to_str().unwrap(), "-o", image.to_str().unwrap()]);
+    assert_eq!(
+        s["stats"]["skipped"].as_array().unwrap().len(),
+        0,
+        "{}",
+        s["stats"]["skipped"]
+    );
+    let rootfs = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    let note = run(
+        "getfattr",
+        &[
+            "--only-values",
+            "-n",
+            "user.note",
+            rootfs.join("etc/cap").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(note, "line one\nline two");
+    let acl = run(
+        "getfacl",
+        &["-n", "-c", rootfs.join("etc/acl").to_str().unwrap()],
+    );
+    assert!(acl.contains("user:1000:r--"), "{acl}");
+}
