@@ -113,7 +113,7 @@ impl ArchiveSource {
             // Raw: PAX and GNU long-name headers come to us as entries, so their records
             // are parsed by their length (values may hold newlines: ACL text, binary xattrs).
             .raw(true);
-        let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut pax: Vec<PaxRecord> = Vec::new();
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         for (number, item) in entries.enumerate() {
@@ -569,12 +569,15 @@ fn tar_checksum_ok(h: &[u8]) -> bool {
     sum == want
 }
 
+/// One PAX record: key and value, as bytes.
+type PaxRecord = (Vec<u8>, Vec<u8>);
+
 /// The most an extended header (PAX records, a GNU long name) may hold.
 const MAX_EXTENSION: u64 = 1 << 20;
 
 /// PAX records: "LEN key=value\n", where LEN counts the whole record, so a value may
 /// hold any byte, newlines included.
-fn parse_pax_records(mut data: &[u8]) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn parse_pax_records(mut data: &[u8]) -> std::result::Result<Vec<PaxRecord>, String> {
     let mut out = Vec::new();
     while !data.is_empty() && data[0] != 0 {
         let space = data
