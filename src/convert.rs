@@ -39,6 +39,10 @@ pub struct Args {
     /// Keep everything: apply no profile's excludes.
     #[arg(long)]
     no_default_excludes: bool,
+    /// Apply the decisions of a plan written by `rehost inspect --plan` (its excludes
+    /// replace the profiles').
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "no_default_excludes"])]
+    plan: Option<PathBuf>,
     /// For a live root: also take this mount point's filesystem (e.g. /var).
     #[arg(long, value_name = "PATH")]
     include_mount: Vec<PathBuf>,
@@ -56,7 +60,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    init: InitArgs,
+    init: Box<InitArgs>,
 }
 
 /// The rich-container settings: which init runs the image and what it starts.
@@ -65,8 +69,9 @@ pub struct InitArgs {
     /// The init at pid 1: rehost (rehost-init supervises the services), systemd (the
     /// image's systemd), sbin-init (the image's /sbin/init), dumb-init (rehost-init reaps
     /// and runs --cmd), or none (a plain filesystem image without the rehost layer).
-    #[arg(long = "init", default_value = "rehost", value_name = "MODE")]
-    mode: String,
+    /// Default: the plan's init mode, else rehost.
+    #[arg(long = "init", value_name = "MODE")]
+    mode: Option<String>,
     /// The main command, as one shell-quoted string (required for dumb-init; with rehost,
     /// it runs beside the services and the container ends when it exits).
     #[arg(long, value_name = "COMMAND")]
@@ -97,16 +102,26 @@ pub struct InitArgs {
     init_binary: Option<PathBuf>,
 }
 
-fn rich_options(a: &InitArgs) -> Result<Option<RichOptions>> {
+fn rich_options(
+    a: &InitArgs,
+    plan: Option<(&converter::plan::Plan, String)>,
+) -> Result<Option<RichOptions>> {
+    use converter::plan::{Action, HookWhen, InitMode};
     use rehost_init::config::{Mode, ServiceEntry, ServiceKind};
-    if a.mode == "none" {
+    let mode_name = match (&a.mode, &plan) {
+        (Some(m), _) => m.clone(),
+        (None, Some((p, _))) => match p.init.mode {
+            InitMode::Systemd => "systemd".into(),
+            InitMode::Sysv | InitMode::Openrc => "sbin-init".into(),
+            InitMode::RehostInit => "rehost".into(),
+        },
+        (None, None) => "rehost".into(),
+    };
+    if mode_name == "none" {
         return Ok(None);
     }
-    let mode = Mode::parse(&a.mode).with_context(|| {
-        format!(
-            "--init {}: unknown mode (rehost, systemd, sbin-init, dumb-init, none)",
-            a.mode
-        )
+    let mode = Mode::parse(&mode_name).with_context(|| {
+        format!("--init {mode_name}: unknown mode (rehost, systemd, sbin-init, dumb-init, none)")
     })?;
     let cmd = match &a.cmd {
         Some(c) => rehost_init::units::shell::split(c, &Default::default())
@@ -137,6 +152,65 @@ fn rich_options(a: &InitArgs) -> Result<Option<RichOptions>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    // The plan's decisions, unless flags say otherwise.
+    let mut services = services;
+    let mut drop = a.drop.clone();
+    let mut ports = a.expose.clone();
+    let mut volumes = a.volumes.clone();
+    let mut inline_hooks = Vec::new();
+    let mut plan_digest = None;
+    if let Some((p, digest)) = &plan {
+        if services.is_empty() {
+            services = p
+                .services
+                .iter()
+                .filter(|d| d.action == Action::Keep)
+                // rehost-init runs services and timers; targets and sockets are the image
+                // init's business.
+                .filter(|d| {
+                    !d.name.contains('.')
+                        || d.name.ends_with(".service")
+                        || d.name.ends_with(".timer")
+                })
+                .map(|d| ServiceEntry {
+                    name: d.name.clone(),
+                    kind: ServiceKind::Systemd,
+                    critical: false,
+                })
+                .collect();
+        }
+        drop.extend(
+            p.services
+                .iter()
+                .filter(|d| d.action != Action::Keep)
+                .map(|d| d.name.clone()),
+        );
+        if ports.is_empty() {
+            ports = p
+                .port
+                .iter()
+                .map(|x| format!("{}/{}", x.port, x.protocol))
+                .collect();
+        }
+        if volumes.is_empty() {
+            volumes = p.volume.iter().map(|v| v.path.clone()).collect();
+        }
+        for h in &p.hook {
+            let phase = match h.when {
+                HookWhen::Prestart => HookPhase::Prestart,
+                HookWhen::Poststop => HookPhase::Poststop,
+            };
+            inline_hooks.push((
+                phase,
+                format!(
+                    "#!/bin/sh\n# from the plan: {}\n{}\n",
+                    h.reason.replace('\n', " "),
+                    h.run
+                ),
+            ));
+        }
+        plan_digest = Some(digest.clone());
+    }
     let hooks = a
         .hooks
         .iter()
@@ -166,20 +240,34 @@ fn rich_options(a: &InitArgs) -> Result<Option<RichOptions>> {
         mode,
         cmd,
         services,
-        drop: a.drop.clone(),
+        drop,
         critical: a.critical.clone(),
         hooks,
         init_binary,
-        ports: a.expose.clone(),
-        volumes: a.volumes.clone(),
+        ports,
+        volumes,
+        inline_hooks,
         source_host: String::new(),
         capture_time: None,
-        plan_digest: None,
+        plan_digest,
     }))
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
-    let profiles = if args.no_default_excludes {
+    let plan = match &args.plan {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Some((
+                converter::plan::Plan::read(path)?,
+                converter::image::digest::of(&bytes),
+            ))
+        }
+        None => None,
+    };
+    let profiles = if let Some((plan, _)) = &plan {
+        vec![Profile::from_plan(plan)]
+    } else if args.no_default_excludes {
         Vec::new()
     } else if args.profile.is_empty() {
         vec![Profile::builtin("base")?]
@@ -215,7 +303,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             .as_deref()
             .map(convert::parse_epoch)
             .transpose()?,
-        rich: rich_options(&args.init)?,
+        rich: rich_options(&args.init, plan.as_ref().map(|(p, d)| (p, d.clone())))?,
     };
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
@@ -223,8 +311,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         if p.entries % 256 == 0 {
             bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)));
         }
-    })
-    .with_context(|| format!("converting {}", args.source.display()))?;
+    })?;
     bar.finish_and_clear();
 
     if args.json {

@@ -1,6 +1,7 @@
 //! The `rehost` command: parses arguments, calls the libraries, prints.
 
 mod convert;
+mod inspect;
 mod output;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Snapshot a server's filesystem into an OCI image.
     Convert(convert::Args),
+    /// Show what a server runs and what rehost will do with each part; write the plan.
+    Inspect(inspect::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     output::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Convert(args) => convert::run(args, cli.quiet),
+        Command::Inspect(args) => inspect::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

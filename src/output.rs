@@ -21,18 +21,19 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// One line for the error, then one for each cause that adds something.
+/// One line for the error and those of its causes that add something.
 pub fn print_error(err: &anyhow::Error) {
-    let mut seen = String::new();
-    eprintln!("rehost: error: {err}");
-    seen.push_str(&err.to_string());
-    for cause in err.chain().skip(1) {
+    let mut line = String::new();
+    for cause in err.chain() {
         let text = cause.to_string();
-        if !seen.contains(&text) {
-            eprintln!("  caused by: {text}");
-            seen.push_str(&text);
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
         }
     }
+    eprintln!("rehost: error: {line}");
 }
 
 /// A spinner with a message on a terminal; nothing when standard error is not one.

@@ -10,6 +10,7 @@ pub mod entry;
 pub mod error;
 pub mod image;
 pub mod inventory;
+pub mod plan;
 pub mod profile;
 pub mod source;
 

@@ -12,21 +12,81 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 /// The profiles shipped with rehost, by name.
-pub const BUILTIN: &[(&str, &str)] = &[("base", include_str!("../../profiles/base.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("base", include_str!("../../profiles/base.toml")),
+    ("debian", include_str!("../../profiles/debian.toml")),
+    ("ubuntu", include_str!("../../profiles/ubuntu.toml")),
+    ("rhel", include_str!("../../profiles/rhel.toml")),
+    ("alpine", include_str!("../../profiles/alpine.toml")),
+];
+
+/// How deep `extends` may chain (a loop stops here with an error).
+const MAX_EXTENDS: usize = 8;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,
+    /// What the profile is for, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A built-in profile this one refines (its rules apply first, this one's win).
+    #[serde(default)]
+    pub extends: Option<String>,
     #[serde(default)]
     pub exclude: Vec<ExcludeRule>,
+    /// What to do with services, by name.
+    #[serde(default)]
+    pub service: Vec<ServiceRule>,
+    /// What to do with host-identity files, by kind.
+    #[serde(default)]
+    pub identity: Vec<IdentityRule>,
+    /// Which init runs in the image, by the server's init system.
+    #[serde(default)]
+    pub init: Vec<InitRule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ExcludeRule {
     pub reason: String,
     pub paths: Vec<String>,
+}
+
+/// A decision for the services whose names match.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRule {
+    pub action: crate::plan::Action,
+    pub reason: String,
+    /// Globs matched against the name with and without its unit suffix
+    /// (`getty*` matches `getty@.service`; `*.target` matches every target).
+    pub names: Vec<String>,
+    /// Keep the decision but ask a person to look at it.
+    #[serde(default)]
+    pub review: bool,
+}
+
+/// A decision for the host-identity files of some kinds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRule {
+    /// Kinds as the inventory names them (fstab, machine-id, ssh-host-key, …).
+    pub kinds: Vec<String>,
+    pub action: crate::plan::IdentityAction,
+    pub reason: String,
+    /// A command the image runs before its services start, to make a new one.
+    #[serde(default)]
+    pub hook: Option<String>,
+}
+
+/// The image's init for servers booted by one init system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitRule {
+    pub source: crate::inventory::InitKind,
+    pub mode: crate::plan::InitMode,
+    pub reason: String,
 }
 
 impl Profile {
@@ -48,11 +108,71 @@ impl Profile {
         Self::parse(name, text)
     }
 
+    /// The profile a plan amounts to for the image builder: the plan's excludes.
+    pub fn from_plan(plan: &crate::plan::Plan) -> Self {
+        Profile {
+            name: "plan".into(),
+            description: Some(format!("the plan for {}", plan.source)),
+            extends: None,
+            exclude: plan.excludes(),
+            service: Vec::new(),
+            identity: Vec::new(),
+            init: Vec::new(),
+        }
+    }
+
+    /// A built-in profile by name, or a profile file by path.
+    pub fn load(name_or_path: &str) -> Result<Self> {
+        let path = std::path::Path::new(name_or_path);
+        if path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            Self::parse(&path.display().to_string(), &text)
+        } else {
+            Self::builtin(name_or_path)
+        }
+    }
+
+    /// A profile with the profiles it extends before it, most general first.
+    pub fn with_parents(self) -> Result<Vec<Self>> {
+        let mut chain = vec![self];
+        while let Some(parent) = chain[0].extends.clone() {
+            if chain.len() > MAX_EXTENDS || chain.iter().any(|p| p.name == parent) {
+                return Err(Error::Profile {
+                    path: chain[0].name.clone(),
+                    reason: format!("`extends` goes round in a loop at `{parent}`"),
+                });
+            }
+            chain.insert(0, Self::builtin(&parent)?);
+        }
+        Ok(chain)
+    }
+
+    /// The profiles for a distribution family: `base`, then the family's own (and what
+    /// it extends), when rehost has one.
+    pub fn for_family(family: &str) -> Result<Vec<Self>> {
+        let mut out = vec![Self::builtin("base")?];
+        if family != "base" && BUILTIN.iter().any(|(n, _)| *n == family) {
+            for p in Self::builtin(family)?.with_parents()? {
+                if !out.iter().any(|o| o.name == p.name) {
+                    out.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub fn parse(origin: &str, text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Profile {
+        let profile: Profile = toml::from_str(text).map_err(|e| Error::Profile {
             path: origin.into(),
             reason: e.to_string().trim().replace('\n', " "),
-        })
+        })?;
+        for name in profile.service.iter().flat_map(|r| &r.names) {
+            Glob::new(name).map_err(|e| Error::Profile {
+                path: origin.into(),
+                reason: format!("bad service name pattern: {e}"),
+            })?;
+        }
+        Ok(profile)
     }
 }
 
@@ -142,6 +262,21 @@ mod tests {
         assert!(ex.reason(b"var/cache/apt/archives/x.deb").is_some());
         assert_eq!(ex.reason(b"srv/big/a/b"), Some("excluded by --exclude"));
         assert!(ex.reason(b"etc/passwd").is_none());
+    }
+
+    #[test]
+    fn every_builtin_profile_parses_and_extends_a_builtin() {
+        for (name, _) in BUILTIN {
+            let chain = Profile::builtin(name).unwrap().with_parents().unwrap();
+            assert_eq!(chain.last().unwrap().name, *name);
+        }
+        let names: Vec<String> = Profile::for_family("ubuntu")
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["base", "debian", "ubuntu"]);
+        assert_eq!(Profile::for_family("nixos").unwrap().len(), 1);
     }
 
     #[test]

@@ -51,10 +51,12 @@ pub fn writer<W: Write + Send + 'static>(
     threads: usize,
 ) -> io::Result<Box<dyn FinishWrite<W>>> {
     Ok(match compression {
-        Compression::Gzip => Box::new(ParallelGzip::new(out, 6, threads)),
+        Compression::Gzip => Box::new(ParallelGzip::new(out, GZIP_LEVEL, threads)),
         Compression::Zstd => {
             let mut enc = zstd::stream::Encoder::new(out, 3)?;
             enc.multithread(threads as u32)?;
+            // Smaller jobs than the default (4x the window) keep memory well under 64 MiB.
+            enc.set_parameter(zstd::stream::raw::CParameter::JobSize(2 << 20))?;
             enc.include_checksum(false)?;
             Box::new(enc)
         }
@@ -92,6 +94,9 @@ impl<W: Write + Send> FinishWrite<W> for Plain<W> {
     }
 }
 
+/// Measured on the debian-systemd fixture: level 4 costs 20% less CPU than 6 for a
+/// layer 1.6% larger, still smaller than umoci's.
+const GZIP_LEVEL: u32 = 4;
 const BLOCK_SIZE: usize = 1 << 20;
 const DICT_SIZE: usize = 32 * 1024;
 

@@ -101,7 +101,7 @@ pub fn build_layer(
         epoch: options.source_date_epoch,
         excluded_dir: None,
         first_name: HashMap::new(),
-        kept: std::collections::HashSet::new(),
+        kept: HashMap::new(),
         progress: Progress::default(),
     };
     let skipped = source.walk(&mut |entry| builder.add(entry, &mut tar, &mut stats, progress))?;
@@ -131,8 +131,9 @@ struct Builder<'a> {
     excluded_dir: Option<(Vec<u8>, String)>,
     /// (device, inode) → the first name written, to keep hardlinks as hardlinks.
     first_name: HashMap<(u64, u64), Vec<u8>>,
-    /// Paths of regular files written, for hardlinks given by path (archives).
-    kept: std::collections::HashSet<Vec<u8>>,
+    /// Regular files by source path → the name written with their data, for hardlinks
+    /// given by path (archives).
+    kept: HashMap<Vec<u8>, Vec<u8>>,
     progress: Progress,
 }
 
@@ -185,7 +186,7 @@ impl Builder<'_> {
                 if let Some(key) = entry.inode {
                     self.first_name.insert(key, entry.path.clone());
                 }
-                self.kept.insert(entry.path.clone());
+                self.kept.insert(entry.path.clone(), entry.path.clone());
                 stats.files += 1;
                 stats.content_bytes += entry.size;
                 stats.sparse_files += entry.sparse.is_some() as u64;
@@ -193,13 +194,15 @@ impl Builder<'_> {
             }
             Kind::Hardlink => {
                 let target = entry.link.clone();
-                if self.kept.contains(&target) {
-                    return self.write_hardlink(entry, target, tar, stats);
+                if let Some(written) = self.kept.get(&target) {
+                    return self.write_hardlink(entry, written.clone(), tar, stats);
                 }
-                // The first name was excluded: this name carries the content itself.
+                // The first name was excluded: this name carries the content itself,
+                // and the names after it link to this one.
                 let mut file = self.source.metadata(&target)?;
                 file.path = entry.path.clone();
                 file.inode = None;
+                self.kept.insert(target, entry.path.clone());
                 return self.add(file, tar, stats, progress);
             }
             Kind::Socket => {

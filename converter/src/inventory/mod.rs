@@ -1,3 +1,155 @@
 //! The inventory: facts about a server, read from its [`Source`](crate::source::Source).
+//! Facts only: what rehost will do about them is the [plan](crate::plan)'s business.
+//!
+//! Everything is read through [`fs::Root`], which resolves paths inside the source and
+//! turns unreadable or nonsensical files into [`Finding`]s, so a bad file costs one
+//! line of the report and never the report.
 
 pub mod arch;
+pub mod cron;
+pub mod details;
+pub mod fs;
+pub mod identity;
+pub mod init_system;
+pub mod os;
+pub mod packages;
+pub mod ports;
+pub mod secrets;
+pub mod services;
+pub mod size;
+pub mod users;
+pub mod volumes;
+
+pub use fs::Finding;
+pub use init_system::{InitKind, InitSystem};
+pub use services::{Origin, Service};
+
+use crate::source::Source;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    /// What was inspected (a path and its kind).
+    pub source: String,
+    pub os: os::Os,
+    /// The OCI architecture name, from the ELF header of a system binary.
+    pub architecture: Option<String>,
+    pub packages: Option<packages::Packages>,
+    pub init: InitSystem,
+    /// The enabled services, by name.
+    pub services: Vec<Service>,
+    pub scheduled: Vec<cron::Job>,
+    pub ports: Vec<ports::Port>,
+    /// Whether the ports come from a running system's socket tables.
+    pub ports_live: bool,
+    /// Accounts with a login shell.
+    pub users: Vec<users::User>,
+    /// Directories that should become volumes.
+    pub data_dirs: Vec<volumes::DataDir>,
+    pub identity: Vec<identity::IdentityFile>,
+    pub secrets: Vec<secrets::Secret>,
+    /// `None` when the size walk was not asked for.
+    pub size: Option<size::Size>,
+    /// What could not be read or understood, and where.
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InspectOptions {
+    /// Walk every entry's metadata for sizes, sparse files and keys outside the
+    /// usual places (no content is read).
+    pub walk: bool,
+}
+
+impl Default for InspectOptions {
+    fn default() -> Self {
+        InspectOptions { walk: true }
+    }
+}
+
+/// Reads the facts of a server. Only a source that cannot be walked at all is an
+/// error; anything else that goes wrong is a finding.
+pub fn inspect(source: &dyn Source, options: &InspectOptions) -> Inventory {
+    let root = fs::Root::new(source);
+    let os = os::detect(&root);
+    let architecture = arch::detect(source);
+    if architecture.is_none() {
+        root.finding(
+            "/usr/bin/env",
+            "no system binary with an ELF header: the architecture is unknown",
+        );
+    }
+    let packages = packages::detect(&root);
+    let init = init_system::detect(&root);
+    let mut services = services::collect(&root, &init);
+    details::fill(&root, &mut services);
+    if let (InitKind::Systemd, Some(default)) = (init.kind, init.default.as_deref()) {
+        services::systemd::mark_started(&root, default, &mut services);
+    }
+    let scheduled = cron::collect(&root, &services);
+    let ports_live = ports::is_live(&root);
+    let ports = ports::collect(&root, &services);
+    let users = users::collect(&root);
+    let identity = identity::collect(&root);
+
+    let facts = if options.walk {
+        match size::walk(source) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                root.finding(source.describe(), format!("size walk stopped: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Without the walk, the usual places of keys are still looked at.
+    let candidates = match &facts {
+        Some(f) => f.key_candidates.clone(),
+        None => usual_key_places(&root),
+    };
+    let secrets = secrets::collect(&root, &users::homes(&root), &candidates);
+    let data_dirs = facts
+        .as_ref()
+        .map(|f| volumes::collect(&root, f))
+        .unwrap_or_default();
+
+    Inventory {
+        source: source.describe(),
+        os,
+        architecture,
+        packages,
+        init,
+        services,
+        scheduled,
+        ports,
+        ports_live,
+        users,
+        data_dirs,
+        identity,
+        secrets,
+        size: facts.map(|f| f.size),
+        findings: root.take_findings(),
+    }
+}
+
+/// Key files in the places they usually are, for an inventory without the walk.
+fn usual_key_places(root: &fs::Root) -> Vec<Vec<u8>> {
+    let mut dirs: Vec<String> = vec![
+        "etc/ssh".into(),
+        "etc/ssl/private".into(),
+        "etc/pki/tls/private".into(),
+    ];
+    for home in users::homes(root) {
+        dirs.push(format!("{}/.ssh", home.trim_start_matches('/')));
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        for name in root.list(&dir) {
+            if secrets::may_hold_key(&name) {
+                out.push([dir.as_bytes(), b"/", &name].concat());
+            }
+        }
+    }
+    out
+}

@@ -74,7 +74,8 @@ impl ArchiveSource {
         let n = read_full(&mut stdin, &mut magic).at(path)?;
         let compression = detect(path, &magic[..n])?;
         let head = io::Cursor::new(magic[..n].to_vec());
-        let rest: Box<dyn Read> = Box::new(head.chain(io::stdin()));
+        // Keep reading through the same lock: taking a second one would wait forever.
+        let rest: Box<dyn Read> = Box::new(head.chain(stdin));
         Self::from_reader(path, rest, compression)
     }
 
@@ -108,17 +109,65 @@ impl ArchiveSource {
         let mut acls = Vec::new();
         let entries = archive
             .entries()
-            .map_err(|e| bad(format!("not a readable tar archive: {e}")))?;
+            .map_err(|e| bad(format!("not a readable tar archive: {e}")))?
+            // Raw: PAX and GNU long-name headers come to us as entries, so their records
+            // are parsed by their length (values may hold newlines: ACL text, binary xattrs).
+            .raw(true);
+        let mut pax: Vec<PaxRecord> = Vec::new();
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
         for (number, item) in entries.enumerate() {
             let mut item = item
                 .map_err(|e| bad(format!("corrupt or truncated at entry {}: {e}", number + 1)))?;
-            let raw_path = item.path_bytes().into_owned();
+            let header = item.header().clone();
+            let extension = matches!(
+                header.entry_type(),
+                tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+            );
+            if extension {
+                let mut data = Vec::new();
+                (&mut item)
+                    .take(MAX_EXTENSION)
+                    .read_to_end(&mut data)
+                    .map_err(|e| {
+                        bad(format!("corrupt or truncated at entry {}: {e}", number + 1))
+                    })?;
+                if data.len() as u64 >= MAX_EXTENSION {
+                    return Err(bad(format!(
+                        "entry {}: extended header larger than {MAX_EXTENSION} bytes (refused)",
+                        number + 1
+                    )));
+                }
+                match header.entry_type() {
+                    tar::EntryType::XHeader => {
+                        pax.extend(parse_pax_records(&data).map_err(|why| {
+                            bad(format!("entry {}: malformed PAX header: {why}", number + 1))
+                        })?)
+                    }
+                    tar::EntryType::GNULongName => long_name = Some(trim_nul(data)),
+                    _ => long_link = Some(trim_nul(data)),
+                }
+                continue;
+            }
+            let records = std::mem::take(&mut pax);
+            let record = |key: &[u8]| {
+                records
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            };
+            let raw_path = record(b"path")
+                .or(long_name.take())
+                .unwrap_or_else(|| item.path_bytes().into_owned());
+            let raw_link = record(b"linkpath")
+                .or(long_link.take())
+                .or_else(|| item.link_name_bytes().map(|l| l.into_owned()));
             let shown = String::from_utf8_lossy(&raw_path).into_owned();
             let at = |what: &str| bad(format!("entry `{shown}`: {what}"));
             let Some(path) = normalize(&raw_path) else {
                 return Err(at("climbs out of the root with `..` (refused)"));
             };
-            let header = item.header().clone();
             let kind = match header.entry_type() {
                 tar::EntryType::Regular
                 | tar::EntryType::Continuous
@@ -150,24 +199,25 @@ impl ArchiveSource {
                 e.major = header.device_major().ok().flatten().unwrap_or(0);
                 e.minor = header.device_minor().ok().flatten().unwrap_or(0);
             }
-            if let Some(pax) = item.pax_extensions().map_err(|err| at(&err.to_string()))? {
-                for ext in pax {
-                    let ext = ext.map_err(|err| at(&err.to_string()))?;
-                    let key = ext.key_bytes();
-                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                        e.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
-                    } else if key == b"SCHILY.acl.access" || key == b"SCHILY.acl.default" {
-                        let name: &[u8] = if key.ends_with(b"access") {
-                            b"system.posix_acl_access"
-                        } else {
-                            b"system.posix_acl_default"
-                        };
-                        acls.push((path.clone(), name.to_vec(), ext.value_bytes().to_vec()));
-                    } else if key == b"mtime" {
-                        let (secs, nsec) = parse_pax_time(ext.value_bytes());
-                        e.mtime = secs;
-                        e.mtime_nsec = nsec;
-                    }
+            for (key, value) in &records {
+                let number = |v: &[u8]| String::from_utf8_lossy(v).trim().parse::<u32>().ok();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    e.xattrs.push((name.to_vec(), value.clone()));
+                } else if key == b"SCHILY.acl.access" || key == b"SCHILY.acl.default" {
+                    let name: &[u8] = if key.ends_with(b"access") {
+                        b"system.posix_acl_access"
+                    } else {
+                        b"system.posix_acl_default"
+                    };
+                    acls.push((path.clone(), name.to_vec(), value.clone()));
+                } else if key == b"mtime" {
+                    let (secs, nsec) = parse_pax_time(value);
+                    e.mtime = secs;
+                    e.mtime_nsec = nsec;
+                } else if key == b"uid" {
+                    e.uid = number(value).ok_or_else(|| at("bad PAX uid"))?;
+                } else if key == b"gid" {
+                    e.gid = number(value).ok_or_else(|| at("bad PAX gid"))?;
                 }
             }
             e.xattrs.sort();
@@ -177,10 +227,9 @@ impl ArchiveSource {
             };
             match kind {
                 Kind::Symlink | Kind::Hardlink => {
-                    let target = item
-                        .link_name_bytes()
-                        .ok_or_else(|| at("link without a target"))?
-                        .into_owned();
+                    let target = raw_link
+                        .clone()
+                        .ok_or_else(|| at("link without a target"))?;
                     if kind == Kind::Hardlink {
                         let Some(target) = normalize(&target) else {
                             return Err(at("hardlink climbs out of the root with `..` (refused)"));
@@ -247,6 +296,7 @@ impl ArchiveSource {
                 }
             }
         }
+        regroup_hardlinks(&mut index);
         let mut source = ArchiveSource {
             name: path.to_path_buf(),
             data,
@@ -373,6 +423,45 @@ impl Source for ArchiveSource {
     }
 }
 
+/// Makes the first name of each hardlinked file in walk order the one that holds the
+/// data, and the others links to it, as a walk of the directory would give them: an
+/// archive may list a later name first.
+fn regroup_hardlinks(index: &mut BTreeMap<Vec<u8>, Indexed>) {
+    let mut groups: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+    for (key, item) in index.iter() {
+        if item.entry.kind == Kind::Hardlink {
+            groups
+                .entry(walk_order_key(&item.entry.link))
+                .or_default()
+                .push(key.clone());
+        }
+    }
+    for (target_key, links) in groups {
+        let first = links.iter().min().expect("a group has links");
+        if *first > target_key {
+            continue; // the data already comes first
+        }
+        let first = first.clone();
+        let Some(mut data) = index.remove(&target_key) else {
+            continue;
+        };
+        let link_entry = index.remove(&first).expect("link is indexed");
+        let first_path = link_entry.entry.path.clone();
+        // The old holder of the data becomes a link with its own name.
+        let mut old = link_entry;
+        old.entry.path = data.entry.path.clone();
+        old.entry.link = first_path.clone();
+        data.entry.path = first_path.clone();
+        index.insert(first.clone(), data);
+        index.insert(target_key, old);
+        for key in links.iter().filter(|k| **k != first) {
+            if let Some(item) = index.get_mut(key) {
+                item.entry.link = first_path.clone();
+            }
+        }
+    }
+}
+
 /// Reads a byte range of a file with positioned reads, so readers can share the file.
 struct RangeReader<'a> {
     file: &'a File,
@@ -478,6 +567,46 @@ fn tar_checksum_ok(h: &[u8]) -> bool {
         })
         .sum();
     sum == want
+}
+
+/// One PAX record: key and value, as bytes.
+type PaxRecord = (Vec<u8>, Vec<u8>);
+
+/// The most an extended header (PAX records, a GNU long name) may hold.
+const MAX_EXTENSION: u64 = 1 << 20;
+
+/// PAX records: "LEN key=value\n", where LEN counts the whole record, so a value may
+/// hold any byte, newlines included.
+fn parse_pax_records(mut data: &[u8]) -> std::result::Result<Vec<PaxRecord>, String> {
+    let mut out = Vec::new();
+    while !data.is_empty() && data[0] != 0 {
+        let space = data
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("record without a length")?;
+        let len: usize = std::str::from_utf8(&data[..space])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("record length is not a number")?;
+        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
+            return Err(format!("record length {len} does not fit"));
+        }
+        let body = &data[space + 1..len - 1];
+        let eq = body
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("record without `=`")?;
+        out.push((body[..eq].to_vec(), body[eq + 1..].to_vec()));
+        data = &data[len..];
+    }
+    Ok(out)
+}
+
+fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last() == Some(&0) {
+        v.pop();
+    }
+    v
 }
 
 /// A PAX time: seconds with an optional decimal fraction.

@@ -51,6 +51,8 @@ pub struct RichOptions {
     pub critical: Vec<String>,
     /// The user's own hooks.
     pub hooks: Vec<(HookPhase, PathBuf)>,
+    /// Hooks given as script text (from the plan).
+    pub inline_hooks: Vec<(HookPhase, String)>,
     /// The rehost-init binary to ship.
     pub init_binary: PathBuf,
     /// Ports to declare (`80`, `53/udp`).
@@ -166,6 +168,20 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     } else {
         opts.services.clone()
     };
+    // A name without a unit suffix is a script or job of the image's own init.
+    for e in &mut kept {
+        if e.kind == ServiceKind::Systemd && !e.name.contains('.') {
+            e.kind = match init_system {
+                InitSystem::Openrc => ServiceKind::Openrc,
+                InitSystem::Upstart => ServiceKind::Upstart,
+                InitSystem::Systemd => {
+                    e.name.push_str(".service");
+                    ServiceKind::Systemd
+                }
+                _ => ServiceKind::Sysv,
+            };
+        }
+    }
     kept.retain(|e| !opts.drop.iter().any(|d| same_service(d, &e.name)));
     for e in &mut kept {
         e.critical = opts.critical.iter().any(|c| same_service(c, &e.name));
@@ -343,6 +359,17 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
         items.insert(
             format!("/etc/rehost/hooks/{dir}/{name}"),
             Item::File(0o755, Content::HostFile(file.clone())),
+        );
+    }
+
+    for (n, (phase, script)) in opts.inline_hooks.iter().enumerate() {
+        let dir = match phase {
+            HookPhase::Prestart => "prestart.d",
+            HookPhase::Poststop => "poststop.d",
+        };
+        items.insert(
+            format!("/etc/rehost/hooks/{dir}/60-plan-{n:02}"),
+            Item::File(0o755, Content::Bytes(script.clone().into_bytes())),
         );
     }
 

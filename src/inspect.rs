@@ -1,0 +1,363 @@
+//! `rehost inspect SOURCE`: what is on the server, and what rehost will do with it.
+
+use crate::output;
+use anyhow::{Context, Result};
+use converter::inventory::{self, InspectOptions, Inventory};
+use converter::plan::{Action, Plan};
+use converter::profile::Profile;
+use converter::source::{self, OpenOptions};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  rehost inspect /mnt/web01\n  \
+    rehost inspect web01.tar.gz --plan web01.plan.toml\n  \
+    rehost inspect / --json > web01.inventory.json\n\n\
+    The plan is a TOML file; edit it, then give it to `rehost convert --plan` and \
+    `rehost verify --plan`. docs/plan.md describes every field.")]
+pub struct Args {
+    /// The server: a directory, the live root /, or a root filesystem archive (- for stdin).
+    source: PathBuf,
+    /// Print the inventory and the plan as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+    /// Write the plan (every decision, with its reason) to this TOML file.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    /// Replace the plan file if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Profiles the plan's decisions come from (built-in names or files), instead of
+    /// `base` plus the distribution family's own.
+    #[arg(long, value_name = "NAME|FILE")]
+    profile: Vec<String>,
+    /// Skip the metadata walk (sizes, sparse files, keys outside the usual places).
+    #[arg(long)]
+    no_walk: bool,
+    /// For a live root: also look at this mount point's filesystem.
+    #[arg(long, value_name = "PATH")]
+    include_mount: Vec<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    inventory: &'a Inventory,
+    plan: &'a Plan,
+    /// Bytes of content the image will hold after the plan's excludes (without --no-walk).
+    image_bytes: Option<u64>,
+}
+
+pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
+    let bar = output::spinner(quiet || args.json);
+    bar.set_message(format!("reading {}", args.source.display()));
+    let source = source::open(
+        &args.source,
+        &OpenOptions {
+            include_mounts: args.include_mount.clone(),
+        },
+    )
+    .with_context(|| format!("inspecting {}", args.source.display()))?;
+    let inventory = inventory::inspect(
+        source.as_ref(),
+        &InspectOptions {
+            walk: !args.no_walk,
+        },
+    );
+    bar.finish_and_clear();
+
+    let profiles = if args.profile.is_empty() {
+        Profile::for_family(&inventory.os.family)?
+    } else {
+        args.profile
+            .iter()
+            .map(|p| Profile::load(p))
+            .collect::<Result<_, _>>()?
+    };
+    let plan = Plan::decide(&inventory, &profiles);
+    let image_bytes = if args.no_walk {
+        None
+    } else {
+        Some(
+            plan.image_bytes(source.as_ref())
+                .with_context(|| format!("sizing the image of {}", args.source.display()))?,
+        )
+    };
+    if let Some(path) = &args.plan {
+        plan.write(path, args.force)
+            .with_context(|| format!("writing the plan {}", path.display()))?;
+    }
+    if args.json {
+        let report = Report {
+            inventory: &inventory,
+            plan: &plan,
+            image_bytes,
+        };
+        let json = serde_json::to_string_pretty(&report)?;
+        match writeln!(std::io::stdout(), "{json}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("writing the report")?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !quiet {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let printed = print_report(&mut out, &inventory, &plan, image_bytes).and_then(|()| {
+            if let Some(path) = &args.plan {
+                writeln!(out, "\nplan written to {}", path.display())?;
+            }
+            out.flush()
+        });
+        match printed {
+            // The reader went away (`| head`): nothing more to say.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("writing the report")?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(
+    out: &mut dyn Write,
+    inv: &Inventory,
+    plan: &Plan,
+    image_bytes: Option<u64>,
+) -> std::io::Result<()> {
+    writeln!(out, "source      {}", inv.source)?;
+    writeln!(
+        out,
+        "system      {} ({}), {}",
+        inv.os.pretty_name,
+        inv.os.family,
+        inv.architecture
+            .as_deref()
+            .unwrap_or("architecture unknown")
+    )?;
+    if let Some(p) = &inv.packages {
+        match p.count {
+            Some(n) => writeln!(out, "packages    {n} ({})", p.manager)?,
+            None => writeln!(
+                out,
+                "packages    {} (database {} not read)",
+                p.manager, p.database
+            )?,
+        }
+    }
+    writeln!(
+        out,
+        "init        {}{} — {}",
+        inv.init.kind.name(),
+        inv.init
+            .default
+            .as_deref()
+            .map(|d| format!(", default {d}"))
+            .unwrap_or_default(),
+        inv.init.evidence
+    )?;
+    writeln!(
+        out,
+        "image init  {} — {}",
+        plan.init.mode.name(),
+        plan.init.reason
+    )?;
+
+    writeln!(out, "\nservices ({} enabled)", inv.services.len())?;
+    for decision in &plan.services {
+        let service = inv.services.iter().find(|s| s.name == decision.name);
+        let mark = match (decision.action, decision.review) {
+            (_, true) => "?",
+            (Action::Keep, _) => "+",
+            (Action::Drop, _) => "-",
+            (Action::Mask, _) => "x",
+        };
+        writeln!(
+            out,
+            "  {mark} {:<28} {:<5} {}",
+            decision.name,
+            decision.action.name(),
+            decision.reason
+        )?;
+        if let Some(s) = service {
+            if let Some(d) = &s.description {
+                writeln!(out, "      {d}")?;
+            }
+            let mut what = Vec::new();
+            if let Some(c) = &s.command {
+                what.push(c.clone());
+            }
+            if let Some(u) = &s.user {
+                what.push(format!("user {u}"));
+            }
+            if let Some(t) = &s.service_type {
+                what.push(format!("type {t}"));
+            }
+            if let Some(r) = &s.restart {
+                what.push(format!("restart {r}"));
+            }
+            if !what.is_empty() {
+                writeln!(out, "      {}", what.join(", "))?;
+            }
+            if s.started_by_default == Some(false) {
+                writeln!(
+                    out,
+                    "      (enabled, but the default target does not start it)"
+                )?;
+            }
+            for c in &s.failed_conditions {
+                writeln!(out, "      condition fails: {c}")?;
+            }
+        }
+    }
+
+    if !inv.scheduled.is_empty() {
+        writeln!(out, "\nscheduled ({})", inv.scheduled.len())?;
+        for job in &inv.scheduled {
+            writeln!(
+                out,
+                "  {:<14} {:<12} {:<8} {}",
+                job.schedule,
+                job.kind,
+                job.user.as_deref().unwrap_or("-"),
+                job.command
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\nports ({})",
+        if inv.ports_live {
+            "listening now"
+        } else {
+            "from configuration"
+        }
+    )?;
+    if inv.ports.is_empty() {
+        writeln!(out, "  none found")?;
+    }
+    for p in &inv.ports {
+        writeln!(
+            out,
+            "  {:<9} {:<16} {:<20} {}",
+            format!("{}/{}", p.port, p.protocol),
+            p.address.as_deref().unwrap_or("*"),
+            p.service.as_deref().or(p.process.as_deref()).unwrap_or("-"),
+            p.from
+        )?;
+    }
+    writeln!(out, "\nusers with a login shell ({})", inv.users.len())?;
+    for u in &inv.users {
+        writeln!(
+            out,
+            "  {:<16} uid {:<6} {} {}",
+            u.name, u.uid, u.home, u.shell
+        )?;
+    }
+    if !inv.data_dirs.is_empty() {
+        writeln!(out, "\ndata directories (volumes)")?;
+        for d in &inv.data_dirs {
+            writeln!(
+                out,
+                "  {:<28} {:>10}  {}",
+                d.path,
+                output::bytes(d.bytes),
+                d.holds
+            )?;
+        }
+    }
+    writeln!(out, "\nhost identity ({} files)", inv.identity.len())?;
+    for decision in &plan.identity {
+        writeln!(
+            out,
+            "  {:<44} {:<10} {}",
+            decision.path,
+            decision.action.name(),
+            decision.reason
+        )?;
+    }
+    writeln!(
+        out,
+        "\nsecrets ({}, content never shown)",
+        inv.secrets.len()
+    )?;
+    for s in &inv.secrets {
+        writeln!(
+            out,
+            "  {:<44} {}{}",
+            s.path,
+            s.kind,
+            s.detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        )?;
+    }
+    if let Some(size) = &inv.size {
+        writeln!(
+            out,
+            "\nsize        {} in {} files, {} directories, {} symlinks",
+            output::bytes(size.total_bytes),
+            size.files,
+            size.directories,
+            size.symlinks
+        )?;
+        if size.apparent_bytes != size.total_bytes {
+            writeln!(
+                out,
+                "            {} apparent ({} sparse files)",
+                output::bytes(size.apparent_bytes),
+                size.sparse_files.len()
+            )?;
+        }
+        if let Some(bytes) = image_bytes {
+            writeln!(
+                out,
+                "            {} in the image, after the plan's excludes",
+                output::bytes(bytes)
+            )?;
+        }
+        writeln!(out, "  largest files:")?;
+        for f in size.largest_files.iter().take(5) {
+            writeln!(out, "    {:>10}  {}", output::bytes(f.bytes), f.path)?;
+        }
+        writeln!(out, "  largest directories:")?;
+        for d in size.largest_directories.iter().take(5) {
+            writeln!(out, "    {:>10}  {}", output::bytes(d.bytes), d.path)?;
+        }
+    }
+    writeln!(out, "\nplan")?;
+    for rule in &plan.exclude {
+        writeln!(
+            out,
+            "  exclude   {} ({})",
+            rule.paths.join(" "),
+            rule.reason
+        )?;
+    }
+    for v in &plan.volume {
+        writeln!(out, "  volume    {} ({})", v.path, v.reason)?;
+    }
+    for p in &plan.port {
+        writeln!(out, "  expose    {}/{} ({})", p.port, p.protocol, p.reason)?;
+    }
+    for h in &plan.hook {
+        writeln!(
+            out,
+            "  hook      {} {} ({})",
+            h.when.name(),
+            h.run,
+            h.reason
+        )?;
+    }
+    for c in &plan.check {
+        writeln!(out, "  check     {} ({})", c.describe(), c.reason)?;
+    }
+    if !inv.findings.is_empty() {
+        writeln!(out, "\nfindings ({})", inv.findings.len())?;
+        for f in &inv.findings {
+            writeln!(out, "  {}: {}", f.path, f.problem)?;
+        }
+    }
+    Ok(())
+}

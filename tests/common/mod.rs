@@ -1,0 +1,81 @@
+//! What the end-to-end tests share: the `rehost` command, the real fixtures, peer tools
+//! and a comparison of two trees that checks what a user would.
+#![allow(dead_code)]
+
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `rehost` with arguments; returns its output whatever the exit code.
+pub fn rehost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args(args)
+        .output()
+        .expect("rehost runs")
+}
+
+/// Runs `rehost` and insists it succeeds.
+pub fn rehost_ok(args: &[&str]) -> Output {
+    let out = rehost(args);
+    assert!(
+        out.status.success(),
+        "rehost {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs any command and insists it succeeds; gives its standard output.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} cannot run: {e} (scripts/install-deps installs it)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The directory of a real Debian fixture (built once, cached by fixtures/build-debian).
+pub fn fixture(name: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/build-debian");
+    let dir = run(script.to_str().unwrap(), &[name]);
+    PathBuf::from(dir.trim())
+}
+
+/// A fresh scratch directory, removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rehost-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// The manifest digest of the only image in a layout, as skopeo (a peer) reads it.
+pub fn skopeo_digest(transport_ref: &str) -> String {
+    let json = run("skopeo", &["inspect", transport_ref]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("skopeo prints JSON");
+    v["Digest"].as_str().expect("digest").to_string()
+}
+
+/// Unpacks an image with umoci (a peer) and gives the rootfs path.
+pub fn umoci_unpack(layout: &Path, tag: &str, into: &Path) -> PathBuf {
+    let image = format!("{}:{tag}", layout.display());
+    run(
+        "umoci",
+        &["unpack", "--image", &image, into.to_str().unwrap()],
+    );
+    into.join("rootfs")
+}
+
+/// The JSON summary of a `--json` run.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}

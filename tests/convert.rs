@@ -1,0 +1,705 @@
+//! End-to-end tests of `rehost convert`, checked with tools we did not write (skopeo,
+//! umoci) against real Debian systems and hand-made edge cases.
+
+mod common;
+
+use common::tree::{assert_same, facts};
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn convert_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["convert", "--json"];
+    all.extend_from_slice(args);
+    json(&rehost_ok(&all))
+}
+
+#[test]
+fn debian_systemd_survives_exactly_as_umoci_unpacks_it() {
+    let rootfs = fixture("debian-systemd").join("rootfs");
+    let work = scratch();
+    let image = work.path().join("image");
+    let summary = convert_json(&[
+        rootfs.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--no-default-excludes",
+        "--tag",
+        "debian:12",
+    ]);
+
+    // skopeo reads the layout and sees the digest we printed.
+    let digest = skopeo_digest(&format!("oci:{}:12", image.display()));
+    assert_eq!(digest, summary["manifest_digest"].as_str().unwrap());
+    assert_eq!(summary["architecture"], "amd64");
+    assert!(summary["stats"]["files"].as_u64().unwrap() > 5000);
+
+    let unpacked = umoci_unpack(&image, "12", &work.path().join("bundle"));
+    assert_same(&facts(&rootfs, &|_| false), &facts(&unpacked, &|_| false));
+}
+
+#[test]
+fn the_same_input_gives_the_same_digests() {
+    let rootfs = fixture("debian-sysvinit").join("rootfs");
+    let work = scratch();
+    for compression in ["gzip", "zstd"] {
+        let digests: Vec<String> = (0..2)
+            .map(|i| {
+                let out = work.path().join(format!("{compression}-{i}"));
+                let s = convert_json(&[
+                    rootfs.to_str().unwrap(),
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--compression",
+                    compression,
+                ]);
+                assert_eq!(
+                    s["layers"][0]["media_type"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('+')
+                        .next()
+                        .unwrap(),
+                    compression
+                );
+                s["manifest_digest"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            digests[0], digests[1],
+            "{compression}: two runs, two digests"
+        );
+    }
+}
+
+#[test]
+fn archives_gzip_zstd_and_stdin_give_the_tree_of_the_directory() {
+    let fx = fixture("debian-sysvinit");
+    let work = scratch();
+    let tar = fx.join("rootfs.tar");
+    let gz = work.path().join("rootfs.tar.gz");
+    let zst = work.path().join("rootfs.tar.zst");
+    run(
+        "sh",
+        &[
+            "-c",
+            &format!("gzip -1 -c {} > {}", tar.display(), gz.display()),
+        ],
+    );
+    run(
+        "zstd",
+        &[
+            "-q",
+            "-1",
+            tar.to_str().unwrap(),
+            "-o",
+            zst.to_str().unwrap(),
+        ],
+    );
+    let expected = facts(&fx.join("rootfs"), &|_| false);
+
+    let mut digests = Vec::new();
+    for (i, input) in [&tar, &gz, &zst].iter().enumerate() {
+        let image = work.path().join(format!("img{i}"));
+        let s = convert_json(&[
+            input.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--no-default-excludes",
+        ]);
+        assert!(s["source"].as_str().unwrap().starts_with("archive"));
+        digests.push(s["layers"][0]["diff_id"].as_str().unwrap().to_string());
+        if i == 0 {
+            let unpacked = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+            assert_same(&expected, &facts(&unpacked, &|_| false));
+        }
+    }
+    assert!(
+        digests.iter().all(|d| *d == digests[0]),
+        "compression of the input changed the layer: {digests:?}"
+    );
+
+    // A pipe: `ssh host tar -c / | rehost convert - …`
+    let image = work.path().join("from-stdin");
+    let out = Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args([
+            "convert",
+            "-",
+            "-o",
+            image.to_str().unwrap(),
+            "--no-default-excludes",
+            "--json",
+        ])
+        .stdin(fs::File::open(&gz).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json(&out)["layers"][0]["diff_id"].as_str().unwrap(),
+        digests[0]
+    );
+}
+
+/// Builds a tree with every kind of entry and metadata a server can have.
+fn edge_case_tree(root: &Path) {
+    let sh = |script: &str| {
+        run(
+            "sh",
+            &["-euc", &format!("cd '{}'\n{script}", root.display())],
+        )
+    };
+    sh(r#"
+        mkdir -p bin etc/deep srv/shared data
+        printf 'x' > bin/suid && chmod 4755 bin/suid
+        printf 'y' > bin/sgid && chmod 2711 bin/sgid
+        chmod 1777 srv/shared
+        printf 'owned' > data/owned && chown 1234:5678 data/owned
+        printf 'cap' > bin/ping && setcap cap_net_raw+ep bin/ping
+        printf 'attr' > etc/attr && setfattr -n user.rehost -v 'hello world' etc/attr
+        setfattr -n trusted.rehost -v 0sAAEC etc/attr
+        printf 'acl' > etc/acl && setfacl -m u:1000:rw,g:2000:r etc/acl
+        setfacl -d -m u:1000:rwx srv/shared
+        truncate -s 1G data/sparse
+        printf 'start' | dd of=data/sparse conv=notrunc status=none
+        printf 'middle' | dd of=data/sparse bs=1 seek=500000000 conv=notrunc status=none
+        printf 'end' | dd of=data/sparse bs=1 seek=1073741821 conv=notrunc status=none
+        truncate -s 5M data/all-hole
+        printf 'one' > data/link1 && ln data/link1 data/link2 && ln data/link1 etc/link3
+        mknod dev-null c 1 3 && mknod loop99 b 7 99 && mkfifo pipe
+        ln -s ../etc/attr bin/rel-link && ln -s /etc/passwd bin/abs-link
+        touch -h -d @1000000000 bin/abs-link
+        touch -d @4000000000 etc/future
+    "#);
+    let long_dir = root
+        .join("etc/deep")
+        .join("d".repeat(120))
+        .join("e".repeat(120));
+    fs::create_dir_all(&long_dir).unwrap();
+    fs::write(long_dir.join("f".repeat(200)), b"long").unwrap();
+    std::os::unix::fs::symlink("t".repeat(150), root.join("bin/long-target")).unwrap();
+    let latin1 = std::ffi::OsStr::from_encoded_bytes_checked(b"caf\xe9");
+    fs::write(root.join("etc").join(latin1), b"latin-1 name").unwrap();
+    fs::set_permissions(root.join("etc/deep"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::net::UnixListener::bind(root.join("srv/app.sock")).unwrap();
+}
+
+trait EncodedBytes {
+    fn from_encoded_bytes_checked(bytes: &[u8]) -> &std::ffi::OsStr;
+}
+
+impl EncodedBytes for std::ffi::OsStr {
+    fn from_encoded_bytes_checked(bytes: &[u8]) -> &std::ffi::OsStr {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::OsStr::from_bytes(bytes)
+    }
+}
+
+#[test]
+fn every_kind_of_entry_and_metadata_is_kept() {
+    let work = scratch();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    edge_case_tree(&src);
+    let image = work.path().join("image");
+    let s = convert_json(&[src.to_str().unwrap(), "-o", image.to_str().unwrap()]);
+    let stats = &s["stats"];
+    assert_eq!(stats["hardlinks"], 2);
+    assert_eq!(stats["devices"], 2);
+    assert_eq!(stats["fifos"], 1);
+    assert_eq!(stats["sparse_files"], 2);
+    let skipped = stats["skipped"].as_array().unwrap();
+    assert!(skipped
+        .iter()
+        .any(|k| k["path"] == "/srv/app.sock" && k["reason"].as_str().unwrap().contains("socket")));
+    // A 1 GiB sparse file does not blow up the layer.
+    assert!(
+        stats["tar_bytes"].as_u64().unwrap() < 1 << 20,
+        "tar is {} bytes",
+        stats["tar_bytes"]
+    );
+
+    let unpacked = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    let not_socket = |p: &[u8]| p == b"srv/app.sock";
+    assert_same(&facts(&src, &not_socket), &facts(&unpacked, &|_| false));
+}
+
+#[test]
+fn the_base_profile_and_user_globs_exclude_with_reasons() {
+    let work = scratch();
+    let src = work.path().join("src");
+    run(
+        "sh",
+        &[
+            "-euc",
+            &format!(
+                "mkdir -p {0}/tmp/x {0}/boot {0}/var/log/journal/abc {0}/etc {0}/srv/cache\n\
+         echo k > {0}/boot/vmlinuz-6.1; echo j > {0}/var/log/journal/abc/system.journal\n\
+         echo s > {0}/var/log/syslog; echo o > {0}/var/log/syslog.1; echo t > {0}/tmp/x/f\n\
+         echo p > {0}/etc/passwd; echo c > {0}/srv/cache/blob",
+                src.display()
+            ),
+        ],
+    );
+    let image = work.path().join("image");
+    let s = convert_json(&[
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--exclude",
+        "/srv/cache",
+    ]);
+    let excluded = s["stats"]["excluded"].as_object().unwrap();
+    assert!(excluded.keys().any(|r| r.contains("kernel")));
+    assert!(excluded.keys().any(|r| r.contains("journal")));
+    assert!(excluded.keys().any(|r| r.contains("temporary")));
+    assert_eq!(excluded["excluded by --exclude"]["entries"], 2);
+
+    let unpacked = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    for kept in [
+        "etc/passwd",
+        "var/log/syslog",
+        "tmp",
+        "boot",
+        "var/log/journal",
+    ] {
+        assert!(unpacked.join(kept).exists(), "{kept} should be kept");
+    }
+    for gone in [
+        "tmp/x",
+        "boot/vmlinuz-6.1",
+        "var/log/syslog.1",
+        "var/log/journal/abc",
+        "srv/cache",
+    ] {
+        assert!(!unpacked.join(gone).exists(), "{gone} should be excluded");
+    }
+}
+
+#[test]
+fn oci_archive_output_is_read_by_skopeo() {
+    let rootfs = fixture("debian-sysvinit").join("rootfs");
+    let work = scratch();
+    let archive = work.path().join("server.tar");
+    let s = convert_json(&[
+        rootfs.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+        "--format",
+        "oci-archive",
+        "--tag",
+        "web01:v1",
+    ]);
+    assert!(archive.is_file());
+    assert_eq!(
+        skopeo_digest(&format!("oci-archive:{}:v1", archive.display())),
+        s["manifest_digest"].as_str().unwrap()
+    );
+    let leftovers: Vec<_> = fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the archive is left: {leftovers:?}"
+    );
+}
+
+/// Builds an archive with Python's tarfile, which writes whatever names it is given.
+fn python_tar(path: &Path, script: &str) {
+    let code = format!(
+        "import io, tarfile\nt = tarfile.open('{}', 'w', format=tarfile.PAX_FORMAT)\n\
+         def f(name, data=b'x', **kw):\n    i = tarfile.TarInfo(name); i.size = len(data)\n    [setattr(i, k, v) for k, v in kw.items()]\n    t.addfile(i, io.BytesIO(data))\n\
+         def l(name, target, kind):\n    i = tarfile.TarInfo(name); i.type = kind; i.linkname = target; t.addfile(i)\n\
+         {script}\nt.close()\n",
+        path.display()
+    );
+    run("python3", &["-c", &code]);
+}
+
+fn assert_fails_cleanly(input: &Path, work: &Path, expect: &str) {
+    let image = work.join("out.oci");
+    let out = rehost(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "should fail: {stderr}");
+    assert!(
+        stderr.contains(expect),
+        "stderr should say `{expect}`: {stderr}"
+    );
+    assert!(
+        stderr.lines().count() <= 3,
+        "a clear error, not a dump: {stderr}"
+    );
+    assert!(!image.exists(), "no output after a failure");
+    let leftovers: Vec<_> = fs::read_dir(work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("rehost-tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary output left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn hostile_archives_are_refused_and_write_nothing_outside() {
+    let work = scratch();
+    let canary = work.path().join("canary");
+    fs::create_dir(&canary).unwrap();
+    let cases = [
+        ("dotdot", "f('../../escape')", "climbs out of the root"),
+        (
+            "link-parent",
+            "l('etc', '/tmp', tarfile.SYMTYPE)\nf('etc/passwd')",
+            "not a directory",
+        ),
+        (
+            "hardlink-out",
+            "l('x', '../../etc/shadow', tarfile.LNKTYPE)",
+            "hardlink climbs out",
+        ),
+        (
+            "hardlink-missing",
+            "l('x', 'etc/nothing', tarfile.LNKTYPE)",
+            "hardlink to a file not earlier",
+        ),
+    ];
+    for (name, script, expect) in cases {
+        let tar = work.path().join(format!("{name}.tar"));
+        python_tar(&tar, script);
+        assert_fails_cleanly(&tar, work.path(), expect);
+    }
+    assert_eq!(fs::read_dir(&canary).unwrap().count(), 0);
+
+    // Absolute names are confined to the root, not refused.
+    let tar = work.path().join("absolute.tar");
+    python_tar(&tar, "f('/etc/hostname', b'web01')");
+    let image = work.path().join("abs.oci");
+    rehost_ok(&[
+        "convert",
+        tar.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    let rootfs = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    assert_eq!(fs::read(rootfs.join("etc/hostname")).unwrap(), b"web01");
+}
+
+#[test]
+fn corrupt_and_truncated_archives_fail_with_one_clear_line() {
+    let fx = fixture("debian-sysvinit");
+    let work = scratch();
+    let tar = fx.join("rootfs.tar");
+    let len = fs::metadata(&tar).unwrap().len();
+
+    let cut = work.path().join("cut.tar");
+    run(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "head -c {} {} > {}",
+                len / 2 + 100,
+                tar.display(),
+                cut.display()
+            ),
+        ],
+    );
+    assert_fails_cleanly(&cut, work.path(), "cut.tar");
+
+    let gz = work.path().join("cut.tar.gz");
+    run(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "gzip -1 -c {} | head -c 3000000 > {}",
+                tar.display(),
+                gz.display()
+            ),
+        ],
+    );
+    assert_fails_cleanly(&gz, work.path(), "cut.tar.gz");
+
+    let junk = work.path().join("junk.bin");
+    fs::write(&junk, vec![0x5a; 4096]).unwrap();
+    assert_fails_cleanly(
+        &junk,
+        work.path(),
+        "not a directory or a root filesystem archive",
+    );
+
+    assert_fails_cleanly(
+        &work.path().join("missing"),
+        work.path(),
+        "no such file or directory",
+    );
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_leaves_nothing() {
+    let rootfs = fixture("debian-sysvinit").join("rootfs");
+    let work = scratch();
+    let small = work.path().join("small");
+    fs::create_dir(&small).unwrap();
+    run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=4m",
+            "tmpfs",
+            small.to_str().unwrap(),
+        ],
+    );
+    let image = small.join("image");
+    let out = rehost(&[
+        "convert",
+        rootfs.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    let listing = fs::read_dir(&small).unwrap().count();
+    run("umount", &[small.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(listing, 0, "nothing left on the full disk");
+}
+
+#[test]
+fn an_existing_output_is_kept_unless_forced() {
+    let work = scratch();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/hostname"), "a").unwrap();
+    let image = work.path().join("image");
+    rehost_ok(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    let out = rehost(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    fs::write(src.join("etc/hostname"), "b").unwrap();
+    let s = convert_json(&[
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(
+        skopeo_digest(&format!("oci:{}:latest", image.display())),
+        s["manifest_digest"].as_str().unwrap()
+    );
+}
+
+/// `/` as the source: run rehost inside a chroot of a real Debian system, where `/` is
+/// an overlay of the fixture with other filesystems mounted in it.
+#[test]
+fn a_live_root_stays_on_its_filesystems_and_leaves_out_its_own_output() {
+    let rootfs = fixture("debian-sysvinit").join("rootfs");
+    let work = scratch();
+    let w = work.path();
+    let script = format!(
+        r#"
+        set -eu
+        mkdir -p {w}/upper {w}/work {w}/root
+        mount -t overlay overlay -o lowerdir={rootfs},upperdir={w}/upper,workdir={w}/work {w}/root
+        mount -t proc proc {w}/root/proc
+        mount -t tmpfs tmpfs {w}/root/run
+        mkdir -p {w}/root/srv/other {w}/root/var/lib/data
+        mount -t tmpfs tmpfs {w}/root/srv/other && echo other > {w}/root/srv/other/file
+        mount -t tmpfs tmpfs {w}/root/var/lib/data && echo data > {w}/root/var/lib/data/file
+        cp {bin} {w}/root/usr/local/bin/rehost
+        chroot {w}/root /usr/local/bin/rehost convert / -o /root/self.oci --include-mount /var/lib/data --json > {w}/summary.json
+        "#,
+        w = w.display(),
+        rootfs = rootfs.display(),
+        bin = env!("CARGO_BIN_EXE_rehost"),
+    );
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "the chrooted conversion failed");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&fs::read(w.join("summary.json")).unwrap()).unwrap();
+    let skipped = summary["stats"]["skipped"].as_array().unwrap();
+    assert!(skipped.iter().any(|k| k["path"] == "/srv/other"
+        && k["reason"].as_str().unwrap().contains("another filesystem")));
+    assert!(summary["stats"]["excluded"]
+        .as_object()
+        .unwrap()
+        .contains_key("rehost's own output"));
+
+    // The overlay's upper layer holds what the chrooted run wrote: the image.
+    let image = w.join("upper/root/self.oci");
+    let unpacked = umoci_unpack(&image, "latest", &w.join("bundle"));
+    assert!(unpacked.join("srv/other").is_dir());
+    assert_eq!(
+        fs::read_dir(unpacked.join("srv/other")).unwrap().count(),
+        0,
+        "another filesystem is kept empty"
+    );
+    assert_eq!(
+        fs::read_dir(unpacked.join("proc")).unwrap().count(),
+        0,
+        "/proc is kept empty"
+    );
+    assert_eq!(
+        fs::read_to_string(unpacked.join("var/lib/data/file")).unwrap(),
+        "data\n",
+        "--include-mount takes the mount"
+    );
+    assert!(
+        !unpacked.join("root/self.oci").exists(),
+        "the image does not contain itself"
+    );
+    assert!(unpacked.join("etc/init.d/ssh").exists());
+}
+
+#[test]
+fn an_unreadable_file_is_named_and_nothing_is_written() {
+    let work = scratch();
+    let w = work.path();
+    fs::set_permissions(w, fs::Permissions::from_mode(0o777)).unwrap();
+    let src = w.join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/readable"), "ok").unwrap();
+    fs::write(src.join("etc/secret"), "no").unwrap();
+    fs::set_permissions(src.join("etc/secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    let image = w.join("image");
+    // As an ordinary user, for whom the file really is unreadable.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_rehost"),
+        ])
+        .args([
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("etc/secret") && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    assert!(!image.exists());
+    assert_eq!(
+        fs::read_dir(w).unwrap().count(),
+        1,
+        "only the source is left"
+    );
+}
+
+#[test]
+fn source_date_epoch_clamps_newer_times_and_dates_the_image() {
+    let work = scratch();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    run("sh", &["-euc", &format!(
+        "cd {}; echo old > etc/old; touch -d @1000000000 etc/old; echo new > etc/new; touch -d @4000000000 etc/new",
+        src.display()
+    )]);
+    let image = work.path().join("image");
+    let out = Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args([
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--json",
+        ])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&run(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{}:latest", image.display()),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(inspect["created"], "2023-11-14T22:13:20Z");
+    let rootfs = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(rootfs.join("etc/new")).unwrap().mtime(),
+        1_700_000_000
+    );
+    assert_eq!(
+        fs::metadata(rootfs.join("etc/old")).unwrap().mtime(),
+        1_000_000_000
+    );
+}
+
+#[test]
+fn archive_records_with_newlines_keep_xattrs_and_acls() {
+    let work = scratch();
+    let tar = work.path().join("acl.tar");
+    // A binary-looking xattr value with a newline, and GNU tar's text ACL (one entry a line).
+    python_tar(
+        &tar,
+        "f('etc/cap', b'x', pax_headers={'SCHILY.xattr.user.note': 'line one\\nline two'})\n\
+         f('etc/acl', b'y', mode=0o640, pax_headers={'SCHILY.acl.access': 'user::rw-\\nuser:1000:r--\\ngroup::r--\\nmask::r--\\nother::---'})",
+    );
+    let image = work.path().join("image");
+    let s = convert_json(&[tar.to_str().unwrap(), "-o", image.to_str().unwrap()]);
+    assert_eq!(
+        s["stats"]["skipped"].as_array().unwrap().len(),
+        0,
+        "{}",
+        s["stats"]["skipped"]
+    );
+    let rootfs = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    let note = run(
+        "getfattr",
+        &[
+            "--only-values",
+            "-n",
+            "user.note",
+            rootfs.join("etc/cap").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(note, "line one\nline two");
+    let acl = run(
+        "getfacl",
+        &["-n", "-c", rootfs.join("etc/acl").to_str().unwrap()],
+    );
+    assert!(acl.contains("user:1000:r--"), "{acl}");
+}
