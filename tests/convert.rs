@@ -26,6 +26,8 @@ fn debian_systemd_survives_exactly_as_umoci_unpacks_it() {
         "-o",
         image.to_str().unwrap(),
         "--no-default-excludes",
+        "--init",
+        "none",
         "--tag",
         "debian:12",
     ]);
@@ -108,6 +110,8 @@ fn archives_gzip_zstd_and_stdin_give_the_tree_of_the_directory() {
             "-o",
             image.to_str().unwrap(),
             "--no-default-excludes",
+            "--init",
+            "none",
         ]);
         assert!(s["source"].as_str().unwrap().starts_with("archive"));
         digests.push(s["layers"][0]["diff_id"].as_str().unwrap().to_string());
@@ -130,6 +134,8 @@ fn archives_gzip_zstd_and_stdin_give_the_tree_of_the_directory() {
             "-o",
             image.to_str().unwrap(),
             "--no-default-excludes",
+            "--init",
+            "none",
             "--json",
         ])
         .stdin(fs::File::open(&gz).unwrap())
@@ -207,7 +213,13 @@ fn every_kind_of_entry_and_metadata_is_kept() {
     fs::create_dir(&src).unwrap();
     edge_case_tree(&src);
     let image = work.path().join("image");
-    let s = convert_json(&[src.to_str().unwrap(), "-o", image.to_str().unwrap()]);
+    let s = convert_json(&[
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--init",
+        "none",
+    ]);
     let stats = &s["stats"];
     assert_eq!(stats["hardlinks"], 2);
     assert_eq!(stats["devices"], 2);
@@ -532,7 +544,7 @@ fn a_live_root_stays_on_its_filesystems_and_leaves_out_its_own_output() {
         mount -t tmpfs tmpfs {w}/root/srv/other && echo other > {w}/root/srv/other/file
         mount -t tmpfs tmpfs {w}/root/var/lib/data && echo data > {w}/root/var/lib/data/file
         cp {bin} {w}/root/usr/local/bin/rehost
-        chroot {w}/root /usr/local/bin/rehost convert / -o /root/self.oci --include-mount /var/lib/data --json > {w}/summary.json
+        chroot {w}/root /usr/local/bin/rehost convert / -o /root/self.oci --include-mount /var/lib/data --init none --json > {w}/summary.json
         "#,
         w = w.display(),
         rootfs = rootfs.display(),
