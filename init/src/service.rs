@@ -155,7 +155,15 @@ fn load_systemd(fs: &dyn FileSystem, name: &str) -> Result<ServiceDef, ParseErro
             return Err(ParseError::new(name, 0, format!("unit is masked ({p})")))
         }
         systemd::Lookup::NotFound => {
-            return Err(ParseError::new(name, 0, "no such unit on the search path"))
+            // As systemd's sysv generator does: `foo.service` may be /etc/init.d/foo.
+            if let Some(stem) = name.strip_suffix(".service") {
+                if fs.exists(&format!("/etc/init.d/{stem}")) {
+                    let mut def = load_sysv(fs, stem)?;
+                    def.name = name.to_string();
+                    return Ok(def);
+                }
+            }
+            return Err(ParseError::new(name, 0, "no such unit on the search path"));
         }
     };
     let mut def = ServiceDef::new(name, ServiceKind::Systemd);
@@ -471,5 +479,12 @@ mod tests {
             .to_string()
             .contains("not supported"));
         assert!(load(&root, &entry("none.service", ServiceKind::Systemd)).is_err());
+        // systemd's view of a SysV script.
+        let g = load(&root, &entry("ssh.service", ServiceKind::Systemd)).unwrap();
+        assert_eq!(
+            (g.name.as_str(), g.kind),
+            ("ssh.service", ServiceKind::Sysv)
+        );
+        assert_eq!(g.service.exec_start[0].argv, ["/etc/init.d/ssh", "start"]);
     }
 }
