@@ -291,3 +291,115 @@ fn dumb_init_runs_one_command_and_exits_with_its_code() {
         "dumb-init 7"
     );
 }
+
+/// The image config of a converted layout: (manifest, config).
+fn image_json(layout: &std::path::Path) -> (serde_json::Value, serde_json::Value) {
+    let read = |digest: &str| -> serde_json::Value {
+        let bytes = std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let config = read(manifest["config"]["digest"].as_str().unwrap());
+    (manifest, config)
+}
+
+#[test]
+fn systemd_mode_hands_over_to_the_images_systemd_with_hooks_and_masks() {
+    let work = Scratch::new("systemd-mode");
+    let rootfs = convert_and_unpack(
+        &fixture("debian-systemd"),
+        work.path(),
+        &[
+            "--init",
+            "systemd",
+            "--drop",
+            "cron.service",
+            "--expose",
+            "80",
+        ],
+    );
+    let (manifest, config) = image_json(&work.path().join("image"));
+    let c = &config["config"];
+    assert_eq!(c["Entrypoint"][0], "/usr/sbin/rehost-init");
+    assert_eq!(c["StopSignal"], "SIGRTMIN+3");
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "container=rehost"),
+        "{c}"
+    );
+    assert!(c["ExposedPorts"]["80/tcp"].is_object(), "{c}");
+    assert_eq!(c["Labels"]["io.rehost.init.mode"], "systemd");
+    assert_eq!(c["Labels"]["io.rehost.captured"], "2023-11-14T22:13:20Z");
+    assert!(manifest["annotations"]["io.rehost.systemd.mounts"]
+        .as_str()
+        .unwrap()
+        .contains("/sys/fs/cgroup"));
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
+    // The dropped unit is masked and no longer wanted; the hooks unit runs poststop.
+    assert_eq!(
+        std::fs::read_link(rootfs.join("etc/systemd/system/cron.service")).unwrap(),
+        std::path::Path::new("/dev/null")
+    );
+    assert!(!link_exists(&rootfs.join(
+        "etc/systemd/system/multi-user.target.wants/cron.service"
+    )));
+    assert!(link_exists(
+        &rootfs.join("etc/systemd/system/multi-user.target.wants/ssh.service")
+    ));
+    let unit =
+        std::fs::read_to_string(rootfs.join("etc/systemd/system/rehost-hooks.service")).unwrap();
+    assert!(
+        unit.contains("ExecStop=/usr/sbin/rehost-init hooks poststop"),
+        "{unit}"
+    );
+    assert!(link_exists(&rootfs.join(
+        "etc/systemd/system/sysinit.target.wants/rehost-hooks.service"
+    )));
+    let cfg = std::fs::read_to_string(rootfs.join("etc/rehost/init.toml")).unwrap();
+    assert!(cfg.contains("mode = \"systemd\""), "{cfg}");
+}
+
+#[test]
+fn sbin_init_mode_removes_gettys_and_dropped_rc_links() {
+    let work = Scratch::new("sbin-init-mode");
+    let rootfs = convert_and_unpack(
+        &fixture("debian-sysvinit"),
+        work.path(),
+        &["--init", "sbin-init", "--drop", "cron"],
+    );
+    let (_, config) = image_json(&work.path().join("image"));
+    assert_eq!(config["config"]["StopSignal"], "SIGINT");
+    let inittab = std::fs::read_to_string(rootfs.join("etc/inittab")).unwrap();
+    assert!(
+        !inittab
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains("getty")),
+        "{inittab}"
+    );
+    assert!(
+        inittab.contains(":ctrlaltdel:/sbin/shutdown -t1 -h now"),
+        "{inittab}"
+    );
+    let rc2: Vec<String> = std::fs::read_dir(rootfs.join("etc/rc2.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!rc2.iter().any(|n| n.ends_with("cron")), "{rc2:?}");
+    assert!(rc2.iter().any(|n| n.ends_with("ssh")), "{rc2:?}");
+    assert!(link_exists(&rootfs.join("etc/rc0.d/K99rehost-hooks")));
+}
+
+/// Whether a path exists as itself (a symlink into the image's root is not followed on the host).
+fn link_exists(p: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
