@@ -147,17 +147,28 @@ pub fn enabled_all(fs: &dyn FileSystem) -> Vec<ServiceEntry> {
     };
     match init_system(fs) {
         InitSystem::Systemd => {
-            let wanted_by = [
-                "multi-user.target",
-                "graphical.target",
-                "default.target",
-                "timers.target",
-                "basic.target",
-            ];
+            // Every target the boot reaches pulls its wants in (getty.target, sysinit.target…);
+            // the machine-only ones among them are filtered by `enabled`.
             for e in systemd::enabled_units(fs) {
                 let usable = e.unit.ends_with(".service") || e.unit.ends_with(".timer");
                 let template = e.unit.contains("@.");
-                if usable && !template && wanted_by.contains(&e.wanted_by.as_str()) {
+                let boot = !matches!(
+                    e.wanted_by.as_str(),
+                    "shutdown.target"
+                        | "halt.target"
+                        | "poweroff.target"
+                        | "reboot.target"
+                        | "rescue.target"
+                        | "emergency.target"
+                );
+                // Only what the administrator enabled (/etc); the wants under /lib are
+                // systemd's own static plumbing.
+                let kind = if e.required { "requires" } else { "wants" };
+                let admin = fs.exists(&format!(
+                    "/etc/systemd/system/{}.{kind}/{}",
+                    e.wanted_by, e.unit
+                ));
+                if usable && !template && boot && admin {
                     add(e.unit, ServiceKind::Systemd);
                 }
             }

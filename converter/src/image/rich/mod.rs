@@ -389,6 +389,11 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
                 });
             }
             env.push("container=rehost".to_string());
+            // systemd starts a getty on the container's console by itself: no one logs in there.
+            items.insert(
+                "/etc/systemd/system/console-getty.service".into(),
+                Item::Symlink("/dev/null".into()),
+            );
             let unit = hooks::SYSTEMD_UNIT.replace("@INIT@", &init_path);
             items.insert(
                 "/etc/systemd/system/rehost-hooks.service".into(),
