@@ -2,6 +2,8 @@
 
 mod convert;
 mod output;
+mod pull;
+mod push;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -14,7 +16,8 @@ use std::process::ExitCode;
     long_about = "Move legacy servers and VMs into rich OCI containers.\n\n\
         A SOURCE is a live root (/), a directory, or a root filesystem archive \
         (tar, tar.gz, tar.zst; - reads one from standard input).\n\
-        An IMAGE is an OCI image layout directory or an OCI archive."
+        An IMAGE is an OCI image layout directory or an OCI archive; \
+        a REF is an image in a registry (REGISTRY/REPOSITORY:TAG)."
 )]
 struct Cli {
     /// More detail on standard error (-vv for debugging).
@@ -31,6 +34,10 @@ struct Cli {
 enum Command {
     /// Snapshot a server's filesystem into an OCI image.
     Convert(convert::Args),
+    /// Send an image to an OCI registry (blobs it already has are not sent again).
+    Push(push::Args),
+    /// Fetch an image from an OCI registry into an OCI layout or archive.
+    Pull(pull::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +45,8 @@ fn main() -> ExitCode {
     output::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Convert(args) => convert::run(args, cli.quiet),
+        Command::Push(args) => push::run(args, cli.quiet),
+        Command::Pull(args) => pull::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,
