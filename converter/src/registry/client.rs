@@ -303,15 +303,31 @@ pub(crate) fn status_and_message(e: &OciDistributionError) -> (Option<u16>, Stri
         OciDistributionError::ServerError { code, message, .. } => {
             (Some(*code), registry_message(message))
         }
-        OciDistributionError::RegistryError { envelope, .. } => (
-            None,
-            envelope
+        OciDistributionError::RegistryError { envelope, .. } => {
+            // oci-client keeps the registry's error codes but not the status: the codes
+            // say it (distribution spec, error codes table).
+            let code = |e: &oci_client::errors::OciError| {
+                serde_json::to_value(&e.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("{:?}", e.code))
+            };
+            let status = envelope.errors.first().map(|e| match code(e).as_str() {
+                "BLOB_UNKNOWN" | "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UPLOAD_UNKNOWN" => 404,
+                "UNAUTHORIZED" => 401,
+                "DENIED" => 403,
+                "TOOMANYREQUESTS" => 429,
+                "UNSUPPORTED" => 405,
+                _ => 400,
+            });
+            let message = envelope
                 .errors
                 .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .map(|e| format!("{}: {}", code(e), e.message))
                 .collect::<Vec<_>>()
-                .join("; "),
-        ),
+                .join("; ");
+            (status, message)
+        }
         OciDistributionError::UnauthorizedError { .. } => {
             (Some(401), "not authorized (check the credentials)".into())
         }

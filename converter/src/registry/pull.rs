@@ -6,7 +6,9 @@ use super::error::{RegistryError, Result};
 use super::reference::parse_reference;
 use crate::image::digest;
 use crate::image::layout::{BlobWriter, LayoutWriter, OutputFormat};
-use crate::image::oci::{Descriptor, Index, Manifest, MEDIA_INDEX, MEDIA_MANIFEST};
+use crate::image::oci::{
+    Descriptor, ImageConfig, Index, Manifest, Platform, MEDIA_INDEX, MEDIA_MANIFEST,
+};
 use futures_util::StreamExt;
 use oci_client::errors::OciDistributionError;
 use oci_client::{Reference, RegistryOperation};
@@ -72,14 +74,26 @@ pub fn pull(
         }
         let total: u64 = blobs.iter().map(|d| d.size).sum();
         let mut done = 0u64;
+        let mut config = Vec::new();
         for desc in &blobs {
-            pull_blob(&conn, &source, &writer, desc, &mut |n| {
-                done += n;
+            // The config is small: kept to name the image's platform in index.json.
+            let keep = (desc.digest == manifest.config.digest && desc.size < 16 << 20)
+                .then_some(&mut config);
+            pull_blob(&conn, &source, &writer, desc, keep, &mut |n| {
+                done = done.wrapping_add(n);
                 progress(done, total);
             })
             .await?;
         }
-        let descriptor = writer.add_bytes(&media_type, &bytes)?;
+        let mut descriptor = writer.add_bytes(&media_type, &bytes)?;
+        if let Ok(c) = serde_json::from_slice::<ImageConfig>(&config) {
+            if !c.architecture.is_empty() && !c.os.is_empty() {
+                descriptor.platform = Some(Platform {
+                    architecture: c.architecture,
+                    os: c.os,
+                });
+            }
+        }
         debug_assert_eq!(descriptor.digest, digest);
         let tag = options
             .tag
@@ -195,6 +209,7 @@ async fn pull_blob(
     reference: &Reference,
     writer: &LayoutWriter,
     desc: &Descriptor,
+    mut keep: Option<&mut Vec<u8>>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
     let blob_error = |e: &OciDistributionError| {
@@ -216,6 +231,9 @@ async fn pull_blob(
     loop {
         let (dir, path, mut out) = writer.blob()?.into_writer();
         let mut got = 0u64;
+        if let Some(k) = keep.as_deref_mut() {
+            k.clear();
+        }
         let result: Result<(), OciDistributionError> = async {
             let mut body = conn
                 .client
@@ -224,6 +242,9 @@ async fn pull_blob(
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 out.write_all(&chunk)?;
+                if let Some(k) = keep.as_deref_mut() {
+                    k.extend_from_slice(&chunk);
+                }
                 got += chunk.len() as u64;
                 progress(chunk.len() as u64);
             }
