@@ -36,6 +36,10 @@ pub(crate) struct Connection {
     pub monolithic: Client,
     pub auth: RegistryAuth,
     pub plain_http: bool,
+    /// The same HTTP stack, for the one request oci-client cannot make (a streamed PATCH).
+    pub http: reqwest::Client,
+    /// `https://host:port` or `http://host:port`.
+    pub base_url: String,
 }
 
 /// Docker treats the loopback registry as one that may speak plain HTTP; so do we.
@@ -71,7 +75,7 @@ pub(crate) async fn connect(
 
     let mut probe = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
-        .timeout(Duration::from_secs(60))
+        .read_timeout(Duration::from_secs(300))
         .danger_accept_invalid_certs(options.insecure);
     for cert in &certificates {
         probe = probe.add_root_certificate(
@@ -135,12 +139,15 @@ pub(crate) async fn connect(
                 },
             })?;
     }
+    let base_url = format!("{scheme}://{registry}");
     Ok(Connection {
         registry,
         client,
         monolithic,
         auth,
         plain_http,
+        http: probe,
+        base_url,
     })
 }
 
@@ -183,7 +190,12 @@ async fn choose_scheme(
 }
 
 async fn ping(probe: &reqwest::Client, url: &str) -> std::result::Result<Ping, String> {
-    let resp = probe.get(url).send().await.map_err(|e| error_chain(&e))?;
+    let resp = probe
+        .get(url)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))?;
     Ok(Ping {
         status: resp.status().as_u16(),
         challenge: challenge_of(&resp),

@@ -2,7 +2,8 @@
 //!
 //! - [`push()`]: an image layout or archive to `registry/repo:tag`, each blob checked first
 //!   (HEAD) and skipped when the registry has it, mounted from another repository when
-//!   asked, else streamed from disk; the manifest sent as the very bytes on disk, so its
+//!   asked, else streamed from disk in one PATCH (one PUT where the registry takes no
+//!   chunks); the manifest sent as the very bytes on disk, so its
 //!   digest in the registry is the one `convert` printed;
 //! - [`pull()`]: a reference back into an image layout or archive, every blob checked
 //!   against its digest.
@@ -17,6 +18,7 @@ pub mod local;
 mod pull;
 mod push;
 mod reference;
+mod upload;
 
 pub use client::ConnectOptions;
 pub use error::{RegistryError, Result};

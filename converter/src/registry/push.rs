@@ -4,6 +4,7 @@ use super::client::{self, connect, describe, status_and_message, ConnectOptions,
 use super::error::{RegistryError, Result};
 use super::local::{BlobLocation, LocalImage};
 use super::reference::{parse_reference, sibling, with_tag};
+use super::upload;
 use crate::image::oci::Descriptor;
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream, Stream, StreamExt, TryStreamExt};
@@ -15,7 +16,7 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Blobs are read and sent in pieces of this size: memory stays bounded whatever the
-/// blob's size, and it is oci-client's chunk size, so one piece is one PATCH.
+/// blob's size.
 const PIECE: usize = 4 << 20;
 
 #[derive(Debug, Clone, Default)]
@@ -259,14 +260,14 @@ async fn push_blob(
         )
         .await
         .map_err(|e| RegistryError::io(&loc.path, e))?;
-        let http = if monolithic {
-            &conn.monolithic
+        let result = if monolithic {
+            conn.monolithic
+                .push_blob_stream(target, body, digest, Some(desc.size))
+                .await
+                .map(|_| ())
         } else {
-            &conn.client
+            upload::streamed_upload(conn, target, digest, body).await
         };
-        let result = http
-            .push_blob_stream(target, body, digest, Some(desc.size))
-            .await;
         let err = match result {
             Ok(_) => return report(BlobAction::Uploaded),
             Err(e) => e,
