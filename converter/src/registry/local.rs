@@ -233,3 +233,34 @@ pub fn split_image_arg(arg: &str) -> (PathBuf, Option<String>) {
     }
     (PathBuf::from(arg), None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_arguments_may_name_a_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("web01.oci");
+        std::fs::create_dir(&layout).unwrap();
+        let text = layout.to_str().unwrap();
+        assert_eq!(split_image_arg(text), (layout.clone(), None));
+        assert_eq!(
+            split_image_arg(&format!("{text}:v1")),
+            (layout.clone(), Some("v1".into()))
+        );
+        let missing = format!("{}/none:v1", dir.path().display());
+        assert_eq!(split_image_arg(&missing), (PathBuf::from(&missing), None));
+    }
+
+    #[test]
+    fn a_directory_without_a_layout_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = LocalImage::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("not an OCI image layout"), "{err}");
+        let file = dir.path().join("junk.tar");
+        std::fs::write(&file, b"definitely not a tar archive, far too short").unwrap();
+        let err = LocalImage::open(&file).err().unwrap().to_string();
+        assert!(err.contains("junk.tar"), "{err}");
+    }
+}
