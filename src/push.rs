@@ -3,7 +3,7 @@
 use crate::output;
 use anyhow::{bail, Context, Result};
 use converter::registry::{self, BlobAction, ConnectOptions, PushEvent, PushOptions};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -178,7 +178,10 @@ impl Bars {
             PushEvent::Blobs(list) => {
                 inner.total.set_length(list.iter().map(|(_, s)| s).sum());
                 for (digest, size) in list {
-                    let bar = ProgressBar::new(size);
+                    // Hidden until it joins the MultiProgress: a bar drawing on its own
+                    // would leave a stray line.
+                    let bar =
+                        ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::hidden());
                     bar.set_style(
                         ProgressStyle::with_template("{msg:>12} [{bar:30}] {bytes}/{total_bytes}")
                             .expect("template")
@@ -216,10 +219,10 @@ impl Bars {
                     if bar.position() == 0 {
                         inner.total.inc(size);
                     }
+                    // Finished bars stay in the MultiProgress, cleared: removing them
+                    // mid-draw leaves stale lines on some terminals.
+                    let _ = shown;
                     bar.finish_and_clear();
-                    if shown {
-                        inner.multi.remove(&bar);
-                    }
                 }
             }
             PushEvent::Tagging(reference) => inner.total.set_message(format!("tag {reference}")),
