@@ -3,7 +3,7 @@
 
 mod registry_server;
 
-use registry_server::{Registry, Setup};
+use registry_server::{FlakyProxy, Registry, Setup};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -504,4 +504,40 @@ fn the_debian_fixture_pushes_and_repushes_for_nothing() {
             .unwrap(),
     );
     assert_eq!(again["bytes_uploaded"], 0);
+}
+
+#[test]
+fn a_connection_dropped_mid_upload_is_retried() {
+    let registry = Registry::start(Setup::Plain);
+    let proxy = FlakyProxy::start(&registry.addr, 4 << 20);
+    let work = registry.scratch();
+    let tree = work.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    random_file(&tree.join("data.bin"), 16 << 20);
+    let image = work.join("flaky.oci");
+    let converted = json(
+        rehost()
+            .arg("convert")
+            .arg(&tree)
+            .arg("-o")
+            .arg(&image)
+            .args(["--compression", "none", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let digest = converted["manifest_digest"].as_str().unwrap();
+    let reference = format!("{}/fleet/flaky:v1", proxy.addr);
+    let out = rehost()
+        .args(["push", "--json"])
+        .arg(&image)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let summary = json(out);
+    assert!(proxy.has_cut(), "the proxy never cut the upload");
+    assert!(stderr.contains("retrying"), "{stderr}");
+    assert_eq!(summary["manifest_digest"], digest);
+    let direct = format!("{}/fleet/flaky:v1", registry.addr);
+    assert_eq!(skopeo_digest(&direct, &["--tls-verify=false"]), digest);
 }

@@ -205,3 +205,65 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP proxy in front of a registry that cuts one connection once `cut_after` bytes
+/// went through it towards the registry: a connection dropped in the middle of an upload.
+pub struct FlakyProxy {
+    pub addr: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyProxy {
+    pub fn start(upstream: &str, cut_after: u64) -> FlakyProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (upstream, flag) = (upstream.to_string(), cut.clone());
+        // The threads end with the test process; each serves one connection.
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_in, mut c_out) = (server, client);
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let mut sent = 0u64;
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        sent += n as u64;
+                        if sent > cut_after && !flag.swap(true, Ordering::SeqCst) {
+                            let _ = c_in.shutdown(std::net::Shutdown::Both);
+                            let _ = s_out.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        FlakyProxy { addr, cut }
+    }
+
+    /// Whether the proxy did cut a connection.
+    pub fn has_cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
