@@ -443,6 +443,37 @@ fn errors_name_what_and_where() {
     assert!(!not_image.status.success());
     assert!(String::from_utf8_lossy(&not_image.stderr).contains("not an OCI image layout"));
 
+    // A layer whose bytes no longer match its digest: the registry refuses it, and the
+    // error names the blob, the registry's status and its message.
+    let (corrupt, _) = small_image(&work, "corrupt01", false);
+    let manifest: Value = {
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(corrupt.join("index.json")).unwrap()).unwrap();
+        let digest = index["manifests"][0]["digest"].as_str().unwrap();
+        let path = corrupt.join("blobs/sha256").join(&digest[7..]);
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layer_path = corrupt.join("blobs/sha256").join(&layer[7..]);
+    let mut bytes = std::fs::read(&layer_path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&layer_path, bytes).unwrap();
+    let refused = rehost()
+        .arg("push")
+        .arg(&corrupt)
+        .arg(format!("{}/fleet/corrupt:v1", registry.addr))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&layer) && stderr.contains("400") && stderr.contains("DIGEST_INVALID"),
+        "{stderr}"
+    );
+
     let bad_ref = rehost()
         .arg("push")
         .arg(&image)
