@@ -265,6 +265,42 @@ fn htpasswd_registry_takes_right_credentials_and_refuses_wrong_ones_in_one_line(
     );
     assert_eq!(summary["bytes_uploaded"], 0);
     assert_eq!(skopeo_digest(&second, &creds), digest);
+
+    // And from a credential helper named in config.json (the docker-credential protocol:
+    // the server on standard input, the credentials as JSON on standard output).
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rehosttest");
+    let script = r#"#!/bin/sh
+read server
+[ "$1" = get ] && [ "$server" = "ADDR" ] || exit 1
+echo '{"ServerURL":"ADDR","Username":"ops","Secret":"s3cret"}'
+"#;
+    std::fs::write(&helper, script.replace("ADDR", &registry.addr)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helped = work.join("helped");
+    std::fs::create_dir_all(&helped).unwrap();
+    std::fs::write(
+        helped.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"rehosttest"}}}}"#, registry.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let third = format!("{}/fleet/app01:v3", registry.addr);
+    ok(rehost()
+        .env("DOCKER_CONFIG", &helped)
+        .env("PATH", path)
+        .arg("push")
+        .arg(&image)
+        .arg(&third)
+        .output()
+        .unwrap());
+    assert_eq!(skopeo_digest(&third, &creds), digest);
 }
 
 #[test]

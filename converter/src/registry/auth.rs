@@ -67,22 +67,6 @@ pub fn lookup(registry: &str) -> Result<RegistryAuth> {
     Ok(RegistryAuth::Anonymous)
 }
 
-/// Docker Hub's credentials are stored under its historical index URL.
-fn keys_for(registry: &str) -> Vec<String> {
-    if matches!(
-        registry,
-        "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    ) {
-        vec![
-            "https://index.docker.io/v1/".into(),
-            "docker.io".into(),
-            "index.docker.io".into(),
-        ]
-    } else {
-        vec![registry.into()]
-    }
-}
-
 /// `https://host:port/v1/` and `host:port` name the same registry in these files.
 fn normalize_key(key: &str) -> &str {
     let key = key
@@ -103,11 +87,11 @@ fn lookup_in(file: &Path, registry: &str) -> Result<Option<RegistryAuth>> {
             source_name: file.display().to_string(),
             reason: format!("not a valid credentials file: {e}"),
         })?;
-    let keys = keys_for(registry);
-    let wanted = |k: &String| keys.iter().any(|w| normalize_key(k) == normalize_key(w));
+    // Keys may be written as URLs (`https://host/v1/`): compared by host[:port].
+    let wanted = |k: &String| normalize_key(k) == normalize_key(registry);
 
     if let Some((_, helper)) = parsed.cred_helpers.iter().find(|(k, _)| wanted(k)) {
-        return run_helper(helper, &keys[0]);
+        return run_helper(helper, registry);
     }
     if let Some((key, entry)) = parsed.auths.iter().find(|(k, _)| wanted(k)) {
         let bad = |reason: &str| RegistryError::Credentials {
@@ -130,7 +114,7 @@ fn lookup_in(file: &Path, registry: &str) -> Result<Option<RegistryAuth>> {
         // An entry without a secret (a credsStore keeps it): fall through to the store.
     }
     match &parsed.creds_store {
-        Some(store) if !store.is_empty() => run_helper(store, &keys[0]),
+        Some(store) if !store.is_empty() => run_helper(store, registry),
         _ => Ok(None),
     }
 }
