@@ -3,7 +3,7 @@
 
 mod registry_server;
 
-use registry_server::{FlakyProxy, Registry, Setup};
+use registry_server::{Fault, FlakyProxy, Registry, Setup};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -576,7 +576,7 @@ fn the_debian_fixture_pushes_and_repushes_for_nothing() {
 #[test]
 fn a_connection_dropped_mid_upload_is_retried() {
     let registry = Registry::start(Setup::Plain);
-    let proxy = FlakyProxy::start(&registry.addr, 4 << 20);
+    let proxy = FlakyProxy::start(&registry.addr, Fault::CutAfter(4 << 20));
     let work = registry.scratch();
     let tree = work.join("tree");
     std::fs::create_dir_all(&tree).unwrap();
@@ -606,5 +606,26 @@ fn a_connection_dropped_mid_upload_is_retried() {
     assert!(stderr.contains("retrying"), "{stderr}");
     assert_eq!(summary["manifest_digest"], digest);
     let direct = format!("{}/fleet/flaky:v1", registry.addr);
+    assert_eq!(skopeo_digest(&direct, &["--tls-verify=false"]), digest);
+}
+
+#[test]
+fn a_registry_that_refuses_chunks_gets_each_blob_in_one_put() {
+    let registry = Registry::start(Setup::Plain);
+    let proxy = FlakyProxy::start(&registry.addr, Fault::RefusePatch);
+    let work = registry.scratch();
+    let (image, digest) = small_image(&work, "mono01", false);
+    let reference = format!("{}/fleet/mono01:v1", proxy.addr);
+    let summary = json(
+        rehost()
+            .args(["push", "--json"])
+            .arg(&image)
+            .arg(&reference)
+            .output()
+            .unwrap(),
+    );
+    assert!(proxy.has_cut(), "the proxy never saw a PATCH");
+    assert!(summary["bytes_uploaded"].as_u64().unwrap() > 300_000);
+    let direct = format!("{}/fleet/mono01:v1", registry.addr);
     assert_eq!(skopeo_digest(&direct, &["--tls-verify=false"]), digest);
 }

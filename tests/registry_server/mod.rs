@@ -206,15 +206,24 @@ impl Drop for Registry {
     }
 }
 
-/// A TCP proxy in front of a registry that cuts one connection once `cut_after` bytes
-/// went through it towards the registry: a connection dropped in the middle of an upload.
+/// What the proxy does wrong.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Cuts one connection once this many bytes went through it towards the registry:
+    /// a connection dropped in the middle of an upload.
+    CutAfter(u64),
+    /// Answers every PATCH with 405, as a registry that takes no chunked uploads.
+    RefusePatch,
+}
+
+/// A TCP proxy in front of a registry that misbehaves as [`Fault`] says.
 pub struct FlakyProxy {
     pub addr: String,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FlakyProxy {
-    pub fn start(upstream: &str, cut_after: u64) -> FlakyProxy {
+    pub fn start(upstream: &str, fault: Fault) -> FlakyProxy {
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
@@ -246,7 +255,22 @@ impl FlakyProxy {
                             Ok(n) => n,
                         };
                         sent += n as u64;
-                        if sent > cut_after && !flag.swap(true, Ordering::SeqCst) {
+                        if let Fault::RefusePatch = fault {
+                            // Requests on a connection come one after the other, so a new
+                            // one starts a read.
+                            if buf[..n].starts_with(b"PATCH ") {
+                                flag.store(true, Ordering::SeqCst);
+                                let _ = c_in.write_all(
+                                    b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\
+                                      Connection: close\r\n\r\n",
+                                );
+                                let _ = c_in.shutdown(std::net::Shutdown::Both);
+                                let _ = s_out.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                        }
+                        let cut = matches!(fault, Fault::CutAfter(limit) if sent > limit);
+                        if cut && !flag.swap(true, Ordering::SeqCst) {
                             let _ = c_in.shutdown(std::net::Shutdown::Both);
                             let _ = s_out.shutdown(std::net::Shutdown::Both);
                             return;
@@ -262,7 +286,7 @@ impl FlakyProxy {
         FlakyProxy { addr, cut }
     }
 
-    /// Whether the proxy did cut a connection.
+    /// Whether the proxy did its fault at least once.
     pub fn has_cut(&self) -> bool {
         self.cut.load(std::sync::atomic::Ordering::SeqCst)
     }
