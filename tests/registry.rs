@@ -629,3 +629,42 @@ fn a_registry_that_refuses_chunks_gets_each_blob_in_one_put() {
     let direct = format!("{}/fleet/mono01:v1", registry.addr);
     assert_eq!(skopeo_digest(&direct, &["--tls-verify=false"]), digest);
 }
+
+#[test]
+fn bearer_token_registry_takes_right_credentials_and_refuses_wrong_ones() {
+    let registry = Registry::start(Setup::Token {
+        user: "ci",
+        password: "t0ken",
+    });
+    let work = registry.scratch();
+    let (image, digest) = small_image(&work, "tok01", false);
+    let reference = format!("{}/fleet/tok01:v1", registry.addr);
+    let push_with = |password: &str| {
+        let mut child = rehost()
+            .arg("push")
+            .arg(&image)
+            .arg(&reference)
+            .args(["--username", "ci", "--password-stdin", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let wrong = push_with("nope");
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("refused the credentials of user `ci`"),
+        "{stderr}"
+    );
+
+    let summary = json(push_with("t0ken"));
+    assert!(summary["bytes_uploaded"].as_u64().unwrap() > 300_000);
+    let creds = ["--tls-verify=false", "--creds", "ci:t0ken"];
+    assert_eq!(skopeo_digest(&reference, &creds), digest);
+    let again = json(push_with("t0ken"));
+    assert_eq!(again["bytes_uploaded"], 0);
+}

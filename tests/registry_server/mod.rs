@@ -16,6 +16,11 @@ pub enum Setup {
     },
     /// HTTPS with a certificate from a CA generated here (see [`Registry::ca_cert`]).
     Tls,
+    /// Bearer tokens from a [`TokenService`] that knows this one user.
+    Token {
+        user: &'static str,
+        password: &'static str,
+    },
 }
 
 pub struct Registry {
@@ -119,6 +124,15 @@ impl Registry {
                 config.push_str(&format!(
                     "auth:\n  htpasswd:\n    realm: rehost-test\n    path: {}\n",
                     root.join("htpasswd").display()
+                ));
+            }
+            Setup::Token { user, password } => {
+                let service = TokenService::start(root, user, password);
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: rehost-test\n    \
+                     issuer: rehost-test-issuer\n    rootcertbundle: {}\n",
+                    service.realm,
+                    root.join("token.crt").display()
                 ));
             }
             Setup::Tls => {
@@ -289,5 +303,158 @@ impl FlakyProxy {
     /// Whether the proxy did its fault at least once.
     pub fn has_cut(&self) -> bool {
         self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A token service for the registry's bearer auth (`auth: token`): checks HTTP Basic
+/// credentials and hands out JWTs signed with a key made here (RS256, by openssl), the
+/// certificate in the token's `x5c` header and in the registry's root bundle.
+pub struct TokenService {
+    pub realm: String,
+}
+
+fn base64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn base64_std(data: &[u8]) -> String {
+    let mut s = base64url(data).replace('-', "+").replace('_', "/");
+    while !s.len().is_multiple_of(4) {
+        s.push('=');
+    }
+    s
+}
+
+impl TokenService {
+    /// Starts the service in `dir` (key and certificate written there) for `user`.
+    pub fn start(dir: &Path, user: &'static str, password: &'static str) -> TokenService {
+        use std::io::{BufRead, BufReader, Write};
+        run(Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.crt",
+                "-subj",
+                "/CN=rehost token",
+            ]));
+        let der = Command::new("openssl")
+            .current_dir(dir)
+            .args(["x509", "-in", "token.crt", "-outform", "DER"])
+            .output()
+            .unwrap()
+            .stdout;
+        let header = base64url(
+            format!(
+                r#"{{"typ":"JWT","alg":"RS256","x5c":["{}"]}}"#,
+                base64_std(&der)
+            )
+            .as_bytes(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let key = dir.join("token.key");
+        let expected = format!(
+            "Basic {}",
+            base64_std(format!("{user}:{password}").as_bytes())
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut authorized = false;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = h.split_once(':') {
+                        if name.eq_ignore_ascii_case("authorization") && value.trim() == expected {
+                            authorized = true;
+                        }
+                    }
+                }
+                let response = if !authorized {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 26\r\nConnection: close\r\n\r\n\
+                     {\"details\":\"bad password\"}"
+                        .to_string()
+                } else {
+                    // scope=repository:NAME:ACTIONS, percent-encoded by the client.
+                    let scope = target
+                        .split(['?', '&'])
+                        .find_map(|p| p.strip_prefix("scope="))
+                        .unwrap_or("")
+                        .replace("%3A", ":")
+                        .replace("%2F", "/")
+                        .replace("%2C", ",");
+                    let mut parts = scope.splitn(3, ':');
+                    let (_, name, actions) = (parts.next(), parts.next(), parts.next());
+                    let actions: Vec<String> = actions
+                        .unwrap_or("")
+                        .split(',')
+                        .filter(|a| !a.is_empty())
+                        .map(|a| format!("\"{a}\""))
+                        .collect();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let claims = format!(
+                        r#"{{"iss":"rehost-test-issuer","sub":"{user}","aud":"rehost-test","exp":{},"nbf":{},"iat":{},"jti":"{}","access":[{{"type":"repository","name":"{}","actions":[{}]}}]}}"#,
+                        now + 600,
+                        now - 10,
+                        now - 10,
+                        now,
+                        name.unwrap_or(""),
+                        actions.join(",")
+                    );
+                    let signing_input = format!("{header}.{}", base64url(claims.as_bytes()));
+                    let mut child = Command::new("openssl")
+                        .args(["dgst", "-sha256", "-sign"])
+                        .arg(&key)
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    child
+                        .stdin
+                        .take()
+                        .unwrap()
+                        .write_all(signing_input.as_bytes())
+                        .unwrap();
+                    let signature = child.wait_with_output().unwrap().stdout;
+                    let token = format!("{signing_input}.{}", base64url(&signature));
+                    let body = format!(r#"{{"token":"{token}","expires_in":600}}"#);
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        TokenService { realm }
     }
 }
