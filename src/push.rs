@@ -118,11 +118,18 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         };
         println!("{what}  {} ({})", blob.digest, output::bytes(blob.size));
     }
-    println!(
-        "pushed    {}:{}",
-        summary.repository,
-        summary.tags.join(&format!(", {}:", summary.repository))
-    );
+    if summary.tags.is_empty() {
+        println!(
+            "pushed    {}@{}",
+            summary.repository, summary.manifest_digest
+        );
+    } else {
+        println!(
+            "pushed    {}:{}",
+            summary.repository,
+            summary.tags.join(&format!(", {}:", summary.repository))
+        );
+    }
     println!("manifest  {}", summary.manifest_digest);
     println!(
         "bytes     {} uploaded, {} already there, {} mounted",

@@ -100,6 +100,17 @@ pub fn push(
     let target = parse_reference(reference)?;
     let local = LocalImage::open(image)?;
     let manifest = local.manifest(options.image_tag.as_deref())?;
+    if let Some(wanted) = target.digest() {
+        if wanted != manifest.descriptor.digest {
+            return Err(RegistryError::BadContent {
+                reference: reference.into(),
+                reason: format!(
+                    "names another digest than the image's manifest ({})",
+                    manifest.descriptor.digest
+                ),
+            });
+        }
+    }
     let mut tags = vec![target.clone()];
     for tag in &options.extra_tags {
         tags.push(with_tag(&target, tag)?);
@@ -177,7 +188,7 @@ pub fn push(
             repository: format!("{}/{}", target.registry(), target.repository()),
             tags: tags
                 .iter()
-                .map(|t| t.tag().unwrap_or("").to_string())
+                .filter_map(|t| t.tag().filter(|t| !t.is_empty()).map(str::to_string))
                 .collect(),
             manifest_digest: manifest.descriptor.digest.clone(),
             bytes_uploaded: sum(BlobAction::Uploaded),
