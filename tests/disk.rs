@@ -17,7 +17,9 @@ fn reference() -> &'static Converted {
 
 /// Converts one image and checks it gives the reference layer, entry for entry.
 fn same_as_directory(image: &str) -> Converted {
-    let got = convert(&disks().join(image), &scratch(image));
+    // Each test converts into its own directory: two may convert the same image.
+    let test = std::thread::current().name().unwrap_or("test").to_string();
+    let got = convert(&disks().join(image), &scratch(&format!("{test}/{image}")));
     let want = reference();
     assert_eq!(
         got.summary["stats"]["files"], want.summary["stats"]["files"],
@@ -207,4 +209,31 @@ fn a_corrupt_qcow2_table_fails_cleanly() {
     let err = convert_fails(&img, &dir);
     assert!(err.contains("bad.qcow2"), "{err}");
     assert!(err.contains("L2 table"), "{err}");
+}
+
+#[test]
+fn vmdk_both_kinds_and_an_ova_give_the_directory_tree() {
+    for image in ["disk.vmdk", "stream.vmdk", "disk.ova"] {
+        let got = same_as_directory(image);
+        let source = got.summary["source"].as_str().unwrap();
+        assert!(source.contains(image), "{source}");
+    }
+}
+
+#[test]
+fn vhd_fixed_and_dynamic_give_the_directory_tree() {
+    for image in ["fixed.vhd", "dynamic.vhd"] {
+        same_as_directory(image);
+    }
+}
+
+#[test]
+fn a_truncated_ova_fails_cleanly() {
+    let dir = scratch("ova-cut");
+    let img = dir.join("cut.ova");
+    std::fs::copy(disks().join("disk.ova"), &img).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+    let err = convert_fails(&img, &dir);
+    assert!(err.contains("cut.ova"), "{err}");
 }

@@ -11,9 +11,12 @@
 
 pub mod device;
 mod fstab;
+mod ova;
 pub mod partition;
 mod qcow2;
 mod source;
+mod vhd;
+mod vmdk;
 
 pub use device::{BlockDevice, Device};
 pub use source::DiskSource;
@@ -29,6 +32,12 @@ use std::sync::Arc;
 pub enum Format {
     Raw,
     Qcow2,
+    Vmdk,
+    /// A VMDK text descriptor naming its extents in other files.
+    VmdkDescriptor,
+    Vhd,
+    /// An OVF package: a tar holding the descriptor and the disks.
+    Ova,
 }
 
 impl Format {
@@ -36,6 +45,9 @@ impl Format {
         match self {
             Format::Raw => "raw disk image",
             Format::Qcow2 => "qcow2 image",
+            Format::Vmdk | Format::VmdkDescriptor => "VMDK image",
+            Format::Vhd => "VHD image",
+            Format::Ova => "OVA package",
         }
     }
 }
@@ -59,9 +71,22 @@ pub fn sniff(path: &Path) -> std::io::Result<Option<Format>> {
     if at(0, qcow2::MAGIC) {
         return Ok(Some(Format::Qcow2));
     }
-    // A tar archive's header has "ustar" here; its data can hold anything after.
+    if at(0, vmdk::MAGIC) {
+        return Ok(Some(Format::Vmdk));
+    }
+    if at(0, b"# Disk DescriptorFile") {
+        return Ok(Some(Format::VmdkDescriptor));
+    }
+    // A tar archive's header has "ustar" here; its data can hold anything after. An
+    // OVF package is a tar whose first member is the .ovf descriptor.
     if at(257, b"ustar") {
-        return Ok(None);
+        let name_end = head[..100].iter().position(|&b| b == 0).unwrap_or(100);
+        let ova = head[..name_end].to_ascii_lowercase().ends_with(b".ovf");
+        return Ok(ova.then_some(Format::Ova));
+    }
+    let file_dev: Device = Arc::new(FileDevice::open(path)?);
+    if vhd::footer(&file_dev)?.is_some() {
+        return Ok(Some(Format::Vhd));
     }
     let raw = (at(510, &[0x55, 0xAA]) && !at(0, b"\x1f\x8b"))
         || at(1080, &[0x53, 0xEF])
@@ -77,11 +102,18 @@ pub fn open(path: &Path, format: Format) -> Result<DiskSource> {
         image: path.to_path_buf(),
         reason,
     };
-    let device: Device = match format {
-        Format::Raw => Arc::new(FileDevice::open(path).map_err(|e| bad(e.to_string()))?),
-        Format::Qcow2 => {
-            Arc::new(qcow2::Qcow2::open(path, &mut Vec::new()).map_err(|e| bad(e.to_string()))?)
-        }
-    };
+    let device = open_device(path, format).map_err(|e| bad(e.to_string()))?;
     DiskSource::new(path, format, device)
+}
+
+fn open_device(path: &Path, format: Format) -> std::io::Result<Device> {
+    let file = || -> std::io::Result<Device> { Ok(Arc::new(FileDevice::open(path)?)) };
+    Ok(match format {
+        Format::Raw => file()?,
+        Format::Qcow2 => Arc::new(qcow2::Qcow2::open(path, &mut Vec::new())?),
+        Format::Vmdk => Arc::new(vmdk::Vmdk::open(file()?)?),
+        Format::VmdkDescriptor => vmdk::open_descriptor(path)?,
+        Format::Vhd => vhd::open(file()?)?,
+        Format::Ova => ova::open(path, file()?)?,
+    })
 }

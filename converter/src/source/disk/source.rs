@@ -252,7 +252,7 @@ impl DiskSource {
                 skip(
                     self,
                     format!(
-                        "fstab names {} for it, which is not on this disk; kept empty",
+                        "fstab names {} for it, which is not on this disk; the directory is taken as it is on the root filesystem",
                         m.spec
                     ),
                 );

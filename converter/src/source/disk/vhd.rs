@@ -53,7 +53,9 @@ pub struct Dynamic {
 impl Dynamic {
     fn open(file: Device, size: u64, header_at: u64) -> io::Result<Self> {
         if header_at.checked_add(1024).is_none_or(|e| e > file.len()) {
-            return Err(corrupt("VHD dynamic header lies outside the file (truncated?)"));
+            return Err(corrupt(
+                "VHD dynamic header lies outside the file (truncated?)",
+            ));
         }
         let h = read_vec(file.as_ref(), header_at, 1024)?;
         if &h[..8] != b"cxsparse" {
@@ -65,8 +67,11 @@ impl Dynamic {
         if !block.is_power_of_two() || !(SECTOR..=(256 << 20)).contains(&block) {
             return Err(corrupt(format!("VHD block size {block} is impossible")));
         }
-        if entries < size.div_ceil(block) || entries > 1 << 24 || bat_at + entries * 4 > file.len() {
-            return Err(corrupt("VHD block allocation table does not fit the disk or the file"));
+        if entries < size.div_ceil(block) || entries > 1 << 24 || bat_at + entries * 4 > file.len()
+        {
+            return Err(corrupt(
+                "VHD block allocation table does not fit the disk or the file",
+            ));
         }
         let raw = read_vec(file.as_ref(), bat_at, (entries * 4) as usize)?;
         let bitmap = (block / SECTOR).div_ceil(8).div_ceil(SECTOR) * SECTOR;
@@ -86,8 +91,13 @@ impl BlockDevice for Dynamic {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.size) {
-            return Err(corrupt(format!("VHD: read at {offset} past the end of the disk")));
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(corrupt(format!(
+                "VHD: read at {offset} past the end of the disk"
+            )));
         }
         let mut done = 0usize;
         while done < buf.len() {
