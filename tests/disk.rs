@@ -237,3 +237,14 @@ fn a_truncated_ova_fails_cleanly() {
     let err = convert_fails(&img, &dir);
     assert!(err.contains("cut.ova"), "{err}");
 }
+
+#[test]
+fn a_root_on_an_lvm_logical_volume_gives_the_directory_tree() {
+    // fixtures/build-disks writes the LVM metadata with the real tools, which needs root.
+    if !disks().join("lvm.img").exists() {
+        eprintln!("no lvm.img (fixtures are built without root): not checked");
+        return;
+    }
+    let got = same_as_directory("lvm.img");
+    assert_eq!(got.summary["stats"]["skipped"].as_array().unwrap().len(), 1);
+}

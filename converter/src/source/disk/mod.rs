@@ -11,6 +11,7 @@
 
 pub mod device;
 mod fstab;
+mod lvm;
 mod ova;
 pub mod partition;
 mod qcow2;

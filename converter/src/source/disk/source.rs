@@ -3,6 +3,7 @@
 
 use super::device::Device;
 use super::fstab::{self, Spec};
+use super::lvm;
 use super::partition::{self, Content};
 use super::Format;
 use crate::entry::{normalize, Entry, Extent, Kind};
@@ -65,8 +66,11 @@ impl DiskSource {
             image: image.to_path_buf(),
             reason,
         };
-        let volumes = volumes(&disk).map_err(|e| bad(e.to_string()))?;
-        if volumes.is_empty() {
+        let (volumes, notes) = volumes(&disk).map_err(|e| bad(e.to_string()))?;
+        for note in &notes {
+            tracing::warn!("{}: {note}", image.display());
+        }
+        if volumes.is_empty() && notes.is_empty() {
             return Err(bad("the partition table lists no partitions".into()));
         }
         let mut source = DiskSource {
@@ -79,7 +83,7 @@ impl DiskSource {
         };
         // Open every ext filesystem; the first with an OS release file is the root.
         let mut opened: Vec<Option<usize>> = Vec::new();
-        let mut findings = Vec::new();
+        let mut findings = notes.clone();
         let mut root = None;
         for v in &volumes {
             if v.content != Content::Ext {
@@ -618,7 +622,7 @@ fn what_to_do(content: Content) -> String {
 }
 
 /// The volumes of a disk: its partitions, or the disk itself with no partition table.
-fn volumes(disk: &Device) -> io::Result<Vec<Volume>> {
+fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
     let mut out = Vec::new();
     match partition::read_table(disk)? {
         None => out.push(Volume {
@@ -643,5 +647,33 @@ fn volumes(disk: &Device) -> io::Result<Vec<Volume>> {
             }
         }
     }
-    Ok(out)
+    // Logical volumes on the LVM physical volumes found, in place of those.
+    let mut notes = Vec::new();
+    let mut pvs = Vec::new();
+    let mut kept = Vec::new();
+    for v in out {
+        if v.content != Content::LvmPv {
+            kept.push(v);
+            continue;
+        }
+        match lvm::read_pv(v.dev.clone()) {
+            Ok(pv) => pvs.push(pv),
+            Err(e) => notes.push(format!("{}: LVM physical volume: {e}", v.name)),
+        }
+    }
+    let mut out = kept;
+    for lv in lvm::logical_volumes(&pvs)? {
+        match lv.dev {
+            Ok(dev) => out.push(Volume {
+                name: format!("LV {}/{}", lv.vg, lv.name),
+                number: None,
+                part_uuid: None,
+                content: partition::probe(dev.as_ref())?,
+                lvm: Some((lv.vg, lv.name)),
+                dev,
+            }),
+            Err(why) => notes.push(why),
+        }
+    }
+    Ok((out, notes))
 }
