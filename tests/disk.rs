@@ -248,3 +248,23 @@ fn a_root_on_an_lvm_logical_volume_gives_the_directory_tree() {
     let got = same_as_directory("lvm.img");
     assert_eq!(got.summary["stats"]["skipped"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn an_xfs_root_is_mounted_read_only_when_running_as_root() {
+    let image = disks().join("xfs.img");
+    if !image.exists() {
+        eprintln!("no xfs.img (fixtures are built without root): not checked");
+        return;
+    }
+    let dir = scratch("xfs");
+    let got = convert(&image, &dir);
+    let source = got.summary["source"].as_str().unwrap();
+    assert!(source.contains("xfs"), "{source}");
+    let from_disk = tree(&unpack(&got.image, &dir.join("disk")));
+    let from_dir = tree(&unpack(&reference().image, &dir.join("dir")));
+    let diffs = differences(&from_dir, &from_disk);
+    assert!(diffs.is_empty(), "trees differ:\n{}", diffs.join("\n"));
+    // The loop device and the mount are gone once rehost is done.
+    let loops = Command::new("losetup").arg("-a").output().unwrap();
+    assert!(!String::from_utf8_lossy(&loops.stdout).contains("xfs.img"));
+}

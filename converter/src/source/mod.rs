@@ -123,7 +123,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
         return Ok(Box::new(DirSource::new(path, opts)?));
     }
     if let Some(format) = disk::sniff(path).at(path)? {
-        return Ok(Box::new(disk::open(path, format)?));
+        return disk::open(path, format);
     }
     Ok(Box::new(ArchiveSource::open(path)?))
 }

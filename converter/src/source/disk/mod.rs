@@ -12,6 +12,7 @@
 pub mod device;
 mod fstab;
 mod lvm;
+mod mount;
 mod ova;
 pub mod partition;
 mod qcow2;
@@ -98,13 +99,34 @@ pub fn sniff(path: &Path) -> std::io::Result<Option<Format>> {
 }
 
 /// Opens a disk image as a source, its format already found by [`sniff`].
-pub fn open(path: &Path, format: Format) -> Result<DiskSource> {
+///
+/// With no ext root on the disk, a raw image's XFS or btrfs root is mounted read-only
+/// through a loop device when running as root (see [`mount`]); otherwise the error
+/// says what is needed.
+pub fn open(path: &Path, format: Format) -> Result<Box<dyn crate::source::Source>> {
     let bad = |reason: String| Error::Disk {
         image: path.to_path_buf(),
         reason,
     };
     let device = open_device(path, format).map_err(|e| bad(e.to_string()))?;
-    DiskSource::new(path, format, device)
+    let err = match DiskSource::new(path, format, device.clone()) {
+        Ok(source) => return Ok(Box::new(source)),
+        Err(e) => e,
+    };
+    // SAFETY: geteuid has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if format != Format::Raw || !is_root || !err.to_string().contains("no root filesystem found") {
+        return Err(err);
+    }
+    for (volume, content, start, len) in
+        source::foreign_filesystems(&device).map_err(|e| bad(e.to_string()))?
+    {
+        match mount::MountedSource::mount(path, &volume, content, start, len) {
+            Ok(m) => return Ok(Box::new(m)),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    Err(err)
 }
 
 fn open_device(path: &Path, format: Format) -> std::io::Result<Device> {

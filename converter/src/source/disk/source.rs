@@ -40,6 +40,8 @@ struct Volume {
     lvm: Option<(String, String)>,
     dev: Device,
     content: Content,
+    /// Its byte range on the disk (none for a logical volume).
+    range: Option<(u64, u64)>,
 }
 
 /// A filesystem in use, with the name of its volume.
@@ -612,7 +614,7 @@ fn what_to_do(content: Content) -> String {
     match content {
         Content::Luks => "LUKS-encrypted volume: rehost cannot read it; unlock it with `cryptsetup open` and convert the mapped device".into(),
         Content::Xfs | Content::Btrfs => format!(
-            "{}: rehost reads ext2/3/4 only; as root, mount it read-only (`mount -o ro,loop`) and convert the directory",
+            "{}: rehost reads ext2/3/4 itself; run it as root on a raw image to have it mount the partition read-only through a loop device, or mount it yourself (`mount -o ro,loop`) and convert the directory",
             content.name()
         ),
         Content::LvmPv => "LVM physical volume whose logical volumes could not be read".into(),
@@ -632,6 +634,7 @@ fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
             lvm: None,
             dev: disk.clone(),
             content: partition::probe(disk.as_ref())?,
+            range: Some((0, disk.len())),
         }),
         Some(parts) => {
             for p in parts {
@@ -641,6 +644,7 @@ fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
                     number: Some(p.number),
                     part_uuid: p.part_uuid,
                     lvm: None,
+                    range: Some((p.start, p.len)),
                     dev: p.dev,
                     content,
                 });
@@ -670,10 +674,22 @@ fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
                 part_uuid: None,
                 content: partition::probe(dev.as_ref())?,
                 lvm: Some((lv.vg, lv.name)),
+                range: None,
                 dev,
             }),
             Err(why) => notes.push(why),
         }
     }
     Ok((out, notes))
+}
+
+/// Volumes holding a filesystem rehost does not read itself (XFS, btrfs), with their
+/// byte range on the disk: for the fallback that mounts one read-only.
+pub fn foreign_filesystems(disk: &Device) -> io::Result<Vec<(String, Content, u64, u64)>> {
+    let (volumes, _) = volumes(disk)?;
+    Ok(volumes
+        .into_iter()
+        .filter(|v| matches!(v.content, Content::Xfs | Content::Btrfs))
+        .filter_map(|v| v.range.map(|(start, len)| (v.name, v.content, start, len)))
+        .collect())
 }
