@@ -57,14 +57,18 @@ impl Qcow2 {
         let canonical = path.canonicalize()?;
         if seen.contains(&canonical) || seen.len() >= MAX_CHAIN {
             return Err(corrupt(format!(
-                "backing file chain loops back to {} (or is longer than {MAX_CHAIN})",
-                path.display()
+                "the backing file chain loops back to an image already in it (or is longer than {MAX_CHAIN})"
             )));
         }
         seen.push(canonical);
-        let name = path.display().to_string();
+        // The image itself is named by the caller; a backing file is named here.
+        let name = if seen.len() == 1 {
+            "qcow2".to_string()
+        } else {
+            format!("qcow2 backing file {}", path.display())
+        };
         let file = FileDevice::open(path)?;
-        let bad = |what: String| corrupt(format!("qcow2 {name}: {what}"));
+        let bad = |what: String| corrupt(format!("{name}: {what}"));
         let h = read_vec(&file, 0, 104.min(file.len() as usize))?;
         if h.len() < 72 || &h[..4] != MAGIC {
             return Err(bad("header is truncated".into()));
@@ -131,24 +135,23 @@ impl Qcow2 {
 
         let backing_offset = be64(&h, 8);
         let backing_len = be32(&h, 16) as usize;
-        let backing =
-            if backing_offset != 0 && backing_len != 0 {
-                if backing_len > 1023 {
-                    return Err(bad("backing file name is too long".into()));
-                }
-                let raw = read_vec(&file, backing_offset, backing_len)?;
-                let rel = PathBuf::from(String::from_utf8_lossy(&raw).into_owned());
-                let full = if rel.is_absolute() {
-                    rel
-                } else {
-                    path.parent().unwrap_or(Path::new(".")).join(rel)
-                };
-                Some(open_backing(&full, seen).map_err(|e| {
-                    io::Error::new(e.kind(), format!("backing file of {name}: {e}"))
-                })?)
+        let backing = if backing_offset != 0 && backing_len != 0 {
+            if backing_len > 1023 {
+                return Err(bad("backing file name is too long".into()));
+            }
+            let raw = read_vec(&file, backing_offset, backing_len)?;
+            let rel = PathBuf::from(String::from_utf8_lossy(&raw).into_owned());
+            let full = if rel.is_absolute() {
+                rel
             } else {
-                None
+                path.parent().unwrap_or(Path::new(".")).join(rel)
             };
+            Some(open_backing(&full, seen).map_err(|e| {
+                io::Error::new(e.kind(), format!("backing file {}: {e}", full.display()))
+            })?)
+        } else {
+            None
+        };
         Ok(Qcow2 {
             file,
             name,
@@ -167,7 +170,7 @@ impl Qcow2 {
     }
 
     fn bad(&self, what: String) -> io::Error {
-        corrupt(format!("qcow2 {}: {what}", self.name))
+        corrupt(format!("{}: {what}", self.name))
     }
 
     fn l2_table(&self, offset: u64) -> io::Result<Arc<Vec<u8>>> {
