@@ -1,7 +1,9 @@
 //! The `rehost` command: parses arguments, calls the libraries, prints.
 
+mod containers;
 mod convert;
 mod output;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +33,18 @@ struct Cli {
 enum Command {
     /// Snapshot a server's filesystem into an OCI image.
     Convert(convert::Args),
+    /// Run an image as a rich container on the bundled runtime.
+    Run(run::Args),
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
+    /// Stop a container: its stop signal, then SIGKILL after --time.
+    Stop(containers::StopArgs),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Print a container's output (pid 1's stdout and stderr).
+    Logs(containers::LogsArgs),
+    /// Remove containers.
+    Rm(containers::RmArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +52,12 @@ fn main() -> ExitCode {
     output::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Convert(args) => convert::run(args, cli.quiet),
+        Command::Run(args) => run::run(args),
+        Command::Exec(args) => containers::exec(args),
+        Command::Stop(args) => containers::stop(args),
+        Command::Ps(args) => containers::ps(args),
+        Command::Logs(args) => containers::logs(args),
+        Command::Rm(args) => containers::rm(args),
     };
     match result {
         Ok(code) => code,

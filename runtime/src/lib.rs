@@ -2,11 +2,18 @@
 //! layers under overlayfs) and an OCI runtime config for a rich mode; an engine runs the
 //! bundle; `verify` boots it and checks every service.
 
+pub mod container;
+pub mod engine;
 pub mod error;
 pub mod image;
 pub mod layers;
+pub mod modes;
 pub mod rootfs;
+pub mod signals;
+pub mod spec;
 pub mod unpack;
 
+pub use container::{default_root, RunRequest, Runtime};
 pub use error::{Error, Result};
 pub use image::Image;
+pub use modes::InitMode;
