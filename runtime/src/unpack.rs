@@ -132,8 +132,13 @@ impl Unpacker<'_> {
     }
 
     /// Opens the directory `parts` inside the root, the kernel keeping every step of the
-    /// resolution inside it; with `create`, missing directories are made (0755).
+    /// resolution inside it; with `create`, missing directories are made (0755), also
+    /// where a symlink points (inside the root) to a directory that does not exist yet.
     fn open_dir(&self, parts: &[OsString], create: bool) -> io::Result<OwnedFd> {
+        self.open_dir_depth(parts, create, 0)
+    }
+
+    fn open_dir_depth(&self, parts: &[OsString], create: bool, depth: u32) -> io::Result<OwnedFd> {
         let path = if parts.is_empty() {
             PathBuf::from(".")
         } else {
@@ -141,22 +146,41 @@ impl Unpacker<'_> {
         };
         let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        match rustix::fs::openat2(&self.root, &path, flags, Mode::empty(), resolve) {
+        let open = || rustix::fs::openat2(&self.root, &path, flags, Mode::empty(), resolve);
+        match open() {
             Ok(fd) => Ok(fd),
-            Err(rustix::io::Errno::NOENT) if create && !parts.is_empty() => {
-                let (name, parent) = parts.split_last().expect("not empty");
-                let parent = self.open_dir(parent, true)?;
+            Err(rustix::io::Errno::NOENT) if create && !parts.is_empty() && depth < 40 => {
+                let (name, parent_parts) = parts.split_last().expect("not empty");
+                let parent = self.open_dir_depth(parent_parts, true, depth + 1)?;
                 match rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::EXIST) => {
+                        // A symlink to a missing directory: make its target, read as the
+                        // kernel would inside the root (`..` stops at the root).
+                        if let Ok(target) =
+                            rustix::fs::readlinkat(&parent, name.as_os_str(), Vec::new())
+                        {
+                            let target = target.as_bytes();
+                            let mut dest: Vec<OsString> = if target.starts_with(b"/") {
+                                Vec::new()
+                            } else {
+                                parent_parts.to_vec()
+                            };
+                            for part in target.split(|&b| b == b'/') {
+                                match part {
+                                    b"" | b"." => {}
+                                    b".." => {
+                                        dest.pop();
+                                    }
+                                    p => dest.push(OsStr::from_bytes(p).to_os_string()),
+                                }
+                            }
+                            self.open_dir_depth(&dest, true, depth + 1)?;
+                        }
+                    }
                     Err(e) => return Err(e.into()),
                 }
-                Ok(rustix::fs::openat2(
-                    &self.root,
-                    &path,
-                    flags,
-                    Mode::empty(),
-                    resolve,
-                )?)
+                Ok(open()?)
             }
             Err(e) => Err(e.into()),
         }
