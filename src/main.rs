@@ -4,6 +4,7 @@ mod containers;
 mod convert;
 mod output;
 mod run;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Command {
     Logs(containers::LogsArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
+    /// Boot an image, check its services, ports and shutdown, and report.
+    Verify(verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => containers::ps(args),
         Command::Logs(args) => containers::logs(args),
         Command::Rm(args) => containers::rm(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(code) => code,

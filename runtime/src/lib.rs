@@ -12,6 +12,7 @@ pub mod rootfs;
 pub mod signals;
 pub mod spec;
 pub mod unpack;
+pub mod verify;
 
 pub use container::{default_root, RunRequest, Runtime};
 pub use error::{Error, Result};

@@ -76,7 +76,7 @@ impl Rt {
         let start = Instant::now();
         loop {
             let (state, _) = self.exec(name, &["systemctl", "is-system-running"]);
-            if !["starting", "initializing", ""].contains(&state.as_str())
+            if !["starting", "initializing", "offline", ""].contains(&state.as_str())
                 || start.elapsed() > Duration::from_secs(120)
             {
                 return state;
