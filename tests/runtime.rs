@@ -321,3 +321,107 @@ fn a_layer_that_does_not_match_its_digest_is_refused_and_not_cached() {
         "a failed start left state"
     );
 }
+
+#[test]
+fn verify_passes_on_debian_systemd_and_leaves_nothing_behind() {
+    let work = scratch();
+    let image = converted("debian-systemd", work.path());
+    let rt = Rt::new();
+    let junit = work.path().join("verify.xml");
+    let out = rt.rehost(&[
+        "verify",
+        image.to_str().unwrap(),
+        "--port",
+        "22",
+        "--port",
+        "80",
+        "--json",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["passed"], true);
+    let passed = |kind: &str, name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == kind && c["name"] == name && c["passed"] == true)
+    };
+    for svc in [
+        "ssh.service",
+        "cron.service",
+        "rsyslog.service",
+        "nginx.service",
+    ] {
+        assert!(
+            passed("service", svc),
+            "{svc} not checked active: {report:#}"
+        );
+    }
+    assert!(passed("port", "22/tcp") && passed("port", "80/tcp"));
+    assert!(passed("boot", "system") && passed("stop", "shutdown"));
+    let xml = fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("failures=\"0\"") && xml.contains("name=\"nginx.service\""),
+        "{xml}"
+    );
+    // The verify container is gone: no state, mounts or cgroups.
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+    assert!(rt.mounts().is_empty(), "{:?}", rt.mounts());
+    let name = report["container"].as_str().unwrap();
+    for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(
+            !h.path().join("rehost").join(name).exists(),
+            "cgroup left in {:?}",
+            h.path()
+        );
+    }
+}
+
+#[test]
+fn a_service_that_always_fails_fails_verify_naming_it_with_its_log() {
+    let work = scratch();
+    let image = converted("debian-systemd", work.path());
+    // A second layer: a broken service, enabled, as an operator might have left it.
+    let mut b = tar::Builder::new(Vec::new());
+    let unit = b"[Unit]\nDescription=always fails\n[Service]\nExecStart=/bin/sh -c 'echo broken-on-purpose >&2; exit 3'\n[Install]\nWantedBy=multi-user.target\n";
+    raw_entry(
+        &mut b,
+        tar::EntryType::Regular,
+        "etc/systemd/system/broken.service",
+        "",
+        unit,
+    );
+    raw_entry(
+        &mut b,
+        tar::EntryType::Symlink,
+        "etc/systemd/system/multi-user.target.wants/broken.service",
+        "/etc/systemd/system/broken.service",
+        b"",
+    );
+    common::runtime::add_layer(&image, &b.into_inner().unwrap());
+
+    let rt = Rt::new();
+    let out = rt.rehost(&["verify", image.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        failed.iter().any(|l| l.contains("broken.service")),
+        "{text}"
+    );
+    assert!(
+        text.contains("broken-on-purpose"),
+        "the service's log is not shown:\n{text}"
+    );
+    // The healthy services still pass.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("nginx.service")),
+        "{text}"
+    );
+    assert!(text.contains("FAILED"));
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+}

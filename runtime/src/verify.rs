@@ -46,6 +46,8 @@ pub struct CheckResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub image: String,
+    /// The container verify ran (removed since).
+    pub container: String,
     pub mode: InitMode,
     pub passed: bool,
     pub seconds_to_ready: f64,
@@ -273,6 +275,7 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
     let passed = checks.iter().all(|c| c.passed);
     Ok(Report {
         image: opts.image.clone(),
+        container: name.clone(),
         mode: opts.mode,
         passed,
         seconds_to_ready,

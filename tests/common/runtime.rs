@@ -155,3 +155,39 @@ pub fn listening_ports(rt: &Rt, name: &str) -> Vec<u16> {
     ports.dedup();
     ports
 }
+
+/// Adds `tar` (uncompressed) as a new top layer of the only image in the layout `dir`.
+pub fn add_layer(dir: &Path, tar: &[u8]) {
+    use sha2::{Digest, Sha256};
+    let sha = |b: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(b)));
+    let blob = |d: &str| dir.join("blobs/sha256").join(&d[7..]);
+    let put = |b: &[u8]| {
+        let d = sha(b);
+        std::fs::write(blob(&d), b).unwrap();
+        (d, b.len())
+    };
+    let read = |d: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(blob(d)).unwrap()).unwrap()
+    };
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+    let (layer, size) = put(tar);
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(layer.clone().into());
+    let (cfg, csize) = put(config.to_string().as_bytes());
+    manifest["config"]["digest"] = cfg.into();
+    manifest["config"]["size"] = csize.into();
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size}));
+    let (man, msize) = put(manifest.to_string().as_bytes());
+    index["manifests"][0]["digest"] = man.into();
+    index["manifests"][0]["size"] = msize.into();
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
