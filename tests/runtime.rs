@@ -425,3 +425,36 @@ fn a_service_that_always_fails_fails_verify_naming_it_with_its_log() {
     assert!(text.contains("FAILED"));
     assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
 }
+
+#[test]
+fn host_hooks_receive_the_container_state_around_its_life() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("hooks");
+    let pre = work.path().join("prestart.json");
+    let post = work.path().join("poststop.json");
+    rt.rehost_ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        "--hook",
+        &format!("prestart=cat > {}", pre.display()),
+        "--hook",
+        &format!("poststop=cat > {}", post.display()),
+        image.to_str().unwrap(),
+        "/bin/true",
+    ]);
+    for file in [&pre, &post] {
+        let state: serde_json::Value = serde_json::from_slice(&fs::read(file).unwrap()).unwrap();
+        assert_eq!(state["id"], name.as_str(), "{}", file.display());
+    }
+    let bad = rt.rehost(&["run", "--hook", "sometime=true", image.to_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr).trim(),
+        "rehost: error: --hook `sometime=true`: expected prestart=CMD or poststop=CMD"
+    );
+}

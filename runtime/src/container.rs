@@ -200,12 +200,21 @@ impl Runtime {
 
     /// Creates and starts a container in the background.
     pub fn run_detached(&self, req: &RunRequest) -> Result<ContainerState> {
+        // Ctrl-C while the layers unpack must not leave half a container: finish the
+        // step, then undo it.
+        let _signals = crate::signals::Deferred::install();
         let state = self.create(req)?;
         let mut guard = CreateGuard {
             rt: self,
             name: state.name.clone(),
             armed: true,
         };
+        if crate::signals::Deferred::received() != 0 {
+            return Err(Error::Container {
+                name: state.name,
+                reason: "interrupted before it started; removed".into(),
+            });
+        }
         let dir = self.container_dir(&state.name);
         self.engine
             .run_detached(&state.name, &dir, &dir.join("log"))?;

@@ -154,10 +154,22 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
         options: Options::default(),
         overlay: opts.overlay,
     };
+    // Ctrl-C or a termination request ends the verify through the cleanup below, not
+    // by killing us with a container still running.
+    let _signals = crate::signals::Deferred::install();
     rt.run_detached(&req)?;
     let _cleanup = Cleanup {
         rt,
         name: name.clone(),
+    };
+    let interrupted = || {
+        if crate::signals::Deferred::received() != 0 {
+            return Err(Error::Container {
+                name: name.clone(),
+                reason: "verify interrupted; container removed".into(),
+            });
+        }
+        Ok(())
     };
     let mut checks = Vec::new();
 
@@ -167,6 +179,7 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
         state = exec(rt, &name, &["systemctl", "is-system-running"]).0;
         let booting = ["starting", "initializing", "offline", ""].contains(&state.as_str())
             || state.contains("Failed to connect");
+        interrupted()?;
         if !booting || start.elapsed() > opts.timeout {
             break;
         }
@@ -259,6 +272,7 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
         checks.push(c);
     }
 
+    interrupted()?;
     // 3. Stop: pid 1 halts on its stop signal within the timeout.
     let stop = rt.stop(&name, opts.timeout)?;
     checks.push(CheckResult::new(
