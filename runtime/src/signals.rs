@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// Installed guards: nested ones (verify starting a container) restore nothing early.
+static DEPTH: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn note(sig: libc::c_int) {
     RECEIVED.store(sig, Ordering::SeqCst);
@@ -17,6 +19,7 @@ pub struct Deferred(());
 
 impl Deferred {
     pub fn install() -> Deferred {
+        DEPTH.fetch_add(1, Ordering::SeqCst);
         for sig in SIGNALS {
             // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
             unsafe {
@@ -37,6 +40,9 @@ impl Deferred {
 
 impl Drop for Deferred {
     fn drop(&mut self) {
+        if DEPTH.fetch_sub(1, Ordering::SeqCst) > 1 {
+            return;
+        }
         for sig in SIGNALS {
             // SAFETY: restoring the default disposition.
             unsafe {
