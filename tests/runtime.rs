@@ -39,6 +39,9 @@ fn systemd_mode_boots_debian_systemd_with_its_services() {
         let (active, _) = rt.exec(&name, &["systemctl", "is-active", unit]);
         assert_eq!(active, "active", "{unit} is {active}");
     }
+    // systemd writes its boot only to a console: the log has it.
+    let log = rt.rehost_ok(&["logs", &name]);
+    assert!(log.contains("Welcome to Debian GNU/Linux 12"), "{log}");
     let ports = listening_ports(&rt, &name);
     assert!(ports.contains(&22) && ports.contains(&80), "{ports:?}");
 

@@ -121,7 +121,7 @@ impl Runtime {
     }
 
     /// Prepares the bundle (rootfs + config) and records the container; nothing runs yet.
-    pub fn create(&self, req: &RunRequest) -> Result<ContainerState> {
+    pub fn create(&self, req: &RunRequest, detached: bool) -> Result<ContainerState> {
         let image = Image::open(&req.image)?;
         let name = match &req.name {
             Some(n) if !valid_name(n) => {
@@ -170,6 +170,8 @@ impl Runtime {
         if opts.cgroups_path.is_empty() {
             opts.cgroups_path = format!("/rehost/{name}");
         }
+        // systemd logs only to a terminal console: give it one in the background.
+        opts.terminal = req.mode == InitMode::Systemd && detached;
         let spec = spec::generate(&image.config, &profile, &opts, &rootfs::rootfs_path(&dir))?;
         let config = dir.join("config.json");
         spec.save(&config)
@@ -203,7 +205,7 @@ impl Runtime {
         // Ctrl-C while the layers unpack must not leave half a container: finish the
         // step, then undo it.
         let _signals = crate::signals::Deferred::install();
-        let state = self.create(req)?;
+        let state = self.create(req, true)?;
         let mut guard = CreateGuard {
             rt: self,
             name: state.name.clone(),
@@ -216,8 +218,13 @@ impl Runtime {
             });
         }
         let dir = self.container_dir(&state.name);
-        self.engine
-            .run_detached(&state.name, &dir, &dir.join("log"))?;
+        if state.mode == InitMode::Systemd {
+            self.engine
+                .run_detached_console(&state.name, &dir, &dir.join("log"))?;
+        } else {
+            self.engine
+                .run_detached(&state.name, &dir, &dir.join("log"))?;
+        }
         guard.armed = false;
         Ok(state)
     }
@@ -225,7 +232,7 @@ impl Runtime {
     /// Creates a container and runs it attached until pid 1 exits; then releases its
     /// mounts and engine state (and with `remove`, everything). Returns pid 1's exit code.
     pub fn run_attached(&self, req: &RunRequest, remove: bool) -> Result<i32> {
-        let state = self.create(req)?;
+        let state = self.create(req, false)?;
         let dir = self.container_dir(&state.name);
         // Ctrl-C goes to the whole foreground group: the engine forwards it to the
         // container; we must outlive it to clean up.

@@ -88,6 +88,50 @@ impl OciRuntime {
         Ok(())
     }
 
+    /// Starts the container in the background on a terminal: the engine hands us the
+    /// pty master, and a process of ours copies the console into `log`.
+    pub fn run_detached_console(&self, id: &str, bundle: &Path, log: &Path) -> Result<()> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| Error::io(log, e))?;
+        let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+        let sock = bundle.join("console.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener =
+            std::os::unix::net::UnixListener::bind(&sock).map_err(|e| Error::io(&sock, e))?;
+        let mut child = self
+            .command()
+            .args(["run", "--detach", "--console-socket"])
+            .arg(&sock)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(bundle.join("pid"))
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| self.err("run", e.to_string()))?;
+        let master = crate::console::receive_master(&listener, &mut child, &sock);
+        let _ = std::fs::remove_file(&sock);
+        let status = child.wait().map_err(|e| self.err("run", e.to_string()))?;
+        if !status.success() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(self.err("run", last_line(&text)));
+        }
+        let Some(master) = master? else {
+            return Err(self.err("run", "exited without sending the console"));
+        };
+        let pid: i32 = std::fs::read_to_string(bundle.join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| self.err("run", "no pid file"))?;
+        crate::console::spawn_pump(master, log, pid)
+    }
+
     /// Runs the container attached to our stdio until it exits.
     pub fn run_foreground(&self, id: &str, bundle: &Path) -> Result<ExitStatus> {
         self.command()

@@ -2,6 +2,7 @@
 //! layers under overlayfs) and an OCI runtime config for a rich mode; an engine runs the
 //! bundle; `verify` boots it and checks every service.
 
+pub mod console;
 pub mod container;
 pub mod engine;
 pub mod error;

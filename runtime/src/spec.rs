@@ -29,6 +29,8 @@ pub struct Options {
     pub poststop_hooks: Vec<String>,
     /// Where the container's cgroups go, relative to each hierarchy's root.
     pub cgroups_path: String,
+    /// pid 1 on a terminal (its /dev/console), for inits that log only there.
+    pub terminal: bool,
 }
 
 fn spec_err(e: impl std::fmt::Display) -> Error {
@@ -77,7 +79,7 @@ pub fn generate(
         .map_err(spec_err)?;
 
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(opts.terminal)
         .args(profile.pid1.clone())
         .env(env)
         .cwd(
