@@ -170,8 +170,14 @@ impl Runtime {
         if opts.cgroups_path.is_empty() {
             opts.cgroups_path = format!("/rehost/{name}");
         }
-        // systemd logs only to a terminal console: give it one in the background.
-        opts.terminal = req.mode == InitMode::Systemd && detached;
+        // systemd logs only to a terminal console: give it one in the background; an
+        // attached run on a terminal gets that terminal (an interactive shell, a boot).
+        use std::io::IsTerminal;
+        opts.terminal = if detached {
+            req.mode == InitMode::Systemd
+        } else {
+            std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+        };
         let spec = spec::generate(&image.config, &profile, &opts, &rootfs::rootfs_path(&dir))?;
         let config = dir.join("config.json");
         spec.save(&config)
