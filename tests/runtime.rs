@@ -461,3 +461,41 @@ fn host_hooks_receive_the_container_state_around_its_life() {
         "rehost: error: --hook `sometime=true`: expected prestart=CMD or poststop=CMD"
     );
 }
+
+#[test]
+fn an_oci_archive_runs_as_is_and_a_tag_selects_the_image() {
+    let work = scratch();
+    let rootfs = common::fixture("debian-sysvinit").join("rootfs");
+    let archive = work.path().join("image.tar");
+    common::rehost_ok(&[
+        "convert",
+        rootfs.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+        "--format",
+        "oci-archive",
+        "--tag",
+        "v7",
+        "--compression",
+        "zstd",
+        "-q",
+    ]);
+    let rt = Rt::new();
+    let tagged = format!("{}:v7", archive.display());
+    let out = rt.rehost_ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "none",
+        &tagged,
+        "cat",
+        "/etc/debian_version",
+    ]);
+    assert!(out.starts_with("12."), "{out}");
+    let missing = format!("{}:v8", archive.display());
+    let bad = rt.rehost(&["run", "--rm", "--init", "none", &missing, "true"]);
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr).trim(),
+        format!("rehost: error: {}: no image tagged `v8`", archive.display())
+    );
+}
