@@ -1,6 +1,16 @@
 //! The engine that runs a bundle. For now an external OCI runtime (`runc` or any program
 //! with its command line), handed the same bundle the embedded engine will run, which is
 //! how we show our bundles are standard.
+//!
+//! The embedded engine (youki's `libcontainer` 0.7.0, next step): it builds with
+//! `default-features = false, features = ["v1", "v2"]` (no systemd or libseccomp C deps)
+//! and uses oci-spec 0.10, ours, so our `Spec` goes to it as is. A probe ran a bundle
+//! made by `rehost run --no-overlay` with `ContainerBuilder::new(id, SyscallType::default())
+//! .with_root_path(..).as_init(bundle).with_detach(false).build()?.start()`, then
+//! `waitpid(pid)` and `delete(true)`: the right exit code, ~12-19 ms against runc's
+//! 27-42 ms on the same bundle. Still to do there: run it in a child process that does
+//! nothing else (it changes the dumpable flag and working directory), join the
+//! `name=systemd` hierarchy ourselves, bring `lo` up, console socket for systemd.
 
 use crate::error::{Error, Result};
 use std::fs::File;
