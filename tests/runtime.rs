@@ -499,3 +499,30 @@ fn an_oci_archive_runs_as_is_and_a_tag_selects_the_image() {
         format!("rehost: error: {}: no image tagged `v8`", archive.display())
     );
 }
+
+#[test]
+fn memory_and_pids_limits_reach_the_container_cgroups() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("limits");
+    let out = rt.rehost_ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        image.to_str().unwrap(),
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/pids/pids.max",
+    ]);
+    let values: Vec<&str> = out.lines().collect();
+    assert_eq!(values, [(64u64 << 20).to_string().as_str(), "50"]);
+    assert!(rt.cgroups().is_empty(), "{:?}", rt.cgroups());
+}
