@@ -3,6 +3,8 @@
 mod convert;
 mod inspect;
 mod output;
+mod pull;
+mod push;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -15,7 +17,8 @@ use std::process::ExitCode;
     long_about = "Move legacy servers and VMs into rich OCI containers.\n\n\
         A SOURCE is a live root (/), a directory, or a root filesystem archive \
         (tar, tar.gz, tar.zst; - reads one from standard input).\n\
-        An IMAGE is an OCI image layout directory or an OCI archive."
+        An IMAGE is an OCI image layout directory or an OCI archive; \
+        a REF is an image in a registry (REGISTRY/REPOSITORY:TAG)."
 )]
 struct Cli {
     /// More detail on standard error (-vv for debugging).
@@ -34,6 +37,10 @@ enum Command {
     Convert(convert::Args),
     /// Show what a server runs and what rehost will do with each part; write the plan.
     Inspect(inspect::Args),
+    /// Send an image to an OCI registry (blobs it already has are not sent again).
+    Push(push::Args),
+    /// Fetch an image from an OCI registry into an OCI layout or archive.
+    Pull(pull::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Convert(args) => convert::run(args, cli.quiet),
         Command::Inspect(args) => inspect::run(args, cli.quiet),
+        Command::Push(args) => push::run(args, cli.quiet),
+        Command::Pull(args) => pull::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,8 @@
 //! - [`source`]: one read-only view of a filesystem, whatever holds it (directory,
 //!   live root, archive);
 //! - [`profile`]: the data-driven defaults (excludes and their reasons);
-//! - [`image`]: the image builder (tar layers, compression, OCI layout).
+//! - [`image`]: the image builder (tar layers, compression, OCI layout);
+//! - [`registry`]: images to and from OCI registries (push, pull).
 
 pub mod convert;
 pub mod entry;
@@ -12,6 +13,7 @@ pub mod image;
 pub mod inventory;
 pub mod plan;
 pub mod profile;
+pub mod registry;
 pub mod source;
 
 pub use entry::{Entry, Kind};

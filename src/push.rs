@@ -1,0 +1,246 @@
+//! `rehost push IMAGE REF`
+
+use crate::output;
+use anyhow::{bail, Context, Result};
+use converter::registry::{self, BlobAction, ConnectOptions, PushEvent, PushOptions};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+/// How to reach and log in to a registry (shared by push and pull).
+#[derive(clap::Args, Clone)]
+pub struct RegistryArgs {
+    /// User name for the registry (with --password-stdin). Without it, the credentials
+    /// from `docker login` / `podman login` (config.json, auth.json, credential helpers)
+    /// are used when there are some.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password (or token) from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Trust this certificate authority (PEM) too, for a registry with a private CA.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Vec<PathBuf>,
+    /// Allow plain HTTP and unverified certificates (always allowed for localhost).
+    #[arg(long)]
+    insecure: bool,
+    /// Blobs sent or fetched at once.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    jobs: usize,
+}
+
+impl RegistryArgs {
+    pub fn connect_options(&self) -> Result<ConnectOptions> {
+        let credentials = match &self.username {
+            Some(user) => {
+                let mut password = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut password)
+                    .context("reading the password from standard input")?;
+                let password = password.trim_end_matches(['\r', '\n']).to_string();
+                if password.is_empty() {
+                    bail!("--password-stdin: standard input holds no password");
+                }
+                Some((user.clone(), password))
+            }
+            None => None,
+        };
+        Ok(ConnectOptions {
+            insecure: self.insecure,
+            ca_certs: self.ca_cert.clone(),
+            credentials,
+            jobs: self.jobs.max(1),
+        })
+    }
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    rehost push web01.oci registry.example:5000/fleet/web01:v1\n  \
+    rehost push web01.tar registry.example/fleet/web01:v1 --tag latest --mount-from fleet/base\n  \
+    echo \"$TOKEN\" | rehost push web01.oci registry.example/fleet/web01:v1 --username ci --password-stdin\n\n\
+    Blobs the registry already has are not sent again; an interrupted push can simply be \
+    run again. The manifest is sent as the bytes on disk: its digest in the registry is \
+    the one `rehost convert` printed.")]
+pub struct Args {
+    /// The image: an OCI layout directory or OCI archive; IMAGE:TAG picks one of several.
+    image: String,
+    /// Where to: REGISTRY/REPOSITORY:TAG (e.g. 127.0.0.1:5000/fleet/web01:v1).
+    reference: String,
+    /// Also tag the manifest TAG in the same repository (repeatable).
+    #[arg(long, short = 't', value_name = "TAG")]
+    tag: Vec<String>,
+    /// Mount blobs from this repository of the same registry instead of uploading them.
+    #[arg(long, value_name = "REPOSITORY")]
+    mount_from: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Print the summary as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
+    let (image, image_tag) = registry::local::split_image_arg(&args.image);
+    let options = PushOptions {
+        connect: args.registry.connect_options()?,
+        mount_from: args.mount_from.clone(),
+        extra_tags: args.tag.clone(),
+        image_tag,
+    };
+    let bars = Bars::new(quiet || args.json);
+    let progress = bars.clone();
+    let summary = registry::push(
+        &image,
+        &args.reference,
+        &options,
+        Arc::new(move |event| progress.event(event)),
+    )
+    .with_context(|| format!("pushing {} to {}", image.display(), args.reference))?;
+    bars.finish();
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for blob in &summary.blobs {
+        let what = match blob.action {
+            BlobAction::Uploaded => "uploaded",
+            BlobAction::Skipped => "exists  ",
+            BlobAction::Mounted => "mounted ",
+        };
+        println!("{what}  {} ({})", blob.digest, output::bytes(blob.size));
+    }
+    if summary.tags.is_empty() {
+        println!(
+            "pushed    {}@{}",
+            summary.repository, summary.manifest_digest
+        );
+    } else {
+        println!(
+            "pushed    {}:{}",
+            summary.repository,
+            summary.tags.join(&format!(", {}:", summary.repository))
+        );
+    }
+    println!("manifest  {}", summary.manifest_digest);
+    println!(
+        "bytes     {} uploaded, {} already there, {} mounted",
+        output::bytes(summary.bytes_uploaded),
+        output::bytes(summary.bytes_skipped),
+        output::bytes(summary.bytes_mounted)
+    );
+    println!("time      {:.1} s", summary.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One bar per blob being sent and one for the whole push, on a terminal only.
+#[derive(Clone)]
+struct Bars {
+    inner: Option<Arc<Mutex<BarsInner>>>,
+}
+
+struct BarsInner {
+    multi: MultiProgress,
+    total: ProgressBar,
+    /// Each blob's bar, its size, and whether the bar is shown yet.
+    blobs: HashMap<String, (ProgressBar, u64, bool)>,
+}
+
+impl Bars {
+    fn new(hidden: bool) -> Self {
+        if hidden || !std::io::stderr().is_terminal() {
+            return Bars { inner: None };
+        }
+        let multi = MultiProgress::new();
+        let total = multi.add(ProgressBar::new(0));
+        total.set_style(
+            ProgressStyle::with_template(
+                "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        total.set_message("total");
+        Bars {
+            inner: Some(Arc::new(Mutex::new(BarsInner {
+                multi,
+                total,
+                blobs: HashMap::new(),
+            }))),
+        }
+    }
+
+    fn event(&self, event: PushEvent) {
+        let Some(inner) = &self.inner else { return };
+        let mut inner = inner.lock().expect("progress lock");
+        match event {
+            PushEvent::Blobs(list) => {
+                inner.total.set_length(list.iter().map(|(_, s)| s).sum());
+                for (digest, size) in list {
+                    // Hidden until it joins the MultiProgress: a bar drawing on its own
+                    // would leave a stray line.
+                    let bar =
+                        ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::hidden());
+                    bar.set_style(
+                        ProgressStyle::with_template("{msg:>12} [{bar:30}] {bytes}/{total_bytes}")
+                            .expect("template")
+                            .progress_chars("=> "),
+                    );
+                    bar.set_message(digest[7..19].to_string());
+                    inner.blobs.insert(digest, (bar, size, false));
+                }
+            }
+            PushEvent::Sent { digest, bytes } => {
+                let BarsInner {
+                    multi,
+                    total,
+                    blobs,
+                } = &mut *inner;
+                if let Some((bar, _, shown)) = blobs.get_mut(&digest) {
+                    if !*shown {
+                        *shown = true;
+                        multi.add(bar.clone());
+                    }
+                    bar.inc(bytes);
+                }
+                total.inc(bytes);
+            }
+            PushEvent::Restart { digest, sent } => {
+                if let Some((bar, _, _)) = inner.blobs.get(&digest) {
+                    bar.set_position(0);
+                }
+                let pos = inner.total.position().saturating_sub(sent);
+                inner.total.set_position(pos);
+            }
+            PushEvent::Done { digest, .. } => {
+                if let Some((bar, size, shown)) = inner.blobs.remove(&digest) {
+                    // Skipped and mounted blobs count as done without being sent.
+                    if bar.position() == 0 {
+                        inner.total.inc(size);
+                    }
+                    // Finished bars stay in the MultiProgress, cleared: removing them
+                    // mid-draw leaves stale lines on some terminals.
+                    let _ = shown;
+                    bar.finish_and_clear();
+                }
+            }
+            PushEvent::Tagging(reference) => inner.total.set_message(format!("tag {reference}")),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(inner) = &self.inner {
+            let inner = inner.lock().expect("progress lock");
+            inner.total.finish_and_clear();
+            let _ = inner.multi.clear();
+        }
+    }
+}
