@@ -16,7 +16,8 @@ use std::process::ExitCode;
     ssh web01 tar -C / -cf - --one-file-system . | rehost convert - -o web01.oci"
 )]
 pub struct Args {
-    /// The server: a directory, the live root /, or a root filesystem archive (- for stdin).
+    /// The server: a directory, the live root /, a root filesystem archive (- for stdin),
+    /// or a VM disk image (raw, qcow2, vmdk, vhd, ova).
     source: PathBuf,
     /// Where to write the image.
     #[arg(short, long, value_name = "IMAGE")]

@@ -20,6 +20,10 @@ pub enum Error {
     /// An archive that is corrupt, truncated or hostile.
     #[error("{archive}: {reason}")]
     Archive { archive: PathBuf, reason: String },
+    /// A disk image that cannot be read: its format, partition table, volume or
+    /// filesystem is corrupt, truncated, encrypted or of a kind rehost does not read.
+    #[error("{image}: {reason}")]
+    Disk { image: PathBuf, reason: String },
     /// A path inside the source that does not exist.
     #[error("{0}: no such file in the source")]
     NotFound(String),

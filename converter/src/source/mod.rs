@@ -6,6 +6,8 @@
 
 mod archive;
 mod dir;
+pub mod disk;
+pub mod ext4;
 
 pub use archive::ArchiveSource;
 pub use dir::{DirOptions, DirSource};
@@ -93,8 +95,8 @@ pub struct OpenOptions {
     pub include_mounts: Vec<std::path::PathBuf>,
 }
 
-/// Opens SOURCE: a directory (the live root `/` included) or a root filesystem archive
-/// (tar, tar.gz, tar.zst; `-` reads one from standard input). The kind is found from the
+/// Opens SOURCE: a directory (the live root `/` included), a root filesystem archive
+/// (tar, tar.gz, tar.zst; `-` reads one from standard input) or a VM disk image. The kind is found from the
 /// content, not the name.
 pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
     if path == Path::new("-") {
@@ -119,6 +121,9 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
                 .collect(),
         };
         return Ok(Box::new(DirSource::new(path, opts)?));
+    }
+    if let Some(format) = disk::sniff(path).at(path)? {
+        return disk::open(path, format);
     }
     Ok(Box::new(ArchiveSource::open(path)?))
 }
