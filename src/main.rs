@@ -1,10 +1,13 @@
 //! The `rehost` command: parses arguments, calls the libraries, prints.
 
+mod containers;
 mod convert;
 mod inspect;
 mod output;
 mod pull;
 mod push;
+mod run;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,6 +44,20 @@ enum Command {
     Push(push::Args),
     /// Fetch an image from an OCI registry into an OCI layout or archive.
     Pull(pull::Args),
+    /// Run an image as a rich container on the bundled runtime.
+    Run(run::Args),
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
+    /// Stop a container: its stop signal, then SIGKILL after --time.
+    Stop(containers::StopArgs),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Print a container's output (pid 1's stdout and stderr).
+    Logs(containers::LogsArgs),
+    /// Remove containers.
+    Rm(containers::RmArgs),
+    /// Boot an image, check its services, ports and shutdown, and report.
+    Verify(verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +68,13 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args, cli.quiet),
         Command::Push(args) => push::run(args, cli.quiet),
         Command::Pull(args) => pull::run(args, cli.quiet),
+        Command::Run(args) => run::run(args),
+        Command::Exec(args) => containers::exec(args),
+        Command::Stop(args) => containers::stop(args),
+        Command::Ps(args) => containers::ps(args),
+        Command::Logs(args) => containers::logs(args),
+        Command::Rm(args) => containers::rm(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(code) => code,

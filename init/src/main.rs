@@ -13,6 +13,7 @@ const HELP: &str = "rehost-init: the init (pid 1) of rehost rich containers
 
 USAGE:
     rehost-init                   run as the container's init, as /etc/rehost/init.toml says
+    rehost-init -- CMD [ARG...]   run as a minimal reaper around CMD (dumb-init mode)
     rehost-init status [--json]   print every service's state; exit 1 when a critical service
                                   is down, 3 when no init is running (an exec probe / HEALTHCHECK)
     rehost-init hooks PHASE [--exit-status N]
@@ -22,6 +23,7 @@ USAGE:
 
 FILES:
     /etc/rehost/init.toml               mode, main command, services (REHOST_INIT_CONFIG overrides)
+    $REHOST_INIT_MODE                   overrides the file's mode: rehost, systemd, sbin-init, dumb-init
     /etc/rehost/hooks/prestart.d/*      run in name order before anything starts
     /etc/rehost/hooks/poststop.d/*      run in name order after everything stopped
     /run/rehost/status.json             the live state read by `rehost-init status`
@@ -34,7 +36,8 @@ Exit codes of the init: the main command's, 1 when a critical service failed for
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
-        None | Some("run") => run(),
+        None | Some("run") => run(&[]),
+        Some("--") => run(&args[1..]),
         Some("status") => status(args.iter().any(|a| a == "--json")),
         Some("hooks") => hooks_cmd(&args[1..]),
         Some("--version" | "-V") => {
@@ -83,12 +86,35 @@ fn hook_env(phase: &str, mode: Mode, exit_status: Option<i32>) -> BTreeMap<Strin
     env
 }
 
-fn run() -> i32 {
-    let path = config_path();
-    let cfg = match InitConfig::load(&path) {
+/// The configuration file, then what the runtime asked for: a mode in `REHOST_INIT_MODE`
+/// (one image boots in any mode) or a command after `--` (dumb-init around it).
+fn effective_config(cmd: &[String]) -> Result<InitConfig, String> {
+    let mut cfg = InitConfig::load(&config_path()).map_err(|e| e.to_string())?;
+    if let Ok(name) = std::env::var("REHOST_INIT_MODE") {
+        let mode = Mode::parse(&name).ok_or_else(|| {
+            format!("REHOST_INIT_MODE={name:?}: not rehost, systemd, sbin-init or dumb-init")
+        })?;
+        if mode != cfg.mode {
+            // The file's cmd belongs to its mode (the init's arguments, or the main command).
+            cfg.cmd.clear();
+            cfg.mode = mode;
+        }
+    }
+    if !cmd.is_empty() {
+        cfg.mode = Mode::DumbInit;
+        cfg.cmd = cmd.to_vec();
+    }
+    if cfg.mode == Mode::DumbInit && cfg.cmd.is_empty() {
+        return Err("dumb-init mode needs a command: rehost-init -- CMD [ARG...]".into());
+    }
+    Ok(cfg)
+}
+
+fn run(cmd: &[String]) -> i32 {
+    let cfg = match effective_config(cmd) {
         Ok(c) => c,
         Err(e) => {
-            log(&e.to_string());
+            log(&e);
             return 2;
         }
     };
@@ -267,9 +293,7 @@ fn hooks_cmd(args: &[String]) -> i32 {
         .windows(2)
         .find(|w| w[0] == "--exit-status")
         .and_then(|w| w[1].parse().ok());
-    let mode = InitConfig::load(&config_path())
-        .map(|c| c.mode)
-        .unwrap_or_default();
+    let mode = effective_config(&[]).map(|c| c.mode).unwrap_or_default();
     let results = hooks::run(
         dir,
         &hook_env(phase, mode, exit_status),

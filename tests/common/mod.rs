@@ -79,3 +79,4 @@ pub fn umoci_unpack(layout: &Path, tag: &str, into: &Path) -> PathBuf {
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("--json prints JSON")
 }
+pub mod runtime;

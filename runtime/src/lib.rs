@@ -1,0 +1,21 @@
+//! rehost's bundled rich runtime: an OCI image becomes a rootfs (cached, digest-checked
+//! layers under overlayfs) and an OCI runtime config for a rich mode; an engine runs the
+//! bundle; `verify` boots it and checks every service.
+
+pub mod console;
+pub mod container;
+pub mod engine;
+pub mod error;
+pub mod image;
+pub mod layers;
+pub mod modes;
+pub mod rootfs;
+pub mod signals;
+pub mod spec;
+pub mod unpack;
+pub mod verify;
+
+pub use container::{default_root, RunRequest, Runtime};
+pub use error::{Error, Result};
+pub use image::Image;
+pub use modes::InitMode;

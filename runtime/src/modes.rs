@@ -1,0 +1,320 @@
+//! The rich modes as data: what runs as pid 1, which signal stops it, and what the
+//! container needs around it (mounts, capabilities, environment). The spec generator reads
+//! only a [`ModeProfile`], so a new mode is one more arm here.
+
+use oci_spec::runtime::Capability;
+use serde::{Deserialize, Serialize};
+
+/// Where `rehost convert` installs rehost-init inside an image (issue 4).
+pub const REHOST_INIT: &str = "/usr/sbin/rehost-init";
+
+/// How a container is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitMode {
+    /// The image's own systemd (`/sbin/init`) as pid 1.
+    Systemd,
+    /// rehost-init supervising the kept services from their own definitions.
+    Rehost,
+    /// The image's SysV `/sbin/init` as pid 1, hooks run by rehost-init around it.
+    SbinInit,
+    /// rehost-init as a minimal reaper around the image's command.
+    DumbInit,
+    /// The image's entrypoint and command as pid 1, like any OCI runtime.
+    None,
+}
+
+impl std::str::FromStr for InitMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "systemd" => InitMode::Systemd,
+            "rehost" => InitMode::Rehost,
+            "sbin-init" => InitMode::SbinInit,
+            "dumb-init" => InitMode::DumbInit,
+            "none" => InitMode::None,
+            _ => {
+                return Err(format!(
+                    "unknown init mode `{s}` (systemd, rehost, sbin-init, dumb-init, none)"
+                ))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for InitMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InitMode::Systemd => "systemd",
+            InitMode::Rehost => "rehost",
+            InitMode::SbinInit => "sbin-init",
+            InitMode::DumbInit => "dumb-init",
+            InitMode::None => "none",
+        })
+    }
+}
+
+/// Everything a mode decides about the container.
+#[derive(Debug, Clone)]
+pub struct ModeProfile {
+    pub mode: InitMode,
+    /// pid 1's command line.
+    pub pid1: Vec<String>,
+    /// The signal that asks pid 1 to shut down cleanly, as a number.
+    pub stop_signal: i32,
+    /// tmpfs on /run and /run/lock (an init expects a fresh /run).
+    pub run_tmpfs: bool,
+    /// /sys/fs/cgroup writable inside the cgroup namespace (systemd manages it).
+    pub cgroup_writable: bool,
+    pub capabilities: Vec<Capability>,
+    /// Added to the image's environment.
+    pub env: Vec<String>,
+}
+
+/// The capabilities podman gives a container by default: the least with which systemd,
+/// journald, sshd and nginx all work (with only 3, journald and nginx fail).
+pub const RICH_CAPABILITIES: [Capability; 11] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::NetBindService,
+    Capability::Setfcap,
+    Capability::Setgid,
+    Capability::Setpcap,
+    Capability::Setuid,
+    Capability::SysChroot,
+];
+
+/// `SIGRTMIN+3` as the kernel numbers it from the C library's SIGRTMIN: what systemd
+/// takes as "halt".
+pub fn sigrtmin_plus(n: i32) -> i32 {
+    libc::SIGRTMIN() + n
+}
+
+/// What an image brings to the choice of pid 1.
+#[derive(Debug, Clone, Default)]
+pub struct ImageInit {
+    /// The image's Entrypoint + Cmd.
+    pub cmd: Vec<String>,
+    /// The image's StopSignal, as a number.
+    pub stop_signal: Option<i32>,
+    /// The mode `rehost convert` built the image for (label `io.rehost.init.mode`);
+    /// `None` for an image without rehost's layer (`--init none`, or not ours).
+    pub built_for: Option<InitMode>,
+}
+
+/// The label `rehost convert` records the init mode in.
+pub const MODE_LABEL: &str = "io.rehost.init.mode";
+
+impl ImageInit {
+    /// Whether the image carries rehost-init (and its hooks and configuration).
+    fn has_rehost_init(&self) -> bool {
+        matches!(self.built_for, Some(m) if m != InitMode::None)
+    }
+}
+
+impl InitMode {
+    /// The mode a container of `image` runs in when the user names none: the one it
+    /// was converted for, else the image's own command.
+    pub fn default_for(image: &ImageInit) -> InitMode {
+        image.built_for.unwrap_or(InitMode::None)
+    }
+
+    /// The profile of this mode for `image`; `user_cmd` replaces the image's command
+    /// where the mode runs one.
+    ///
+    /// An image converted by rehost boots every rich mode through its own rehost-init,
+    /// so the prestart hooks (new SSH host keys, a new machine-id) run before the
+    /// image's init: the mode it was not built for is asked for in `REHOST_INIT_MODE`.
+    /// Without rehost-init, systemd and sbin-init modes run `/sbin/init` directly.
+    pub fn profile(self, image: &ImageInit, user_cmd: &[String]) -> Result<ModeProfile, String> {
+        let cmd = if user_cmd.is_empty() {
+            image.cmd.clone()
+        } else {
+            user_cmd.to_vec()
+        };
+        let built = image.built_for == Some(self);
+        let mut base = ModeProfile {
+            mode: self,
+            pid1: vec![REHOST_INIT.to_string()],
+            stop_signal: libc::SIGTERM,
+            run_tmpfs: true,
+            cgroup_writable: false,
+            capabilities: RICH_CAPABILITIES.to_vec(),
+            env: vec!["container=rehost".into()],
+        };
+        if image.has_rehost_init() && !built && self != InitMode::None {
+            base.env.push(format!("REHOST_INIT_MODE={self}"));
+        }
+        let image_stop = |default: i32| {
+            if built {
+                image.stop_signal.unwrap_or(default)
+            } else {
+                default
+            }
+        };
+        let needs_rehost_init = || {
+            if image.has_rehost_init() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "--init {self} needs rehost-init in the image: convert it with `rehost convert --init {self}`"
+                ))
+            }
+        };
+        Ok(match self {
+            InitMode::Systemd => ModeProfile {
+                pid1: if image.has_rehost_init() {
+                    base.pid1.clone()
+                } else {
+                    vec!["/sbin/init".into()]
+                },
+                stop_signal: image_stop(sigrtmin_plus(3)),
+                cgroup_writable: true,
+                ..base
+            },
+            InitMode::SbinInit => ModeProfile {
+                pid1: if image.has_rehost_init() {
+                    base.pid1.clone()
+                } else {
+                    vec!["/sbin/init".into()]
+                },
+                // An image converted for sbin-init halts on SIGINT (its ctrlaltdel entry
+                // is rewritten); otherwise SIGPWR runs SysV init's power-failure shutdown.
+                stop_signal: image_stop(libc::SIGPWR),
+                ..base
+            },
+            InitMode::Rehost => {
+                needs_rehost_init()?;
+                base
+            }
+            InitMode::DumbInit => {
+                needs_rehost_init()?;
+                // The image's own Entrypoint is rehost-init: the command is what follows.
+                let main: Vec<String> = if user_cmd.is_empty() {
+                    cmd.into_iter()
+                        .skip_while(|a| a == REHOST_INIT || a == "--")
+                        .collect()
+                } else {
+                    cmd
+                };
+                ModeProfile {
+                    pid1: if main.is_empty() {
+                        // The image's configuration names the command.
+                        base.pid1.clone()
+                    } else {
+                        [vec![REHOST_INIT.to_string(), "--".into()], main].concat()
+                    },
+                    run_tmpfs: false,
+                    ..base
+                }
+            }
+            InitMode::None => ModeProfile {
+                pid1: cmd,
+                stop_signal: image.stop_signal.unwrap_or(libc::SIGTERM),
+                run_tmpfs: false,
+                env: Vec::new(),
+                ..base
+            },
+        })
+    }
+}
+
+/// A signal named as in an image config (`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`).
+pub fn parse_signal(name: &str) -> Option<i32> {
+    let n = name.trim().trim_start_matches("SIG");
+    if let Ok(num) = n.parse() {
+        return Some(num);
+    }
+    if let Some(off) = n.strip_prefix("RTMIN+") {
+        return off.parse().ok().map(sigrtmin_plus);
+    }
+    Some(match n {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "PWR" => libc::SIGPWR,
+        "WINCH" => libc::SIGWINCH,
+        "RTMIN" => libc::SIGRTMIN(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain() -> ImageInit {
+        ImageInit {
+            cmd: vec!["/bin/sh".into()],
+            stop_signal: Some(libc::SIGQUIT),
+            built_for: None,
+        }
+    }
+
+    fn converted(mode: InitMode) -> ImageInit {
+        ImageInit {
+            cmd: vec![REHOST_INIT.into()],
+            stop_signal: Some(libc::SIGINT),
+            built_for: Some(mode),
+        }
+    }
+
+    #[test]
+    fn systemd_is_stopped_with_sigrtmin_plus_3() {
+        let p = InitMode::Systemd.profile(&plain(), &[]).unwrap();
+        assert_eq!(p.stop_signal, libc::SIGRTMIN() + 3);
+        assert_eq!(p.pid1, ["/sbin/init"]);
+        assert!(p.cgroup_writable && p.run_tmpfs);
+        assert_eq!(p.capabilities.len(), 11);
+    }
+
+    #[test]
+    fn a_converted_image_boots_any_mode_through_its_rehost_init() {
+        let image = converted(InitMode::Rehost);
+        assert_eq!(InitMode::default_for(&image), InitMode::Rehost);
+        let p = InitMode::Systemd.profile(&image, &[]).unwrap();
+        assert_eq!(p.pid1, [REHOST_INIT]);
+        assert!(p.env.contains(&"REHOST_INIT_MODE=systemd".to_string()));
+        assert_eq!(p.stop_signal, libc::SIGRTMIN() + 3);
+        let own = InitMode::SbinInit
+            .profile(&converted(InitMode::SbinInit), &[])
+            .unwrap();
+        assert_eq!(own.stop_signal, libc::SIGINT, "the image's own StopSignal");
+        assert!(!own.env.iter().any(|e| e.starts_with("REHOST_INIT_MODE")));
+    }
+
+    #[test]
+    fn rehost_modes_need_rehost_init() {
+        let err = InitMode::Rehost.profile(&plain(), &[]).unwrap_err();
+        assert!(err.contains("rehost convert --init rehost"), "{err}");
+        assert_eq!(InitMode::default_for(&plain()), InitMode::None);
+    }
+
+    #[test]
+    fn plain_mode_runs_the_user_command_over_the_image_one() {
+        let p = InitMode::None
+            .profile(&plain(), &["/bin/true".into()])
+            .unwrap();
+        assert_eq!(p.pid1, ["/bin/true"]);
+        assert_eq!(p.stop_signal, libc::SIGQUIT);
+        let d = InitMode::DumbInit
+            .profile(&converted(InitMode::Rehost), &["/bin/sh".into()])
+            .unwrap();
+        assert_eq!(d.pid1, [REHOST_INIT, "--", "/bin/sh"]);
+    }
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("SIGTERM"), Some(15));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal("SIGRTMIN+3"), Some(libc::SIGRTMIN() + 3));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+}

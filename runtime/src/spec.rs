@@ -1,0 +1,377 @@
+//! The OCI runtime config of a rich container, from the image config, the mode's profile
+//! and the user's options. Starts from the standard runtime defaults (namespaces, a
+//! private /dev, /proc and /sys, masked and read-only paths) and changes only what the
+//! mode needs.
+
+use crate::error::{Error, Result};
+use crate::modes::ModeProfile;
+use converter::image::oci::ImageConfig;
+use oci_spec::runtime::{
+    Capability, HookBuilder, HooksBuilder, LinuxBuilder, LinuxCapabilitiesBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder,
+};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// What the user asked for on top of the image and the mode.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub hostname: String,
+    /// `KEY=VALUE`, over the image's.
+    pub env: Vec<String>,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    pub pids_limit: Option<i64>,
+    /// Host-side commands run (by `sh -c`) with the container state on stdin.
+    pub prestart_hooks: Vec<String>,
+    pub poststop_hooks: Vec<String>,
+    /// Where the container's cgroups go, relative to each hierarchy's root.
+    pub cgroups_path: String,
+    /// pid 1 on a terminal (its /dev/console), for inits that log only there.
+    pub terminal: bool,
+}
+
+fn spec_err(e: impl std::fmt::Display) -> Error {
+    Error::Spec(e.to_string())
+}
+
+/// The config for a container of `image` whose rootfs is `rootfs` (used to look up a
+/// named user).
+pub fn generate(
+    image: &ImageConfig,
+    profile: &ModeProfile,
+    opts: &Options,
+    rootfs: &Path,
+) -> Result<Spec> {
+    let run = &image.config;
+    if profile.pid1.is_empty() {
+        return Err(Error::Spec(
+            "the image has no command to run: give one after the image".into(),
+        ));
+    }
+
+    let caps: HashSet<Capability> = profile.capabilities.iter().copied().collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        // Nothing inherited across exec beyond what files grant (the defaults name
+        // capabilities outside the bounding set, which the kernel refuses).
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()
+        .map_err(spec_err)?;
+
+    let (uid, gid) = resolve_user(run.user.as_deref().unwrap_or(""), rootfs)?;
+    let mut env = merge_env(&run.env, &profile.env);
+    env = merge_env(&env, &opts.env);
+
+    // Rlimits never above what the host allows.
+    let host = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = host.maximum.unwrap_or(u64::MAX).min(1 << 20);
+    let nofile = PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .hard(hard)
+        .soft(hard.min(1 << 20))
+        .build()
+        .map_err(spec_err)?;
+
+    let process = ProcessBuilder::default()
+        .terminal(opts.terminal)
+        .args(profile.pid1.clone())
+        .env(env)
+        .cwd(
+            run.working_dir
+                .clone()
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| "/".into()),
+        )
+        .user(
+            UserBuilder::default()
+                .uid(uid)
+                .gid(gid)
+                .build()
+                .map_err(spec_err)?,
+        )
+        .capabilities(capabilities)
+        .rlimits(vec![nofile])
+        // setuid programs (su, sudo, ping) keep working in a whole server.
+        .no_new_privileges(false)
+        .build()
+        .map_err(spec_err)?;
+
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Cgroup,
+    ]
+    .into_iter()
+    .map(|t| {
+        LinuxNamespaceBuilder::default()
+            .typ(t)
+            .build()
+            .map_err(spec_err)
+    })
+    .collect::<Result<Vec<_>>>()?;
+
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(limit) = opts.memory {
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit)
+                .swap(limit)
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
+    if let Some(limit) = opts.pids_limit {
+        resources = resources.pids(
+            LinuxPidsBuilder::default()
+                .limit(limit)
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
+    let defaults = oci_spec::runtime::Linux::default();
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(resources.build().map_err(spec_err)?)
+        .cgroups_path(opts.cgroups_path.clone())
+        .masked_paths(defaults.masked_paths().clone().unwrap_or_default())
+        .readonly_paths(defaults.readonly_paths().clone().unwrap_or_default())
+        .build()
+        .map_err(spec_err)?;
+
+    let mut spec = Spec::default();
+    spec.set_hostname(Some(opts.hostname.clone()));
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(false)
+            .build()
+            .map_err(spec_err)?,
+    ));
+    spec.set_linux(Some(linux));
+    spec.set_mounts(Some(mounts(profile)?));
+    if !opts.prestart_hooks.is_empty() || !opts.poststop_hooks.is_empty() {
+        let hook = |cmd: &String| {
+            HookBuilder::default()
+                .path("/bin/sh")
+                .args(vec!["sh".into(), "-c".into(), cmd.clone()])
+                .build()
+                .map_err(spec_err)
+        };
+        let pre = opts
+            .prestart_hooks
+            .iter()
+            .map(hook)
+            .collect::<Result<Vec<_>>>()?;
+        let post = opts
+            .poststop_hooks
+            .iter()
+            .map(hook)
+            .collect::<Result<Vec<_>>>()?;
+        // createRuntime is prestart's successor: run in the runtime namespace after the
+        // namespaces exist and before pivot_root.
+        spec.set_hooks(Some(
+            HooksBuilder::default()
+                .create_runtime(pre)
+                .poststop(post)
+                .build()
+                .map_err(spec_err)?,
+        ));
+    }
+    Ok(spec)
+}
+
+fn mounts(profile: &ModeProfile) -> Result<Vec<Mount>> {
+    let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts()
+        .into_iter()
+        .filter(|m| m.destination() != Path::new("/sys/fs/cgroup"))
+        .collect();
+    let mount = |dest: &str, typ: &str, opts: &[&str]| {
+        MountBuilder::default()
+            .destination(dest)
+            .typ(typ)
+            .source(typ)
+            .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+            .map_err(spec_err)
+    };
+    let cgroup_mode = if profile.cgroup_writable { "rw" } else { "ro" };
+    mounts.push(mount(
+        "/sys/fs/cgroup",
+        "cgroup",
+        &["nosuid", "noexec", "nodev", "relatime", cgroup_mode],
+    )?);
+    if profile.run_tmpfs {
+        // Without a fresh /run, systemd exits 255 without a word.
+        mounts.push(mount(
+            "/run",
+            "tmpfs",
+            &["nosuid", "nodev", "mode=755", "size=20%"],
+        )?);
+        mounts.push(mount(
+            "/run/lock",
+            "tmpfs",
+            &["nosuid", "nodev", "noexec", "mode=1777", "size=5m"],
+        )?);
+    }
+    // Every process of a whole server shares one /tmp: give it a fresh one.
+    mounts.push(mount("/tmp", "tmpfs", &["nosuid", "nodev", "mode=1777"])?);
+    Ok(mounts)
+}
+
+/// `KEY=VALUE` lists merged, later keys replacing earlier ones in place.
+fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    for kv in over {
+        let key = kv.split('=').next().unwrap_or("");
+        match out.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+            Some(slot) => *slot = kv.clone(),
+            None => out.push(kv.clone()),
+        }
+    }
+    if !out.iter().any(|e| e.starts_with("PATH=")) {
+        out.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
+    }
+    out
+}
+
+/// The image's `User` (`name`, `uid`, `name:group`, `uid:gid`) as numbers, names looked
+/// up in the rootfs' own /etc/passwd and /etc/group.
+fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name) && f.len() > 3)
+                .then(|| Some((f[2].parse().ok()?, f[3].parse().unwrap_or(0))))
+                .flatten()
+        })
+    };
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (n, 0),
+        Err(_) => lookup("etc/passwd", u)
+            .ok_or_else(|| Error::Spec(format!("user `{u}` is not in the image's /etc/passwd")))?,
+    };
+    let gid = match g {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup("etc/group", g).map(|(gid, _)| gid).ok_or_else(|| {
+                Error::Spec(format!("group `{g}` is not in the image's /etc/group"))
+            })?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modes::InitMode;
+
+    #[test]
+    fn systemd_mode_gets_what_systemd_needs() {
+        let image = ImageConfig::default();
+        let profile = InitMode::Systemd.profile(&Default::default(), &[]).unwrap();
+        let opts = Options {
+            hostname: "web1".into(),
+            cgroups_path: "/rehost/web1".into(),
+            ..Default::default()
+        };
+        let spec = generate(&image, &profile, &opts, Path::new("/nonexistent")).unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let dests: Vec<&str> = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        for d in [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/sys",
+            "/sys/fs/cgroup",
+            "/run",
+            "/run/lock",
+        ] {
+            assert!(dests.contains(&d), "{d} missing from {dests:?}");
+        }
+        let cg = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys/fs/cgroup")
+            .unwrap();
+        assert!(cg["options"].as_array().unwrap().contains(&"rw".into()));
+        let ns: Vec<&str> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["pid", "mount", "uts", "ipc", "network", "cgroup"]);
+        assert_eq!(json["process"]["args"][0], "/sbin/init");
+        assert_eq!(
+            json["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            11
+        );
+        assert!(json["process"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&"container=rehost".into()));
+        assert_eq!(json["hostname"], "web1");
+        assert_eq!(json["linux"]["cgroupsPath"], "/rehost/web1");
+        assert!(!json["linux"]["maskedPaths"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn env_merges_and_users_resolve_in_the_rootfs() {
+        let env = merge_env(
+            &["PATH=/bin".into(), "A=1".into()],
+            &["A=2".into(), "B=3".into()],
+        );
+        assert_eq!(env, ["PATH=/bin", "A=2", "B=3"]);
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.path().join("etc/group"), "adm:x:4:\n").unwrap();
+        assert_eq!(resolve_user("www-data", root.path()).unwrap(), (33, 33));
+        assert_eq!(resolve_user("www-data:adm", root.path()).unwrap(), (33, 4));
+        assert_eq!(
+            resolve_user("1000:1000", root.path()).unwrap(),
+            (1000, 1000)
+        );
+        let e = resolve_user("nobody2", root.path()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "OCI runtime config: user `nobody2` is not in the image's /etc/passwd"
+        );
+    }
+}

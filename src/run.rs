@@ -1,0 +1,139 @@
+//! `rehost run IMAGE [CMD…]`, and the runtime options every container command shares.
+
+use anyhow::{Context, Result};
+use runtime::spec::Options;
+use runtime::{InitMode, RunRequest, Runtime};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where containers live and which engine runs them.
+#[derive(clap::Args, Clone)]
+pub struct RuntimeArgs {
+    /// The runtime's directory: layer cache and containers [default: /var/lib/rehost as root].
+    #[arg(long, env = "REHOST_ROOT", value_name = "DIR", global = true)]
+    pub root: Option<PathBuf>,
+    /// The OCI runtime that runs the bundles: runc or a path to a compatible program.
+    #[arg(
+        long,
+        env = "REHOST_OCI_RUNTIME",
+        default_value = "runc",
+        value_name = "runc|PATH",
+        global = true
+    )]
+    pub oci_runtime: String,
+}
+
+impl RuntimeArgs {
+    pub fn runtime(&self) -> Runtime {
+        Runtime::new(
+            self.root.clone().unwrap_or_else(runtime::default_root),
+            &self.oci_runtime,
+        )
+    }
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  rehost run web01.oci --init systemd -d --name web01\n  \
+    rehost run web01.oci:v1 --init none /bin/sh -c 'echo hello'"
+)]
+pub struct Args {
+    /// The image: an OCI layout directory or archive, optionally :TAG.
+    image: String,
+    /// The command, replacing the image's (modes that run one: dumb-init, none).
+    #[arg(trailing_var_arg = true)]
+    command: Vec<String>,
+    /// pid 1: systemd (the image's own), rehost (rehost-init), sbin-init, dumb-init, none
+    /// [default: the mode the image was converted for; none for other images].
+    #[arg(long = "init", value_name = "MODE")]
+    mode: Option<InitMode>,
+    /// Run in the background and print the container's name.
+    #[arg(short, long)]
+    detach: bool,
+    /// The container's name (and hostname) [default: from the image digest].
+    #[arg(long)]
+    name: Option<String>,
+    /// KEY=VALUE in the environment of pid 1.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Memory limit in bytes (suffixes k, m, g).
+    #[arg(long, value_name = "BYTES")]
+    memory: Option<String>,
+    /// Most processes the container may have.
+    #[arg(long, value_name = "N")]
+    pids_limit: Option<i64>,
+    /// A host command run around the container with its state (JSON) on stdin:
+    /// prestart=CMD or poststop=CMD.
+    #[arg(long, value_name = "PHASE=CMD")]
+    hook: Vec<String>,
+    /// Copy the layers instead of mounting them with overlayfs.
+    #[arg(long)]
+    no_overlay: bool,
+    /// Remove the container when it exits (attached runs).
+    #[arg(long)]
+    rm: bool,
+    #[command(flatten)]
+    rt: RuntimeArgs,
+}
+
+fn parse_bytes(s: &str) -> Result<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mul) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1 << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s.as_str(), 1),
+    };
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("--memory `{s}`: not a size like 512m"))?;
+    Ok(n * mul)
+}
+
+pub fn request(
+    image: String,
+    mode: Option<InitMode>,
+    name: Option<String>,
+    command: Vec<String>,
+    hooks: &[String],
+    no_overlay: bool,
+) -> Result<RunRequest> {
+    let mut options = Options::default();
+    for h in hooks {
+        match h.split_once('=') {
+            Some(("prestart", cmd)) => options.prestart_hooks.push(cmd.into()),
+            Some(("poststop", cmd)) => options.poststop_hooks.push(cmd.into()),
+            _ => anyhow::bail!("--hook `{h}`: expected prestart=CMD or poststop=CMD"),
+        }
+    }
+    Ok(RunRequest {
+        image,
+        name,
+        mode,
+        command,
+        options,
+        overlay: !no_overlay,
+    })
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let rt = args.rt.runtime();
+    let mut req = request(
+        args.image,
+        args.mode,
+        args.name,
+        args.command,
+        &args.hook,
+        args.no_overlay,
+    )?;
+    req.options.env = args.env;
+    req.options.memory = args.memory.as_deref().map(parse_bytes).transpose()?;
+    req.options.pids_limit = args.pids_limit;
+    if args.detach {
+        let state = rt.run_detached(&req)?;
+        println!("{}", state.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = rt.run_attached(&req, args.rm)?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}

@@ -1,0 +1,193 @@
+//! Helpers of the runtime tests: a private runtime root per test, unique container names
+//! (cgroups are machine-wide), and a guard that removes every container, mount and cgroup
+//! the test made, even when it fails.
+
+use super::{fixture, scratch};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A runtime root of its own; dropping it removes all it made.
+pub struct Rt {
+    pub dir: tempfile::TempDir,
+    names: Vec<String>,
+}
+
+impl Rt {
+    pub fn new() -> Rt {
+        Rt {
+            dir: scratch(),
+            names: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A container name no other test uses; removed when the Rt drops.
+    pub fn name(&mut self, what: &str) -> String {
+        let n = format!(
+            "t{}-{}-{what}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        self.names.push(n.clone());
+        n
+    }
+
+    pub fn rehost(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rehost"))
+            .args(args)
+            .env("REHOST_ROOT", self.root())
+            .output()
+            .expect("rehost runs")
+    }
+
+    pub fn rehost_ok(&self, args: &[&str]) -> String {
+        let out = self.rehost(args);
+        assert!(
+            out.status.success(),
+            "rehost {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `rehost exec NAME CMD…`'s standard output and exit code.
+    pub fn exec(&self, name: &str, cmd: &[&str]) -> (String, i32) {
+        let mut args = vec!["exec", name];
+        args.extend_from_slice(cmd);
+        let out = self.rehost(&args);
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            out.status.code().unwrap_or(-1),
+        )
+    }
+
+    /// Waits (up to a generous bound, a hang guard and not a timing check) until
+    /// systemd inside `name` is done booting; gives `is-system-running`'s answer.
+    pub fn wait_booted(&self, name: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let (state, _) = self.exec(name, &["systemctl", "is-system-running"]);
+            if !["starting", "initializing", "offline", ""].contains(&state.as_str())
+                || start.elapsed() > Duration::from_secs(120)
+            {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Mount points under this root still mounted.
+    pub fn mounts(&self) -> Vec<String> {
+        let root = self.dir.path().to_string_lossy().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Cgroup directories left for the containers of this test.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        let mut left = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            for n in &self.names {
+                let p = h.path().join("rehost").join(n);
+                if p.exists() {
+                    left.push(p);
+                }
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = self.rehost(&["rm", "--force", n]);
+        }
+        for m in self.mounts().into_iter().rev() {
+            let _ = Command::new("umount").args(["-l", &m]).status();
+        }
+    }
+}
+
+/// A fixture converted to an OCI layout in `dir`.
+pub fn converted(fixture_name: &str, dir: &Path) -> PathBuf {
+    let rootfs = fixture(fixture_name).join("rootfs");
+    let image = dir.join(format!("{fixture_name}.oci"));
+    super::rehost_ok(&[
+        "convert",
+        rootfs.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--compression",
+        "zstd",
+        "-q",
+    ]);
+    image
+}
+
+/// Listening TCP ports in a container, from its /proc/net/tcp and tcp6.
+pub fn listening_ports(rt: &Rt, name: &str) -> Vec<u16> {
+    let (text, _) = rt.exec(name, &["cat", "/proc/net/tcp", "/proc/net/tcp6"]);
+    let mut ports: Vec<u16> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(3) == Some(&"0A"))
+                .then(|| u16::from_str_radix(f[1].rsplit(':').next()?, 16).ok())
+                .flatten()
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ports
+}
+
+/// Adds `tar` (uncompressed) as a new top layer of the only image in the layout `dir`.
+pub fn add_layer(dir: &Path, tar: &[u8]) {
+    use sha2::{Digest, Sha256};
+    let sha = |b: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(b)));
+    let blob = |d: &str| dir.join("blobs/sha256").join(&d[7..]);
+    let put = |b: &[u8]| {
+        let d = sha(b);
+        std::fs::write(blob(&d), b).unwrap();
+        (d, b.len())
+    };
+    let read = |d: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(blob(d)).unwrap()).unwrap()
+    };
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+    let (layer, size) = put(tar);
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(layer.clone().into());
+    let (cfg, csize) = put(config.to_string().as_bytes());
+    manifest["config"]["digest"] = cfg.into();
+    manifest["config"]["size"] = csize.into();
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size}));
+    let (man, msize) = put(manifest.to_string().as_bytes());
+    index["manifests"][0]["digest"] = man.into();
+    index["manifests"][0]["size"] = msize.into();
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
