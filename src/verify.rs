@@ -2,41 +2,55 @@
 
 use crate::run::RuntimeArgs;
 use anyhow::{Context, Result};
-use runtime::verify::{self, Checks, VerifyOptions};
+use converter::plan::{CheckKind, Plan};
+use runtime::verify::{self, Checks, CommandCheck, HttpCheck, VerifyOptions};
 use runtime::InitMode;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Exit status: 0 only if every check passed.\n\nExamples:\n  \
-    rehost verify web01.oci --port 22 --port 80\n  \
-    rehost verify web01.oci --json --junit verify.xml"
+    after_help = "What is checked: the boot (systemd: is-system-running; rehost-init: its \
+    status; SysV: the runlevel), every kept service, every port, the plan's commands and HTTP \
+    GETs, that the prestart hooks ran, that machine-id and SSH host keys are the container's \
+    own, that pid 1 reaps an orphan, and that the server stops cleanly within --timeout and \
+    runs its poststop hooks.\n\nExit status: 0 only if every check passed, 1 otherwise.\n\n\
+    Examples:\n  rehost verify web01.oci --plan web01.plan.toml\n  \
+    rehost verify web01.oci --init rehost --port 22 --http 80/ --json --junit verify.xml"
 )]
 pub struct Args {
     /// The image: an OCI layout directory or archive, optionally :TAG.
     image: String,
-    /// pid 1 to boot with (systemd for now).
-    #[arg(long = "init", default_value = "systemd", value_name = "MODE")]
-    mode: InitMode,
+    /// pid 1 to boot with: systemd, rehost, sbin-init, dumb-init, none
+    /// [default: the mode the image was converted for].
+    #[arg(long = "init", value_name = "MODE")]
+    mode: Option<InitMode>,
+    /// The plan (from `rehost inspect --plan`): its services, ports, commands and HTTP
+    /// checks are what is checked.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
     /// Seconds allowed for the boot, and again for the stop.
     #[arg(long, default_value_t = 120, value_name = "S")]
     timeout: u64,
-    /// A service that must be active [default: every enabled long-running service].
-    #[arg(long, value_name = "UNIT")]
+    /// A service that must be active [default: the plan's, else the image's kept services].
+    #[arg(long, value_name = "NAME")]
     service: Vec<String>,
-    /// A TCP port that must listen inside [default: the image's exposed ports].
+    /// A TCP port that must listen inside [default: the plan's, else the exposed ports].
     #[arg(long, value_name = "PORT")]
     port: Vec<u16>,
     /// A shell command that must exit 0 inside.
     #[arg(long, value_name = "CMD")]
     check: Vec<String>,
+    /// An HTTP GET inside the container that must answer 2xx or 3xx: PORT/PATH.
+    #[arg(long, value_name = "PORT/PATH")]
+    http: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
     /// Also write the report as JUnit XML.
     #[arg(long, value_name = "FILE")]
-    junit: Option<std::path::PathBuf>,
+    junit: Option<PathBuf>,
     /// Copy the layers instead of mounting them with overlayfs.
     #[arg(long)]
     no_overlay: bool,
@@ -44,17 +58,72 @@ pub struct Args {
     rt: RuntimeArgs,
 }
 
+/// `80/health` → port 80, path `/health`.
+fn http_check(spec: &str, expect: Option<u16>) -> Result<HttpCheck> {
+    let (port, path) = spec.split_once('/').unwrap_or((spec, ""));
+    let port = port
+        .parse()
+        .with_context(|| format!("http check `{spec}`: expected PORT/PATH, like 80/health"))?;
+    Ok(HttpCheck {
+        port,
+        path: format!("/{path}"),
+        expect,
+    })
+}
+
+/// The checks a plan asks for.
+fn plan_checks(path: &std::path::Path, checks: &mut Checks) -> Result<()> {
+    let plan = Plan::read(path)?;
+    for c in plan.check {
+        match c.kind {
+            CheckKind::ServiceRunning => checks.services.push(c.target),
+            CheckKind::PortListening => {
+                let (port, proto) = c.target.split_once('/').unwrap_or((&c.target, "tcp"));
+                if proto == "tcp" {
+                    checks.ports.push(port.parse().with_context(|| {
+                        format!(
+                            "{}: port-listening `{}`: not PORT/tcp",
+                            path.display(),
+                            c.target
+                        )
+                    })?);
+                }
+            }
+            // Every verify names the failed units and services.
+            CheckKind::NoFailedServices => {}
+            CheckKind::Command => checks.commands.push(CommandCheck {
+                command: c.target,
+                expect: c.expect.unwrap_or(0) as i32,
+            }),
+            CheckKind::Http => checks
+                .http
+                .push(http_check(&c.target, c.expect.map(|e| e as u16))?),
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     let rt = args.rt.runtime();
+    let mut checks = Checks::default();
+    if let Some(plan) = &args.plan {
+        plan_checks(plan, &mut checks)?;
+    }
+    checks.services.extend(args.service);
+    checks.ports.extend(args.port);
+    checks.commands.extend(
+        args.check
+            .into_iter()
+            .map(|command| CommandCheck { command, expect: 0 }),
+    );
+    for h in &args.http {
+        checks.http.push(http_check(h, None)?);
+    }
     let opts = VerifyOptions {
         image: args.image,
         mode: args.mode,
         timeout: Duration::from_secs(args.timeout),
-        checks: Checks {
-            services: args.service,
-            ports: args.port,
-            commands: args.check,
-        },
+        checks,
         overlay: !args.no_overlay,
     };
     let report = verify::verify(&rt, &opts)?;

@@ -396,7 +396,10 @@ fn sbin_init_mode_removes_gettys_and_dropped_rc_links() {
         .collect();
     assert!(!rc2.iter().any(|n| n.ends_with("cron")), "{rc2:?}");
     assert!(rc2.iter().any(|n| n.ends_with("ssh")), "{rc2:?}");
-    assert!(link_exists(&rootfs.join("etc/rc0.d/K99rehost-hooks")));
+    // The poststop hooks run after the services stop and before sendsigs (K02 here).
+    assert!(link_exists(&rootfs.join("etc/rc0.d/K02rehost-hooks")));
+    let depend = std::fs::read_to_string(rootfs.join("etc/init.d/.depend.stop")).unwrap();
+    assert!(depend.contains("sendsigs: nginx rehost-hooks"), "{depend}");
 }
 
 /// Whether a path exists as itself (a symlink into the image's root is not followed on the host).

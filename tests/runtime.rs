@@ -7,7 +7,7 @@ use common::runtime::{converted, listening_ports, Rt};
 use common::scratch;
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[test]
 fn systemd_mode_boots_debian_systemd_with_its_services() {
@@ -326,7 +326,7 @@ fn a_layer_that_does_not_match_its_digest_is_refused_and_not_cached() {
 }
 
 #[test]
-fn verify_passes_on_debian_systemd_and_leaves_nothing_behind() {
+fn verify_passes_on_debian_systemd_in_rehost_mode_and_leaves_nothing_behind() {
     let work = scratch();
     let image = converted("debian-systemd", work.path());
     let rt = Rt::new();
@@ -364,7 +364,12 @@ fn verify_passes_on_debian_systemd_and_leaves_nothing_behind() {
         );
     }
     assert!(passed("port", "22/tcp") && passed("port", "80/tcp"));
-    assert!(passed("boot", "system") && passed("stop", "shutdown"));
+    assert!(passed("boot", "rehost") && passed("stop", "shutdown"));
+    // What rehost's layer promises: the hooks ran, the host identity is the container's.
+    assert!(passed("hooks", "prestart hooks") && passed("hooks", "poststop hooks"));
+    assert!(passed("identity", "/etc/machine-id"));
+    assert!(passed("identity", "/etc/ssh/ssh_host_ed25519_key.pub"));
+    assert!(passed("reap", "orphaned zombie"));
     let xml = fs::read_to_string(&junit).unwrap();
     assert!(
         xml.contains("failures=\"0\"") && xml.contains("name=\"nginx.service\""),
@@ -407,7 +412,9 @@ fn a_service_that_always_fails_fails_verify_naming_it_with_its_log() {
     common::runtime::add_layer(&image, &b.into_inner().unwrap());
 
     let rt = Rt::new();
-    let out = rt.rehost(&["verify", image.to_str().unwrap()]);
+    // systemd runs every enabled unit, the broken one included (rehost-init would run
+    // only the services the image was converted to keep).
+    let out = rt.rehost(&["verify", image.to_str().unwrap(), "--init", "systemd"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
@@ -525,4 +532,164 @@ fn memory_and_pids_limits_reach_the_container_cgroups() {
     let values: Vec<&str> = out.lines().collect();
     assert_eq!(values, [(64u64 << 20).to_string().as_str(), "50"]);
     assert!(rt.cgroups().is_empty(), "{:?}", rt.cgroups());
+}
+
+/// `rehost verify --json`'s report, and a lookup of one check in it.
+fn verify_report(rt: &Rt, args: &[&str]) -> (serde_json::Value, Option<i32>) {
+    let mut all = vec!["verify", "--json", "--timeout", "90"];
+    all.extend_from_slice(args);
+    let out = rt.rehost(&all);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no report ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (report, out.status.code())
+}
+
+fn check<'a>(report: &'a serde_json::Value, kind: &str, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == kind && c["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} check of {name}: {report:#}"))
+}
+
+/// An executable hook file that leaves a mark in the container.
+fn hook_file(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(
+        &path,
+        "#!/bin/sh\necho \"$REHOST_PHASE $REHOST_EXIT_STATUS\" >> /var/lib/hook-mark\n",
+    )
+    .unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn verify_checks_debian_systemd_in_systemd_mode_against_its_plan() {
+    let work = scratch();
+    let rootfs = common::fixture("debian-systemd").join("rootfs");
+    let plan = work.path().join("plan.toml");
+    common::rehost_ok(&[
+        "inspect",
+        rootfs.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "-q",
+    ]);
+    // The operator's own checks, added to the plan as docs/plan.md shows.
+    let mut text = fs::read_to_string(&plan).unwrap();
+    assert!(text.contains("mode = \"systemd\""), "{text}");
+    text += "\n[[check]]\nkind = \"http\"\ntarget = \"80/\"\nexpect = 200\nreason = \"the site answers\"\n";
+    text += "\n[[check]]\nkind = \"command\"\ntarget = \"test -s /etc/nginx/nginx.conf\"\nreason = \"config present\"\n";
+    fs::write(&plan, text).unwrap();
+    let hook = hook_file(work.path(), "drain.sh");
+    let image = common::runtime::converted_with(
+        "debian-systemd",
+        work.path(),
+        &[
+            "--plan",
+            plan.to_str().unwrap(),
+            "--hook",
+            &format!("poststop={}", hook.display()),
+        ],
+    );
+    let rt = Rt::new();
+    let (report, code) = verify_report(
+        &rt,
+        &[image.to_str().unwrap(), "--plan", plan.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["mode"], "systemd");
+    for svc in [
+        "ssh.service",
+        "cron.service",
+        "rsyslog.service",
+        "nginx.service",
+    ] {
+        assert_eq!(check(&report, "service", svc)["passed"], true, "{svc}");
+    }
+    for port in ["22/tcp", "80/tcp"] {
+        assert_eq!(check(&report, "port", port)["passed"], true, "{port}");
+    }
+    assert_eq!(check(&report, "http", "GET :80/")["detail"], "HTTP 200");
+    assert_eq!(
+        check(&report, "command", "test -s /etc/nginx/nginx.conf")["passed"],
+        true
+    );
+    // The poststop hook ran inside, at systemd's shutdown, and said so.
+    let post = check(&report, "hooks", "poststop hooks");
+    assert_eq!(post["passed"], true, "{post}");
+    assert!(
+        post["detail"].as_str().unwrap().starts_with("1 ran"),
+        "{post}"
+    );
+    assert_eq!(check(&report, "stop", "shutdown")["passed"], true);
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+}
+
+#[test]
+fn debian_sysvinit_verifies_in_sbin_init_and_rehost_modes() {
+    let work = scratch();
+    let hook = hook_file(work.path(), "drain.sh");
+    let image = common::runtime::converted_with(
+        "debian-sysvinit",
+        work.path(),
+        &[
+            "--init",
+            "sbin-init",
+            "--hook",
+            &format!("poststop={}", hook.display()),
+        ],
+    );
+    let rt = Rt::new();
+    for mode in ["sbin-init", "rehost"] {
+        let (report, code) = verify_report(
+            &rt,
+            &[image.to_str().unwrap(), "--init", mode, "--http", "80/"],
+        );
+        assert_eq!(code, Some(0), "{mode}: {report:#}");
+        assert_eq!(report["mode"], mode);
+        for svc in ["ssh", "cron", "rsyslog", "nginx"] {
+            assert_eq!(
+                check(&report, "service", svc)["passed"],
+                true,
+                "{mode}: {svc}"
+            );
+        }
+        assert_eq!(check(&report, "http", "GET :80/")["passed"], true);
+        let post = check(&report, "hooks", "poststop hooks");
+        assert!(
+            post["detail"].as_str().unwrap().starts_with("1 ran"),
+            "{mode}: {post}"
+        );
+        assert_eq!(check(&report, "stop", "shutdown")["passed"], true, "{mode}");
+    }
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+}
+
+#[test]
+fn dumb_init_verifies_its_one_command() {
+    let work = scratch();
+    let image = common::runtime::converted_with(
+        "debian-systemd",
+        work.path(),
+        &[
+            "--init",
+            "dumb-init",
+            "--cmd",
+            "/usr/sbin/nginx -g 'daemon off;'",
+        ],
+    );
+    let rt = Rt::new();
+    let (report, code) = verify_report(&rt, &[image.to_str().unwrap(), "--http", "80/"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["mode"], "dumb-init");
+    assert_eq!(check(&report, "http", "GET :80/")["passed"], true);
+    assert_eq!(check(&report, "reap", "orphaned zombie")["passed"], true);
+    assert_eq!(check(&report, "stop", "shutdown")["passed"], true);
 }

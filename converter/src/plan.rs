@@ -200,6 +200,11 @@ pub enum CheckKind {
     PortListening,
     /// None of the kept services failed.
     NoFailedServices,
+    /// A shell command run inside exits with `expect` (default 0).
+    Command,
+    /// An HTTP GET inside the container (`target` is `PORT/PATH`, e.g. `80/health`)
+    /// answers with status `expect` (default: any 2xx or 3xx).
+    Http,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +213,9 @@ pub struct Check {
     pub kind: CheckKind,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target: String,
+    /// The exit code (`command`) or HTTP status (`http`) the check expects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<i64>,
     pub reason: String,
 }
 
@@ -217,6 +225,8 @@ impl Check {
             CheckKind::ServiceRunning => "service-running",
             CheckKind::PortListening => "port-listening",
             CheckKind::NoFailedServices => "no-failed-services",
+            CheckKind::Command => "command",
+            CheckKind::Http => "http",
         };
         if self.target.is_empty() {
             kind.to_string()
@@ -346,6 +356,7 @@ impl Plan {
                 check.push(Check {
                     kind: CheckKind::ServiceRunning,
                     target: d.name.clone(),
+                    expect: None,
                     reason: "kept: it must run in the container".into(),
                 });
             }
@@ -354,12 +365,14 @@ impl Plan {
             check.push(Check {
                 kind: CheckKind::PortListening,
                 target: format!("{}/{}", p.port, p.protocol),
+                expect: None,
                 reason: "exposed: something must answer on it".into(),
             });
         }
         check.push(Check {
             kind: CheckKind::NoFailedServices,
             target: String::new(),
+            expect: None,
             reason: "a kept service that fails in the container is a failed migration".into(),
         });
 

@@ -38,6 +38,9 @@ pub const PRESTART_DIR: &str = "/etc/rehost/hooks/prestart.d";
 pub const POSTSTOP_DIR: &str = "/etc/rehost/hooks/poststop.d";
 /// Where rehost-init keeps its runtime state (status file, notify sockets).
 pub const RUN_DIR: &str = "/run/rehost";
+/// Where each hook phase records what ran (`prestart.json`, `poststop.json`): on the
+/// container's own filesystem, so it can be read after the container stopped.
+pub const HOOKS_RECORD_DIR: &str = "/var/lib/rehost/hooks";
 /// Where the running init publishes every service's state for `rehost-init status`.
 pub const STATUS_PATH: &str = "/run/rehost/status.json";
 

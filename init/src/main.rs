@@ -1,7 +1,9 @@
 //! rehost-init: the pid 1 of rehost images. See the library documentation and
 //! `rehost-init --help`.
 
-use rehost_init::config::{InitConfig, Mode, CONFIG_PATH, POSTSTOP_DIR, PRESTART_DIR, STATUS_PATH};
+use rehost_init::config::{
+    InitConfig, Mode, CONFIG_PATH, HOOKS_RECORD_DIR, POSTSTOP_DIR, PRESTART_DIR, STATUS_PATH,
+};
 use rehost_init::supervisor::{hooks, signals, status::Status, Options, Supervisor};
 use rehost_init::units::HostRoot;
 use rehost_init::{discover, log, service};
@@ -110,6 +112,38 @@ fn effective_config(cmd: &[String]) -> Result<InitConfig, String> {
     Ok(cfg)
 }
 
+/// Runs one phase's hooks (a failed prestart hook stops the rest) and records what ran in
+/// [`HOOKS_RECORD_DIR`], which `rehost verify` reads.
+fn run_hooks(phase: &str, mode: Mode, exit_status: Option<i32>) -> Vec<hooks::HookResult> {
+    let dir = if phase == "prestart" {
+        PRESTART_DIR
+    } else {
+        POSTSTOP_DIR
+    };
+    let results = hooks::run(
+        dir,
+        &hook_env(phase, mode, exit_status),
+        phase == "prestart",
+    );
+    let record = serde_json::json!({
+        "phase": phase,
+        "mode": mode.as_str(),
+        "exit_status": exit_status,
+        "hooks": results
+            .iter()
+            .map(|r| serde_json::json!({"path": r.path, "code": r.code}))
+            .collect::<Vec<_>>(),
+    });
+    let path = format!("{HOOKS_RECORD_DIR}/{phase}.json");
+    let written = std::fs::create_dir_all(HOOKS_RECORD_DIR)
+        .and_then(|()| std::fs::write(&path, format!("{record:#}\n")));
+    if let Err(e) = written {
+        // A read-only root filesystem: the hooks ran, only the record is missing.
+        log(&format!("cannot record the {phase} hooks in {path}: {e}"));
+    }
+    results
+}
+
 fn run(cmd: &[String]) -> i32 {
     let cfg = match effective_config(cmd) {
         Ok(c) => c,
@@ -136,18 +170,14 @@ fn run(cmd: &[String]) -> i32 {
             return 2;
         }
     };
-    let pre = hooks::run(PRESTART_DIR, &hook_env("prestart", cfg.mode, None), true);
+    let pre = run_hooks("prestart", cfg.mode, None);
     let mut code = if pre.iter().any(|r| r.code != Some(0)) {
         log("a prestart hook failed: not starting anything");
         2
     } else {
         supervise(&cfg, sigfd)
     };
-    let post = hooks::run(
-        POSTSTOP_DIR,
-        &hook_env("poststop", cfg.mode, Some(code)),
-        false,
-    );
+    let post = run_hooks("poststop", cfg.mode, Some(code));
     if code == 0 && post.iter().any(|r| r.code != Some(0)) {
         log("a poststop hook failed");
     }
@@ -200,15 +230,11 @@ fn supervise(cfg: &InitConfig, sigfd: i32) -> i32 {
 /// replaces us as pid 1 (the poststop hooks are run by that init at shutdown, through the
 /// unit or rc script `rehost convert` installs).
 fn exec_image_init(cfg: &InitConfig) -> i32 {
-    let pre = hooks::run(PRESTART_DIR, &hook_env("prestart", cfg.mode, None), true);
+    let pre = run_hooks("prestart", cfg.mode, None);
     while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
     if pre.iter().any(|r| r.code != Some(0)) {
         log("a prestart hook failed: not starting the init");
-        let _ = hooks::run(
-            POSTSTOP_DIR,
-            &hook_env("poststop", cfg.mode, Some(2)),
-            false,
-        );
+        let _ = run_hooks("poststop", cfg.mode, Some(2));
         return 2;
     }
     let candidates: &[&str] = match cfg.mode {
@@ -281,9 +307,8 @@ fn status(json: bool) -> i32 {
 }
 
 fn hooks_cmd(args: &[String]) -> i32 {
-    let (dir, phase) = match args.first().map(String::as_str) {
-        Some("prestart") => (PRESTART_DIR, "prestart"),
-        Some("poststop") => (POSTSTOP_DIR, "poststop"),
+    let phase = match args.first().map(String::as_str) {
+        Some(phase @ ("prestart" | "poststop")) => phase,
         _ => {
             eprintln!("rehost-init: usage: rehost-init hooks prestart|poststop [--exit-status N]");
             return 2;
@@ -294,12 +319,7 @@ fn hooks_cmd(args: &[String]) -> i32 {
         .find(|w| w[0] == "--exit-status")
         .and_then(|w| w[1].parse().ok());
     let mode = effective_config(&[]).map(|c| c.mode).unwrap_or_default();
-    let results = hooks::run(
-        dir,
-        &hook_env(phase, mode, exit_status),
-        phase == "prestart",
-    );
-    results
+    run_hooks(phase, mode, exit_status)
         .iter()
         .find_map(|r| r.code.filter(|c| *c != 0))
         .unwrap_or(0)

@@ -310,7 +310,8 @@ impl Runtime {
         Ok(names.iter().filter_map(|n| self.info(n).ok()).collect())
     }
 
-    fn running(&self, name: &str) -> bool {
+    /// Whether the engine has the container created or running.
+    pub fn running(&self, name: &str) -> bool {
         self.engine
             .state(name)
             .is_some_and(|s| s.status == "running" || s.status == "created")

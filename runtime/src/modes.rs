@@ -184,6 +184,10 @@ impl InitMode {
                 // An image converted for sbin-init halts on SIGINT (its ctrlaltdel entry
                 // is rewritten); otherwise SIGPWR runs SysV init's power-failure shutdown.
                 stop_signal: image_stop(libc::SIGPWR),
+                // SysV's halt ends with reboot(2), which in a pid namespace ends only that
+                // namespace's init, and needs CAP_SYS_BOOT: without it init sits in
+                // runlevel 0 until it is killed.
+                capabilities: [RICH_CAPABILITIES.as_slice(), &[Capability::SysBoot]].concat(),
                 ..base
             },
             InitMode::Rehost => {

@@ -123,11 +123,16 @@ impl Drop for Rt {
     }
 }
 
-/// A fixture converted to an OCI layout in `dir`.
+/// A fixture converted to an OCI layout in `dir` (rehost's default init mode).
 pub fn converted(fixture_name: &str, dir: &Path) -> PathBuf {
+    converted_with(fixture_name, dir, &[])
+}
+
+/// A fixture converted to an OCI layout in `dir`, with more `convert` arguments.
+pub fn converted_with(fixture_name: &str, dir: &Path, extra: &[&str]) -> PathBuf {
     let rootfs = fixture(fixture_name).join("rootfs");
     let image = dir.join(format!("{fixture_name}.oci"));
-    super::rehost_ok(&[
+    let mut args = vec![
         "convert",
         rootfs.to_str().unwrap(),
         "-o",
@@ -135,7 +140,10 @@ pub fn converted(fixture_name: &str, dir: &Path) -> PathBuf {
         "--compression",
         "zstd",
         "-q",
-    ]);
+        "--force",
+    ];
+    args.extend_from_slice(extra);
+    super::rehost_ok(&args);
     image
 }
 

@@ -434,9 +434,22 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
                     Item::File(0o755, Content::Bytes(script.into_bytes())),
                 );
                 for rl in ["0", "6"] {
+                    let names = fs.read_dir(&format!("/etc/rc{rl}.d")).unwrap_or_default();
                     items.insert(
-                        format!("/etc/rc{rl}.d/K99rehost-hooks"),
+                        format!("/etc/rc{rl}.d/{}", sysv_poststop_link(&names)),
                         Item::Symlink("../init.d/rehost-hooks".into()),
+                    );
+                }
+                // startpar runs only what .depend.stop lists: place the hooks there too.
+                if let Some(dep) = small_file(source, "/etc/init.d/.depend.stop") {
+                    items.insert(
+                        "/etc/init.d/.depend.stop".into(),
+                        Item::File(
+                            0o644,
+                            Content::Bytes(
+                                depend_stop_with_hooks(&String::from_utf8_lossy(&dep)).into_bytes(),
+                            ),
+                        ),
                     );
                 }
             } else {
@@ -566,6 +579,93 @@ fn drop_service(fs: &SourceFs<'_>, d: &ServiceEntry, items: &mut BTreeMap<String
 
 /// inittab for a container: no gettys (there are no consoles to log in on), and Ctrl-Alt-Del
 /// (SIGINT to init, the image's StopSignal) halts instead of rebooting.
+/// The scripts of a SysV shutdown that end the system rather than a service: the
+/// poststop hooks run after the services stopped and before these kill what is left and
+/// unmount the disks (after them, a hook could not write anything).
+const SYSV_TEARDOWN: [&str; 8] = [
+    "sendsigs",
+    "umountnfs.sh",
+    "umountfs",
+    "umountroot",
+    "halt",
+    "reboot",
+    "hwclock.sh",
+    "urandom",
+];
+
+/// The rc0.d/rc6.d link name for the hooks script: at `sendsigs`' sequence number, which
+/// sorts it just before `sendsigs`; K01 when there is no sendsigs.
+fn sysv_poststop_link(names: &[String]) -> String {
+    let level = names
+        .iter()
+        .find_map(|n| n.strip_prefix('K')?.strip_suffix("sendsigs"))
+        .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or("01");
+    format!("K{level}rehost-hooks")
+}
+
+/// `.depend.stop` with `rehost-hooks` after every service and before the teardown.
+fn depend_stop_with_hooks(text: &str) -> String {
+    let mut services: Vec<String> = Vec::new();
+    let mut deps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("TARGETS = ") {
+            services = t
+                .split_whitespace()
+                .filter(|n| !SYSV_TEARDOWN.contains(n) && *n != "rehost-hooks")
+                .map(String::from)
+                .collect();
+        } else if let Some((name, d)) = line.split_once(':') {
+            deps.insert(name.trim(), d.split_whitespace().collect());
+        }
+    }
+    // A service stopped after a teardown script (rsyslog after sendsigs) stays after it:
+    // the hooks cannot wait for it without a cycle.
+    let mut late: Vec<&str> = SYSV_TEARDOWN.to_vec();
+    loop {
+        let before = late.len();
+        for (name, d) in &deps {
+            if !late.contains(name) && d.iter().any(|x| late.contains(x)) {
+                late.push(name);
+            }
+        }
+        if late.len() == before {
+            break;
+        }
+    }
+    services.retain(|s| !late.contains(&s.as_str()));
+    let mut out = String::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("TARGETS = ") {
+            out.push_str(&format!("TARGETS = {t} rehost-hooks\n"));
+            continue;
+        }
+        match line.split_once(':') {
+            Some((name, deps)) if SYSV_TEARDOWN.contains(&name.trim()) => {
+                out.push_str(&format!("{name}:{deps} rehost-hooks\n"));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    // Teardown scripts with no line of their own wait for the hooks too.
+    for t in SYSV_TEARDOWN {
+        let listed = text.lines().any(|l| l.split(':').next() == Some(t));
+        let target = text
+            .lines()
+            .any(|l| l.starts_with("TARGETS = ") && l.split_whitespace().any(|w| w == t));
+        if target && !listed {
+            out.push_str(&format!("{t}: rehost-hooks\n"));
+        }
+    }
+    if !services.is_empty() {
+        out.push_str(&format!("rehost-hooks: {}\n", services.join(" ")));
+    }
+    out
+}
+
 fn container_inittab(text: &str) -> String {
     let mut out =
         String::from("# rehost: gettys disabled and ctrlaltdel set to halt for the container\n");
@@ -713,6 +813,25 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysv_poststop_hooks_run_after_the_services_and_before_the_teardown() {
+        let rc0: Vec<String> = ["K01nginx", "K02sendsigs", "K07halt"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(sysv_poststop_link(&rc0), "K02rehost-hooks");
+        assert!("K02rehost-hooks" < "K02sendsigs");
+        assert_eq!(sysv_poststop_link(&[]), "K01rehost-hooks");
+        let dep = "TARGETS = nginx sendsigs rsyslog halt\nsendsigs: nginx\nrsyslog: sendsigs\nhalt: rsyslog\n";
+        let out = depend_stop_with_hooks(dep);
+        assert!(
+            out.contains("TARGETS = nginx sendsigs rsyslog halt rehost-hooks\n"),
+            "{out}"
+        );
+        assert!(out.contains("sendsigs: nginx rehost-hooks\n"), "{out}");
+        assert!(out.contains("halt: rsyslog rehost-hooks\n"), "{out}");
+        assert!(out.contains("rehost-hooks: nginx\n"), "{out}");
+    }
 
     #[test]
     fn inittab_for_containers() {

@@ -1,0 +1,265 @@
+//! The checks that do not depend on the init: listening ports, an HTTP GET inside the
+//! container's network, the hooks' records, the host identity, and orphan reaping.
+
+use super::{CheckResult, Inside};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Listening TCP ports inside, from /proc/net/tcp and tcp6 (no tools needed in the image).
+pub fn listening(c: &Inside) -> Vec<u16> {
+    let (text, _) = c.run(&["cat", "/proc/net/tcp", "/proc/net/tcp6"]);
+    let mut ports: Vec<u16> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(3) != Some(&"0A") {
+                return None;
+            }
+            u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// An HTTP GET on 127.0.0.1:PORT inside the container's network namespace; the status
+/// code it answered.
+pub fn http_get(pid: i32, port: u16, path: &str, timeout: Duration) -> Result<u16, String> {
+    let ns = format!("/proc/{pid}/ns/net");
+    let path = path.to_string();
+    // setns(CLONE_NEWNET) changes only the calling thread: a thread of its own enters the
+    // container's network and ends there.
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns).map_err(|e| format!("{ns}: {e}"))?;
+        // SAFETY: a valid descriptor of a network namespace; affects this thread only.
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "entering {ns}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("connect to port {port}: {e}"))?;
+        s.set_read_timeout(Some(timeout)).ok();
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: rehost-verify\r\n\r\n"
+        )
+        .map_err(|e| format!("send: {e}"))?;
+        let mut head = [0u8; 64];
+        let n = s.read(&mut head).map_err(|e| format!("read: {e}"))?;
+        let line = String::from_utf8_lossy(&head[..n]);
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .filter(|_| line.starts_with("HTTP/"))
+            .ok_or_else(|| {
+                format!(
+                    "not an HTTP answer: {:?}",
+                    line.lines().next().unwrap_or("")
+                )
+            })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the HTTP check panicked".into()))
+}
+
+/// What a hook phase recorded (rehost-init writes `/var/lib/rehost/hooks/PHASE.json`).
+pub fn hooks_record(phase: &str, text: Option<String>) -> CheckResult {
+    let name = format!("{phase} hooks");
+    let Some(text) = text else {
+        return CheckResult::new("hooks", name, false, "no record: the hooks did not run");
+    };
+    let v: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => return CheckResult::new("hooks", name, false, format!("bad record: {e}")),
+    };
+    let hooks = v["hooks"].as_array().cloned().unwrap_or_default();
+    let failed: Vec<String> = hooks
+        .iter()
+        .filter(|h| h["code"] != 0)
+        .map(|h| {
+            format!(
+                "{} ({})",
+                h["path"].as_str().unwrap_or("?"),
+                match h["code"].as_i64() {
+                    Some(c) => format!("exit {c}"),
+                    None => "not started".into(),
+                }
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        CheckResult::new(
+            "hooks",
+            name,
+            true,
+            format!("{} ran, all exit 0", hooks.len()),
+        )
+    } else {
+        CheckResult::new(
+            "hooks",
+            name,
+            false,
+            format!("failed: {}", failed.join(", ")),
+        )
+    }
+}
+
+/// The files that make a host unique, each as the image shipped it (`None`: not shipped)
+/// against the running container's.
+pub fn identity(c: &Inside, image_file: &dyn Fn(&str) -> Option<Vec<u8>>) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let (id, _) = c.run(&["cat", "/etc/machine-id"]);
+    let shipped = image_file("/etc/machine-id")
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    out.push(if id.is_empty() {
+        CheckResult::new(
+            "identity",
+            "/etc/machine-id",
+            false,
+            "empty: none was made at boot",
+        )
+    } else if id == shipped {
+        CheckResult::new(
+            "identity",
+            "/etc/machine-id",
+            false,
+            "the image's own, shared by every copy",
+        )
+    } else {
+        CheckResult::new(
+            "identity",
+            "/etc/machine-id",
+            true,
+            "made for this container",
+        )
+    });
+    let (sshd, _) = c.run(&["sh", "-c", "test -e /etc/ssh/sshd_config && echo yes"]);
+    if sshd == "yes" {
+        let (keys, _) = c.run(&["sh", "-c", "ls /etc/ssh/ssh_host_*_key.pub 2>/dev/null"]);
+        let keys: Vec<&str> = keys.lines().collect();
+        if keys.is_empty() {
+            out.push(CheckResult::new(
+                "identity",
+                "ssh host keys",
+                false,
+                "none: sshd cannot start",
+            ));
+        }
+        for key in keys {
+            let (now, _) = c.run(&["cat", key]);
+            let same =
+                image_file(key).is_some_and(|b| String::from_utf8_lossy(&b).trim() == now.trim());
+            out.push(CheckResult::new(
+                "identity",
+                key,
+                !same,
+                if same {
+                    "the source's key, shipped in the image"
+                } else {
+                    "made for this container"
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Orphans a child inside and checks that pid 1 adopts and reaps it.
+pub fn orphan_reaped(c: &Inside, timeout: Duration) -> CheckResult {
+    let name = "orphaned zombie";
+    // The shell exits at once: its background `sleep` is orphaned and re-parented.
+    let (pid, ok) = c.run(&["sh", "-c", "sleep 1 & echo $!"]);
+    let Ok(pid) = pid.trim().parse::<u32>() else {
+        return CheckResult::new("reap", name, false, format!("could not start one: {pid}"));
+    };
+    if !ok {
+        return CheckResult::new("reap", name, false, "could not start one");
+    }
+    let stat = |c: &Inside| c.run(&["cat", &format!("/proc/{pid}/stat")]).0;
+    let start = Instant::now();
+    loop {
+        let s = stat(c);
+        // Fields after the command name: state, ppid.
+        let rest: Vec<&str> = s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        match (rest.first(), rest.get(1)) {
+            (None, _) => return CheckResult::new("reap", name, true, "reaped by pid 1"),
+            (Some(&"Z"), Some(ppid)) if start.elapsed() > timeout => {
+                return CheckResult::new(
+                    "reap",
+                    name,
+                    false,
+                    format!("pid {pid} is still a zombie of pid {ppid}"),
+                )
+            }
+            _ if start.elapsed() > timeout + Duration::from_secs(2) => {
+                return CheckResult::new("reap", name, false, format!("pid {pid} is still there"))
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// A file as a layer directory stack has it: the topmost layer that holds the path or
+/// whites it out decides.
+pub fn file_in_layers(lowers: &[impl AsRef<Path>], path: &str) -> Option<Vec<u8>> {
+    let rel = path.trim_start_matches('/');
+    let (dir, base) = rel.rsplit_once('/').unwrap_or(("", rel));
+    for layer in lowers.iter().rev() {
+        let layer = layer.as_ref();
+        if layer.join(dir).join(format!(".wh.{base}")).exists() {
+            return None;
+        }
+        let p = layer.join(rel);
+        if p.symlink_metadata().is_ok() {
+            return std::fs::read(p).ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hook_record_passes_only_when_every_hook_exited_0() {
+        let ok = r#"{"hooks":[{"path":"/a","code":0},{"path":"/b","code":0}]}"#;
+        assert!(hooks_record("prestart", Some(ok.into())).passed);
+        let bad = r#"{"hooks":[{"path":"/a","code":0},{"path":"/b","code":3}]}"#;
+        let r = hooks_record("poststop", Some(bad.into()));
+        assert!(
+            !r.passed && r.detail.contains("/b (exit 3)"),
+            "{}",
+            r.detail
+        );
+        assert!(!hooks_record("prestart", None).passed);
+    }
+
+    #[test]
+    fn the_top_layer_decides_and_whiteouts_hide() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::create_dir_all(a.join("etc")).unwrap();
+        std::fs::create_dir_all(b.join("etc")).unwrap();
+        std::fs::write(a.join("etc/machine-id"), "old").unwrap();
+        std::fs::write(a.join("etc/hostname"), "web01").unwrap();
+        std::fs::write(b.join("etc/machine-id"), "").unwrap();
+        std::fs::write(b.join("etc/.wh.hostname"), "").unwrap();
+        let layers = [a, b];
+        assert_eq!(file_in_layers(&layers, "/etc/machine-id").unwrap(), b"");
+        assert_eq!(file_in_layers(&layers, "/etc/hostname"), None);
+        assert_eq!(file_in_layers(&layers, "/etc/nothing"), None);
+    }
+}
