@@ -2,6 +2,7 @@
 
 mod containers;
 mod convert;
+mod image_ref;
 mod inspect;
 mod output;
 mod pull;

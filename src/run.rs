@@ -1,5 +1,6 @@
 //! `rehost run IMAGE [CMD…]`, and the runtime options every container command shares.
 
+use crate::push::RegistryArgs;
 use anyhow::{Context, Result};
 use runtime::spec::Options;
 use runtime::{InitMode, RunRequest, Runtime};
@@ -38,7 +39,8 @@ impl RuntimeArgs {
     rehost run web01.oci:v1 --init none /bin/sh -c 'echo hello'"
 )]
 pub struct Args {
-    /// The image: an OCI layout directory or archive, optionally :TAG.
+    /// The image: an OCI layout directory or archive, optionally :TAG, or a registry
+    /// reference (REGISTRY/REPO:TAG), pulled first.
     image: String,
     /// The command, replacing the image's (modes that run one: dumb-init, none).
     #[arg(trailing_var_arg = true)]
@@ -74,6 +76,9 @@ pub struct Args {
     rm: bool,
     #[command(flatten)]
     rt: RuntimeArgs,
+    /// How to reach the registry when IMAGE is a reference (REGISTRY/REPO:TAG).
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 fn parse_bytes(s: &str) -> Result<i64> {
@@ -118,8 +123,9 @@ pub fn request(
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let rt = args.rt.runtime();
+    let image = crate::image_ref::resolve(&args.image, &args.registry, &rt.root)?;
     let mut req = request(
-        args.image,
+        image.reference.clone(),
         args.mode,
         args.name,
         args.command,

@@ -1,5 +1,6 @@
 //! `rehost verify IMAGE`: boot it, check every service, stop it, report.
 
+use crate::push::RegistryArgs;
 use crate::run::RuntimeArgs;
 use anyhow::{Context, Result};
 use converter::plan::{CheckKind, Plan};
@@ -20,7 +21,8 @@ use std::time::Duration;
     rehost verify web01.oci --init rehost --port 22 --http 80/ --json --junit verify.xml"
 )]
 pub struct Args {
-    /// The image: an OCI layout directory or archive, optionally :TAG.
+    /// The image: an OCI layout directory or archive, optionally :TAG, or a registry
+    /// reference (REGISTRY/REPO:TAG), pulled first.
     image: String,
     /// pid 1 to boot with: systemd, rehost, sbin-init, dumb-init, none
     /// [default: the mode the image was converted for].
@@ -56,6 +58,9 @@ pub struct Args {
     no_overlay: bool,
     #[command(flatten)]
     rt: RuntimeArgs,
+    /// How to reach the registry when IMAGE is a reference (REGISTRY/REPO:TAG).
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// `80/health` → port 80, path `/health`.
@@ -119,8 +124,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for h in &args.http {
         checks.http.push(http_check(h, None)?);
     }
+    let image = crate::image_ref::resolve(&args.image, &args.registry, &rt.root)?;
     let opts = VerifyOptions {
-        image: args.image,
+        image: image.reference.clone(),
         mode: args.mode,
         timeout: Duration::from_secs(args.timeout),
         checks,

@@ -571,6 +571,35 @@ fn the_debian_fixture_pushes_and_repushes_for_nothing() {
             .unwrap(),
     );
     assert_eq!(again["bytes_uploaded"], 0);
+
+    // The fleet's last step: boot the pushed image straight from the registry and check it.
+    let root = work.join("runtime-root");
+    let verified = rehost()
+        .args([
+            "verify",
+            "--json",
+            "--timeout",
+            "90",
+            "--port",
+            "22",
+            "--http",
+            "80/",
+        ])
+        .arg(&reference)
+        .env("REHOST_ROOT", &root)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&verified.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no report ({e}): {}",
+            String::from_utf8_lossy(&verified.stderr)
+        )
+    });
+    assert_eq!(verified.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["mode"], "rehost");
+    // The pulled layout is gone; only the layer cache keeps what was pulled.
+    let pulls = std::fs::read_dir(root.join("pulls")).unwrap().count();
+    assert_eq!(pulls, 0);
 }
 
 #[test]
