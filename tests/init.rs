@@ -170,6 +170,84 @@ fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
 }
 
 #[test]
+fn debian_systemd_serves_and_stops_cleanly_in_a_user_namespace() {
+    assert!(
+        is_root(),
+        "these tests need root (to map the user namespace)"
+    );
+    let work = Scratch::new("userns");
+    let hook = work.path().join("record-status");
+    write(
+        work.path(),
+        "record-status",
+        "#!/bin/sh\necho \"$REHOST_PHASE $REHOST_EXIT_STATUS\" > /var/lib/poststop-ran\n",
+        0o755,
+    );
+    let rootfs = convert_and_unpack(
+        &fixture("debian-systemd"),
+        work.path(),
+        &[
+            "--critical",
+            "ssh.service",
+            "--critical",
+            "nginx.service",
+            "--hook",
+            &format!("poststop={}", hook.display()),
+        ],
+    );
+    shift_ids(&rootfs, USERNS_BASE);
+    // The namespace's root is an ordinary user on the host: it must reach the rootfs.
+    for dir in [work.path(), rootfs.parent().unwrap()] {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let mut c = boot_in_user_namespace(&rootfs, work.path());
+    let status = c.wait_healthy(Duration::from_secs(60));
+    for s in [
+        "ssh.service",
+        "nginx.service",
+        "cron.service",
+        "rsyslog.service",
+    ] {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(s))
+            .unwrap_or_else(|| panic!("{s} missing:\n{status}"));
+        assert!(line.contains(" active "), "{line}");
+    }
+    let ports = c.listening();
+    assert!(
+        ports.contains(&22) && ports.contains(&80),
+        "listening: {ports:?}"
+    );
+    // Root inside is an unprivileged id outside: nothing ran as the host's root.
+    let uid = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|u| u.split_whitespace().next().map(String::from))
+            .unwrap()
+    };
+    assert_eq!(uid(c.init_pid()), USERNS_BASE.to_string());
+    // Host keys were made inside, owned by the container's root.
+    let key = rootfs.join("etc/ssh/ssh_host_ed25519_key");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&key).unwrap()),
+        USERNS_BASE
+    );
+
+    c.signal(SIGTERM);
+    let code = c.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{}", c.console());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("var/lib/poststop-ran"))
+            .unwrap()
+            .trim(),
+        "poststop 0"
+    );
+}
+
+#[test]
 fn a_crash_looping_critical_service_ends_the_container_with_an_error() {
     assert!(
         is_root(),

@@ -106,9 +106,25 @@ pub struct Booted {
     pub rootfs: PathBuf,
     pub log: PathBuf,
     status: Option<i32>,
+    /// Whether it runs in its own user namespace (commands enter it too).
+    userns: bool,
 }
 
 pub fn boot(rootfs: &Path, work: &Path) -> Booted {
+    boot_with(rootfs, work, None)
+}
+
+/// The host ids a user namespace maps the container's 0..65536 to.
+pub const USERNS_BASE: u32 = 200_000;
+
+/// Like [`boot`], inside a user namespace that maps the container's root to host uid and
+/// gid [`USERNS_BASE`], as an unprivileged runtime (rootless podman, Kubernetes user
+/// namespaces) runs it. The rootfs must be owned by the shifted ids ([`shift_ids`]).
+pub fn boot_in_user_namespace(rootfs: &Path, work: &Path) -> Booted {
+    boot_with(rootfs, work, Some(USERNS_BASE))
+}
+
+fn boot_with(rootfs: &Path, work: &Path, userns: Option<u32>) -> Booted {
     let log = work.join("console.log");
     let out = std::fs::File::create(&log).unwrap();
     let r = rootfs.display();
@@ -116,7 +132,64 @@ pub fn boot(rootfs: &Path, work: &Path) -> Booted {
         "set -e; ip link set lo up; mount -t proc proc {r}/proc; mount -t tmpfs tmpfs {r}/run; \
          mount -t tmpfs tmpfs {r}/tmp; mount --rbind /dev {r}/dev; exec chroot {r} /usr/sbin/rehost-init"
     );
-    let child = Command::new("unshare")
+    let mut cmd = Command::new("unshare");
+    // In a user namespace the maps are written from outside, as a runtime does: the child
+    // makes the namespace, waits for its maps, and becomes the namespace's root (host id
+    // `base`) before it execs, so it keeps its capabilities there.
+    let mut sync = None;
+    if userns.is_some() {
+        let (mut made, mut mapped) = ([0i32; 2], [0i32; 2]);
+        // SAFETY: plain pipe(2) calls on local arrays.
+        unsafe {
+            assert_eq!(libc::pipe(made.as_mut_ptr()), 0);
+            assert_eq!(libc::pipe(mapped.as_mut_ptr()), 0);
+        }
+        sync = Some((made, mapped));
+        // SAFETY: only async-signal-safe system calls between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Our pid: spawn() returns only after exec, so the maps are written by a
+                // thread that learns the pid from here.
+                let pid = libc::getpid().to_ne_bytes();
+                libc::write(made[1], pid.as_ptr().cast(), pid.len());
+                let mut b = 0u8;
+                libc::read(mapped[0], (&mut b as *mut u8).cast(), 1);
+                if libc::setresgid(0, 0, 0) != 0
+                    || libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresuid(0, 0, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    if let (Some(base), Some((made, mapped))) = (userns, sync) {
+        std::thread::spawn(move || {
+            let mut pid = [0u8; 4];
+            // SAFETY: reads and writes on the pipes made above, closed once done.
+            let n = unsafe { libc::read(made[0], pid.as_mut_ptr().cast(), 4) };
+            if n == 4 {
+                let pid = i32::from_ne_bytes(pid);
+                for map in ["uid_map", "gid_map"] {
+                    let path = format!("/proc/{pid}/{map}");
+                    if let Err(e) = std::fs::write(&path, format!("0 {base} 65536\n")) {
+                        eprintln!("{path}: {e}");
+                    }
+                }
+            }
+            unsafe {
+                libc::write(mapped[1], b"m".as_ptr().cast(), 1);
+                for fd in made.into_iter().chain(mapped) {
+                    libc::close(fd);
+                }
+            }
+        });
+    }
+    let child = cmd
         .args([
             "--pid",
             "--fork",
@@ -140,6 +213,27 @@ pub fn boot(rootfs: &Path, work: &Path) -> Booted {
         rootfs: rootfs.to_path_buf(),
         log,
         status: None,
+        userns: userns.is_some(),
+    }
+}
+
+/// Shifts every owner in `root` by `base` (0 becomes `base`), keeping modes (a chown
+/// clears set-id bits) — what a runtime's id-mapped rootfs gives a user namespace.
+pub fn shift_ids(root: &Path, base: u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        std::os::unix::fs::lchown(&p, Some(m.uid() + base), Some(m.gid() + base)).unwrap();
+        if !m.file_type().is_symlink() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+                .unwrap();
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
     }
 }
 
@@ -173,8 +267,12 @@ impl Booted {
     /// Runs a command inside the container (its namespaces and root).
     pub fn exec(&self, args: &[&str]) -> std::process::Output {
         let pid = self.init_pid().to_string();
-        Command::new("nsenter")
-            .args(["-t", &pid, "-p", "-m", "-n", "-u", "-i", "-r", "-w", "--"])
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &pid]);
+        if self.userns {
+            cmd.arg("-U");
+        }
+        cmd.args(["-p", "-m", "-n", "-u", "-i", "-r", "-w", "--"])
             .args(args)
             .output()
             .unwrap()
