@@ -100,19 +100,16 @@ fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
 
     let mut c = boot(&rootfs, work.path());
     let status = c.wait_healthy(Duration::from_secs(60));
-    for s in [
-        "ssh.service",
-        "nginx.service",
-        "cron.service",
-        "rsyslog.service",
-        "marker.service",
-    ] {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(s))
-            .unwrap_or_else(|| panic!("{s} missing:\n{status}"));
-        assert!(line.contains(" active "), "{line}");
-    }
+    assert_active(
+        &status,
+        &[
+            "ssh.service",
+            "nginx.service",
+            "cron.service",
+            "rsyslog.service",
+            "marker.service",
+        ],
+    );
     let ports = c.listening();
     assert!(
         ports.contains(&22) && ports.contains(&80),
@@ -202,18 +199,15 @@ fn debian_systemd_serves_and_stops_cleanly_in_a_user_namespace() {
     }
     let mut c = boot_in_user_namespace(&rootfs, work.path());
     let status = c.wait_healthy(Duration::from_secs(60));
-    for s in [
-        "ssh.service",
-        "nginx.service",
-        "cron.service",
-        "rsyslog.service",
-    ] {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(s))
-            .unwrap_or_else(|| panic!("{s} missing:\n{status}"));
-        assert!(line.contains(" active "), "{line}");
-    }
+    assert_active(
+        &status,
+        &[
+            "ssh.service",
+            "nginx.service",
+            "cron.service",
+            "rsyslog.service",
+        ],
+    );
     let ports = c.listening();
     assert!(
         ports.contains(&22) && ports.contains(&80),
@@ -478,6 +472,17 @@ fn sbin_init_mode_removes_gettys_and_dropped_rc_links() {
     assert!(link_exists(&rootfs.join("etc/rc0.d/K02rehost-hooks")));
     let depend = std::fs::read_to_string(rootfs.join("etc/init.d/.depend.stop")).unwrap();
     assert!(depend.contains("sendsigs: nginx rehost-hooks"), "{depend}");
+}
+
+/// Every one of `services` is listed active by `rehost-init status`.
+fn assert_active(status: &str, services: &[&str]) {
+    for s in services {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(s))
+            .unwrap_or_else(|| panic!("{s} missing:\n{status}"));
+        assert!(line.contains(" active "), "{line}");
+    }
 }
 
 /// Whether a path exists as itself (a symlink into the image's root is not followed on the host).

@@ -61,13 +61,22 @@ pub fn from_text(
         return None;
     }
     entries.sort();
+    Some(to_xattr(
+        entries.into_iter().map(|(tag, id, perm)| (tag, perm, id)),
+    ))
+}
+
+/// ACL entries (tag, permission bits, id; `u32::MAX` where no id applies) in the
+/// kernel's `system.posix_acl_*` xattr form, version 2. Entries go in the order given:
+/// the kernel's is by tag, then id.
+pub fn to_xattr(entries: impl IntoIterator<Item = (u16, u16, u32)>) -> Vec<u8> {
     let mut out = VERSION.to_le_bytes().to_vec();
-    for (tag, id, perm) in entries {
+    for (tag, perm, id) in entries {
         out.extend_from_slice(&tag.to_le_bytes());
         out.extend_from_slice(&perm.to_le_bytes());
         out.extend_from_slice(&id.to_le_bytes());
     }
-    Some(out)
+    out
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ fn acl_to_xattr(v: &[u8]) -> Option<Vec<u8>> {
     if v.len() < 4 || le32(v, 0) != 1 {
         return None;
     }
-    let mut out = 2u32.to_le_bytes().to_vec();
+    let mut entries = Vec::new();
     let mut pos = 4;
     while pos < v.len() {
         if pos + 4 > v.len() {
@@ -167,11 +167,9 @@ fn acl_to_xattr(v: &[u8]) -> Option<Vec<u8>> {
             }
             _ => return None,
         };
-        out.extend_from_slice(&tag.to_le_bytes());
-        out.extend_from_slice(&perm.to_le_bytes());
-        out.extend_from_slice(&id.to_le_bytes());
+        entries.push((tag, perm, id));
     }
-    Some(out)
+    Some(crate::image::acl::to_xattr(entries))
 }
 
 #[cfg(test)]
