@@ -106,6 +106,7 @@ impl Drop for CreateGuard<'_> {
             let dir = self.rt.container_dir(&self.name);
             ports::stop(&dir);
             let _ = self.rt.engine.delete(&self.name);
+            crate::console::stop_pump(&dir);
             remove_cgroups(&self.name);
             let _ = rootfs::teardown(&self.rt.container_dir(&self.name));
         }
@@ -367,6 +368,7 @@ impl Runtime {
         if self.engine.state(name).is_some() {
             self.engine.delete(name)?;
         }
+        crate::console::stop_pump(&self.container_dir(name));
         release_mounts(&self.container_dir(name))?;
         remove_cgroups(name);
         Ok(StopOutcome {
@@ -392,6 +394,7 @@ impl Runtime {
         if self.engine.state(name).is_some() {
             self.engine.delete(name)?;
         }
+        crate::console::stop_pump(&self.container_dir(name));
         remove_cgroups(name);
         rootfs::teardown(&self.container_dir(name))
     }

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod modes;
 pub mod ports;
 pub mod rootfs;
+pub mod sidecar;
 pub mod signals;
 pub mod spec;
 pub mod unpack;

@@ -149,64 +149,14 @@ pub fn spawn(
     let child = cmd.spawn().at(&exe)?;
     drop(listeners);
     let pid_path = dir.join(PID_FILE);
-    let pid = child.id() as i32;
-    let started = start_time(pid).unwrap_or_default();
-    std::fs::write(&pid_path, format!("{pid} {started}\n")).at(&pid_path)?;
+    crate::sidecar::record(&pid_path, child.id() as i32).at(&pid_path)?;
     Ok(child)
 }
 
-/// Ends the forwarder recorded in `dir` (if it still runs and is this container's) and
-/// waits until it is gone: its ports are closed when this returns.
+/// Ends the forwarder recorded in `dir`, if it still runs, and waits until it is gone:
+/// its ports are closed when this returns.
 pub fn stop(dir: &Path) {
-    let pid_path = dir.join(PID_FILE);
-    let recorded = std::fs::read_to_string(&pid_path).unwrap_or_default();
-    let mut fields = recorded.split_whitespace();
-    let (Some(Ok(pid)), Some(started)) = (fields.next().map(str::parse::<i32>), fields.next())
-    else {
-        return;
-    };
-    // A pidfd pins the process: the checks and the signal reach the same one, and it
-    // turns readable only once the process is gone with its sockets closed.
-    let pidfd = rustix::process::Pid::from_raw(pid)
-        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    if let Some(pidfd) = pidfd.filter(|_| start_time(pid).as_deref() == Some(started)) {
-        for signal in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
-            let _ = rustix::process::pidfd_send_signal(&pidfd, signal);
-            if wait_readable(&pidfd, 5000) {
-                break;
-            }
-        }
-        // Our own child (an attached run) is reaped here; another's is not ours to reap.
-        // SAFETY: waitpid with WNOHANG on a specific pid has no other effect.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-    }
-    let _ = std::fs::remove_file(&pid_path);
-}
-
-/// Waits up to `ms` for `fd` to be readable.
-fn wait_readable(fd: &OwnedFd, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid pollfd.
-        match unsafe { libc::poll(&mut p, 1, ms) } {
-            n if n > 0 => return true,
-            0 => return false,
-            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-            _ => return false,
-        }
-    }
-}
-
-/// When `pid` started (clock ticks since boot, /proc/PID/stat field 22): with the pid,
-/// it names one process for good, even while that process exits.
-fn start_time(pid: i32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19).map(String::from)
+    crate::sidecar::end(&dir.join(PID_FILE), true, Duration::from_secs(5));
 }
 
 /// The forwarder: the listening sockets are fds 3.. in the order of `mappings`.
