@@ -69,16 +69,22 @@ pub fn ps(args: PsArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<10} {:<10} {:<8} IMAGE",
-        "NAME", "STATUS", "MODE", "PID"
+        "{:<24} {:<10} {:<10} {:<8} {:<28} IMAGE",
+        "NAME", "STATUS", "MODE", "PID", "PORTS"
     );
     for c in list {
+        let ports: Vec<String> = c.state.ports.iter().map(|p| p.to_string()).collect();
         println!(
-            "{:<24} {:<10} {:<10} {:<8} {}",
+            "{:<24} {:<10} {:<10} {:<8} {:<28} {}",
             c.state.name,
             c.status,
             c.state.mode.to_string(),
             c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            if ports.is_empty() {
+                "-".into()
+            } else {
+                ports.join(", ")
+            },
             c.state.image
         );
     }

@@ -59,6 +59,9 @@ enum Command {
     Rm(containers::RmArgs),
     /// Boot an image, check its services, ports and shutdown, and report.
     Verify(verify::Args),
+    /// Serve a container's published ports (started by `run -p`).
+    #[command(name = "forward-ports", hide = true)]
+    ForwardPorts(run::ForwardArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => containers::logs(args),
         Command::Rm(args) => containers::rm(args),
         Command::Verify(args) => verify::run(args),
+        Command::ForwardPorts(args) => run::forward(args),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,7 @@
 use crate::push::RegistryArgs;
 use anyhow::{Context, Result};
 use runtime::spec::Options;
-use runtime::{InitMode, RunRequest, Runtime};
+use runtime::{InitMode, PortMapping, RunRequest, Runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,7 +36,8 @@ impl RuntimeArgs {
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  rehost run web01.oci --init systemd -d --name web01\n  \
-    rehost run web01.oci:v1 --init none /bin/sh -c 'echo hello'"
+    rehost run web01.oci:v1 --init none /bin/sh -c 'echo hello'\n  \
+    rehost run web01.oci -d -p 127.0.0.1:8080:80 -p 2222:22"
 )]
 pub struct Args {
     /// The image: an OCI layout directory or archive, optionally :TAG, or a registry
@@ -71,6 +72,12 @@ pub struct Args {
     /// Copy the layers instead of mounting them with overlayfs.
     #[arg(long)]
     no_overlay: bool,
+    /// Publish a container port on the host: [IP:]HOSTPORT:PORT, repeatable. Without IP
+    /// the port is open on every host address (0.0.0.0), as docker does; give
+    /// 127.0.0.1:HOSTPORT:PORT to keep it local. A forwarder process on the host connects
+    /// each connection to 127.0.0.1:PORT inside the container (no iptables).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOSTPORT:PORT")]
+    publish: Vec<PortMapping>,
     /// Remove the container when it exits (attached runs).
     #[arg(long)]
     rm: bool,
@@ -135,6 +142,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     req.options.env = args.env;
     req.options.memory = args.memory.as_deref().map(parse_bytes).transpose()?;
     req.options.pids_limit = args.pids_limit;
+    req.options.ports = args.publish;
     if args.detach {
         let state = rt.run_detached(&req)?;
         println!("{}", state.name);
@@ -142,4 +150,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let code = rt.run_attached(&req, args.rm)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// The hidden `rehost forward-ports`: the process that serves a container's published
+/// ports (started by `run` with the bound sockets; see `runtime::ports`).
+#[derive(clap::Args)]
+pub struct ForwardArgs {
+    /// The container (to recognise this process by).
+    #[arg(long)]
+    name: String,
+    /// The engine's pid file of the container's pid 1.
+    #[arg(long)]
+    pid_file: PathBuf,
+    mappings: Vec<PortMapping>,
+}
+
+pub fn forward(args: ForwardArgs) -> Result<ExitCode> {
+    runtime::ports::serve(&args.pid_file, &args.mappings)
+        .with_context(|| format!("forwarding the ports of {}", args.name))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,10 +3,11 @@
 
 mod common;
 
-use common::runtime::{converted, listening_ports, Rt};
+use common::runtime::{converted, free_port, listening_ports, Rt};
 use common::scratch;
 use sha2::{Digest, Sha256};
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 #[test]
@@ -692,4 +693,302 @@ fn dumb_init_verifies_its_one_command() {
     assert_eq!(check(&report, "http", "GET :80/")["passed"], true);
     assert_eq!(check(&report, "reap", "orphaned zombie")["passed"], true);
     assert_eq!(check(&report, "stop", "shutdown")["passed"], true);
+}
+
+/// An HTTP/1.0 GET of `path` on 127.0.0.1:`port`: the whole response.
+fn http_get(port: u16, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// The body of an HTTP response.
+fn body(response: &[u8]) -> &[u8] {
+    let at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    &response[at + 4..]
+}
+
+fn forwarder_of(name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for p in fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = fs::read(p.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        if args.get(1) == Some(&&b"forward-ports"[..])
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"--name" && w[1] == name.as_bytes())
+        {
+            found.push(p.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn published_ports_reach_nginx_and_sshd_and_close_with_the_container() {
+    let work = scratch();
+    let image = converted("debian-systemd", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("ports");
+    let (http, ssh) = (free_port(), free_port());
+    let img = image.to_str().unwrap();
+    rt.rehost_ok(&[
+        "run",
+        img,
+        "--init",
+        "systemd",
+        "-d",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{http}:80"),
+        "--publish",
+        &format!("127.0.0.1:{ssh}:22"),
+    ]);
+    let state = rt.wait_booted(&name);
+    assert!(state == "running" || state == "degraded", "{state}");
+
+    // nginx's page, from the host.
+    let page = http_get(http, "/");
+    assert!(
+        String::from_utf8_lossy(&page).contains("Welcome to nginx!"),
+        "{}",
+        String::from_utf8_lossy(&page)
+    );
+    // sshd's banner on the other port.
+    let mut banner = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", ssh)).unwrap()),
+        &mut banner,
+    )
+    .unwrap();
+    assert!(banner.starts_with("SSH-2.0-OpenSSH"), "{banner}");
+
+    // A large file streams through intact, while many connections run at once.
+    let (_, code) = rt.exec(
+        &name,
+        &[
+            "sh",
+            "-c",
+            "head -c 24000000 /dev/urandom > /var/www/html/big",
+        ],
+    );
+    assert_eq!(code, 0);
+    let (sum, _) = rt.exec(&name, &["sha256sum", "/var/www/html/big"]);
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            std::thread::spawn(move || {
+                if i % 8 == 0 {
+                    hex::encode(Sha256::digest(body(&http_get(http, "/big"))))
+                } else {
+                    String::from_utf8_lossy(&http_get(http, "/")).into_owned()
+                }
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let got = c.join().unwrap();
+        if i % 8 == 0 {
+            assert_eq!(got, sum.split_whitespace().next().unwrap());
+        } else {
+            assert!(got.contains("Welcome to nginx!"), "{got}");
+        }
+    }
+
+    // ps shows the ports.
+    let ps = rt.rehost_ok(&["ps"]);
+    assert!(ps.contains(&format!("127.0.0.1:{http}->80/tcp")), "{ps}");
+    let ps: serde_json::Value = serde_json::from_str(&rt.rehost_ok(&["ps", "--json"])).unwrap();
+    assert_eq!(ps[0]["ports"][1]["host_port"], ssh);
+    assert_eq!(ps[0]["ports"][1]["port"], 22);
+
+    // A host port in use: one line naming it, and no container made.
+    let other = rt.name("taken");
+    let out = rt.rehost(&[
+        "run",
+        img,
+        "-d",
+        "--name",
+        &other,
+        "-p",
+        &format!("127.0.0.1:{http}:80"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{http}")) && err.contains("in use"),
+        "{err}"
+    );
+    assert!(!rt.root().join("containers").join(&other).exists());
+
+    // Stopped: the ports are closed and the forwarder is gone.
+    assert_eq!(forwarder_of(&name).len(), 1);
+    rt.rehost_ok(&["stop", &name, "--time", "60"]);
+    for port in [http, ssh] {
+        let e = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{port}");
+    }
+    assert!(forwarder_of(&name).is_empty());
+    rt.rehost_ok(&["rm", &name]);
+    rt.assert_clean("run -p, stop and rm");
+}
+
+/// Whether this host mounts cgroups in hybrid mode (v1 controllers, plus cgroup2 beside
+/// them), which crun 1.8 refuses.
+fn hybrid_cgroups() -> bool {
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let fstype = |l: &str| {
+        l.split(" - ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .map(String::from)
+    };
+    let v1 = mounts
+        .lines()
+        .any(|l| fstype(l).as_deref() == Some("cgroup"));
+    let v2 = mounts
+        .lines()
+        .any(|l| fstype(l).as_deref() == Some("cgroup2"));
+    v1 && v2
+}
+
+#[test]
+fn crun_runs_the_same_bundle_or_says_why_it_cannot() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("crun");
+    let out = rt.rehost(&[
+        "run",
+        "--oci-runtime",
+        "crun",
+        "--rm",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        image.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "echo hello from $(hostname)",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    rt.assert_clean("a run under crun");
+    if hybrid_cgroups() && err.contains("cgroups in hybrid mode not supported") {
+        eprintln!(
+            "SKIPPED: crun refuses this host's hybrid cgroups (v1 controllers + cgroup2): {}",
+            err.trim()
+        );
+        return;
+    }
+    assert!(out.status.success(), "crun failed: {err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("hello from {name}")
+    );
+}
+
+#[test]
+fn nothing_is_left_after_a_failed_start_ctrl_c_or_stop_and_rm() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let img = image.to_str().unwrap();
+    let mut rt = Rt::new();
+
+    // A command that does not exist: the run fails naming it, and nothing is made.
+    let bad = rt.name("missing");
+    let out = rt.rehost(&[
+        "run",
+        "-d",
+        "--init",
+        "none",
+        "--name",
+        &bad,
+        img,
+        "/no/such/command",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/no/such/command"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!rt.root().join("containers").join(&bad).exists());
+    rt.assert_clean("a failed detached start");
+    let out = rt.rehost(&[
+        "run",
+        "--init",
+        "none",
+        "--name",
+        &bad,
+        img,
+        "/no/such/command",
+    ]);
+    assert!(!out.status.success());
+    rt.assert_clean("a failed attached start");
+    rt.rehost_ok(&["rm", &bad]);
+
+    // Ctrl-C on an attached run (SIGINT to its whole process group, as a terminal
+    // sends it), with a published port.
+    let name = rt.name("ctrlc");
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args([
+            "run",
+            "--init",
+            "dumb-init",
+            "--name",
+            &name,
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            img,
+            "/bin/sleep",
+            "1000",
+        ])
+        .env("REHOST_ROOT", rt.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Wait (a hang guard, not a timing check) until pid 1 runs its command.
+    let start = std::time::Instant::now();
+    while rt.exec(&name, &["cat", "/proc/1/cmdline"]).1 != 0 || forwarder_of(&name).is_empty() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the container never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "pid 1 ends on SIGINT");
+    rt.assert_clean("Ctrl-C on an attached run");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    rt.rehost_ok(&["rm", &name]);
+
+    // run -d, stop, rm.
+    let name = rt.name("stoprm");
+    rt.rehost_ok(&[
+        "run",
+        "-d",
+        "--init",
+        "rehost",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{port}:22"),
+        img,
+    ]);
+    rt.rehost_ok(&["stop", &name, "--time", "30"]);
+    rt.rehost_ok(&["rm", &name]);
+    rt.assert_clean("run -d, stop and rm");
+    assert!(!rt.root().join("containers").join(&name).exists());
 }

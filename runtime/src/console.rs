@@ -13,6 +13,15 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
+/// The console pump's pid, beside the log.
+pub const PUMP_PID_FILE: &str = "console.pid";
+
+/// Waits up to a few seconds for the console pump of the container in `dir` to copy the
+/// last output and exit (it does once pid 1 is gone), then ends it.
+pub fn stop_pump(dir: &Path) {
+    crate::sidecar::end(&dir.join(PUMP_PID_FILE), false, Duration::from_secs(5));
+}
+
 /// Waits for the engine (`child`) to send the pty master on `listener`; gives up when
 /// the engine exits without sending one.
 pub fn receive_master(
@@ -74,7 +83,9 @@ pub fn spawn_pump(master: OwnedFd, log: &Path, init: i32) -> Result<()> {
         return Err(Error::io(log, std::io::Error::last_os_error()));
     }
     if pid > 0 {
-        return Ok(());
+        // Recorded, so that stop waits for it: it exits once it sees pid 1 gone.
+        let record = log.with_file_name(PUMP_PID_FILE);
+        return crate::sidecar::record(&record, pid).at(&record);
     }
     unsafe {
         libc::setsid();

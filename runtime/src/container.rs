@@ -7,6 +7,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::image::Image;
 use crate::layers::LayerCache;
 use crate::modes::{parse_signal, ImageInit, InitMode, MODE_LABEL};
+use crate::ports::{self, PortMapping};
 use crate::rootfs::{self, RootfsKind};
 use crate::spec::{self, Options};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ pub struct ContainerState {
     /// Unix seconds.
     pub created: u64,
     pub engine: String,
+    /// Host ports published into the container (`-p`).
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
 }
 
 /// A container as `ps` lists it.
@@ -99,7 +103,10 @@ struct CreateGuard<'a> {
 impl Drop for CreateGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
+            let dir = self.rt.container_dir(&self.name);
+            ports::stop(&dir);
             let _ = self.rt.engine.delete(&self.name);
+            crate::console::stop_pump(&dir);
             remove_cgroups(&self.name);
             let _ = rootfs::teardown(&self.rt.container_dir(&self.name));
         }
@@ -205,6 +212,7 @@ impl Runtime {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             engine: self.engine.name(),
+            ports: req.options.ports.clone(),
         };
         let path = dir.join("state.json");
         fs::write(
@@ -221,6 +229,8 @@ impl Runtime {
         // Ctrl-C while the layers unpack must not leave half a container: finish the
         // step, then undo it.
         let _signals = crate::signals::Deferred::install();
+        // The host ports first: one in use fails before anything is made.
+        let listeners = ports::bind(&req.options.ports)?;
         let state = self.create(req, true)?;
         let mut guard = CreateGuard {
             rt: self,
@@ -234,6 +244,11 @@ impl Runtime {
             });
         }
         let dir = self.container_dir(&state.name);
+        // The forwarder starts first and waits for pid 1: the host sockets then live in
+        // it alone, not in the console pump we fork below, so they close with it.
+        if !state.ports.is_empty() {
+            ports::spawn(&state.name, &dir, listeners, &state.ports)?;
+        }
         if state.mode == InitMode::Systemd {
             self.engine
                 .run_detached_console(&state.name, &dir, &dir.join("log"))?;
@@ -248,12 +263,23 @@ impl Runtime {
     /// Creates a container and runs it attached until pid 1 exits; then releases its
     /// mounts and engine state (and with `remove`, everything). Returns pid 1's exit code.
     pub fn run_attached(&self, req: &RunRequest, remove: bool) -> Result<i32> {
+        let listeners = ports::bind(&req.options.ports)?;
         let state = self.create(req, false)?;
         let dir = self.container_dir(&state.name);
         // Ctrl-C goes to the whole foreground group: the engine forwards it to the
         // container; we must outlive it to clean up.
         let _signals = crate::signals::Deferred::install();
-        let status = self.engine.run_foreground(&state.name, &dir);
+        // The forwarder waits for the engine's pid file, then serves until pid 1 exits.
+        let forwarder = if state.ports.is_empty() {
+            Ok(None)
+        } else {
+            ports::spawn(&state.name, &dir, listeners, &state.ports).map(Some)
+        };
+        let status = match forwarder {
+            Ok(_) => self.engine.run_foreground(&state.name, &dir),
+            Err(e) => Err(e),
+        };
+        ports::stop(&dir);
         let _ = self.engine.delete(&state.name);
         remove_cgroups(&state.name);
         if remove {
@@ -339,9 +365,11 @@ impl Runtime {
             }
         }
         let seconds = start.elapsed().as_secs_f64();
+        ports::stop(&self.container_dir(name));
         if self.engine.state(name).is_some() {
             self.engine.delete(name)?;
         }
+        crate::console::stop_pump(&self.container_dir(name));
         release_mounts(&self.container_dir(name))?;
         remove_cgroups(name);
         Ok(StopOutcome {
@@ -363,9 +391,11 @@ impl Runtime {
             }
             self.stop(name, Duration::from_secs(0))?;
         }
+        ports::stop(&self.container_dir(name));
         if self.engine.state(name).is_some() {
             self.engine.delete(name)?;
         }
+        crate::console::stop_pump(&self.container_dir(name));
         remove_cgroups(name);
         rootfs::teardown(&self.container_dir(name))
     }

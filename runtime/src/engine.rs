@@ -147,6 +147,8 @@ impl OciRuntime {
         self.command()
             .args(["run", "--bundle"])
             .arg(bundle)
+            .arg("--pid-file")
+            .arg(bundle.join("pid"))
             .arg(id)
             .status()
             .map_err(|e| self.err("run", e.to_string()))

@@ -44,6 +44,9 @@ pub enum Error {
         action: String,
         reason: String,
     },
+    /// A host port that cannot be published (in use, no such address, no permission).
+    #[error("cannot publish {mapping}: {reason}")]
+    Port { mapping: String, reason: String },
     #[error("OCI runtime config: {0}")]
     Spec(String),
 }

@@ -31,6 +31,9 @@ pub struct Options {
     pub cgroups_path: String,
     /// pid 1 on a terminal (its /dev/console), for inits that log only there.
     pub terminal: bool,
+    /// Host ports forwarded into the container (not part of the OCI config: a forwarder
+    /// process of ours serves them, see `ports`).
+    pub ports: Vec<crate::ports::PortMapping>,
 }
 
 fn spec_err(e: impl std::fmt::Display) -> Error {

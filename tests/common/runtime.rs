@@ -112,6 +112,79 @@ impl Rt {
     }
 }
 
+impl Rt {
+    /// Everything a container of this root may leave behind, named: mounts under the
+    /// root, cgroups under /rehost in every hierarchy (v1 controllers, name=systemd,
+    /// unified), engine state, and processes (the containers' own, found by their cgroup,
+    /// and ours: engine, console pump, port forwarder, found by this root in their
+    /// environment).
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .mounts()
+            .into_iter()
+            .map(|m| format!("mount {m}"))
+            .collect();
+        left.extend(
+            self.cgroups()
+                .iter()
+                .map(|c| format!("cgroup {}", c.display())),
+        );
+        if let Ok(rd) = std::fs::read_dir(self.root().join("engine")) {
+            left.extend(
+                rd.flatten()
+                    .map(|e| format!("engine state {}", e.path().display())),
+            );
+        }
+        let marker = format!("REHOST_ROOT={}", self.root().display());
+        let me = std::process::id().to_string();
+        for p in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = p.file_name().to_string_lossy().to_string();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                continue;
+            }
+            let cgroup = std::fs::read_to_string(p.path().join("cgroup")).unwrap_or_default();
+            let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
+            let ours = environ.split(|&b| b == 0).any(|v| v == marker.as_bytes());
+            let contained = self
+                .names
+                .iter()
+                .any(|n| cgroup.contains(&format!("/rehost/{n}")));
+            let zombie = std::fs::read_to_string(p.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(true);
+            if (ours || contained) && !zombie {
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                left.push(format!("process {pid}: {cmd}"));
+            }
+        }
+        left
+    }
+
+    /// Asserts nothing is left (see `leftovers`).
+    pub fn assert_clean(&self, after: &str) {
+        let left = self.leftovers();
+        assert!(
+            left.is_empty(),
+            "after {after}, left behind:\n{}",
+            left.join("\n")
+        );
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Drop for Rt {
     fn drop(&mut self) {
         for n in &self.names {
