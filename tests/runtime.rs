@@ -824,4 +824,30 @@ fn nothing_is_left_after_a_failed_start_ctrl_c_or_stop_and_rm() {
     rt.rehost_ok(&["rm", &name]);
     rt.assert_clean("run -d, stop and rm");
     assert!(!rt.root().join("containers").join(&name).exists());
+
+    // pid 1 exits by itself: its forwarder follows it (polled under a hang guard).
+    let name = rt.name("exits");
+    rt.rehost_ok(&[
+        "run",
+        "-d",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        img,
+        "/bin/true",
+    ]);
+    let start = std::time::Instant::now();
+    while !forwarder_of(&name).is_empty() {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the forwarder outlived pid 1"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    rt.rehost_ok(&["rm", &name]);
+    rt.assert_clean("pid 1 exiting by itself, then rm");
 }
