@@ -974,6 +974,40 @@ fn nothing_is_left_after_a_failed_start_ctrl_c_or_stop_and_rm() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     rt.rehost_ok(&["rm", &name]);
 
+    // SIGTERM to `rehost run` alone (a supervisor stopping it): the container gets its
+    // stop signal, and nothing is left.
+    let name = rt.name("sigterm");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args([
+            "run",
+            "--init",
+            "dumb-init",
+            "--name",
+            &name,
+            img,
+            "/bin/sleep",
+            "1000",
+        ])
+        .env("REHOST_ROOT", rt.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while rt.exec(&name, &["cat", "/proc/1/cmdline"]).1 != 0 {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the container never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "pid 1 ends on its stop signal");
+    rt.assert_clean("SIGTERM to an attached run");
+    rt.rehost_ok(&["rm", &name]);
+
     // run -d, stop, rm.
     let name = rt.name("stoprm");
     rt.rehost_ok(&[
@@ -991,4 +1025,30 @@ fn nothing_is_left_after_a_failed_start_ctrl_c_or_stop_and_rm() {
     rt.rehost_ok(&["rm", &name]);
     rt.assert_clean("run -d, stop and rm");
     assert!(!rt.root().join("containers").join(&name).exists());
+
+    // pid 1 exits by itself: its forwarder follows it (polled under a hang guard).
+    let name = rt.name("exits");
+    rt.rehost_ok(&[
+        "run",
+        "-d",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        img,
+        "/bin/true",
+    ]);
+    let start = std::time::Instant::now();
+    while !forwarder_of(&name).is_empty() {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the forwarder outlived pid 1"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    rt.rehost_ok(&["rm", &name]);
+    rt.assert_clean("pid 1 exiting by itself, then rm");
 }

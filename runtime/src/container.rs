@@ -275,10 +275,29 @@ impl Runtime {
         } else {
             ports::spawn(&state.name, &dir, listeners, &state.ports).map(Some)
         };
-        let status = match forwarder {
-            Ok(_) => self.engine.run_foreground(&state.name, &dir),
-            Err(e) => Err(e),
-        };
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let status = std::thread::scope(|scope| {
+            // SIGTERM or SIGHUP to rehost alone (a supervisor, a closed session) stops
+            // the container with its own stop signal. SIGINT is left to the engine, which
+            // gets Ctrl-C with us and passes it on; sending it again could make systemd
+            // see two ctrl-alt-del presses, a forced reboot.
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let sig = crate::signals::Deferred::received();
+                    if sig == libc::SIGTERM || sig == libc::SIGHUP {
+                        let _ = self.engine.kill(&state.name, state.stop_signal);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            let status = match forwarder {
+                Ok(_) => self.engine.run_foreground(&state.name, &dir),
+                Err(e) => Err(e),
+            };
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            status
+        });
         ports::stop(&dir);
         let _ = self.engine.delete(&state.name);
         remove_cgroups(&state.name);
