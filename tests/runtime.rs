@@ -1,5 +1,6 @@
 //! End-to-end tests of the bundled runtime: real converted Debian servers booted with
-//! `rehost run` on runc, hostile and corrupt images, and nothing left behind.
+//! `rehost run` on the embedded engine (and the same bundles under runc), hostile and
+//! corrupt images, and nothing left behind.
 
 mod common;
 
@@ -11,11 +12,25 @@ use std::path::Path;
 
 #[test]
 fn systemd_mode_boots_debian_systemd_with_its_services() {
+    boots_debian_systemd(None, "embedded");
+}
+
+/// The same bundles under runc: only `run` names the engine; exec, ps, stop and rm find
+/// it in the container's state.
+#[test]
+fn the_same_systemd_bundle_boots_under_runc() {
+    boots_debian_systemd(Some("runc"), "runc");
+}
+
+/// A systemd-mode container of debian-systemd, run detached (with `--oci-runtime
+/// oci_runtime` if given): it boots with its services, logs its boot, stops cleanly and
+/// leaves nothing behind.
+fn boots_debian_systemd(oci_runtime: Option<&str>, engine: &str) {
     let work = scratch();
     let image = converted("debian-systemd", work.path());
     let mut rt = Rt::new();
     let name = rt.name("systemd");
-    let printed = rt.rehost_ok(&[
+    let mut args = vec![
         "run",
         image.to_str().unwrap(),
         "--init",
@@ -23,7 +38,11 @@ fn systemd_mode_boots_debian_systemd_with_its_services() {
         "-d",
         "--name",
         &name,
-    ]);
+    ];
+    if let Some(r) = oci_runtime {
+        args.extend(["--oci-runtime", r]);
+    }
+    let printed = rt.rehost_ok(&args);
     assert_eq!(printed.trim(), name);
 
     let state = rt.wait_booted(&name);
@@ -54,6 +73,20 @@ fn systemd_mode_boots_debian_systemd_with_its_services() {
         .unwrap();
     assert_eq!(me["status"], "running");
     assert_eq!(me["mode"], "systemd");
+    assert_eq!(me["engine"], engine);
+    // Its systemd has a cgroup of its own in the name=systemd hierarchy, not the host's.
+    let pid1 = me["pid"].as_i64().unwrap();
+    let cgroups = fs::read_to_string(format!("/proc/{pid1}/cgroup")).unwrap();
+    let named = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":name=systemd:"))
+        .map(|(_, p)| p.to_string());
+    if let Some(path) = named {
+        assert!(
+            path.starts_with(&format!("/rehost/{name}")),
+            "systemd's cgroup: {path}"
+        );
+    }
 
     let stop: serde_json::Value =
         serde_json::from_str(&rt.rehost_ok(&["stop", &name, "--time", "60", "--json"])).unwrap();
