@@ -265,7 +265,10 @@ impl Runtime {
         // container; we must outlive it to clean up.
         let _signals = crate::signals::Deferred::install();
         let status = self.engine.run_foreground(&state.name, &dir);
-        let _ = self.engine.delete(&state.name);
+        // The engine deletes what it ran; this is for one that did not get to.
+        if self.engine.state(&state.name).is_some() {
+            let _ = self.engine.delete(&state.name);
+        }
         remove_cgroups(&state.name);
         if remove {
             rootfs::teardown(&dir)?;
