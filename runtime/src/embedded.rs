@@ -155,13 +155,17 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
                 .with_detach(detach)
                 .build()
         });
-    if let Some(back) = &back {
+    if let (Some(back), false) = (&back, detach) {
         // We wait for the container and delete it: out of its cgroup, or it stays busy.
+        // (Detached, we exit at once, which leaves it without a costly migration.)
         let _ = fs::write(back, std::process::id().to_string());
     }
     let mut container = match built {
         Ok(c) => c,
         Err(e) => {
+            if let Some(back) = &back {
+                let _ = fs::write(back, std::process::id().to_string());
+            }
             remove_cgroups(&cgroup, true);
             return Err(lc_err("run", e));
         }
