@@ -559,3 +559,35 @@ fn memory_and_pids_limits_reach_the_container_cgroups() {
     assert_eq!(values, [(64u64 << 20).to_string().as_str(), "50"]);
     assert!(rt.cgroups().is_empty(), "{:?}", rt.cgroups());
 }
+
+#[test]
+fn a_failed_start_names_the_cause_and_leaves_nothing() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("nostart");
+    let out = rt.rehost(&[
+        "run",
+        "-d",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        image.to_str().unwrap(),
+        "/no/such/program",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("rehost: error: embedded run: ") && err.contains("/no/such/program"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+    assert!(rt.mounts().is_empty(), "{:?}", rt.mounts());
+    assert!(rt.cgroups().is_empty(), "{:?}", rt.cgroups());
+    let engine_state: Vec<_> = fs::read_dir(rt.root().join("embedded"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(engine_state.is_empty(), "{engine_state:?}");
+}

@@ -58,7 +58,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match dispatch(&args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("embedded engine: {e}");
+            // The caller names the engine and the action around this line.
+            eprintln!("{e}");
             1
         }
     }
@@ -109,8 +110,9 @@ fn dispatch(args: &[String]) -> Result<i32, String> {
     }
 }
 
-fn lc_err(action: &str, e: impl std::fmt::Display) -> String {
-    format!("{action}: {e}")
+/// An error as the one line the caller shows.
+fn err_line(e: impl std::fmt::Display) -> String {
+    e.to_string()
 }
 
 /// `run [--detach] [--console-socket S] [--pid-file P] --bundle B ID`.
@@ -130,12 +132,8 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
     }
     let bundle = bundle.ok_or("run: --bundle is required")?;
     let id = id.ok_or("run: no container id")?;
-    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(|e| {
-        lc_err(
-            "run",
-            format!("{}: {e}", bundle.join("config.json").display()),
-        )
-    })?;
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+        .map_err(|e| format!("{}: {e}", bundle.join("config.json").display()))?;
     let cgroup = spec
         .linux()
         .as_ref()
@@ -144,7 +142,7 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
 
     // Inside the container's systemd cgroup while libcontainer makes it: the container's
     // processes inherit it and its cgroup namespace is rooted there.
-    let back = join_named_systemd(&cgroup).map_err(|e| lc_err("run", e))?;
+    let back = join_named_systemd(&cgroup).map_err(err_line)?;
     let built = ContainerBuilder::new(id.clone(), SyscallType::default())
         .with_root_path(root)
         .and_then(|b| b.with_pid_file(pid_file))
@@ -167,14 +165,14 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
                 let _ = fs::write(back, std::process::id().to_string());
             }
             remove_cgroups(&cgroup, true);
-            return Err(lc_err("run", e));
+            return Err(err_line(e));
         }
     };
     let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
     let started = loopback_up(pid).and_then(|_| container.start().map_err(|e| e.to_string()));
     if let Err(e) = started {
         let _ = delete(root, &id);
-        return Err(lc_err("run", e));
+        return Err(err_line(e));
     }
     if detach {
         return Ok(0);
@@ -245,7 +243,7 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
                 .with_detach(false)
                 .build()
         })
-        .map_err(|e| lc_err("exec", e))?;
+        .map_err(err_line)?;
     Ok(wait_forwarding(pid.as_raw()))
 }
 
