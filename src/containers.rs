@@ -20,7 +20,9 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode> {
     let rt = args.rt.runtime();
     rt.require_running(&args.name)?;
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let status = rt.engine.exec(&args.name, &args.command, tty)?;
+    let status = rt
+        .engine_for(&args.name)
+        .exec(&args.name, &args.command, tty)?;
     Ok(ExitCode::from(status.code().unwrap_or(255) as u8))
 }
 

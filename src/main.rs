@@ -65,6 +65,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The embedded engine: rehost re-executed by itself to run libcontainer in a process
+    // that does nothing else (hidden, not a user command).
+    let mut argv = std::env::args_os();
+    if argv
+        .nth(1)
+        .is_some_and(|a| a == runtime::embedded::SUBCOMMAND)
+    {
+        let code = runtime::embedded::main(argv.collect());
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     output::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {

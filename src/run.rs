@@ -13,12 +13,14 @@ pub struct RuntimeArgs {
     /// The runtime's directory: layer cache and containers [default: /var/lib/rehost as root].
     #[arg(long, env = "REHOST_ROOT", value_name = "DIR", global = true)]
     pub root: Option<PathBuf>,
-    /// The OCI runtime that runs the bundles: runc or a path to a compatible program.
+    /// The engine that runs new containers: embedded (youki's libcontainer inside
+    /// rehost, nothing to install), or an external OCI runtime handed the same bundle:
+    /// runc or a path to a compatible program. A container keeps the engine it was made with.
     #[arg(
         long,
         env = "REHOST_OCI_RUNTIME",
-        default_value = "runc",
-        value_name = "runc|PATH",
+        default_value = "embedded",
+        value_name = "embedded|runc|PATH",
         global = true
     )]
     pub oci_runtime: String,

@@ -1,5 +1,6 @@
 //! End-to-end tests of the bundled runtime: real converted Debian servers booted with
-//! `rehost run` on runc, hostile and corrupt images, and nothing left behind.
+//! `rehost run` on the embedded engine (and the same bundles under runc), hostile and
+//! corrupt images, and nothing left behind.
 
 mod common;
 
@@ -12,11 +13,25 @@ use std::path::{Path, PathBuf};
 
 #[test]
 fn systemd_mode_boots_debian_systemd_with_its_services() {
+    boots_debian_systemd(None, "embedded");
+}
+
+/// The same bundles under runc: only `run` names the engine; exec, ps, stop and rm find
+/// it in the container's state.
+#[test]
+fn the_same_systemd_bundle_boots_under_runc() {
+    boots_debian_systemd(Some("runc"), "runc");
+}
+
+/// A systemd-mode container of debian-systemd, run detached (with `--oci-runtime
+/// oci_runtime` if given): it boots with its services, logs its boot, stops cleanly and
+/// leaves nothing behind.
+fn boots_debian_systemd(oci_runtime: Option<&str>, engine: &str) {
     let work = scratch();
     let image = converted("debian-systemd", work.path());
     let mut rt = Rt::new();
     let name = rt.name("systemd");
-    let printed = rt.rehost_ok(&[
+    let mut args = vec![
         "run",
         image.to_str().unwrap(),
         "--init",
@@ -24,7 +39,11 @@ fn systemd_mode_boots_debian_systemd_with_its_services() {
         "-d",
         "--name",
         &name,
-    ]);
+    ];
+    if let Some(r) = oci_runtime {
+        args.extend(["--oci-runtime", r]);
+    }
+    let printed = rt.rehost_ok(&args);
     assert_eq!(printed.trim(), name);
 
     let state = rt.wait_booted(&name);
@@ -55,6 +74,20 @@ fn systemd_mode_boots_debian_systemd_with_its_services() {
         .unwrap();
     assert_eq!(me["status"], "running");
     assert_eq!(me["mode"], "systemd");
+    assert_eq!(me["engine"], engine);
+    // Its systemd has a cgroup of its own in the name=systemd hierarchy, not the host's.
+    let pid1 = me["pid"].as_i64().unwrap();
+    let cgroups = fs::read_to_string(format!("/proc/{pid1}/cgroup")).unwrap();
+    let named = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":name=systemd:"))
+        .map(|(_, p)| p.to_string());
+    if let Some(path) = named {
+        assert!(
+            path.starts_with(&format!("/rehost/{name}")),
+            "systemd's cgroup: {path}"
+        );
+    }
 
     let stop: serde_json::Value =
         serde_json::from_str(&rt.rehost_ok(&["stop", &name, "--time", "60", "--json"])).unwrap();
@@ -1051,4 +1084,36 @@ fn nothing_is_left_after_a_failed_start_ctrl_c_or_stop_and_rm() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     rt.rehost_ok(&["rm", &name]);
     rt.assert_clean("pid 1 exiting by itself, then rm");
+}
+
+#[test]
+fn a_failed_start_names_the_cause_and_leaves_nothing() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("nostart");
+    let out = rt.rehost(&[
+        "run",
+        "-d",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        image.to_str().unwrap(),
+        "/no/such/program",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("rehost: error: embedded run: ") && err.contains("/no/such/program"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+    assert!(rt.mounts().is_empty(), "{:?}", rt.mounts());
+    assert!(rt.cgroups().is_empty(), "{:?}", rt.cgroups());
+    let engine_state: Vec<_> = fs::read_dir(rt.root().join("embedded"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(engine_state.is_empty(), "{engine_state:?}");
 }

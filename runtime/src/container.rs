@@ -2,7 +2,7 @@
 //! the bundle (`config.json`, `rootfs/`, the overlay `upper/` and `work/`), `state.json`
 //! (what `ps` shows) and `log` (pid 1's output).
 
-use crate::engine::OciRuntime;
+use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
 use crate::image::Image;
 use crate::layers::LayerCache;
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 /// The runtime: a root directory for the layer cache and the containers, and an engine.
 pub struct Runtime {
     pub root: PathBuf,
-    pub engine: OciRuntime,
+    /// The engine new containers run on; a container keeps the one it was made with.
+    pub engine: Engine,
 }
 
 /// What `run` needs.
@@ -114,10 +115,20 @@ impl Drop for CreateGuard<'_> {
 }
 
 impl Runtime {
-    /// `oci_runtime`: `runc` or a path to a compatible program.
+    /// `oci_runtime`: `embedded` (youki's libcontainer inside rehost), `runc` or a path to
+    /// a compatible program.
     pub fn new(root: PathBuf, oci_runtime: &str) -> Self {
-        let engine = OciRuntime::new(oci_runtime, &root.join("engine"));
+        let engine = Engine::new(oci_runtime, &root);
         Runtime { root, engine }
+    }
+
+    /// The engine the container `name` was made with (recorded in its state), so that
+    /// `stop`, `exec` or `rm` reach it whichever engine the command was given.
+    pub fn engine_for(&self, name: &str) -> Engine {
+        match self.state(name) {
+            Ok(s) if s.engine != self.engine.name() => Engine::new(&s.engine, &self.root),
+            _ => self.engine.clone(),
+        }
     }
 
     pub fn container_dir(&self, name: &str) -> PathBuf {
@@ -299,7 +310,10 @@ impl Runtime {
             status
         });
         ports::stop(&dir);
-        let _ = self.engine.delete(&state.name);
+        // The engine deletes what it ran; this is for one that did not get to.
+        if self.engine.state(&state.name).is_some() {
+            let _ = self.engine.delete(&state.name);
+        }
         remove_cgroups(&state.name);
         if remove {
             rootfs::teardown(&dir)?;
@@ -329,7 +343,7 @@ impl Runtime {
 
     pub fn info(&self, name: &str) -> Result<ContainerInfo> {
         let state = self.state(name)?;
-        let engine = self.engine.state(name);
+        let engine = self.engine_for(name).state(name);
         Ok(ContainerInfo {
             state,
             status: engine
@@ -357,7 +371,7 @@ impl Runtime {
 
     /// Whether the engine has the container created or running.
     pub fn running(&self, name: &str) -> bool {
-        self.engine
+        self.engine_for(name)
             .state(name)
             .is_some_and(|s| s.status == "running" || s.status == "created")
     }
@@ -366,17 +380,18 @@ impl Runtime {
     /// deletes the container (running the poststop hooks) and the rootfs is unmounted.
     pub fn stop(&self, name: &str, timeout: Duration) -> Result<StopOutcome> {
         let state = self.state(name)?;
+        let engine = self.engine_for(name);
         let start = Instant::now();
         let was_running = self.running(name);
         let mut clean = true;
         if was_running {
-            self.engine.kill(name, state.stop_signal)?;
+            engine.kill(name, state.stop_signal)?;
             while self.running(name) && start.elapsed() < timeout {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if self.running(name) {
                 clean = false;
-                let _ = self.engine.kill(name, libc::SIGKILL);
+                let _ = engine.kill(name, libc::SIGKILL);
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while self.running(name) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(50));
@@ -385,8 +400,8 @@ impl Runtime {
         }
         let seconds = start.elapsed().as_secs_f64();
         ports::stop(&self.container_dir(name));
-        if self.engine.state(name).is_some() {
-            self.engine.delete(name)?;
+        if engine.state(name).is_some() {
+            engine.delete(name)?;
         }
         crate::console::stop_pump(&self.container_dir(name));
         release_mounts(&self.container_dir(name))?;
@@ -411,8 +426,9 @@ impl Runtime {
             self.stop(name, Duration::from_secs(0))?;
         }
         ports::stop(&self.container_dir(name));
-        if self.engine.state(name).is_some() {
-            self.engine.delete(name)?;
+        let engine = self.engine_for(name);
+        if engine.state(name).is_some() {
+            engine.delete(name)?;
         }
         crate::console::stop_pump(&self.container_dir(name));
         remove_cgroups(name);

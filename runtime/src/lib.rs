@@ -4,6 +4,7 @@
 
 pub mod console;
 pub mod container;
+pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod image;

@@ -1,0 +1,412 @@
+//! The embedded engine: youki's `libcontainer` run inside rehost itself, so nothing needs
+//! installing. libcontainer changes process-wide state (the dumpable flag, the working
+//! directory, signal dispositions), so it never runs in the command's own process: rehost
+//! re-executes itself as `rehost __engine --root DIR COMMAND…`, a child that does nothing
+//! else. That child speaks the subset of runc's command line the runtime uses (`run`,
+//! `exec`, `kill`, `delete`, `state`), so one code path drives both engines.
+//!
+//! What the runtime adds around libcontainer on hosts with hybrid cgroups:
+//! - libcontainer manages only the v1 controllers; the `name=systemd` hierarchy is joined
+//!   here before the container is made, so the container's cgroup namespace (and the
+//!   systemd inside it) is rooted at its own cgroup and not the host's;
+//! - systemd inside makes child cgroups libcontainer does not know: they are removed
+//!   depth-first before libcontainer's delete, which would fail on them;
+//! - the loopback interface of the new network namespace is brought up.
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::syscall::syscall::SyscallType;
+use std::ffi::OsString;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The hidden subcommand rehost re-executes itself with.
+pub const SUBCOMMAND: &str = "__engine";
+
+/// Where the cgroup v1 hierarchies are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// What the embedded engine says of a container, read in the caller's process: loading
+/// the state changes nothing process-wide.
+pub fn state(root: &Path, id: &str) -> Option<(String, i32)> {
+    // Only what exists: libcontainer logs an error for a missing state.
+    let dir = root.join(id);
+    if !dir.join("state.json").is_file() {
+        return None;
+    }
+    let c = Container::load(dir).ok()?;
+    let status = match c.status() {
+        ContainerStatus::Creating => "creating",
+        ContainerStatus::Created => "created",
+        ContainerStatus::Running => "running",
+        ContainerStatus::Stopped => "stopped",
+        ContainerStatus::Paused => "paused",
+    };
+    Some((status.to_string(), c.pid().map(|p| p.as_raw()).unwrap_or(0)))
+}
+
+/// The entry point of `rehost __engine ARGS…` (ARGS without the subcommand); gives the
+/// process's exit code. Errors go to stderr as one line.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match dispatch(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            // The caller names the engine and the action around this line.
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<i32, String> {
+    let mut it = args.iter().peekable();
+    let mut root = None;
+    while let Some(a) = it.peek() {
+        if *a == "--root" {
+            it.next();
+            root = it.next().map(PathBuf::from);
+        } else {
+            break;
+        }
+    }
+    let root = root.ok_or("--root DIR is required")?;
+    fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let cmd = it
+        .next()
+        .ok_or("no command (run, exec, kill, delete, state)")?;
+    let rest: Vec<String> = it.cloned().collect();
+    match cmd.as_str() {
+        "run" => run(&root, &rest),
+        "exec" => exec(&root, &rest),
+        "kill" => match rest.as_slice() {
+            [id, sig] => kill(&root, id, sig),
+            _ => Err("usage: kill ID SIGNAL".into()),
+        },
+        "delete" => match rest.as_slice() {
+            [force, id] if force == "--force" => delete(&root, id).map(|_| 0),
+            [id] => delete(&root, id).map(|_| 0),
+            _ => Err("usage: delete [--force] ID".into()),
+        },
+        "state" => match rest.as_slice() {
+            [id] => {
+                let (status, pid) =
+                    state(&root, id).ok_or(format!("container `{id}` does not exist"))?;
+                println!(
+                    "{}",
+                    serde_json::json!({"id": id, "status": status, "pid": pid})
+                );
+                Ok(0)
+            }
+            _ => Err("usage: state ID".into()),
+        },
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
+
+/// An error as the one line the caller shows.
+fn err_line(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// `run [--detach] [--console-socket S] [--pid-file P] --bundle B ID`.
+fn run(root: &Path, args: &[String]) -> Result<i32, String> {
+    let (mut detach, mut console, mut pid_file, mut bundle, mut id) =
+        (false, None, None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--detach" | "-d" => detach = true,
+            "--console-socket" => console = it.next().map(PathBuf::from),
+            "--pid-file" => pid_file = it.next().map(PathBuf::from),
+            "--bundle" | "-b" => bundle = it.next().map(PathBuf::from),
+            s if !s.starts_with('-') && id.is_none() => id = Some(s.to_string()),
+            s => return Err(format!("run: unexpected argument `{s}`")),
+        }
+    }
+    let bundle = bundle.ok_or("run: --bundle is required")?;
+    let id = id.ok_or("run: no container id")?;
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+        .map_err(|e| format!("{}: {e}", bundle.join("config.json").display()))?;
+    let cgroup = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .ok_or("run: the config has no linux.cgroupsPath")?;
+
+    // Inside the container's systemd cgroup while libcontainer makes it: the container's
+    // processes inherit it and its cgroup namespace is rooted there.
+    let back = join_named_systemd(&cgroup).map_err(err_line)?;
+    let built = ContainerBuilder::new(id.clone(), SyscallType::default())
+        .with_root_path(root)
+        .and_then(|b| b.with_pid_file(pid_file))
+        .map(|b| b.with_console_socket(console))
+        .and_then(|b| {
+            b.as_init(&bundle)
+                .with_systemd(false)
+                .with_detach(detach)
+                .build()
+        });
+    if let (Some(back), false) = (&back, detach) {
+        // We wait for the container and delete it: out of its cgroup, or it stays busy.
+        // (Detached, we exit at once, which leaves it without a costly migration.)
+        let _ = fs::write(back, std::process::id().to_string());
+    }
+    let mut container = match built {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(back) = &back {
+                let _ = fs::write(back, std::process::id().to_string());
+            }
+            remove_cgroups(&cgroup, true);
+            return Err(err_line(e));
+        }
+    };
+    let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
+    let started = loopback_up(pid).and_then(|_| container.start().map_err(|e| e.to_string()));
+    if let Err(e) = started {
+        let _ = delete(root, &id);
+        return Err(err_line(e));
+    }
+    if detach {
+        return Ok(0);
+    }
+    // Attached: pass the signals meant for the container on to it, wait, clean up.
+    let status = wait_forwarding(pid);
+    let _ = delete(root, &id);
+    Ok(status)
+}
+
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Waits for `pid` (our child), forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT to it;
+/// gives its exit code (128 + signal when killed).
+fn wait_forwarding(pid: i32) -> i32 {
+    FORWARD_TO.store(pid, Ordering::SeqCst);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: the handler only reads an atomic and calls kill.
+        unsafe {
+            libc::signal(
+                sig,
+                forward as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: plain waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return 255;
+        }
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}
+
+/// `exec [--tty] ID CMD…`: runs CMD in the container with our stdio, waits for it.
+fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
+    let mut args = args;
+    // A terminal is passed through: the command inherits ours.
+    if args.first().is_some_and(|a| a == "--tty" || a == "-t") {
+        args = &args[1..];
+    }
+    let (id, cmd) = args.split_first().ok_or("usage: exec [--tty] ID CMD…")?;
+    if cmd.is_empty() {
+        return Err("exec: no command".into());
+    }
+    let pid = ContainerBuilder::new(id.clone(), SyscallType::default())
+        .with_root_path(root)
+        .and_then(|b| {
+            b.as_tenant()
+                .with_container_args(cmd.to_vec())
+                .with_detach(false)
+                .build()
+        })
+        .map_err(err_line)?;
+    Ok(wait_forwarding(pid.as_raw()))
+}
+
+/// `kill ID SIGNAL`: the signal to the container's pid 1. Done directly, as libcontainer
+/// names no real-time signal (systemd stops on SIGRTMIN+3).
+fn kill(root: &Path, id: &str, sig: &str) -> Result<i32, String> {
+    let sig: i32 = sig
+        .parse()
+        .map_err(|_| format!("kill: `{sig}` is not a signal number"))?;
+    let (status, pid) = state(root, id).ok_or(format!("kill: container `{id}` does not exist"))?;
+    if pid <= 0 || status == "stopped" {
+        return Err(format!("kill: container `{id}` is not running"));
+    }
+    // SAFETY: sending a signal.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(format!("kill: {}", std::io::Error::last_os_error()));
+    }
+    Ok(0)
+}
+
+/// Deletes the container whatever its state: pid 1 (and with it the whole pid namespace)
+/// killed, the cgroups systemd made inside removed depth-first, then libcontainer's own
+/// delete (its cgroups, its state, the poststop hooks).
+fn delete(root: &Path, id: &str) -> Result<(), String> {
+    let mut c =
+        Container::load(root.join(id)).map_err(|e| format!("delete: container `{id}`: {e}"))?;
+    let cgroup = c
+        .spec()
+        .ok()
+        .map(|cfg| cfg.cgroup_path.clone())
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(pid) = c.pid().map(|p| p.as_raw()).filter(|&p| p > 0) {
+        if c.status() != ContainerStatus::Stopped {
+            // SAFETY: sending a signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if let Some(cg) = &cgroup {
+            wait_empty(cg);
+        }
+    }
+    if let Some(cg) = &cgroup {
+        remove_cgroups(cg, false);
+    }
+    c.delete(true).map_err(|e| format!("delete: {e}"))?;
+    if let Some(cg) = &cgroup {
+        remove_cgroups(cg, true);
+    }
+    Ok(())
+}
+
+/// The cgroup directory of `cgroup` (a cgroupsPath) in each hierarchy.
+fn cgroup_dirs(cgroup: &Path) -> Vec<PathBuf> {
+    let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
+    let Ok(rd) = fs::read_dir(CGROUP_ROOT) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|h| h.path().join(rel))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// Waits (a bounded moment) until no process is left in the container's cgroups.
+fn wait_empty(cgroup: &Path) {
+    fn busy(dir: &Path) -> bool {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if !procs.trim().is_empty() {
+            return true;
+        }
+        fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && busy(&e.path()))
+        })
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cgroup_dirs(cgroup).iter().any(|d| busy(d)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Removes the cgroups below the container's in every hierarchy, deepest first; with
+/// `itself`, the container's own too.
+fn remove_cgroups(cgroup: &Path, itself: bool) {
+    fn depth_first(dir: &Path) {
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    depth_first(&e.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(dir);
+    }
+    for dir in cgroup_dirs(cgroup) {
+        if itself {
+            depth_first(&dir);
+        } else if let Ok(rd) = fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    depth_first(&e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Moves this process into `cgroup` of the `name=systemd` hierarchy (when the host has
+/// one); gives the `cgroup.procs` of the cgroup it was in, to go back to.
+fn join_named_systemd(cgroup: &Path) -> Result<Option<PathBuf>, String> {
+    let base = Path::new(CGROUP_ROOT).join("systemd");
+    if !base.join("cgroup.procs").is_file() {
+        return Ok(None);
+    }
+    let own =
+        fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let current = own
+        .lines()
+        .find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p.to_string()))
+        .unwrap_or_else(|| "/".into());
+    let dir = base.join(cgroup.strip_prefix("/").unwrap_or(cgroup));
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let procs = dir.join("cgroup.procs");
+    fs::write(&procs, std::process::id().to_string())
+        .map_err(|e| format!("{}: {e}", procs.display()))?;
+    Ok(Some(
+        base.join(current.trim_start_matches('/'))
+            .join("cgroup.procs"),
+    ))
+}
+
+/// Brings up `lo` in the network namespace of `pid` (made, not yet started).
+fn loopback_up(pid: i32) -> Result<(), String> {
+    let err = |what: &str| format!("loopback: {what}: {}", std::io::Error::last_os_error());
+    let own = fs::File::open("/proc/self/ns/net").map_err(|e| format!("/proc/self/ns/net: {e}"))?;
+    let path = format!("/proc/{pid}/ns/net");
+    let theirs = fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: this process is single-threaded and does nothing else meanwhile; it goes
+    // back to its own namespace before returning.
+    unsafe {
+        if libc::setns(theirs.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+            return Err(err("setns"));
+        }
+        let result = (|| {
+            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if sock < 0 {
+                return Err(err("socket"));
+            }
+            // struct ifreq: the name in 16 bytes, then the flags (a short).
+            let mut req = [0u8; 40];
+            req[..2].copy_from_slice(b"lo");
+            let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, req.as_mut_ptr());
+            if r == 0 {
+                let flags = i16::from_ne_bytes([req[16], req[17]]) | libc::IFF_UP as i16;
+                req[16..18].copy_from_slice(&flags.to_ne_bytes());
+                r = libc::ioctl(sock, libc::SIOCSIFFLAGS, req.as_mut_ptr());
+            }
+            let e = (r != 0).then(|| err("SIOCSIFFLAGS"));
+            libc::close(sock);
+            e.map_or(Ok(()), Err)
+        })();
+        if libc::setns(own.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+            return Err(err("setns back"));
+        }
+        result
+    }
+}
