@@ -11,7 +11,7 @@
 use super::device::{
     be32, be64, corrupt, read_vec, BlockDevice, BufferCache as Cache, Device, FileDevice,
 };
-use super::readahead::ClusterCache;
+use super::readahead::{inflate, ClusterCache};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -270,18 +270,16 @@ fn decompress(
     len: usize,
 ) -> io::Result<Vec<u8>> {
     let input = read_vec(file, offset, len)?;
-    let mut out = vec![0u8; size];
-    let ok = if zstd {
+    let out = if zstd {
+        let mut out = vec![0u8; size];
         let mut d = zstd::bulk::Decompressor::new()?;
-        d.decompress_to_buffer(&input, &mut out)
-            .map(|n| n == size)
-            .unwrap_or(false)
+        let n = d.decompress_to_buffer(&input, &mut out).unwrap_or(0);
+        out.truncate(n);
+        out
     } else {
-        let mut d = flate2::Decompress::new(false);
-        d.decompress(&input, &mut out, flate2::FlushDecompress::Finish)
-            .is_ok()
-            && d.total_out() as usize == size
+        inflate(&input, false, size).unwrap_or_default()
     };
+    let ok = out.len() == size;
     if !ok {
         return Err(corrupt(format!(
             "{name}: compressed cluster at {offset} does not decompress to a whole cluster"

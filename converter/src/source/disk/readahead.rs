@@ -19,6 +19,8 @@
 
 use super::device::BufferCache;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use flate2::{Decompress, FlushDecompress};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io;
 use std::ops::Range;
@@ -237,6 +239,29 @@ fn work(shared: &Shared, jobs: &Receiver<(u64, usize)>) {
     }
 }
 
+/// Inflates a deflate stream (a zlib one with `zlib_header`) into at most `max` bytes.
+/// The decompressor is kept per thread and reset for each cluster: a fresh one would
+/// allocate its state and window every time. The output is not zeroed first.
+pub fn inflate(input: &[u8], zlib_header: bool, max: usize) -> io::Result<Vec<u8>> {
+    thread_local! {
+        static INFLATER: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+    }
+    INFLATER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let d = match slot.as_mut() {
+            Some(d) => {
+                d.reset(zlib_header);
+                d
+            }
+            None => slot.insert(Decompress::new(zlib_header)),
+        };
+        let mut out = Vec::with_capacity(max);
+        d.decompress_vec(input, &mut out, FlushDecompress::Finish)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(out)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +369,25 @@ mod tests {
         );
         cache.prefetch((0..WINDOW).map(|k| (k, 1)));
         drop(cache); // joins the workers: returns, with jobs still queued
+    }
+
+    #[test]
+    fn inflate_reuses_its_state_across_streams_of_both_kinds() {
+        use std::io::Write;
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        raw.write_all(&data).unwrap();
+        let raw = raw.finish().unwrap();
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        zlib.write_all(&data).unwrap();
+        let zlib = zlib.finish().unwrap();
+        for _ in 0..2 {
+            assert_eq!(inflate(&raw, false, data.len()).unwrap(), data);
+            assert_eq!(inflate(&zlib, true, data.len()).unwrap(), data);
+            // Capped at `max`, and garbage is an error, not a panic.
+            assert_eq!(inflate(&zlib, true, 10).unwrap(), data[..10]);
+            assert!(inflate(&[0xff; 64], true, 100).is_err());
+        }
     }
 
     #[test]

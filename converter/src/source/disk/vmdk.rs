@@ -9,8 +9,8 @@
 use super::device::{
     corrupt, le16, le32, le64, read_vec, BlockDevice, BufferCache, Device, FileDevice, Slice,
 };
-use super::readahead::ClusterCache;
-use std::io::{self, Read};
+use super::readahead::{self, ClusterCache};
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -159,10 +159,7 @@ fn inflate(file: &dyn BlockDevice, grain: u64, sector: u64) -> io::Result<Vec<u8
         )));
     }
     let data = read_vec(file, at + 12, size as usize)?;
-    let mut out = Vec::with_capacity(grain as usize);
-    flate2::read::ZlibDecoder::new(&data[..])
-        .take(grain)
-        .read_to_end(&mut out)
+    let mut out = readahead::inflate(&data, true, grain as usize)
         .map_err(|e| corrupt(format!("VMDK compressed grain at sector {sector}: {e}")))?;
     // The last grain of a disk may be short; the rest of it reads as zeros.
     out.resize(grain as usize, 0);
