@@ -16,6 +16,7 @@ mod mount;
 mod ova;
 pub mod partition;
 mod qcow2;
+mod readahead;
 mod source;
 mod vhd;
 mod vmdk;

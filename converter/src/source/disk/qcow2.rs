@@ -5,11 +5,13 @@
 //! 512 MiB of disk at 64 KiB clusters), L2 tables and decompressed clusters go through
 //! fixed-size caches. The decompressed-cluster cache is what makes a compressed image
 //! fast: the files of one cluster are read one after another, and each would otherwise
-//! decompress the whole cluster again.
+//! decompress the whole cluster again. Compressed clusters after the one being read are
+//! decompressed ahead by worker threads ([`ClusterCache`]).
 
 use super::device::{
     be32, be64, corrupt, read_vec, BlockDevice, BufferCache as Cache, Device, FileDevice,
 };
+use super::readahead::{inflate, ClusterCache};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,16 +28,16 @@ const L2_COMPRESSED: u64 = 1 << 62;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 
 pub struct Qcow2 {
-    file: FileDevice,
+    file: Arc<FileDevice>,
     name: String,
     cluster_bits: u32,
     size: u64,
     l1: Vec<u64>,
-    zstd: bool,
     /// The disk below this one, where clusters this one does not hold are read from.
     backing: Option<Device>,
     l2_cache: Mutex<Cache>,
-    cluster_cache: Mutex<Cache>,
+    /// Decompressed clusters by host offset, filled ahead of the reader.
+    clusters: ClusterCache,
 }
 
 /// Where one guest cluster's data is.
@@ -152,16 +154,24 @@ impl Qcow2 {
         } else {
             None
         };
+        let file = Arc::new(file);
+        let clusters = {
+            let (file, name) = (file.clone(), name.clone());
+            let size = 1usize << cluster_bits;
+            ClusterCache::new(
+                CLUSTER_CACHE_BYTES >> cluster_bits,
+                Box::new(move |offset, len| decompress(&file, &name, zstd, size, offset, len)),
+            )
+        };
         Ok(Qcow2 {
             file,
             name,
             cluster_bits,
             size,
             l1,
-            zstd,
             backing,
             l2_cache: Mutex::new(Cache::new(L2_CACHE_BYTES >> cluster_bits)),
-            cluster_cache: Mutex::new(Cache::new(CLUSTER_CACHE_BYTES >> cluster_bits)),
+            clusters,
         })
     }
 
@@ -184,7 +194,11 @@ impl Qcow2 {
                 "L2 table at {offset} lies outside the image (truncated or corrupt)"
             )));
         }
-        let t = Arc::new(read_vec(&self.file, offset, self.cluster_size() as usize)?);
+        let t = Arc::new(read_vec(
+            self.file.as_ref(),
+            offset,
+            self.cluster_size() as usize,
+        )?);
         self.l2_cache.lock().unwrap().put(offset, t.clone());
         Ok(t)
     }
@@ -230,33 +244,48 @@ impl Qcow2 {
         Ok(Mapping::Data(offset))
     }
 
-    fn decompressed(&self, offset: u64, len: usize) -> io::Result<Arc<Vec<u8>>> {
-        if let Some(c) = self.cluster_cache.lock().unwrap().get(offset) {
-            return Ok(c);
+    /// Where the compressed clusters after `guest` are, for the read-ahead workers.
+    fn read_ahead(&self, guest: u64) {
+        let ahead = self.clusters.ahead_of(guest);
+        if ahead.is_empty() {
+            return;
         }
-        let input = read_vec(&self.file, offset, len)?;
-        let size = self.cluster_size() as usize;
-        let mut out = vec![0u8; size];
-        let ok = if self.zstd {
-            let mut d = zstd::bulk::Decompressor::new()?;
-            d.decompress_to_buffer(&input, &mut out)
-                .map(|n| n == size)
-                .unwrap_or(false)
-        } else {
-            let mut d = flate2::Decompress::new(false);
-            d.decompress(&input, &mut out, flate2::FlushDecompress::Finish)
-                .is_ok()
-                && d.total_out() as usize == size
-        };
-        if !ok {
-            return Err(self.bad(format!(
-                "compressed cluster at {offset} does not decompress to a whole cluster"
-            )));
-        }
-        let out = Arc::new(out);
-        self.cluster_cache.lock().unwrap().put(offset, out.clone());
-        Ok(out)
+        let jobs = ahead
+            .map_while(|g| self.map(g).ok())
+            .filter_map(|m| match m {
+                Mapping::Compressed { offset, len } => Some((offset, len)),
+                _ => None,
+            });
+        self.clusters.prefetch(jobs);
     }
+}
+
+/// Reads and decompresses the compressed cluster at `offset` (`len` bytes there).
+fn decompress(
+    file: &FileDevice,
+    name: &str,
+    zstd: bool,
+    size: usize,
+    offset: u64,
+    len: usize,
+) -> io::Result<Vec<u8>> {
+    let input = read_vec(file, offset, len)?;
+    let out = if zstd {
+        let mut out = vec![0u8; size];
+        let mut d = zstd::bulk::Decompressor::new()?;
+        let n = d.decompress_to_buffer(&input, &mut out).unwrap_or(0);
+        out.truncate(n);
+        out
+    } else {
+        inflate(&input, false, size).unwrap_or_default()
+    };
+    let ok = out.len() == size;
+    if !ok {
+        return Err(corrupt(format!(
+            "{name}: compressed cluster at {offset} does not decompress to a whole cluster"
+        )));
+    }
+    Ok(out)
 }
 
 impl BlockDevice for Qcow2 {
@@ -298,7 +327,8 @@ impl BlockDevice for Qcow2 {
                     self.file.read_at(out, host + within)?;
                 }
                 Mapping::Compressed { offset, len } => {
-                    let c = self.decompressed(offset, len)?;
+                    self.read_ahead(pos / cs);
+                    let c = self.clusters.get(offset, len)?;
                     out.copy_from_slice(&c[within as usize..within as usize + n]);
                 }
             }

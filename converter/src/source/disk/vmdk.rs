@@ -3,12 +3,14 @@
 //! the real header in a footer at the end).
 //!
 //! The image is read through any [`BlockDevice`], so a disk inside an OVA is read in
-//! place from the archive. Grain tables and inflated grains go through fixed-size caches.
+//! place from the archive. Grain tables and inflated grains go through fixed-size caches;
+//! the compressed grains after the one being read are inflated ahead by worker threads.
 
 use super::device::{
     corrupt, le16, le32, le64, read_vec, BlockDevice, BufferCache, Device, FileDevice, Slice,
 };
-use std::io::{self, Read};
+use super::readahead::{self, ClusterCache};
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +29,8 @@ pub struct Vmdk {
     gd: Vec<u32>,
     compressed: bool,
     gt_cache: Mutex<BufferCache>,
-    grain_cache: Mutex<BufferCache>,
+    /// Inflated grains by sector, filled ahead of the reader.
+    grains: ClusterCache,
 }
 
 impl Vmdk {
@@ -83,6 +86,13 @@ impl Vmdk {
             .map(|i| le32(&raw, i * 4))
             .collect();
         let gt_bytes = (gtes_per_gt * 4) as usize;
+        let grains = {
+            let file = file.clone();
+            ClusterCache::new(
+                (GRAIN_CACHE_BYTES / grain) as usize,
+                Box::new(move |sector, _| inflate(file.as_ref(), grain, sector)),
+            )
+        };
         Ok(Vmdk {
             file,
             capacity,
@@ -91,7 +101,7 @@ impl Vmdk {
             gd,
             compressed,
             gt_cache: Mutex::new(BufferCache::new(GT_CACHE_BYTES as usize / gt_bytes)),
-            grain_cache: Mutex::new(BufferCache::new((GRAIN_CACHE_BYTES / grain) as usize)),
+            grains,
         })
     }
 
@@ -122,30 +132,38 @@ impl Vmdk {
         Ok(le32(&table, ((index % self.gtes_per_gt) * 4) as usize) as u64)
     }
 
-    fn inflated(&self, sector: u64) -> io::Result<Arc<Vec<u8>>> {
-        if let Some(g) = self.grain_cache.lock().unwrap().get(sector) {
-            return Ok(g);
+    /// Where the compressed grains after `index` are, for the read-ahead workers.
+    fn read_ahead(&self, index: u64) {
+        let ahead = self.grains.ahead_of(index);
+        if ahead.is_empty() {
+            return;
         }
-        let at = sector * SECTOR;
-        let marker = read_vec(self.file.as_ref(), at, 12)?;
-        let size = le32(&marker, 8) as u64;
-        if size == 0 || size > self.grain * 2 + 4096 {
-            return Err(corrupt(format!(
-                "VMDK compressed grain at sector {sector} has an impossible size"
-            )));
-        }
-        let data = read_vec(self.file.as_ref(), at + 12, size as usize)?;
-        let mut out = Vec::with_capacity(self.grain as usize);
-        flate2::read::ZlibDecoder::new(&data[..])
-            .take(self.grain)
-            .read_to_end(&mut out)
-            .map_err(|e| corrupt(format!("VMDK compressed grain at sector {sector}: {e}")))?;
-        // The last grain of a disk may be short; the rest of it reads as zeros.
-        out.resize(self.grain as usize, 0);
-        let out = Arc::new(out);
-        self.grain_cache.lock().unwrap().put(sector, out.clone());
-        Ok(out)
+        let last = self.capacity.div_ceil(self.grain);
+        let jobs = ahead
+            .take_while(|&g| g < last)
+            .map_while(|g| self.grain_sector(g).ok())
+            .filter(|&sector| sector > 1)
+            .map(|sector| (sector, 0));
+        self.grains.prefetch(jobs);
     }
+}
+
+/// Reads and inflates the compressed grain (behind its marker) at `sector`.
+fn inflate(file: &dyn BlockDevice, grain: u64, sector: u64) -> io::Result<Vec<u8>> {
+    let at = sector * SECTOR;
+    let marker = read_vec(file, at, 12)?;
+    let size = le32(&marker, 8) as u64;
+    if size == 0 || size > grain * 2 + 4096 {
+        return Err(corrupt(format!(
+            "VMDK compressed grain at sector {sector} has an impossible size"
+        )));
+    }
+    let data = read_vec(file, at + 12, size as usize)?;
+    let mut out = readahead::inflate(&data, true, grain as usize)
+        .map_err(|e| corrupt(format!("VMDK compressed grain at sector {sector}: {e}")))?;
+    // The last grain of a disk may be short; the rest of it reads as zeros.
+    out.resize(grain as usize, 0);
+    Ok(out)
 }
 
 impl BlockDevice for Vmdk {
@@ -171,7 +189,8 @@ impl BlockDevice for Vmdk {
             match self.grain_sector(pos / self.grain)? {
                 0 | 1 => out.fill(0),
                 sector if self.compressed => {
-                    let g = self.inflated(sector)?;
+                    self.read_ahead(pos / self.grain);
+                    let g = self.grains.get(sector, 0)?;
                     out.copy_from_slice(&g[within as usize..within as usize + n]);
                 }
                 sector => self.file.read_at(out, sector * SECTOR + within)?,
