@@ -447,20 +447,23 @@ impl Runtime {
     }
 }
 
+/// Removes a cgroup and every cgroup below it, deepest first (a cgroup directory goes
+/// only once it has no children).
+pub(crate) fn depth_first(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                depth_first(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 /// Removes what is left of the container's cgroups in every hierarchy, deepest first
 /// (systemd inside makes child cgroups the engine may not know), then the shared
 /// `rehost` parent when no other container uses it.
 fn remove_cgroups(name: &str) {
-    fn depth_first(dir: &Path) {
-        if let Ok(rd) = fs::read_dir(dir) {
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    depth_first(&e.path());
-                }
-            }
-        }
-        let _ = fs::remove_dir(dir);
-    }
     let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
         return;
     };

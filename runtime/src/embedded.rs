@@ -327,16 +327,7 @@ fn wait_empty(cgroup: &Path) {
 /// Removes the cgroups below the container's in every hierarchy, deepest first; with
 /// `itself`, the container's own too.
 fn remove_cgroups(cgroup: &Path, itself: bool) {
-    fn depth_first(dir: &Path) {
-        if let Ok(rd) = fs::read_dir(dir) {
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    depth_first(&e.path());
-                }
-            }
-        }
-        let _ = fs::remove_dir(dir);
-    }
+    use crate::container::depth_first;
     for dir in cgroup_dirs(cgroup) {
         if itself {
             depth_first(&dir);
