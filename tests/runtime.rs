@@ -747,6 +747,36 @@ fn body(response: &[u8]) -> &[u8] {
     &response[at + 4..]
 }
 
+/// `rehost run --init dumb-init --name NAME ARGS… /bin/sleep 1000` attached, in a process
+/// group of its own (a terminal's job); returns once pid 1 runs and `ready` holds (a hang
+/// guard, not a timing check).
+fn spawn_attached(
+    rt: &Rt,
+    name: &str,
+    args: &[&str],
+    ready: &dyn Fn() -> bool,
+) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args(["run", "--init", "dumb-init", "--name", name])
+        .args(args)
+        .args(["/bin/sleep", "1000"])
+        .env("REHOST_ROOT", rt.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while rt.exec(name, &["cat", "/proc/1/cmdline"]).1 != 0 || !ready() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the container never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child
+}
+
 fn forwarder_of(name: &str) -> Vec<String> {
     let mut found = Vec::new();
     for p in fs::read_dir("/proc").unwrap().flatten() {
@@ -972,34 +1002,10 @@ fn nothing_is_left_after_a_failed_start_ctrl_c_or_stop_and_rm() {
     // sends it), with a published port.
     let name = rt.name("ctrlc");
     let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
-        .args([
-            "run",
-            "--init",
-            "dumb-init",
-            "--name",
-            &name,
-            "-p",
-            &format!("127.0.0.1:{port}:80"),
-            img,
-            "/bin/sleep",
-            "1000",
-        ])
-        .env("REHOST_ROOT", rt.root())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    // Wait (a hang guard, not a timing check) until pid 1 runs its command.
-    let start = std::time::Instant::now();
-    while rt.exec(&name, &["cat", "/proc/1/cmdline"]).1 != 0 || forwarder_of(&name).is_empty() {
-        assert!(
-            start.elapsed().as_secs() < 120,
-            "the container never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let publish = format!("127.0.0.1:{port}:80");
+    let mut child = spawn_attached(&rt, &name, &["-p", &publish, img], &|| {
+        !forwarder_of(&name).is_empty()
+    });
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "pid 1 ends on SIGINT");
@@ -1010,31 +1016,7 @@ fn nothing_is_left_after_a_failed_start_ctrl_c_or_stop_and_rm() {
     // SIGTERM to `rehost run` alone (a supervisor stopping it): the container gets its
     // stop signal, and nothing is left.
     let name = rt.name("sigterm");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
-        .args([
-            "run",
-            "--init",
-            "dumb-init",
-            "--name",
-            &name,
-            img,
-            "/bin/sleep",
-            "1000",
-        ])
-        .env("REHOST_ROOT", rt.root())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while rt.exec(&name, &["cat", "/proc/1/cmdline"]).1 != 0 {
-        assert!(
-            start.elapsed().as_secs() < 120,
-            "the container never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut child = spawn_attached(&rt, &name, &[img], &|| true);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143), "pid 1 ends on its stop signal");

@@ -16,6 +16,17 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
+/// The container log opened for appending, as stdout and stderr of the engine.
+fn log_streams(log: &Path) -> Result<(File, File)> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error::io(log, e))?;
+    let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+    Ok((out, err))
+}
+
 /// An external OCI runtime with its own state directory.
 #[derive(Debug, Clone)]
 pub struct OciRuntime {
@@ -79,12 +90,7 @@ impl OciRuntime {
 
     /// Starts the container in the background; its output goes to `log`.
     pub fn run_detached(&self, id: &str, bundle: &Path, log: &Path) -> Result<()> {
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| Error::io(log, e))?;
-        let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+        let (out, err) = log_streams(log)?;
         let status = self
             .command()
             .args(["run", "--detach", "--bundle"])
@@ -107,12 +113,7 @@ impl OciRuntime {
     /// Starts the container in the background on a terminal: the engine hands us the
     /// pty master, and a process of ours copies the console into `log`.
     pub fn run_detached_console(&self, id: &str, bundle: &Path, log: &Path) -> Result<()> {
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| Error::io(log, e))?;
-        let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+        let (out, err) = log_streams(log)?;
         let sock = bundle.join("console.sock");
         let _ = std::fs::remove_file(&sock);
         let listener =
