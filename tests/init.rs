@@ -99,9 +99,8 @@ fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
     assert_eq!(std::fs::read(rootfs.join("etc/machine-id")).unwrap(), b"");
 
     let mut c = boot(&rootfs, work.path());
-    let status = c.wait_healthy(Duration::from_secs(60));
-    assert_active(
-        &status,
+    assert_serving(
+        &c,
         &[
             "ssh.service",
             "nginx.service",
@@ -109,11 +108,6 @@ fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
             "rsyslog.service",
             "marker.service",
         ],
-    );
-    let ports = c.listening();
-    assert!(
-        ports.contains(&22) && ports.contains(&80),
-        "listening: {ports:?}"
     );
 
     // New SSH host keys, not the source server's.
@@ -198,20 +192,14 @@ fn debian_systemd_serves_and_stops_cleanly_in_a_user_namespace() {
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let mut c = boot_in_user_namespace(&rootfs, work.path());
-    let status = c.wait_healthy(Duration::from_secs(60));
-    assert_active(
-        &status,
+    assert_serving(
+        &c,
         &[
             "ssh.service",
             "nginx.service",
             "cron.service",
             "rsyslog.service",
         ],
-    );
-    let ports = c.listening();
-    assert!(
-        ports.contains(&22) && ports.contains(&80),
-        "listening: {ports:?}"
     );
     // Root inside is an unprivileged id outside: nothing ran as the host's root.
     let uid = |pid: i32| {
@@ -472,6 +460,18 @@ fn sbin_init_mode_removes_gettys_and_dropped_rc_links() {
     assert!(link_exists(&rootfs.join("etc/rc0.d/K02rehost-hooks")));
     let depend = std::fs::read_to_string(rootfs.join("etc/init.d/.depend.stop")).unwrap();
     assert!(depend.contains("sendsigs: nginx rehost-hooks"), "{depend}");
+}
+
+/// The container becomes healthy with every one of `services` active, and sshd and
+/// nginx listen on 22 and 80.
+fn assert_serving(c: &Booted, services: &[&str]) {
+    let status = c.wait_healthy(Duration::from_secs(60));
+    assert_active(&status, services);
+    let ports = c.listening();
+    assert!(
+        ports.contains(&22) && ports.contains(&80),
+        "listening: {ports:?}"
+    );
 }
 
 /// Every one of `services` is listed active by `rehost-init status`.
