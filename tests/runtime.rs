@@ -568,6 +568,67 @@ fn memory_and_pids_limits_reach_the_container_cgroups() {
     assert!(rt.cgroups().is_empty(), "{:?}", rt.cgroups());
 }
 
+/// The cgroup v1 lines (`ID:CONTROLLERS:PATH`, controllers named) of a /proc/PID/cgroup.
+fn v1_cgroups(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            (!controllers.is_empty()).then(|| (controllers.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn pid_1_and_exec_run_in_the_container_cgroups_with_only_the_standard_devices() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("cgroups");
+    rt.rehost_ok(&[
+        "run",
+        "-d",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        image.to_str().unwrap(),
+        "sleep",
+        "300",
+    ]);
+    let ps: serde_json::Value = serde_json::from_str(&rt.rehost_ok(&["ps", "--json"])).unwrap();
+    let pid = ps[0]["pid"].as_i64().expect("pid 1 in ps --json");
+
+    // Seen from the host, pid 1 is in the container's cgroup in every v1 hierarchy,
+    // name=systemd included.
+    let host = v1_cgroups(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
+    assert!(host.iter().any(|(c, _)| c == "name=systemd"), "{host:?}");
+    let own = format!("/rehost/{name}");
+    assert!(host.iter().all(|(_, p)| *p == own), "{host:?}");
+
+    // What exec starts joins them too: inside, the cgroup namespace is rooted at the
+    // container's cgroup, so every hierarchy reads `/`.
+    let (inside, code) = rt.exec(&name, &["cat", "/proc/self/cgroup"]);
+    assert_eq!(code, 0);
+    let inside = v1_cgroups(&inside);
+    assert_eq!(inside.len(), host.len(), "{inside:?}");
+    assert!(inside.iter().all(|(_, p)| p == "/"), "{inside:?}");
+
+    // Every device denied but the standard ones.
+    let (devices, _) = rt.exec(&name, &["cat", "/sys/fs/cgroup/devices/devices.list"]);
+    let devices: Vec<&str> = devices.lines().collect();
+    assert!(!devices.contains(&"a *:* rwm"), "{devices:?}");
+    for d in ["c 1:3 rwm", "c 1:9 rwm", "c 5:2 rwm", "c 136:* rwm"] {
+        assert!(devices.contains(&d), "{d} not allowed: {devices:?}");
+    }
+    // The engine's way of placing processes leaves no mount in the host's namespace.
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host_mounts.contains("cgroup.procs"), "{host_mounts}");
+
+    rt.rehost_ok(&["rm", "--force", &name]);
+    rt.assert_clean("rm --force");
+}
+
 /// `rehost verify --json`'s report, and a lookup of one check in it.
 fn verify_report(rt: &Rt, args: &[&str]) -> (serde_json::Value, Option<i32>) {
     let mut all = vec!["verify", "--json", "--timeout", "90"];

@@ -6,12 +6,14 @@
 //! `exec`, `kill`, `delete`, `state`), so one code path drives both engines.
 //!
 //! What the runtime adds around libcontainer on hosts with hybrid cgroups:
-//! - libcontainer manages only the v1 controllers; the `name=systemd` hierarchy is joined
-//!   here before the container is made, so the container's cgroup namespace (and the
-//!   systemd inside it) is rooted at its own cgroup and not the host's;
-//! - systemd inside makes child cgroups libcontainer does not know: they are removed
-//!   depth-first before libcontainer's delete, which would fail on them;
+//! - the engine places the container in its cgroups itself, `name=systemd` included, so
+//!   the container's cgroup namespace (and the systemd inside it) is rooted at its own
+//!   cgroup and not the host's; the way it moves costs no RCU grace period (`cgroups.rs`);
+//! - delete removes the cgroups depth-first (systemd inside makes child cgroups
+//!   libcontainer does not know), runs the poststop hooks and removes the state;
 //! - the loopback interface of the new network namespace is brought up.
+
+mod cgroups;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
@@ -21,13 +23,9 @@ use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::{Duration, Instant};
 
 /// The hidden subcommand rehost re-executes itself with.
 pub const SUBCOMMAND: &str = "__engine";
-
-/// Where the cgroup v1 hierarchies are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// What the embedded engine says of a container, read in the caller's process: loading
 /// the state changes nothing process-wide.
@@ -140,33 +138,30 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
         .and_then(|l| l.cgroups_path().clone())
         .ok_or("run: the config has no linux.cgroupsPath")?;
 
-    // Inside the container's systemd cgroup while libcontainer makes it: the container's
-    // processes inherit it and its cgroup namespace is rooted there.
-    let back = join_named_systemd(&cgroup).map_err(err_line)?;
-    let built = ContainerBuilder::new(id.clone(), SyscallType::default())
-        .with_root_path(root)
-        .and_then(|b| b.with_pid_file(pid_file))
-        .map(|b| b.with_console_socket(console))
-        .and_then(|b| {
-            b.as_init(&bundle)
-                .with_systemd(false)
-                .with_detach(detach)
-                .build()
-        });
-    if let (Some(back), false) = (&back, detach) {
-        // We wait for the container and delete it: out of its cgroup, or it stays busy.
-        // (Detached, we exit at once, which leaves it without a costly migration.)
-        let _ = fs::write(back, std::process::id().to_string());
+    // The engine is in the container's cgroups while libcontainer makes it: the container's
+    // processes inherit them and its cgroup namespace is rooted there.
+    let placement = cgroups::Placement::join(&cgroup)?;
+    let built = placement.masked(|| {
+        ContainerBuilder::new(id.clone(), SyscallType::default())
+            .with_root_path(root)
+            .and_then(|b| b.with_pid_file(pid_file))
+            .map(|b| b.with_console_socket(console))
+            .and_then(|b| {
+                b.as_init(&bundle)
+                    .with_systemd(false)
+                    .with_detach(detach)
+                    .build()
+            })
+    });
+    if !detach {
+        // We wait for the container and delete it: out of its cgroups, or they stay busy.
+        // (Detached, we exit at once, which leaves them as well.)
+        placement.leave();
     }
     let mut container = match built {
-        Ok(c) => c,
-        Err(e) => {
-            if let Some(back) = &back {
-                let _ = fs::write(back, std::process::id().to_string());
-            }
-            remove_cgroups(&cgroup, true);
-            return Err(err_line(e));
-        }
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(discard(root, &id, &cgroup, &placement, err_line(e))),
+        Err(e) => return Err(discard(root, &id, &cgroup, &placement, e)),
     };
     let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
     let started = loopback_up(pid).and_then(|_| container.start().map_err(|e| e.to_string()));
@@ -181,6 +176,22 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
     let status = wait_forwarding(pid);
     let _ = delete(root, &id);
     Ok(status)
+}
+
+/// After a failed make: what libcontainer left (its state, a process) and the cgroups go.
+fn discard(
+    root: &Path,
+    id: &str,
+    cgroup: &Path,
+    placement: &cgroups::Placement,
+    e: String,
+) -> String {
+    placement.leave();
+    if root.join(id).join("state.json").is_file() {
+        let _ = delete(root, id);
+    }
+    cgroups::remove(cgroup);
+    e
 }
 
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
@@ -235,15 +246,32 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
     if cmd.is_empty() {
         return Err("exec: no command".into());
     }
-    let pid = ContainerBuilder::new(id.clone(), SyscallType::default())
-        .with_root_path(root)
-        .and_then(|b| {
-            b.as_tenant()
-                .with_container_args(cmd.to_vec())
-                .with_detach(false)
-                .build()
-        })
-        .map_err(err_line)?;
+    let build = || {
+        ContainerBuilder::new(id.clone(), SyscallType::default())
+            .with_root_path(root)
+            .and_then(|b| {
+                b.as_tenant()
+                    .with_container_args(cmd.to_vec())
+                    .with_detach(false)
+                    .build()
+            })
+    };
+    // In the container's cgroups, placed as `run` places pid 1. Not for a container that
+    // is not running: libcontainer says why it cannot exec.
+    let cgroup = match state(root, id) {
+        Some((status, _)) if status == "running" => cgroup_path(root, id),
+        _ => None,
+    };
+    let pid = match cgroup {
+        Some(cgroup) => {
+            let placement = cgroups::Placement::join(&cgroup)?;
+            let built = placement.masked(build);
+            placement.leave();
+            built?
+        }
+        None => build(),
+    }
+    .map_err(err_line)?;
     Ok(wait_forwarding(pid.as_raw()))
 }
 
@@ -264,15 +292,22 @@ fn kill(root: &Path, id: &str, sig: &str) -> Result<i32, String> {
     Ok(0)
 }
 
+/// The cgroupsPath the container was made with.
+fn cgroup_path(root: &Path, id: &str) -> Option<PathBuf> {
+    let c = Container::load(root.join(id)).ok()?;
+    let path = c.spec().ok()?.cgroup_path;
+    (!path.as_os_str().is_empty()).then_some(path)
+}
+
 /// Deletes the container whatever its state: pid 1 (and with it the whole pid namespace)
-/// killed, the cgroups systemd made inside removed depth-first, then libcontainer's own
-/// delete (its cgroups, its state, the poststop hooks).
+/// killed, its cgroups removed depth-first, the poststop hooks run (as libcontainer's
+/// delete runs them), then its state removed.
 fn delete(root: &Path, id: &str) -> Result<(), String> {
     let mut c =
         Container::load(root.join(id)).map_err(|e| format!("delete: container `{id}`: {e}"))?;
-    let cgroup = c
-        .spec()
-        .ok()
+    let config = c.spec().ok();
+    let cgroup = config
+        .as_ref()
         .map(|cfg| cfg.cgroup_path.clone())
         .filter(|p| !p.as_os_str().is_empty());
     if let Some(pid) = c.pid().map(|p| p.as_raw()).filter(|&p| p > 0) {
@@ -281,88 +316,18 @@ fn delete(root: &Path, id: &str) -> Result<(), String> {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         if let Some(cg) = &cgroup {
-            wait_empty(cg);
+            cgroups::wait_empty(cg);
         }
     }
     if let Some(cg) = &cgroup {
-        remove_cgroups(cg, false);
+        cgroups::remove(cg);
     }
-    c.delete(true).map_err(|e| format!("delete: {e}"))?;
-    if let Some(cg) = &cgroup {
-        remove_cgroups(cg, true);
+    if let Some(hooks) = config.as_ref().and_then(|cfg| cfg.hooks.as_ref()) {
+        c.set_status(ContainerStatus::Stopped);
+        libcontainer::hooks::run_hooks(hooks.poststop().as_ref(), Some(&c.state), None, None, None)
+            .map_err(|e| format!("delete: poststop hook: {e}"))?;
     }
-    Ok(())
-}
-
-/// The cgroup directory of `cgroup` (a cgroupsPath) in each hierarchy.
-fn cgroup_dirs(cgroup: &Path) -> Vec<PathBuf> {
-    let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
-    let Ok(rd) = fs::read_dir(CGROUP_ROOT) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .map(|h| h.path().join(rel))
-        .filter(|d| d.is_dir())
-        .collect()
-}
-
-/// Waits (a bounded moment) until no process is left in the container's cgroups.
-fn wait_empty(cgroup: &Path) {
-    fn busy(dir: &Path) -> bool {
-        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        if !procs.trim().is_empty() {
-            return true;
-        }
-        fs::read_dir(dir).is_ok_and(|rd| {
-            rd.flatten()
-                .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && busy(&e.path()))
-        })
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cgroup_dirs(cgroup).iter().any(|d| busy(d)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Removes the cgroups below the container's in every hierarchy, deepest first; with
-/// `itself`, the container's own too.
-fn remove_cgroups(cgroup: &Path, itself: bool) {
-    use crate::container::depth_first;
-    for dir in cgroup_dirs(cgroup) {
-        if itself {
-            depth_first(&dir);
-        } else if let Ok(rd) = fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    depth_first(&e.path());
-                }
-            }
-        }
-    }
-}
-
-/// Moves this process into `cgroup` of the `name=systemd` hierarchy (when the host has
-/// one); gives the `cgroup.procs` of the cgroup it was in, to go back to.
-fn join_named_systemd(cgroup: &Path) -> Result<Option<PathBuf>, String> {
-    let base = Path::new(CGROUP_ROOT).join("systemd");
-    if !base.join("cgroup.procs").is_file() {
-        return Ok(None);
-    }
-    let own =
-        fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
-    let current = own
-        .lines()
-        .find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p.to_string()))
-        .unwrap_or_else(|| "/".into());
-    let dir = base.join(cgroup.strip_prefix("/").unwrap_or(cgroup));
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let procs = dir.join("cgroup.procs");
-    fs::write(&procs, std::process::id().to_string())
-        .map_err(|e| format!("{}: {e}", procs.display()))?;
-    Ok(Some(
-        base.join(current.trim_start_matches('/'))
-            .join("cgroup.procs"),
-    ))
+    fs::remove_dir_all(&c.root).map_err(|e| format!("delete: {}: {e}", c.root.display()))
 }
 
 /// Brings up `lo` in the network namespace of `pid` (made, not yet started).

@@ -8,9 +8,9 @@ use crate::modes::ModeProfile;
 use converter::image::oci::ImageConfig;
 use oci_spec::runtime::{
     Capability, HookBuilder, HooksBuilder, LinuxBuilder, LinuxCapabilitiesBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::Path;
@@ -122,7 +122,14 @@ pub fn generate(
     })
     .collect::<Result<Vec<_>>>()?;
 
-    let mut resources = LinuxResourcesBuilder::default();
+    // Every device denied, as runc's and podman's defaults do; the engine then allows
+    // the standard ones (null, zero, full, random, urandom, tty, console, ptmx, pts, tun).
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .map_err(spec_err)?]);
     if let Some(limit) = opts.memory {
         resources = resources.memory(
             LinuxMemoryBuilder::default()
