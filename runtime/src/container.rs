@@ -292,14 +292,15 @@ impl Runtime {
             // the container with its own stop signal. SIGINT is left to the engine, which
             // gets Ctrl-C with us and passes it on; sending it again could make systemd
             // see two ctrl-alt-del presses, a forced reboot.
-            scope.spawn(|| {
+            let watcher = scope.spawn(|| {
                 while !done.load(std::sync::atomic::Ordering::SeqCst) {
                     let sig = crate::signals::Deferred::received();
                     if sig == libc::SIGTERM || sig == libc::SIGHUP {
                         let _ = self.engine.kill(&state.name, state.stop_signal);
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    // Woken at once when the run ends, so the command does not linger.
+                    std::thread::park_timeout(Duration::from_millis(50));
                 }
             });
             let status = match forwarder {
@@ -307,6 +308,7 @@ impl Runtime {
                 Err(e) => Err(e),
             };
             done.store(true, std::sync::atomic::Ordering::SeqCst);
+            watcher.thread().unpark();
             status
         });
         ports::stop(&dir);
@@ -376,6 +378,36 @@ impl Runtime {
             .is_some_and(|s| s.status == "running" || s.status == "created")
     }
 
+    /// Waits up to `timeout` until the container is no longer running; whether it
+    /// stopped. `pid` (pid 1 on the host) is watched through a pidfd, which wakes us the
+    /// moment it exits; the engine's own state is then what says it stopped.
+    fn wait_stopped(&self, name: &str, pid: Option<i32>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        if let Some(pid) = pid {
+            // SAFETY: pidfd_open and poll on a descriptor we own and close.
+            unsafe {
+                let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+                if fd >= 0 {
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+                    libc::poll(&mut p, 1, ms);
+                    libc::close(fd);
+                }
+            }
+        }
+        while self.running(name) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// The stop signal, up to `timeout` for pid 1 to exit, then SIGKILL; then the engine
     /// deletes the container (running the poststop hooks) and the rootfs is unmounted.
     pub fn stop(&self, name: &str, timeout: Duration) -> Result<StopOutcome> {
@@ -385,17 +417,12 @@ impl Runtime {
         let was_running = self.running(name);
         let mut clean = true;
         if was_running {
+            let pid = engine.state(name).map(|s| s.pid).filter(|&p| p > 0);
             engine.kill(name, state.stop_signal)?;
-            while self.running(name) && start.elapsed() < timeout {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if self.running(name) {
+            if !self.wait_stopped(name, pid, timeout) {
                 clean = false;
                 let _ = engine.kill(name, libc::SIGKILL);
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while self.running(name) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                self.wait_stopped(name, pid, Duration::from_secs(10));
             }
         }
         let seconds = start.elapsed().as_secs_f64();

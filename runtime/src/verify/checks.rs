@@ -174,8 +174,9 @@ pub fn identity(c: &Inside, image_file: &dyn Fn(&str) -> Option<Vec<u8>>) -> Vec
 /// Orphans a child inside and checks that pid 1 adopts and reaps it.
 pub fn orphan_reaped(c: &Inside, timeout: Duration) -> CheckResult {
     let name = "orphaned zombie";
-    // The shell exits at once: its background `sleep` is orphaned and re-parented.
-    let (pid, ok) = c.run(&["sh", "-c", "sleep 1 & echo $!"]);
+    // The shell exits at once: its background `sleep` is orphaned and re-parented, and
+    // exits a moment later for pid 1 to reap.
+    let (pid, ok) = c.run(&["sh", "-c", "sleep 0.2 & echo $!"]);
     let Ok(pid) = pid.trim().parse::<u32>() else {
         return CheckResult::new("reap", name, false, format!("could not start one: {pid}"));
     };
@@ -206,7 +207,7 @@ pub fn orphan_reaped(c: &Inside, timeout: Duration) -> CheckResult {
             _ if start.elapsed() > timeout + Duration::from_secs(2) => {
                 return CheckResult::new("reap", name, false, format!("pid {pid} is still there"))
             }
-            _ => std::thread::sleep(Duration::from_millis(200)),
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }
