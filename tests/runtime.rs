@@ -629,6 +629,57 @@ fn pid_1_and_exec_run_in_the_container_cgroups_with_only_the_standard_devices() 
     rt.assert_clean("rm --force");
 }
 
+#[test]
+fn exec_from_a_terminal_gets_a_terminal_of_the_container_on_either_engine() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    for engine in ["embedded", "runc"] {
+        let name = rt.name("tty");
+        rt.rehost_ok(&[
+            "run",
+            "-d",
+            "--oci-runtime",
+            engine,
+            "--init",
+            "none",
+            "--name",
+            &name,
+            image.to_str().unwrap(),
+            "sleep",
+            "300",
+        ]);
+        // `script` gives rehost a terminal of 40 rows and 100 columns.
+        let inner = format!(
+            "stty rows 40 cols 100; {} exec {name} sh -c 'tty; stty size; exit 3'",
+            env!("CARGO_BIN_EXE_rehost")
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
+            .env("REHOST_ROOT", rt.root())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // One of the container's own ptys (its devpts counts from 0), never the caller's,
+        // sized as the caller's; the command's exit code comes back.
+        assert!(text.contains("/dev/pts/0"), "{engine}: {text}");
+        assert!(text.contains("40 100"), "{engine}: {text}");
+        assert_eq!(out.status.code(), Some(3), "{engine}: {text}");
+        // Without a terminal, none.
+        let (plain, code) = rt.exec(&name, &["sh", "-c", "tty"]);
+        assert_eq!((plain.as_str(), code), ("not a tty", 1), "{engine}");
+        rt.rehost_ok(&["rm", "--force", &name]);
+    }
+    rt.assert_clean("exec --tty");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rehost-exec-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// `rehost verify --json`'s report, and a lookup of one check in it.
 fn verify_report(rt: &Rt, args: &[&str]) -> (serde_json::Value, Option<i32>) {
     let mut all = vec!["verify", "--json", "--timeout", "90"];

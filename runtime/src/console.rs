@@ -1,16 +1,18 @@
-//! A console for inits that log only to a terminal (systemd writes its boot messages to
-//! /dev/console and nowhere else). The engine makes the pty and hands us its master over
-//! a unix socket (`--console-socket`); a small process of ours, detached from the
-//! command, copies the master into the container's log for the container's life.
+//! Terminals the engine makes inside a container, whose master it hands us over a unix
+//! socket (`--console-socket`):
+//! - a console for inits that log only to a terminal (systemd writes its boot messages
+//!   to /dev/console and nowhere else): a small process of ours, detached from the
+//!   command, copies the master into the container's log for the container's life;
+//! - the terminal of `exec --tty`, joined to the caller's for the command's life.
 
 use crate::error::{Error, IoContext, Result};
 use std::fs::File;
 use std::io::{IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::Child;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 /// The console pump's pid, beside the log.
@@ -22,11 +24,11 @@ pub fn stop_pump(dir: &Path) {
     crate::sidecar::end(&dir.join(PUMP_PID_FILE), false, Duration::from_secs(5));
 }
 
-/// Waits for the engine (`child`) to send the pty master on `listener`; gives up when
-/// the engine exits without sending one.
+/// Waits for the engine to send the pty master on `listener`; gives up (None) when
+/// `gone` says the sender exited without sending one.
 pub fn receive_master(
     listener: &UnixListener,
-    child: &mut Child,
+    mut gone: impl FnMut() -> bool,
     sock: &Path,
 ) -> Result<Option<OwnedFd>> {
     listener.set_nonblocking(true).at(sock)?;
@@ -57,7 +59,7 @@ pub fn receive_master(
                 ));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if child.try_wait().at(sock)?.is_some() {
+                if gone() {
                     return Ok(None);
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -112,4 +114,82 @@ pub fn spawn_pump(master: OwnedFd, log: &Path, init: i32) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The pty master of `exec --tty`, for the window-size handler.
+static EXEC_MASTER: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn pass_window_size(_: libc::c_int) {
+    let master = EXEC_MASTER.load(Ordering::SeqCst);
+    // SAFETY: two ioctls on descriptors that outlive the handler's installation.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if master >= 0 && libc::ioctl(0, libc::TIOCGWINSZ, &mut size) == 0 {
+            libc::ioctl(master, libc::TIOCSWINSZ, &size);
+        }
+    }
+}
+
+/// Joins the caller's terminal (stdin, stdout) to `master` while `wait` waits for the
+/// command: the caller's terminal in raw mode (keys, Ctrl-C included, go to the
+/// container's terminal, which makes the signals), its window size passed on now and on
+/// every SIGWINCH. Gives what `wait` gives, once the output is drained and the caller's
+/// terminal restored.
+pub fn join_terminal(master: OwnedFd, wait: impl FnOnce() -> i32) -> i32 {
+    let master = File::from(master);
+    let fd = master.as_raw_fd();
+    // SAFETY: termios calls on our stdin, restored below; the handler only does ioctls.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        let saved = (libc::tcgetattr(0, &mut t) == 0).then_some(t);
+        if let Some(mut raw) = saved {
+            libc::cfmakeraw(&mut raw);
+            libc::tcsetattr(0, libc::TCSANOW, &raw);
+        }
+        EXEC_MASTER.store(fd, Ordering::SeqCst);
+        libc::signal(
+            libc::SIGWINCH,
+            pass_window_size as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        saved
+    };
+    pass_window_size(libc::SIGWINCH);
+    let mut to_master = master.try_clone().ok();
+    std::thread::spawn(move || {
+        let (mut stdin, mut buf) = (std::io::stdin().lock(), [0u8; 4096]);
+        while let (Some(m), Ok(n @ 1..)) = (to_master.as_mut(), stdin.read(&mut buf)) {
+            if m.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let (drained, done) = std::sync::mpsc::channel();
+    let mut from_master = master;
+    std::thread::spawn(move || {
+        let (mut stdout, mut buf) = (std::io::stdout(), [0u8; 16 * 1024]);
+        loop {
+            match from_master.read(&mut buf) {
+                Ok(n @ 1..) => {
+                    let _ = stdout.write_all(&buf[..n]).and_then(|_| stdout.flush());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // EIO: every end of the container's terminal is closed.
+                _ => break,
+            }
+        }
+        let _ = drained.send(());
+    });
+    let code = wait();
+    // What the command wrote last; a process it left in the background may keep the
+    // terminal open, so not forever.
+    let _ = done.recv_timeout(Duration::from_millis(500));
+    // SAFETY: restoring what tcgetattr gave.
+    unsafe {
+        libc::signal(libc::SIGWINCH, libc::SIG_DFL);
+        EXEC_MASTER.store(-1, Ordering::SeqCst);
+        if let Some(t) = saved {
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+    }
+    code
 }

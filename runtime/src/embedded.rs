@@ -237,23 +237,29 @@ fn wait_forwarding(pid: i32) -> i32 {
 
 /// `exec [--tty] ID CMD…`: runs CMD in the container with our stdio, waits for it.
 fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
-    let mut args = args;
-    // A terminal is passed through: the command inherits ours.
-    if args.first().is_some_and(|a| a == "--tty" || a == "-t") {
-        args = &args[1..];
-    }
+    let tty = args.first().is_some_and(|a| a == "--tty" || a == "-t");
+    let args = if tty { &args[1..] } else { args };
     let (id, cmd) = args.split_first().ok_or("usage: exec [--tty] ID CMD…")?;
     if cmd.is_empty() {
         return Err("exec: no command".into());
     }
+    // With a terminal: the command gets one of the container's own (a pty of its devpts,
+    // never the caller's), which libcontainer makes for a detached process described by
+    // a process file, handing us its master on a socket.
+    let terminal = tty
+        .then(|| TerminalExec::prepare(root, id, cmd))
+        .transpose()?;
     let build = || {
         ContainerBuilder::new(id.clone(), SyscallType::default())
             .with_root_path(root)
+            .map(|b| b.with_console_socket(terminal.as_ref().map(|t| t.socket.clone())))
             .and_then(|b| {
-                b.as_tenant()
-                    .with_container_args(cmd.to_vec())
-                    .with_detach(false)
-                    .build()
+                let b = b.as_tenant();
+                match &terminal {
+                    Some(t) => b.with_process(Some(&t.process)).with_detach(true),
+                    None => b.with_container_args(cmd.to_vec()).with_detach(false),
+                }
+                .build()
             })
     };
     // In the container's cgroups, placed as `run` places pid 1. Not for a container that
@@ -271,8 +277,68 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
         }
         None => build(),
     }
-    .map_err(err_line)?;
-    Ok(wait_forwarding(pid.as_raw()))
+    .map_err(err_line)?
+    .as_raw();
+    match terminal {
+        Some(t) => {
+            let master = t.master()?;
+            Ok(crate::console::join_terminal(master, || {
+                wait_forwarding(pid)
+            }))
+        }
+        None => Ok(wait_forwarding(pid)),
+    }
+}
+
+/// The process file and console socket of an `exec --tty`, removed when dropped.
+struct TerminalExec {
+    process: PathBuf,
+    socket: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl TerminalExec {
+    /// The container's own process, with `cmd`, a terminal, as root in `/` (as an exec
+    /// without one).
+    fn prepare(root: &Path, id: &str, cmd: &[String]) -> Result<TerminalExec, String> {
+        let c = Container::load(root.join(id)).map_err(|e| format!("exec: `{id}`: {e}"))?;
+        let config = c.bundle().join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&config)
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_args(Some(cmd.to_vec()));
+        process.set_terminal(Some(true));
+        process.set_cwd("/".into());
+        process.set_user(Default::default());
+        // Short paths: a socket's may not exceed 107 bytes.
+        let base = std::env::temp_dir().join(format!("rehost-exec-{}", std::process::id()));
+        let path = base.with_extension("json");
+        let text = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
+        fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let socket = base.with_extension("sock");
+        let _ = fs::remove_file(&socket);
+        let exec = TerminalExec {
+            process: path,
+            listener: std::os::unix::net::UnixListener::bind(&socket)
+                .map_err(|e| format!("{}: {e}", socket.display()))?,
+            socket,
+        };
+        Ok(exec)
+    }
+
+    /// The pty master libcontainer sent (it has, once the process is made).
+    fn master(&self) -> Result<std::os::fd::OwnedFd, String> {
+        crate::console::receive_master(&self.listener, || true, &self.socket)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "exec: the engine sent no terminal".to_string())
+    }
+}
+
+impl Drop for TerminalExec {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.process);
+        let _ = fs::remove_file(&self.socket);
+    }
 }
 
 /// `kill ID SIGNAL`: the signal to the container's pid 1. Done directly, as libcontainer

@@ -133,7 +133,11 @@ impl OciRuntime {
             .stderr(err)
             .spawn()
             .map_err(|e| self.err("run", e.to_string()))?;
-        let master = crate::console::receive_master(&listener, &mut child, &sock);
+        let master = crate::console::receive_master(
+            &listener,
+            || child.try_wait().map_or(true, |s| s.is_some()),
+            &sock,
+        );
         let _ = std::fs::remove_file(&sock);
         let status = child.wait().map_err(|e| self.err("run", e.to_string()))?;
         if !status.success() {
