@@ -74,11 +74,12 @@ pub struct Args {
     /// Copy the layers instead of mounting them with overlayfs.
     #[arg(long)]
     no_overlay: bool,
-    /// Publish a container port on the host: [IP:]HOSTPORT:PORT, repeatable. Without IP
-    /// the port is open on every host address (0.0.0.0), as docker does; give
+    /// Publish a container port on the host: [IP:]HOSTPORT:PORT[/udp], repeatable.
+    /// Without IP the port is open on every host address (0.0.0.0), as docker does; give
     /// 127.0.0.1:HOSTPORT:PORT to keep it local. A forwarder process on the host connects
-    /// each connection to 127.0.0.1:PORT inside the container (no iptables).
-    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOSTPORT:PORT")]
+    /// each connection (or UDP client) to 127.0.0.1:PORT inside the container (no
+    /// iptables).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOSTPORT:PORT[/udp]")]
     publish: Vec<PortMapping>,
     /// Remove the container when it exits (attached runs).
     #[arg(long)]

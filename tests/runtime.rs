@@ -906,6 +906,65 @@ fn forwarder_of(name: &str) -> Vec<String> {
 }
 
 #[test]
+fn a_published_udp_port_answers_each_client_and_closes_with_the_container() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("udp");
+    let port = free_port();
+    // A UDP echo server inside, in the image's own perl: it answers each datagram to its
+    // sender, prefixed.
+    let server = r#"$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:9999", Proto => "udp") or die "$!";
+        while (1) { $s->recv($m, 65535); $s->send("echo:$m"); }"#;
+    rt.rehost_ok(&[
+        "run",
+        "-d",
+        "--init",
+        "dumb-init",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{port}:9999/udp"),
+        image.to_str().unwrap(),
+        "perl",
+        "-MIO::Socket::INET",
+        "-e",
+        server,
+    ]);
+    let ps = rt.rehost_ok(&["ps"]);
+    assert!(ps.contains(&format!("127.0.0.1:{port}->9999/udp")), "{ps}");
+
+    // Two clients, each answered on its own address. The first datagrams may come before
+    // the server binds: they are lost, as UDP may lose them, so each client retries.
+    let ask = |text: &str| -> String {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..100 {
+            sock.send_to(text.as_bytes(), ("127.0.0.1", port)).unwrap();
+            if let Ok(n) = sock.recv(&mut buf) {
+                return String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+        }
+        panic!("no answer to {text}: {}", rt.rehost_ok(&["logs", &name]));
+    };
+    assert_eq!(ask("one"), "echo:one");
+    assert_eq!(ask("two"), "echo:two");
+    // A datagram larger than a page stays one datagram.
+    let big = "x".repeat(8000);
+    assert!(
+        ask(&big) == format!("echo:{big}"),
+        "8000 bytes did not come back whole"
+    );
+
+    rt.rehost_ok(&["rm", "--force", &name]);
+    rt.assert_clean("rm --force");
+    // The host port is free again.
+    std::net::UdpSocket::bind(("127.0.0.1", port)).expect("the port was released");
+}
+
+#[test]
 fn published_ports_reach_nginx_and_sshd_and_close_with_the_container() {
     let work = scratch();
     let image = converted("debian-systemd", work.path());

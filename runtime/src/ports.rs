@@ -1,7 +1,9 @@
-//! Publishing container ports on the host (`-p [IP:]HOSTPORT:PORT`) with no iptables, no
-//! bridge and no extra package: the container keeps its own network namespace with only
-//! `lo`, and a forwarder process on the host accepts on HOSTPORT and, for each connection,
-//! connects to 127.0.0.1:PORT inside the container's namespace and copies both ways.
+//! Publishing container ports on the host (`-p [IP:]HOSTPORT:PORT[/udp]`) with no
+//! iptables, no bridge and no extra package: the container keeps its own network namespace
+//! with only `lo`, and a forwarder process on the host accepts on HOSTPORT and, for each
+//! connection, connects to 127.0.0.1:PORT inside the container's namespace and copies both
+//! ways. UDP is relayed per client: each client address gets a socket of its own inside,
+//! whose replies go back to that client, until it is idle for [`UDP_IDLE`].
 //!
 //! The host ports are bound by `rehost run` before the container exists, so a port in use
 //! fails with nothing made. The bound sockets go to the forwarder as inherited fds: it is
@@ -14,9 +16,10 @@
 
 use crate::error::{Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,6 +34,11 @@ const PID_FILE: &str = "forwarder.pid";
 const FIRST_FD: i32 = 3;
 /// Per direction of each connection: memory stays bounded whatever the traffic.
 const BUFFER: usize = 32 * 1024;
+/// A UDP client's relay ends after this long without a datagram either way (docker's
+/// userland proxy waits 90 s).
+const UDP_IDLE: Duration = Duration::from_secs(90);
+/// UDP clients relayed at once, per port; datagrams from more are dropped.
+const UDP_CLIENTS: usize = 1024;
 
 /// One published port: connections to `host_ip:host_port` reach `127.0.0.1:port` inside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +46,26 @@ pub struct PortMapping {
     pub host_ip: IpAddr,
     pub host_port: u16,
     pub port: u16,
+    /// Recorded since UDP came; containers recorded before it are TCP.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
 }
 
 impl PortMapping {
@@ -50,13 +78,15 @@ impl FromStr for PortMapping {
     type Err = String;
 
     /// `HOSTPORT:PORT` (on every address, 0.0.0.0, as docker does), `IP:HOSTPORT:PORT`,
-    /// `[IPv6]:HOSTPORT:PORT`; an optional `/tcp` suffix.
+    /// `[IPv6]:HOSTPORT:PORT`; an optional `/tcp` or `/udp` suffix.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let bad = |why: &str| format!("`{s}`: {why} (expected [IP:]HOSTPORT:PORT)");
-        let body = s.strip_suffix("/tcp").unwrap_or(s);
-        if body.ends_with("/udp") {
-            return Err(bad("only TCP ports can be published"));
-        }
+        let bad = |why: &str| format!("`{s}`: {why} (expected [IP:]HOSTPORT:PORT[/udp])");
+        let (body, protocol) = match s.rsplit_once('/') {
+            Some((b, "tcp")) => (b, Protocol::Tcp),
+            Some((b, "udp")) => (b, Protocol::Udp),
+            Some((_, p)) => return Err(bad(&format!("unknown protocol `{p}` (tcp, udp)"))),
+            None => (s, Protocol::Tcp),
+        };
         let (rest, port) = body.rsplit_once(':').ok_or_else(|| bad("no `:`"))?;
         let (ip, host_port) = match rest.rsplit_once(':') {
             Some((ip, hp)) => {
@@ -76,22 +106,27 @@ impl FromStr for PortMapping {
             host_ip: ip,
             host_port: num(host_port, "host port")?,
             port: num(port, "container port")?,
+            protocol,
         })
     }
 }
 
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}->{}/tcp", self.host_addr(), self.port)
+        write!(f, "{}->{}/{}", self.host_addr(), self.port, self.protocol)
     }
 }
 
 /// Binds every host port, in order. A port in use is an error naming it.
-pub fn bind(mappings: &[PortMapping]) -> Result<Vec<TcpListener>> {
+pub fn bind(mappings: &[PortMapping]) -> Result<Vec<OwnedFd>> {
     mappings
         .iter()
         .map(|m| {
-            TcpListener::bind(m.host_addr()).map_err(|e| Error::Port {
+            match m.protocol {
+                Protocol::Tcp => TcpListener::bind(m.host_addr()).map(OwnedFd::from),
+                Protocol::Udp => UdpSocket::bind(m.host_addr()).map(OwnedFd::from),
+            }
+            .map_err(|e| Error::Port {
                 mapping: m.to_string(),
                 reason: e.to_string(),
             })
@@ -104,7 +139,7 @@ pub fn bind(mappings: &[PortMapping]) -> Result<Vec<TcpListener>> {
 pub fn spawn(
     name: &str,
     dir: &Path,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<OwnedFd>,
     mappings: &[PortMapping],
 ) -> Result<Child> {
     let exe = std::env::current_exe().at("/proc/self/exe")?;
@@ -119,11 +154,18 @@ pub fn spawn(
                 IpAddr::V6(v6) => format!("[{v6}]"),
                 v4 => v4.to_string(),
             };
-            format!("{ip}:{}:{}", m.host_port, m.port)
+            format!("{ip}:{}:{}/{}", m.host_port, m.port, m.protocol)
         }))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        // Its errors go to the container's log, where `rehost logs` shows them.
+        .stderr(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(dir.join("log"))
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+        );
     let fds: Vec<i32> = listeners.iter().map(|l| l.as_raw_fd()).collect();
     // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl, setsid).
     unsafe {
@@ -159,11 +201,29 @@ pub fn stop(dir: &Path) {
     crate::sidecar::end(&dir.join(PID_FILE), true, Duration::from_secs(5));
 }
 
-/// The forwarder: the listening sockets are fds 3.. in the order of `mappings`.
+/// A published port's host socket, in the forwarder.
+enum Listener {
+    Tcp(TcpListener),
+    Udp(UdpRelay),
+}
+
+/// The forwarder: the host sockets are fds 3.. in the order of `mappings`.
 pub fn serve(pid_file: &Path, mappings: &[PortMapping]) -> Result<()> {
-    // SAFETY: `spawn` placed exactly one listening socket per mapping at these fds.
-    let listeners: Vec<TcpListener> = (0..mappings.len())
-        .map(|i| unsafe { TcpListener::from_raw_fd(FIRST_FD + i as i32) })
+    // SAFETY: `spawn` placed exactly one socket per mapping, of its protocol, at these fds.
+    let listeners: Vec<Listener> = mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let fd = FIRST_FD + i as i32;
+            match m.protocol {
+                Protocol::Tcp => Listener::Tcp(unsafe { TcpListener::from_raw_fd(fd) }),
+                Protocol::Udp => Listener::Udp(UdpRelay {
+                    host: std::sync::Arc::new(unsafe { UdpSocket::from_raw_fd(fd) }),
+                    port: m.port,
+                    clients: Default::default(),
+                }),
+            }
+        })
         .collect();
     let Some(pid) = wait_for_pid(pid_file) else {
         return Ok(());
@@ -173,12 +233,16 @@ pub fn serve(pid_file: &Path, mappings: &[PortMapping]) -> Result<()> {
         Err(_) => return Ok(()), // pid 1 is already gone
     };
     enter_netns(pid.as_raw_nonzero().get())?;
-    for l in &listeners {
-        l.set_nonblocking(true).at(pid_file)?;
-    }
-    let mut polled: Vec<libc::pollfd> = listeners
+    let fds: Vec<i32> = listeners
         .iter()
-        .map(|l| l.as_raw_fd())
+        .map(|l| match l {
+            Listener::Tcp(t) => t.set_nonblocking(true).map(|_| t.as_raw_fd()),
+            Listener::Udp(u) => u.host.set_nonblocking(true).map(|_| u.host.as_raw_fd()),
+        })
+        .collect::<std::io::Result<_>>()
+        .at(pid_file)?;
+    let mut polled: Vec<libc::pollfd> = fds
+        .into_iter()
         .chain([pidfd.as_fd().as_raw_fd()])
         .map(|fd| libc::pollfd {
             fd,
@@ -203,19 +267,88 @@ pub fn serve(pid_file: &Path, mappings: &[PortMapping]) -> Result<()> {
             if polled[i].revents == 0 {
                 continue;
             }
-            loop {
-                match l.accept() {
-                    Ok((client, _)) => {
-                        let port = mappings[i].port;
-                        let _ = std::thread::Builder::new()
-                            .stack_size(64 * 1024)
-                            .spawn(move || forward(client, port));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => break, // e.g. the client reset before accept: next one
-                }
+            match l {
+                Listener::Tcp(l) => accept_all(l, mappings[i].port),
+                Listener::Udp(u) => u.relay_pending(),
             }
         }
+    }
+}
+
+/// Accepts every pending connection, each forwarded by a thread of its own.
+fn accept_all(l: &TcpListener, port: u16) {
+    loop {
+        match l.accept() {
+            Ok((client, _)) => {
+                let _ = std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || forward(client, port));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => break, // e.g. the client reset before accept: next one
+        }
+    }
+}
+
+/// A published UDP port: a socket inside per client address, connected to the port, and
+/// a thread per client that sends what comes back from inside to that client.
+struct UdpRelay {
+    host: std::sync::Arc<UdpSocket>,
+    port: u16,
+    clients: std::sync::Arc<std::sync::Mutex<HashMap<SocketAddr, std::sync::Arc<UdpSocket>>>>,
+}
+
+impl UdpRelay {
+    /// Relays every datagram waiting on the host socket into the container.
+    fn relay_pending(&self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let (n, client) = match self.host.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return, // WouldBlock: all read
+            };
+            if let Some(inner) = self.inner_for(client) {
+                // Nothing listening inside, a full buffer: lost, as UDP may lose it.
+                let _ = inner.send(&buf[..n]);
+            }
+        }
+    }
+
+    /// The client's socket inside, made (with its reply thread) on its first datagram;
+    /// None when too many clients are relayed already or no socket can be made.
+    fn inner_for(&self, client: SocketAddr) -> Option<std::sync::Arc<UdpSocket>> {
+        let mut clients = self.clients.lock().ok()?;
+        if let Some(inner) = clients.get(&client) {
+            return Some(inner.clone());
+        }
+        if clients.len() >= UDP_CLIENTS {
+            return None;
+        }
+        // This thread is in the container's network namespace: so is the socket.
+        let inner = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).ok()?;
+        inner.connect((Ipv4Addr::LOCALHOST, self.port)).ok()?;
+        inner.set_read_timeout(Some(UDP_IDLE)).ok()?;
+        let inner = std::sync::Arc::new(inner);
+        clients.insert(client, inner.clone());
+        let (back, host, all) = (inner.clone(), self.host.clone(), self.clients.clone());
+        let spawned = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                // Until idle (the read times out) or the port inside refuses.
+                while let Ok(n) = back.recv(&mut buf) {
+                    let _ = host.send_to(&buf[..n], client);
+                }
+                if let Ok(mut all) = all.lock() {
+                    all.remove(&client);
+                }
+            });
+        if spawned.is_err() {
+            clients.remove(&client);
+            return None;
+        }
+        Some(inner)
     }
 }
 
@@ -306,13 +439,20 @@ mod tests {
         assert_eq!(m.to_string(), "127.0.0.1:2222->22/tcp");
         let m: PortMapping = "[::1]:8443:443".parse().unwrap();
         assert_eq!(m.to_string(), "[::1]:8443->443/tcp");
+        let m: PortMapping = "5353:53/udp".parse().unwrap();
+        assert_eq!((m.port, m.protocol), (53, Protocol::Udp));
+        assert_eq!(m.to_string(), "0.0.0.0:5353->53/udp");
+        // What containers recorded before UDP came reads as TCP.
+        let old: PortMapping =
+            serde_json::from_str(r#"{"host_ip":"127.0.0.1","host_port":8080,"port":80}"#).unwrap();
+        assert_eq!(old.protocol, Protocol::Tcp);
         for bad in [
             "80",
             "x:80",
             "8080:0",
             "1.2.3:80:80",
             "70000:80",
-            "53:53/udp",
+            "53:53/sctp",
         ] {
             let e = bad.parse::<PortMapping>().unwrap_err();
             assert!(e.contains(bad), "{e}");
