@@ -107,7 +107,7 @@ fn rich_options(
     a: &InitArgs,
     plan: Option<(&converter::plan::Plan, String)>,
 ) -> Result<Option<RichOptions>> {
-    use converter::plan::{Action, HookWhen, InitMode};
+    use converter::plan::{HookWhen, InitMode};
     use rehost_init::config::{Mode, ServiceEntry, ServiceKind};
     let mode_name = match (&a.mode, &plan) {
         (Some(m), _) => m.clone(),
@@ -161,31 +161,11 @@ fn rich_options(
     let mut inline_hooks = Vec::new();
     let mut plan_digest = None;
     if let Some((p, digest)) = &plan {
+        let (keep, dropped) = converter::image::rich::plan_services(p);
         if services.is_empty() {
-            services = p
-                .services
-                .iter()
-                .filter(|d| d.action == Action::Keep)
-                // rehost-init runs services and timers; targets and sockets are the image
-                // init's business.
-                .filter(|d| {
-                    !d.name.contains('.')
-                        || d.name.ends_with(".service")
-                        || d.name.ends_with(".timer")
-                })
-                .map(|d| ServiceEntry {
-                    name: d.name.clone(),
-                    kind: ServiceKind::Systemd,
-                    critical: false,
-                })
-                .collect();
+            services = keep;
         }
-        drop.extend(
-            p.services
-                .iter()
-                .filter(|d| d.action != Action::Keep)
-                .map(|d| d.name.clone()),
-        );
+        drop.extend(dropped);
         if ports.is_empty() {
             ports = p
                 .port

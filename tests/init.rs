@@ -430,6 +430,56 @@ fn systemd_mode_hands_over_to_the_images_systemd_with_hooks_and_masks() {
 }
 
 #[test]
+fn without_a_plan_convert_keeps_and_drops_what_the_inspect_plan_decides() {
+    for (name, kept, dropped) in [
+        ("debian-systemd", "ssh.service", "apt-daily.timer"),
+        ("debian-sysvinit", "rc.local", "rmnologin"),
+    ] {
+        let work = Scratch::new("plan-or-not");
+        let source = fixture(name);
+        let plan = work.path().join("plan.toml");
+        run_ok(
+            std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+                .arg("inspect")
+                .arg(&source)
+                .arg("--plan")
+                .arg(&plan),
+        );
+        // The rehost layer's services, as the convert summary gives them.
+        let services = |extra: &[&std::ffi::OsStr]| -> (serde_json::Value, serde_json::Value) {
+            let out = run_ok(
+                std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+                    .arg("convert")
+                    .arg(&source)
+                    .arg("-o")
+                    .arg(work.path().join("image"))
+                    .args(["--force", "--json"])
+                    .args(extra)
+                    .env("REHOST_INIT", init_binary()),
+            );
+            let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+            (
+                summary["rich"]["kept"].clone(),
+                summary["rich"]["dropped"].clone(),
+            )
+        };
+        let without = services(&[]);
+        let with = services(&["--plan".as_ref(), plan.as_os_str()]);
+        assert_eq!(without, with, "{name}: without a plan vs with inspect's");
+        let has =
+            |list: &serde_json::Value, s: &str| list.as_array().unwrap().iter().any(|v| v == s);
+        assert!(
+            has(&without.0, kept) && !has(&without.1, kept),
+            "{name}: {without:?}"
+        );
+        assert!(
+            has(&without.1, dropped) && !has(&without.0, dropped),
+            "{name}: {without:?}"
+        );
+    }
+}
+
+#[test]
 fn sbin_init_mode_removes_gettys_and_dropped_rc_links() {
     let work = Scratch::new("sbin-init-mode");
     let rootfs = convert_and_unpack(

@@ -43,7 +43,8 @@ pub struct RichOptions {
     pub mode: Mode,
     /// The main command (dumb-init: required; rehost: optional).
     pub cmd: Vec<String>,
-    /// The services to keep; empty: what the image enables, without machine-only ones.
+    /// The services to keep; empty: the plan's (with `plan_digest`), else those the
+    /// server's family profiles keep of what it enables (as `rehost inspect` plans).
     pub services: Vec<ServiceEntry>,
     /// Services to drop from the default set.
     pub drop: Vec<String>,
@@ -161,16 +162,21 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
         Item::File(0o755, Content::HostFile(opts.init_binary.clone())),
     );
 
-    // Services kept and dropped.
+    // Services kept and dropped: the plan's or the flags' choice, else what `rehost
+    // inspect` would plan for this server (its inventory, decided by its family's
+    // profiles), so a convert without a plan keeps what one with the plan would.
     let all = discover::enabled_all(&fs);
-    let mut kept: Vec<ServiceEntry> = if opts.services.is_empty() {
-        discover::enabled(&fs)
+    let mut drop = opts.drop.clone();
+    let mut kept: Vec<ServiceEntry> = if opts.services.is_empty() && opts.plan_digest.is_none() {
+        let (keep, dropped) = decided_services(source)?;
+        drop.extend(dropped);
+        keep
     } else {
         opts.services.clone()
     };
     // A name without a unit suffix is a script or job of the image's own init.
     for e in &mut kept {
-        if e.kind == ServiceKind::Systemd && !e.name.contains('.') {
+        if e.kind == ServiceKind::Systemd && !is_unit_name(&e.name) {
             e.kind = match init_system {
                 InitSystem::Openrc => ServiceKind::Openrc,
                 InitSystem::Upstart => ServiceKind::Upstart,
@@ -182,7 +188,7 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
             };
         }
     }
-    kept.retain(|e| !opts.drop.iter().any(|d| same_service(d, &e.name)));
+    kept.retain(|e| !drop.iter().any(|d| same_service(d, &e.name)));
     for e in &mut kept {
         e.critical = opts.critical.iter().any(|c| same_service(c, &e.name));
     }
@@ -512,6 +518,65 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
 }
 
 /// `ssh` and `ssh.service` name the same service.
+/// What a plan decides for the services: those to keep, as rehost-init runs them (their
+/// kind is settled against the image's init later), and the names of those it drops or
+/// masks.
+pub fn plan_services(plan: &crate::plan::Plan) -> (Vec<ServiceEntry>, Vec<String>) {
+    use crate::plan::Action;
+    let keep = plan
+        .services
+        .iter()
+        .filter(|d| d.action == Action::Keep)
+        // rehost-init runs services, timers and scripts (`rc.local` is one); targets,
+        // sockets and the other unit kinds are the image init's business.
+        .filter(|d| {
+            !is_unit_name(&d.name) || d.name.ends_with(".service") || d.name.ends_with(".timer")
+        })
+        .map(|d| ServiceEntry {
+            name: d.name.clone(),
+            kind: ServiceKind::Systemd,
+            critical: false,
+        })
+        .collect();
+    let drop = plan
+        .services
+        .iter()
+        .filter(|d| d.action != Action::Keep)
+        .map(|d| d.name.clone())
+        .collect();
+    (keep, drop)
+}
+
+/// Whether `name` is a systemd unit's (its suffix a unit kind); otherwise it names a
+/// script or job of the image's own init (`ssh`, `rc.local`).
+fn is_unit_name(name: &str) -> bool {
+    const KINDS: [&str; 11] = [
+        "service",
+        "timer",
+        "target",
+        "socket",
+        "path",
+        "mount",
+        "automount",
+        "swap",
+        "slice",
+        "scope",
+        "device",
+    ];
+    name.rsplit_once('.')
+        .is_some_and(|(_, kind)| KINDS.contains(&kind))
+}
+
+/// The services `rehost inspect` would plan to keep and drop on this server.
+fn decided_services(source: &dyn Source) -> Result<(Vec<ServiceEntry>, Vec<String>)> {
+    let options = crate::inventory::InspectOptions { walk: false };
+    let inventory = crate::inventory::inspect(source, &options);
+    let profiles = crate::profile::Profile::for_family(&inventory.os.family)?;
+    Ok(plan_services(&crate::plan::Plan::decide(
+        &inventory, &profiles,
+    )))
+}
+
 fn same_service(a: &str, b: &str) -> bool {
     a == b || a.strip_suffix(".service") == Some(b) || b.strip_suffix(".service") == Some(a)
 }
