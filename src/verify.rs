@@ -140,9 +140,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        // The name column as wide as the longest name, so the details line up.
+        let width = report.checks.iter().map(|c| c.name.chars().count()).max();
+        let width = width.unwrap_or(0).max(24);
         for c in &report.checks {
             let mark = if c.passed { "ok  " } else { "FAIL" };
-            println!("{mark}  {:<8} {:<32} {}", c.kind, c.name, c.detail);
+            println!("{mark}  {:<8} {:<width$}  {}", c.kind, c.name, c.detail);
             for line in &c.log {
                 println!("        | {line}");
             }
