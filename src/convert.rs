@@ -34,7 +34,8 @@ pub struct Args {
     /// Leave out paths matching GLOB too (`*` stays in a directory, `**` crosses them).
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
-    /// A built-in profile's name or a profile file, instead of the default `base`.
+    /// A built-in profile's name or a profile file, instead of the default: `base` and
+    /// the profiles of the source's distribution family (from its os-release).
     #[arg(long, value_name = "NAME|FILE")]
     profile: Vec<String>,
     /// Keep everything: apply no profile's excludes.
@@ -271,6 +272,10 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         tag: args.tag.clone(),
         force: args.force,
         profiles,
+        // Without a plan or a choice of profiles: base and the source's own family.
+        family_profiles: args.plan.is_none()
+            && args.profile.is_empty()
+            && !args.no_default_excludes,
         excludes: args.exclude.clone(),
         include_mounts: args.include_mount.clone(),
         compression: args.compression,

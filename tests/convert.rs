@@ -242,6 +242,55 @@ fn every_kind_of_entry_and_metadata_is_kept() {
 }
 
 #[test]
+fn the_source_family_profile_applies_unless_profiles_are_chosen() {
+    let work = scratch();
+    let src = work.path().join("src");
+    run(
+        "sh",
+        &[
+            "-euc",
+            &format!(
+                "mkdir -p {0}/etc {0}/var/lib/apt/lists\n\
+                 printf 'ID=debian\\nVERSION_ID=12\\n' > {0}/etc/os-release\n\
+                 echo p > {0}/var/lib/apt/lists/deb.example_dists_bookworm_main_binary-amd64_Packages",
+                src.display()
+            ),
+        ],
+    );
+    let excluded = |extra: &[&str]| -> Vec<String> {
+        let image = work.path().join("image");
+        let mut args = vec![
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--force",
+            "--init",
+            "none",
+        ];
+        args.extend_from_slice(extra);
+        let s = convert_json(&args);
+        s["stats"]["excluded"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    // Found in its os-release: Debian's profile leaves out the package lists.
+    let by_default = excluded(&[]);
+    assert!(
+        by_default.iter().any(|r| r.contains("package lists")),
+        "{by_default:?}"
+    );
+    // A chosen profile replaces the default, as in inspect.
+    let chosen = excluded(&["--profile", "base"]);
+    assert!(
+        !chosen.iter().any(|r| r.contains("package lists")),
+        "{chosen:?}"
+    );
+}
+
+#[test]
 fn the_base_profile_and_user_globs_exclude_with_reasons() {
     let work = scratch();
     let src = work.path().join("src");

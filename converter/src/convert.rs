@@ -21,6 +21,9 @@ pub struct ConvertOptions {
     pub force: bool,
     /// The profiles whose excludes apply (none: nothing is excluded but `excludes`).
     pub profiles: Vec<Profile>,
+    /// Add the profiles of the source's OS family (found in its os-release) to
+    /// `profiles`, as `rehost inspect` chooses them.
+    pub family_profiles: bool,
     pub excludes: Vec<String>,
     pub include_mounts: Vec<PathBuf>,
     pub compression: Compression,
@@ -85,11 +88,17 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
     )?;
     let out = LayoutWriter::create(&options.output, options.format, options.force)?;
 
-    let mut rules: Vec<ExcludeRule> = options
-        .profiles
-        .iter()
-        .flat_map(|p| p.exclude.clone())
-        .collect();
+    let mut profiles = options.profiles.clone();
+    if options.family_profiles {
+        let family =
+            crate::inventory::os::detect(&crate::inventory::fs::Root::new(source.as_ref())).family;
+        for p in Profile::for_family(&family)? {
+            if !profiles.iter().any(|o| o.name == p.name) {
+                profiles.push(p);
+            }
+        }
+    }
+    let mut rules: Vec<ExcludeRule> = profiles.iter().flat_map(|p| p.exclude.clone()).collect();
     if let Some(own) = own_output(&options.source, &options.output, out.work_dir()) {
         rules.insert(0, own);
     }
