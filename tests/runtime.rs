@@ -409,6 +409,11 @@ fn verify_passes_on_debian_systemd_in_rehost_mode_and_leaves_nothing_behind() {
         xml.contains("failures=\"0\"") && xml.contains("name=\"nginx.service\""),
         "{xml}"
     );
+    // The same image under its own systemd: the poststop hooks run there too (convert
+    // installs them for every init the image has, not only the mode it was made for).
+    let (own, code) = verify_report(&rt, &[image.to_str().unwrap(), "--init", "systemd"]);
+    assert_eq!(code, Some(0), "{own:#}");
+    assert_eq!(check(&own, "hooks", "poststop hooks")["passed"], true);
     // The verify container is gone: no state, mounts or cgroups.
     assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
     assert!(rt.mounts().is_empty(), "{:?}", rt.mounts());

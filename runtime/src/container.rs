@@ -6,7 +6,7 @@ use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
 use crate::image::Image;
 use crate::layers::LayerCache;
-use crate::modes::{parse_signal, ImageInit, InitMode, MODE_LABEL};
+use crate::modes::{ImageInit, InitMode};
 use crate::ports::{self, PortMapping};
 use crate::rootfs::{self, RootfsKind};
 use crate::spec::{self, Options};
@@ -172,19 +172,7 @@ impl Runtime {
         let cache = LayerCache::new(&self.root);
         let kind = rootfs::prepare(&image, &cache, &dir, req.overlay)?;
 
-        let run = &image.config.config;
-        let image_cmd: Vec<String> = run
-            .entrypoint
-            .iter()
-            .flatten()
-            .chain(run.cmd.iter().flatten())
-            .cloned()
-            .collect();
-        let image_init = ImageInit {
-            cmd: image_cmd,
-            stop_signal: run.stop_signal.as_deref().and_then(parse_signal),
-            built_for: run.labels.get(MODE_LABEL).and_then(|m| m.parse().ok()),
-        };
+        let image_init = ImageInit::of(&image.config.config);
         let mode = req
             .mode
             .unwrap_or_else(|| InitMode::default_for(&image_init));

@@ -103,12 +103,62 @@ pub struct ImageInit {
     /// The mode `rehost convert` built the image for (label `io.rehost.init.mode`);
     /// `None` for an image without rehost's layer (`--init none`, or not ours).
     pub built_for: Option<InitMode>,
+    /// The image's own inits that run the poststop hooks (`systemd`, `sysv`, `openrc`:
+    /// label `io.rehost.init.hooks`), whatever mode it was built for.
+    pub hook_inits: Vec<String>,
 }
 
 /// The label `rehost convert` records the init mode in.
 pub const MODE_LABEL: &str = "io.rehost.init.mode";
 
 impl ImageInit {
+    /// What the image's configuration says.
+    pub fn of(run: &converter::image::oci::RunConfig) -> ImageInit {
+        ImageInit {
+            cmd: run
+                .entrypoint
+                .iter()
+                .flatten()
+                .chain(run.cmd.iter().flatten())
+                .cloned()
+                .collect(),
+            stop_signal: run.stop_signal.as_deref().and_then(parse_signal),
+            built_for: run.labels.get(MODE_LABEL).and_then(|m| m.parse().ok()),
+            hook_inits: run
+                .labels
+                .get(converter::image::rich::HOOKS_LABEL)
+                .map(|l| {
+                    l.split(',')
+                        .filter(|h| !h.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether the image's SysV or OpenRC init has convert's container inittab (no
+    /// gettys; ctrlaltdel, SIGINT, halts), installed with its poststop hooks.
+    fn sysv_like_hooks(&self) -> bool {
+        self.hook_inits.iter().any(|h| h == "sysv" || h == "openrc")
+    }
+
+    /// Whether the poststop hooks run when pid 1 is `mode`: rehost-init runs them itself;
+    /// the image's own init through what convert installed for it (an image converted
+    /// before the hooks label: for the mode it was built for only).
+    pub fn runs_poststop_hooks(&self, mode: InitMode) -> bool {
+        if !self.has_rehost_init() {
+            return false;
+        }
+        let installed = match mode {
+            InitMode::Rehost | InitMode::DumbInit => true,
+            InitMode::Systemd => self.hook_inits.iter().any(|h| h == "systemd"),
+            InitMode::SbinInit => self.sysv_like_hooks(),
+            InitMode::None => false,
+        };
+        installed || self.built_for == Some(mode)
+    }
+
     /// Whether the image carries rehost-init (and its hooks and configuration).
     fn has_rehost_init(&self) -> bool {
         matches!(self.built_for, Some(m) if m != InitMode::None)
@@ -181,9 +231,13 @@ impl InitMode {
                 } else {
                     vec!["/sbin/init".into()]
                 },
-                // An image converted for sbin-init halts on SIGINT (its ctrlaltdel entry
-                // is rewritten); otherwise SIGPWR runs SysV init's power-failure shutdown.
-                stop_signal: image_stop(libc::SIGPWR),
+                // An image rehost converted halts on SIGINT (its ctrlaltdel entry is
+                // rewritten); otherwise SIGPWR runs SysV init's power-failure shutdown.
+                stop_signal: image_stop(if image.sysv_like_hooks() {
+                    libc::SIGINT
+                } else {
+                    libc::SIGPWR
+                }),
                 // SysV's halt ends with reboot(2), which in a pid namespace ends only that
                 // namespace's init, and needs CAP_SYS_BOOT: without it init sits in
                 // runlevel 0 until it is killed.
@@ -259,6 +313,7 @@ mod tests {
             cmd: vec!["/bin/sh".into()],
             stop_signal: Some(libc::SIGQUIT),
             built_for: None,
+            hook_inits: Vec::new(),
         }
     }
 
@@ -267,6 +322,7 @@ mod tests {
             cmd: vec![REHOST_INIT.into()],
             stop_signal: Some(libc::SIGINT),
             built_for: Some(mode),
+            hook_inits: vec!["sysv".into()],
         }
     }
 
@@ -292,6 +348,18 @@ mod tests {
             .unwrap();
         assert_eq!(own.stop_signal, libc::SIGINT, "the image's own StopSignal");
         assert!(!own.env.iter().any(|e| e.starts_with("REHOST_INIT_MODE")));
+    }
+
+    #[test]
+    fn the_image_init_runs_the_poststop_hooks_where_convert_installed_them() {
+        let image = converted(InitMode::Rehost);
+        assert!(image.runs_poststop_hooks(InitMode::Rehost));
+        assert!(image.runs_poststop_hooks(InitMode::SbinInit));
+        assert!(!image.runs_poststop_hooks(InitMode::Systemd));
+        assert!(!plain().runs_poststop_hooks(InitMode::SbinInit));
+        // Its inittab was rewritten with the hooks: SIGINT halts it in any mode.
+        let p = InitMode::SbinInit.profile(&image, &[]).unwrap();
+        assert_eq!(p.stop_signal, libc::SIGINT);
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod probe;
 use crate::container::{RunRequest, Runtime};
 use crate::error::{Error, Result};
 use crate::layers::LayerCache;
-use crate::modes::{InitMode, MODE_LABEL};
+use crate::modes::{ImageInit, InitMode, MODE_LABEL};
 use crate::rootfs::RootfsKind;
 use crate::spec::Options;
 use probe::{Boot, Probe};
@@ -348,11 +348,7 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
         )
         .with_log(log_tail(&inside)),
     );
-    // rehost-init runs the poststop hooks itself; the image's own init runs them through
-    // what convert installed for that mode only.
-    let built_for: Option<InitMode> = labels.get(MODE_LABEL).and_then(|m| m.parse().ok());
-    let poststop_installed = built_for == Some(state.mode)
-        || matches!(state.mode, InitMode::Rehost | InitMode::DumbInit);
+    let poststop_installed = ImageInit::of(&image.config.config).runs_poststop_hooks(state.mode);
     if converted && ready && poststop_installed {
         let record = container_file(
             rt,

@@ -27,6 +27,10 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
+/// The label naming the image's own inits that run the poststop hooks (`systemd`,
+/// `sysv`, `openrc`, comma-separated).
+pub const HOOKS_LABEL: &str = "io.rehost.init.hooks";
+
 /// The hook phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookPhase {
@@ -379,36 +383,96 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
         );
     }
 
+    // The image's own init runs the poststop hooks whichever mode boots it (`rehost run
+    // --init` may pick another than this one): what it needs is installed for every init
+    // the image has, and is inert while another is pid 1.
+    let has_systemd = init_system == InitSystem::Systemd
+        || exists(source, "/lib/systemd/systemd")
+        || exists(source, "/usr/lib/systemd/systemd");
+    let has_sbin_init = exists(source, "/sbin/init");
+    let mut hook_inits: Vec<&str> = Vec::new();
+    if has_systemd {
+        // systemd starts a getty on the container's console by itself: no one logs in there.
+        items.insert(
+            "/etc/systemd/system/console-getty.service".into(),
+            Item::Symlink("/dev/null".into()),
+        );
+        let unit = hooks::SYSTEMD_UNIT.replace("@INIT@", &init_path);
+        items.insert(
+            "/etc/systemd/system/rehost-hooks.service".into(),
+            Item::File(0o644, Content::Bytes(unit.into_bytes())),
+        );
+        items.insert(
+            "/etc/systemd/system/sysinit.target.wants/rehost-hooks.service".into(),
+            Item::Symlink("/etc/systemd/system/rehost-hooks.service".into()),
+        );
+        hook_inits.push("systemd");
+    }
+    let sysv_like = matches!(init_system, InitSystem::Sysv | InitSystem::Openrc);
+    // The container's inittab: no gettys, and ctrlaltdel (SIGINT) halts.
+    if has_sbin_init && (sysv_like || opts.mode == Mode::SbinInit) {
+        if let Some(inittab) = small_file(source, "/etc/inittab") {
+            items.insert(
+                "/etc/inittab".into(),
+                Item::File(
+                    0o644,
+                    Content::Bytes(
+                        container_inittab(&String::from_utf8_lossy(&inittab)).into_bytes(),
+                    ),
+                ),
+            );
+        }
+    }
+    if has_sbin_init && sysv_like {
+        if init_system == InitSystem::Sysv {
+            let script = hooks::SYSV_SCRIPT.replace("@INIT@", &init_path);
+            items.insert(
+                "/etc/init.d/rehost-hooks".into(),
+                Item::File(0o755, Content::Bytes(script.into_bytes())),
+            );
+            for rl in ["0", "6"] {
+                let names = fs.read_dir(&format!("/etc/rc{rl}.d")).unwrap_or_default();
+                items.insert(
+                    format!("/etc/rc{rl}.d/{}", sysv_poststop_link(&names)),
+                    Item::Symlink("../init.d/rehost-hooks".into()),
+                );
+            }
+            // startpar runs only what .depend.stop lists: place the hooks there too.
+            if let Some(dep) = small_file(source, "/etc/init.d/.depend.stop") {
+                items.insert(
+                    "/etc/init.d/.depend.stop".into(),
+                    Item::File(
+                        0o644,
+                        Content::Bytes(
+                            depend_stop_with_hooks(&String::from_utf8_lossy(&dep)).into_bytes(),
+                        ),
+                    ),
+                );
+            }
+            hook_inits.push("sysv");
+        } else {
+            let local = format!("#!/bin/sh\n# rehost: poststop hooks, run by OpenRC's local service at stop\nexec {init_path} hooks poststop\n");
+            items.insert(
+                "/etc/local.d/rehost.stop".into(),
+                Item::File(0o755, Content::Bytes(local.into_bytes())),
+            );
+            hook_inits.push("openrc");
+        }
+    }
+
     // Mode-specific settings.
     let mut env = Vec::new();
     let mut annotations = BTreeMap::new();
     let stop_signal = match opts.mode {
         Mode::Rehost | Mode::DumbInit => "SIGTERM".to_string(),
         Mode::Systemd => {
-            if init_system != InitSystem::Systemd
-                && !exists(source, "/lib/systemd/systemd")
-                && !exists(source, "/usr/lib/systemd/systemd")
-            {
+            if !has_systemd {
                 return Err(Error::Profile {
                     path: "--init systemd".into(),
                     reason: "the image has no systemd".into(),
                 });
             }
             env.push("container=rehost".to_string());
-            // systemd starts a getty on the container's console by itself: no one logs in there.
-            items.insert(
-                "/etc/systemd/system/console-getty.service".into(),
-                Item::Symlink("/dev/null".into()),
-            );
-            let unit = hooks::SYSTEMD_UNIT.replace("@INIT@", &init_path);
-            items.insert(
-                "/etc/systemd/system/rehost-hooks.service".into(),
-                Item::File(0o644, Content::Bytes(unit.into_bytes())),
-            );
-            items.insert(
-                "/etc/systemd/system/sysinit.target.wants/rehost-hooks.service".into(),
-                Item::Symlink("/etc/systemd/system/rehost-hooks.service".into()),
-            );
             annotations.insert(
                 "io.rehost.systemd.mounts".into(),
                 "tmpfs:/run,tmpfs:/run/lock,tmpfs:/tmp,cgroup2:/sys/fs/cgroup:rw".into(),
@@ -416,54 +480,11 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
             "SIGRTMIN+3".to_string()
         }
         Mode::SbinInit => {
-            if !exists(source, "/sbin/init") {
+            if !has_sbin_init {
                 return Err(Error::Profile {
                     path: "--init sbin-init".into(),
                     reason: "the image has no /sbin/init".into(),
                 });
-            }
-            if let Some(inittab) = small_file(source, "/etc/inittab") {
-                items.insert(
-                    "/etc/inittab".into(),
-                    Item::File(
-                        0o644,
-                        Content::Bytes(
-                            container_inittab(&String::from_utf8_lossy(&inittab)).into_bytes(),
-                        ),
-                    ),
-                );
-            }
-            if init_system == InitSystem::Sysv {
-                let script = hooks::SYSV_SCRIPT.replace("@INIT@", &init_path);
-                items.insert(
-                    "/etc/init.d/rehost-hooks".into(),
-                    Item::File(0o755, Content::Bytes(script.into_bytes())),
-                );
-                for rl in ["0", "6"] {
-                    let names = fs.read_dir(&format!("/etc/rc{rl}.d")).unwrap_or_default();
-                    items.insert(
-                        format!("/etc/rc{rl}.d/{}", sysv_poststop_link(&names)),
-                        Item::Symlink("../init.d/rehost-hooks".into()),
-                    );
-                }
-                // startpar runs only what .depend.stop lists: place the hooks there too.
-                if let Some(dep) = small_file(source, "/etc/init.d/.depend.stop") {
-                    items.insert(
-                        "/etc/init.d/.depend.stop".into(),
-                        Item::File(
-                            0o644,
-                            Content::Bytes(
-                                depend_stop_with_hooks(&String::from_utf8_lossy(&dep)).into_bytes(),
-                            ),
-                        ),
-                    );
-                }
-            } else {
-                let local = format!("#!/bin/sh\n# rehost: poststop hooks, run by OpenRC's local service at stop\nexec {init_path} hooks poststop\n");
-                items.insert(
-                    "/etc/local.d/rehost.stop".into(),
-                    Item::File(0o755, Content::Bytes(local.into_bytes())),
-                );
             }
             // sysvinit halts on SIGINT through the ctrlaltdel entry rewritten above.
             "SIGINT".to_string()
@@ -485,6 +506,8 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
         crate::image::oci::rfc3339(opts.capture_time.unwrap_or(0)),
     );
     labels.insert("io.rehost.init.mode".into(), opts.mode.as_str().into());
+    // The image inits that run the poststop hooks (rehost-init always does).
+    labels.insert(HOOKS_LABEL.into(), hook_inits.join(","));
     labels.insert(
         "io.rehost.init.services".into(),
         kept.iter()
