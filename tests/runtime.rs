@@ -636,6 +636,7 @@ fn pid_1_and_exec_run_in_the_container_cgroups_with_only_the_standard_devices() 
 
 #[test]
 fn exec_from_a_terminal_gets_a_terminal_of_the_container_on_either_engine() {
+    let started = std::time::SystemTime::now();
     let work = scratch();
     let image = converted("debian-sysvinit", work.path());
     let mut rt = Rt::new();
@@ -681,6 +682,12 @@ fn exec_from_a_terminal_gets_a_terminal_of_the_container_on_either_engine() {
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("rehost-exec-"))
+        // Ours: made since this test started.
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= started)
+        })
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
@@ -967,6 +974,43 @@ fn a_published_udp_port_answers_each_client_and_closes_with_the_container() {
     rt.assert_clean("rm --force");
     // The host port is free again.
     std::net::UdpSocket::bind(("127.0.0.1", port)).expect("the port was released");
+}
+
+#[test]
+fn a_connection_waits_for_a_service_that_is_still_starting() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("late");
+    let port = free_port();
+    // The server listens only after a second, and greets whoever connects.
+    let server = r#"sleep 1; $l = IO::Socket::INET->new(Listen => 5, LocalAddr => "127.0.0.1:9998", ReuseAddr => 1) or die "$!";
+        while ($c = $l->accept) { print $c "hello\n"; close $c; }"#;
+    rt.rehost_ok(&[
+        "run",
+        "-d",
+        "--init",
+        "dumb-init",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{port}:9998"),
+        image.to_str().unwrap(),
+        "perl",
+        "-MIO::Socket::INET",
+        "-e",
+        server,
+    ]);
+    // Connected before the server listens: the forwarder waits for it, no reset.
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()),
+        &mut greeting,
+    )
+    .unwrap();
+    assert_eq!(greeting, "hello\n");
+    rt.rehost_ok(&["rm", "--force", &name]);
+    rt.assert_clean("rm --force");
 }
 
 #[test]

@@ -34,6 +34,8 @@ const PID_FILE: &str = "forwarder.pid";
 const FIRST_FD: i32 = 3;
 /// Per direction of each connection: memory stays bounded whatever the traffic.
 const BUFFER: usize = 32 * 1024;
+/// How long a connection waits for a port inside that refuses (a service restarting).
+const REFUSED_WAIT: Duration = Duration::from_secs(2);
 /// A UDP client's relay ends after this long without a datagram either way (docker's
 /// userland proxy waits 90 s).
 const UDP_IDLE: Duration = Duration::from_secs(90);
@@ -386,7 +388,7 @@ fn enter_netns(pid: i32) -> Result<()> {
 /// One connection: connect inside, then copy both ways until both sides are done.
 fn forward(client: TcpStream, port: u16) {
     let _ = client.set_nonblocking(false);
-    let Ok(inner) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+    let Some(inner) = connect_inside(port) else {
         return; // nothing listens inside: the client sees the connection close
     };
     let _ = client.set_nodelay(true);
@@ -400,6 +402,25 @@ fn forward(client: TcpStream, port: u16) {
     copy(client, inner);
     if let Ok(back) = back {
         let _ = back.join();
+    }
+}
+
+/// Connects to 127.0.0.1:`port` inside. A service that is starting or restarting
+/// refuses for a moment: the client waits up to [`REFUSED_WAIT`] for it rather than being
+/// reset at once.
+fn connect_inside(port: u16) -> Option<TcpStream> {
+    let deadline = std::time::Instant::now() + REFUSED_WAIT;
+    loop {
+        match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+            Ok(inner) => return Some(inner),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(_) => return None,
+        }
     }
 }
 
