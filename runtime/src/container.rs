@@ -371,21 +371,21 @@ impl Runtime {
     /// moment it exits; the engine's own state is then what says it stopped.
     fn wait_stopped(&self, name: &str, pid: Option<i32>, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        if let Some(pid) = pid {
-            // SAFETY: pidfd_open and poll on a descriptor we own and close.
-            unsafe {
-                let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-                if fd >= 0 {
-                    let mut p = libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-                    libc::poll(&mut p, 1, ms);
-                    libc::close(fd);
-                }
-            }
+        let pidfd = pid
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+            });
+        if let Some(fd) = pidfd {
+            use std::os::fd::AsRawFd;
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd on a descriptor that outlives the call.
+            unsafe { libc::poll(&mut p, 1, ms) };
         }
         while self.running(name) {
             if Instant::now() >= deadline {

@@ -246,8 +246,14 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
     // With a terminal: the command gets one of the container's own (a pty of its devpts,
     // never the caller's), which libcontainer makes for a detached process described by
     // a process file, handing us its master on a socket.
+    let container = Container::load(root.join(id)).ok();
     let terminal = tty
-        .then(|| TerminalExec::prepare(root, id, cmd))
+        .then(|| {
+            let c = container
+                .as_ref()
+                .ok_or(format!("exec: container `{id}` does not exist"))?;
+            TerminalExec::prepare(c, cmd)
+        })
         .transpose()?;
     let build = || {
         ContainerBuilder::new(id.clone(), SyscallType::default())
@@ -264,10 +270,12 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
     };
     // In the container's cgroups, placed as `run` places pid 1. Not for a container that
     // is not running: libcontainer says why it cannot exec.
-    let cgroup = match state(root, id) {
-        Some((status, _)) if status == "running" => cgroup_path(root, id),
-        _ => None,
-    };
+    let cgroup = container
+        .as_ref()
+        .filter(|c| c.status() == ContainerStatus::Running)
+        .and_then(|c| c.spec().ok())
+        .map(|cfg| cfg.cgroup_path)
+        .filter(|p| !p.as_os_str().is_empty());
     let pid = match cgroup {
         Some(cgroup) => {
             let placement = cgroups::Placement::join(&cgroup)?;
@@ -300,8 +308,7 @@ struct TerminalExec {
 impl TerminalExec {
     /// The container's own process, with `cmd`, a terminal, as root in `/` (as an exec
     /// without one).
-    fn prepare(root: &Path, id: &str, cmd: &[String]) -> Result<TerminalExec, String> {
-        let c = Container::load(root.join(id)).map_err(|e| format!("exec: `{id}`: {e}"))?;
+    fn prepare(c: &Container, cmd: &[String]) -> Result<TerminalExec, String> {
         let config = c.bundle().join("config.json");
         let spec = oci_spec::runtime::Spec::load(&config)
             .map_err(|e| format!("{}: {e}", config.display()))?;
@@ -356,13 +363,6 @@ fn kill(root: &Path, id: &str, sig: &str) -> Result<i32, String> {
         return Err(format!("kill: {}", std::io::Error::last_os_error()));
     }
     Ok(0)
-}
-
-/// The cgroupsPath the container was made with.
-fn cgroup_path(root: &Path, id: &str) -> Option<PathBuf> {
-    let c = Container::load(root.join(id)).ok()?;
-    let path = c.spec().ok()?.cgroup_path;
-    (!path.as_os_str().is_empty()).then_some(path)
 }
 
 /// Deletes the container whatever its state: pid 1 (and with it the whole pid namespace)

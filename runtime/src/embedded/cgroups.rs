@@ -128,6 +128,8 @@ fn move_self(tasks: &Path) -> Result<(), String> {
 
 /// The engine inside a container's cgroups, until it leaves them.
 pub struct Placement {
+    /// Where each hierarchy is mounted.
+    mounts: Vec<PathBuf>,
     /// The container's cgroup in each hierarchy.
     dirs: Vec<PathBuf>,
     /// The `tasks` file of the cgroup the engine came from, in each hierarchy.
@@ -143,6 +145,7 @@ impl Placement {
         let proc_cgroup = fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
         let mut placement = Placement {
+            mounts: Vec::new(),
             dirs: Vec::new(),
             back: Vec::new(),
         };
@@ -159,6 +162,7 @@ impl Placement {
                 .back
                 .push(under(&h.mount, Path::new(&came_from)).join("tasks"));
             placement.dirs.push(dir);
+            placement.mounts.push(h.mount);
         }
         Ok(placement)
     }
@@ -208,8 +212,8 @@ impl Placement {
     /// mounts made private first, so that nothing propagates to the host's namespace.
     fn mask(&self) -> rustix::io::Result<()> {
         use rustix::mount::{mount_bind, mount_change, MountPropagationFlags};
-        for h in hierarchies() {
-            mount_change(&h.mount, MountPropagationFlags::PRIVATE)?;
+        for mount in &self.mounts {
+            mount_change(mount, MountPropagationFlags::PRIVATE)?;
         }
         for dir in &self.dirs {
             mount_bind("/dev/null", dir.join("cgroup.procs"))?;
