@@ -245,18 +245,15 @@ fn every_kind_of_entry_and_metadata_is_kept() {
 fn the_source_family_profile_applies_unless_profiles_are_chosen() {
     let work = scratch();
     let src = work.path().join("src");
-    run(
-        "sh",
-        &[
-            "-euc",
-            &format!(
-                "mkdir -p {0}/etc {0}/var/lib/apt/lists\n\
-                 printf 'ID=debian\\nVERSION_ID=12\\n' > {0}/etc/os-release\n\
-                 echo p > {0}/var/lib/apt/lists/deb.example_dists_bookworm_main_binary-amd64_Packages",
-                src.display()
-            ),
-        ],
-    );
+    let lists = src.join("var/lib/apt/lists");
+    std::fs::create_dir_all(&lists).unwrap();
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/os-release"), "ID=debian\nVERSION_ID=12\n").unwrap();
+    std::fs::write(
+        lists.join("deb.example_dists_bookworm_main_binary-amd64_Packages"),
+        "p\n",
+    )
+    .unwrap();
     let excluded = |extra: &[&str]| -> Vec<String> {
         let image = work.path().join("image");
         let mut args = vec![

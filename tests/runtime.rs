@@ -590,17 +590,7 @@ fn pid_1_and_exec_run_in_the_container_cgroups_with_only_the_standard_devices() 
     let image = converted("debian-sysvinit", work.path());
     let mut rt = Rt::new();
     let name = rt.name("cgroups");
-    rt.rehost_ok(&[
-        "run",
-        "-d",
-        "--init",
-        "none",
-        "--name",
-        &name,
-        image.to_str().unwrap(),
-        "sleep",
-        "300",
-    ]);
+    rt.run_detached(&name, &image, &["--init", "none"], &["sleep", "300"]);
     let ps: serde_json::Value = serde_json::from_str(&rt.rehost_ok(&["ps", "--json"])).unwrap();
     let pid = ps[0]["pid"].as_i64().expect("pid 1 in ps --json");
 
@@ -642,19 +632,12 @@ fn exec_from_a_terminal_gets_a_terminal_of_the_container_on_either_engine() {
     let mut rt = Rt::new();
     for engine in ["embedded", "runc"] {
         let name = rt.name("tty");
-        rt.rehost_ok(&[
-            "run",
-            "-d",
-            "--oci-runtime",
-            engine,
-            "--init",
-            "none",
-            "--name",
+        rt.run_detached(
             &name,
-            image.to_str().unwrap(),
-            "sleep",
-            "300",
-        ]);
+            &image,
+            &["--oci-runtime", engine, "--init", "none"],
+            &["sleep", "300"],
+        );
         // `script` gives rehost a terminal of 40 rows and 100 columns.
         let inner = format!(
             "stty rows 40 cols 100; {} exec {name} sh -c 'tty; stty size; exit 3'",
@@ -928,21 +911,13 @@ fn a_published_udp_port_answers_each_client_and_closes_with_the_container() {
     // sender, prefixed.
     let server = r#"$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:9999", Proto => "udp") or die "$!";
         while (1) { $s->recv($m, 65535); $s->send("echo:$m"); }"#;
-    rt.rehost_ok(&[
-        "run",
-        "-d",
-        "--init",
-        "dumb-init",
-        "--name",
+    let publish = format!("127.0.0.1:{port}:9999/udp");
+    rt.run_detached(
         &name,
-        "-p",
-        &format!("127.0.0.1:{port}:9999/udp"),
-        image.to_str().unwrap(),
-        "perl",
-        "-MIO::Socket::INET",
-        "-e",
-        server,
-    ]);
+        &image,
+        &["--init", "dumb-init", "-p", &publish],
+        &["perl", "-MIO::Socket::INET", "-e", server],
+    );
     let ps = rt.rehost_ok(&["ps"]);
     assert!(ps.contains(&format!("127.0.0.1:{port}->9999/udp")), "{ps}");
 
@@ -986,21 +961,13 @@ fn a_connection_waits_for_a_service_that_is_still_starting() {
     // The server listens only after a second, and greets whoever connects.
     let server = r#"sleep 1; $l = IO::Socket::INET->new(Listen => 5, LocalAddr => "127.0.0.1:9998", ReuseAddr => 1) or die "$!";
         while ($c = $l->accept) { print $c "hello\n"; close $c; }"#;
-    rt.rehost_ok(&[
-        "run",
-        "-d",
-        "--init",
-        "dumb-init",
-        "--name",
+    let publish = format!("127.0.0.1:{port}:9998");
+    rt.run_detached(
         &name,
-        "-p",
-        &format!("127.0.0.1:{port}:9998"),
-        image.to_str().unwrap(),
-        "perl",
-        "-MIO::Socket::INET",
-        "-e",
-        server,
-    ]);
+        &image,
+        &["--init", "dumb-init", "-p", &publish],
+        &["perl", "-MIO::Socket::INET", "-e", server],
+    );
     // Connected before the server listens: the forwarder waits for it, no reset.
     let mut greeting = String::new();
     std::io::BufRead::read_line(

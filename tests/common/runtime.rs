@@ -59,6 +59,15 @@ impl Rt {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `rehost run -d --name NAME FLAGS… IMAGE CMD…`, which must succeed.
+    pub fn run_detached(&self, name: &str, image: &Path, flags: &[&str], cmd: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(flags);
+        args.push(image.to_str().unwrap());
+        args.extend_from_slice(cmd);
+        self.rehost_ok(&args);
+    }
+
     /// `rehost exec NAME CMD…`'s standard output and exit code.
     pub fn exec(&self, name: &str, cmd: &[&str]) -> (String, i32) {
         let mut args = vec!["exec", name];
