@@ -910,6 +910,7 @@ fn a_published_udp_port_answers_each_client_and_closes_with_the_container() {
     // A UDP echo server inside, in the image's own perl: it answers each datagram to its
     // sender, prefixed.
     let server = r#"$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:9999", Proto => "udp") or die "$!";
+        open(M, ">/tmp/bound"); close(M);
         while (1) { $s->recv($m, 65535); $s->send("echo:$m"); }"#;
     let publish = format!("127.0.0.1:{port}:9999/udp");
     rt.run_detached(
@@ -920,9 +921,11 @@ fn a_published_udp_port_answers_each_client_and_closes_with_the_container() {
     );
     let ps = rt.rehost_ok(&["ps"]);
     assert!(ps.contains(&format!("127.0.0.1:{port}->9999/udp")), "{ps}");
+    // The image's prestart hooks run first (new host keys): wait until the server binds.
+    rt.wait_for_file(&name, "/tmp/bound");
 
-    // Two clients, each answered on its own address. The first datagrams may come before
-    // the server binds: they are lost, as UDP may lose them, so each client retries.
+    // Two clients, each answered on its own address; as UDP may lose a datagram, each
+    // client retries.
     let ask = |text: &str| -> String {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
@@ -959,7 +962,7 @@ fn a_connection_waits_for_a_service_that_is_still_starting() {
     let name = rt.name("late");
     let port = free_port();
     // The server listens only after a second, and greets whoever connects.
-    let server = r#"sleep 1; $l = IO::Socket::INET->new(Listen => 5, LocalAddr => "127.0.0.1:9998", ReuseAddr => 1) or die "$!";
+    let server = r#"open(M, ">/tmp/started"); close(M); sleep 1; $l = IO::Socket::INET->new(Listen => 5, LocalAddr => "127.0.0.1:9998", ReuseAddr => 1) or die "$!";
         while ($c = $l->accept) { print $c "hello\n"; close $c; }"#;
     let publish = format!("127.0.0.1:{port}:9998");
     rt.run_detached(
@@ -968,7 +971,9 @@ fn a_connection_waits_for_a_service_that_is_still_starting() {
         &["--init", "dumb-init", "-p", &publish],
         &["perl", "-MIO::Socket::INET", "-e", server],
     );
-    // Connected before the server listens: the forwarder waits for it, no reset.
+    // Once the server runs (after the image's prestart hooks), it waits a second before it
+    // listens. Connected in that second: the forwarder waits for it, no reset.
+    rt.wait_for_file(&name, "/tmp/started");
     let mut greeting = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()),

@@ -68,6 +68,20 @@ impl Rt {
         self.rehost_ok(&args);
     }
 
+    /// Waits (up to a generous bound, a hang guard and not a timing check) until `path`
+    /// exists inside `name`: a mark its command leaves when it got somewhere.
+    pub fn wait_for_file(&self, name: &str, path: &str) {
+        let start = Instant::now();
+        while self.exec(name, &["test", "-e", path]).1 != 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{path} never appeared in {name}: {}",
+                String::from_utf8_lossy(&self.rehost(&["logs", name]).stdout)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `rehost exec NAME CMD…`'s standard output and exit code.
     pub fn exec(&self, name: &str, cmd: &[&str]) -> (String, i32) {
         let mut args = vec!["exec", name];
