@@ -9,8 +9,8 @@ use crate::error::{Error, IoContext, Result};
 use std::fs::File;
 use std::io::{IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
@@ -36,27 +36,7 @@ pub fn receive_master(
         match listener.accept() {
             Ok((stream, _)) => {
                 stream.set_nonblocking(false).at(sock)?;
-                let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-                let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
-                let mut name = [0u8; 4096];
-                rustix::net::recvmsg(
-                    &stream,
-                    &mut [IoSliceMut::new(&mut name)],
-                    &mut control,
-                    rustix::net::RecvFlags::empty(),
-                )
-                .at(sock)?;
-                for msg in control.drain() {
-                    if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = msg {
-                        if let Some(fd) = fds.next() {
-                            return Ok(Some(fd));
-                        }
-                    }
-                }
-                return Err(Error::io(
-                    sock,
-                    std::io::Error::other("the engine sent no terminal"),
-                ));
+                return received_fd(&stream, sock).map(Some);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if gone() {
@@ -65,6 +45,98 @@ pub fn receive_master(
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => return Err(Error::io(sock, e)),
+        }
+    }
+}
+
+/// The descriptor the engine sent on `stream`.
+fn received_fd(stream: &UnixStream, sock: &Path) -> Result<OwnedFd> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 4096];
+    rustix::net::recvmsg(
+        stream,
+        &mut [IoSliceMut::new(&mut name)],
+        &mut control,
+        rustix::net::RecvFlags::empty(),
+    )
+    .at(sock)?;
+    for msg in control.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(Error::io(
+        sock,
+        std::io::Error::other("the engine sent no terminal"),
+    ))
+}
+
+/// The master of an `exec --tty` terminal, received while the engine makes the process
+/// by a child of ours, which gives it the caller's window size at once. The engine sends
+/// the master before it starts the command and does not wait for us: sized only once
+/// the engine returns, it is too late for a command that asks at start (`stty size`
+/// read 0 0). A child, not a thread: the engine must stay single-threaded to change its
+/// mount namespace (the cgroup placement) and for libcontainer.
+pub struct ExecMaster {
+    child: i32,
+    from_child: UnixStream,
+}
+
+impl ExecMaster {
+    /// Forks the child that waits on `listener` for the engine's connection.
+    pub fn expect(listener: &UnixListener, sock: &Path) -> Result<ExecMaster> {
+        let (ours, theirs) = UnixStream::pair().at(sock)?;
+        // SAFETY: the engine is single-threaded here; the child only makes syscalls on
+        // descriptors it holds, then exits.
+        match unsafe { libc::fork() } {
+            -1 => Err(Error::io(sock, std::io::Error::last_os_error())),
+            0 => unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                let passed = listener
+                    .accept()
+                    .at(sock)
+                    .and_then(|(stream, _)| received_fd(&stream, sock))
+                    .map(|master| {
+                        let mut size: libc::winsize = std::mem::zeroed();
+                        if libc::ioctl(0, libc::TIOCGWINSZ, &mut size) == 0 {
+                            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+                        }
+                        let fds = [master.as_fd()];
+                        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+                        let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+                        control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+                        rustix::net::sendmsg(
+                            &theirs,
+                            &[std::io::IoSlice::new(b"m")],
+                            &mut control,
+                            rustix::net::SendFlags::empty(),
+                        )
+                        .is_ok()
+                    });
+                libc::_exit(if matches!(passed, Ok(true)) { 0 } else { 1 })
+            },
+            child => Ok(ExecMaster {
+                child,
+                from_child: ours,
+            }),
+        }
+    }
+
+    /// The master, once the engine has made the process (it has sent it by then).
+    pub fn receive(self, sock: &Path) -> Result<OwnedFd> {
+        received_fd(&self.from_child, sock)
+    }
+}
+
+impl Drop for ExecMaster {
+    fn drop(&mut self) {
+        // SAFETY: our own child; it is done, or waits for a connection that will not come.
+        unsafe {
+            libc::kill(self.child, libc::SIGKILL);
+            libc::waitpid(self.child, std::ptr::null_mut(), 0);
         }
     }
 }

@@ -255,6 +255,11 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
             TerminalExec::prepare(c, cmd)
         })
         .transpose()?;
+    let expected = terminal
+        .as_ref()
+        .map(|t| crate::console::ExecMaster::expect(&t.listener, &t.socket))
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let build = || {
         ContainerBuilder::new(id.clone(), SyscallType::default())
             .with_root_path(root)
@@ -287,14 +292,14 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
     }
     .map_err(err_line)?
     .as_raw();
-    match terminal {
-        Some(t) => {
-            let master = t.master()?;
+    match (terminal, expected) {
+        (Some(t), Some(expected)) => {
+            let master = expected.receive(&t.socket).map_err(|e| e.to_string())?;
             Ok(crate::console::join_terminal(master, || {
                 wait_forwarding(pid)
             }))
         }
-        None => Ok(wait_forwarding(pid)),
+        _ => Ok(wait_forwarding(pid)),
     }
 }
 
@@ -331,13 +336,6 @@ impl TerminalExec {
             socket,
         };
         Ok(exec)
-    }
-
-    /// The pty master libcontainer sent (it has, once the process is made).
-    fn master(&self) -> Result<std::os::fd::OwnedFd, String> {
-        crate::console::receive_master(&self.listener, || true, &self.socket)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "exec: the engine sent no terminal".to_string())
     }
 }
 
