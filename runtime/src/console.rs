@@ -125,8 +125,12 @@ impl ExecMaster {
         }
     }
 
-    /// The master, once the engine has made the process (it has sent it by then).
+    /// The master, once the engine has made the process (it has sent it by then; the
+    /// bound is for an engine that did not).
     pub fn receive(self, sock: &Path) -> Result<OwnedFd> {
+        self.from_child
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .at(sock)?;
         received_fd(&self.from_child, sock)
     }
 }
