@@ -625,22 +625,15 @@ fn pid_1_and_exec_run_in_the_container_cgroups_with_only_the_standard_devices() 
 }
 
 #[test]
-fn exec_from_a_terminal_gets_a_terminal_of_the_container_on_either_engine() {
+fn exec_and_an_attached_run_from_a_terminal_get_a_terminal_of_the_container_on_either_engine() {
     let started = std::time::SystemTime::now();
     let work = scratch();
     let image = converted("debian-sysvinit", work.path());
     let mut rt = Rt::new();
-    for engine in ["embedded", "runc"] {
-        let name = rt.name("tty");
-        rt.run_detached(
-            &name,
-            &image,
-            &["--oci-runtime", engine, "--init", "none"],
-            &["sleep", "300"],
-        );
-        // `script` gives rehost a terminal of 40 rows and 100 columns.
+    // `script` gives rehost a terminal of 40 rows and 100 columns.
+    let on_a_terminal = |rt: &Rt, rehost_args: &str| {
         let inner = format!(
-            "stty rows 40 cols 100; {} exec {name} sh -c 'tty; stty size; exit 3'",
+            "stty rows 40 cols 100; {} {rehost_args} sh -c 'tty; stty size; exit 3'",
             env!("CARGO_BIN_EXE_rehost")
         );
         let out = std::process::Command::new("script")
@@ -649,22 +642,44 @@ fn exec_from_a_terminal_gets_a_terminal_of_the_container_on_either_engine() {
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        // One of the container's own ptys (its devpts counts from 0), never the caller's,
-        // sized as the caller's; the command's exit code comes back.
-        assert!(text.contains("/dev/pts/0"), "{engine}: {text}");
-        assert!(text.contains("40 100"), "{engine}: {text}");
-        assert_eq!(out.status.code(), Some(3), "{engine}: {text}");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code(),
+        )
+    };
+    for engine in ["embedded", "runc"] {
+        let name = rt.name("tty");
+        rt.run_detached(
+            &name,
+            &image,
+            &["--oci-runtime", engine, "--init", "none"],
+            &["sleep", "300"],
+        );
+        let image = image.to_str().unwrap();
+        for how in [
+            format!("exec {name}"),
+            format!("run --rm --oci-runtime {engine} --init none {image}"),
+        ] {
+            let (text, code) = on_a_terminal(&rt, &how);
+            // One of the container's own ptys (its devpts counts from 0), never the
+            // caller's, sized as the caller's from the start; the exit code comes back.
+            assert!(text.contains("/dev/pts/0"), "{engine} {how}: {text}");
+            assert!(text.contains("40 100"), "{engine} {how}: {text}");
+            assert_eq!(code, Some(3), "{engine} {how}: {text}");
+        }
         // Without a terminal, none.
         let (plain, code) = rt.exec(&name, &["sh", "-c", "tty"]);
         assert_eq!((plain.as_str(), code), ("not a tty", 1), "{engine}");
         rt.rehost_ok(&["rm", "--force", &name]);
     }
-    rt.assert_clean("exec --tty");
+    rt.assert_clean("exec --tty and run on a terminal");
     let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("rehost-exec-"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("rehost-exec-") || name.starts_with("rehost-run-")
+        })
         // Ours: made since this test started.
         .filter(|e| {
             e.metadata()
@@ -673,6 +688,57 @@ fn exec_from_a_terminal_gets_a_terminal_of_the_container_on_either_engine() {
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// An attached boot on a terminal: systemd's console (it writes its boot only there) is
+/// a terminal of the container's own, joined to the caller's; Ctrl-C on it stops the
+/// container through pid 1, cleanly, and leaves nothing.
+#[test]
+fn an_attached_boot_shows_its_console_on_the_terminal_and_ctrl_c_stops_it() {
+    use std::io::{Read, Write};
+    let work = scratch();
+    let image = converted("debian-systemd", work.path());
+    let mut rt = Rt::new();
+    let name = rt.name("console");
+    let inner = format!(
+        "{} run --rm --init systemd --name {name} {}",
+        env!("CARGO_BIN_EXE_rehost"),
+        image.display()
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("REHOST_ROOT", rt.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = script.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let state = rt.wait_booted(&name);
+    assert!(state == "running" || state == "degraded", "{state}");
+    let mut keys = script.stdin.take().unwrap();
+    keys.write_all(b"\x03").unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = script.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = script.kill();
+            panic!("Ctrl-C did not stop the container in 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    drop(keys);
+    let text = reader.join().unwrap();
+    assert!(text.contains("Welcome to Debian"), "{text}");
+    assert!(text.contains("Exiting container."), "{text}");
+    assert_eq!(status.code(), Some(0), "{text}");
+    rt.assert_clean("Ctrl-C on an attached boot");
 }
 
 /// `rehost verify --json`'s report, and a lookup of one check in it.

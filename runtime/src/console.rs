@@ -74,6 +74,40 @@ fn received_fd(stream: &UnixStream, sock: &Path) -> Result<OwnedFd> {
     ))
 }
 
+/// Gives the container's terminal `master` the window size of the caller's (our stdin).
+pub fn size_as_caller(master: &impl AsRawFd) {
+    // SAFETY: two ioctls on descriptors we hold.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut size) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+        }
+    }
+}
+
+/// A console socket of our own, for a terminal joined to the caller's, in the temp
+/// directory (a socket's path may not exceed 107 bytes); removed when dropped.
+pub struct CallerSocket {
+    pub path: std::path::PathBuf,
+    pub listener: UnixListener,
+}
+
+impl CallerSocket {
+    /// `rehost-KIND-PID.sock` in the temp directory.
+    pub fn bind(kind: &str) -> Result<CallerSocket> {
+        let path = std::env::temp_dir().join(format!("rehost-{kind}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).at(&path)?;
+        Ok(CallerSocket { path, listener })
+    }
+}
+
+impl Drop for CallerSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The master of an `exec --tty` terminal, received while the engine makes the process
 /// by a child of ours, which gives it the caller's window size at once. The engine sends
 /// the master before it starts the command and does not wait for us: sized only once
@@ -100,10 +134,7 @@ impl ExecMaster {
                     .at(sock)
                     .and_then(|(stream, _)| received_fd(&stream, sock))
                     .map(|master| {
-                        let mut size: libc::winsize = std::mem::zeroed();
-                        if libc::ioctl(0, libc::TIOCGWINSZ, &mut size) == 0 {
-                            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
-                        }
+                        size_as_caller(&master);
                         let fds = [master.as_fd()];
                         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
                         let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
@@ -209,9 +240,10 @@ extern "C" fn pass_window_size(_: libc::c_int) {
 /// Joins the caller's terminal (stdin, stdout) to `master` while `wait` waits for the
 /// command: the caller's terminal in raw mode (keys, Ctrl-C included, go to the
 /// container's terminal, which makes the signals), its window size passed on now and on
-/// every SIGWINCH. Gives what `wait` gives, once the output is drained and the caller's
-/// terminal restored.
-pub fn join_terminal(master: OwnedFd, wait: impl FnOnce() -> i32) -> i32 {
+/// every SIGWINCH. With `signal_keys`, Ctrl-C and Ctrl-\ stay with the caller's terminal
+/// and signal us (a console, whose init `wait` passes the signal to). Gives what `wait`
+/// gives, once the output is drained and the caller's terminal restored.
+pub fn join_terminal(master: OwnedFd, signal_keys: bool, wait: impl FnOnce() -> i32) -> i32 {
     let master = File::from(master);
     let fd = master.as_raw_fd();
     // SAFETY: termios calls on our stdin, restored below; the handler only does ioctls.
@@ -220,6 +252,9 @@ pub fn join_terminal(master: OwnedFd, wait: impl FnOnce() -> i32) -> i32 {
         let saved = (libc::tcgetattr(0, &mut t) == 0).then_some(t);
         if let Some(mut raw) = saved {
             libc::cfmakeraw(&mut raw);
+            if signal_keys {
+                raw.c_lflag |= libc::ISIG;
+            }
             libc::tcsetattr(0, libc::TCSANOW, &raw);
         }
         EXEC_MASTER.store(fd, Ordering::SeqCst);
@@ -240,7 +275,9 @@ pub fn join_terminal(master: OwnedFd, wait: impl FnOnce() -> i32) -> i32 {
         }
     });
     let (drained, done) = std::sync::mpsc::channel();
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut from_master = master;
+    let command_done = finished.clone();
     std::thread::spawn(move || {
         let (mut stdout, mut buf) = (std::io::stdout(), [0u8; 16 * 1024]);
         loop {
@@ -249,13 +286,19 @@ pub fn join_terminal(master: OwnedFd, wait: impl FnOnce() -> i32) -> i32 {
                     let _ = stdout.write_all(&buf[..n]).and_then(|_| stdout.flush());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                // EIO: every end of the container's terminal is closed.
+                // EIO: no one has the terminal open. For good once the command is done;
+                // before, for a moment (an init that reopens its console, as systemd
+                // does for every message).
+                _ if !command_done.load(Ordering::SeqCst) => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
                 _ => break,
             }
         }
         let _ = drained.send(());
     });
     let code = wait();
+    finished.store(true, Ordering::SeqCst);
     // What the command wrote last; a process it left in the background may keep the
     // terminal open, so not forever.
     let _ = done.recv_timeout(Duration::from_millis(500));

@@ -15,6 +15,7 @@
 
 mod cgroups;
 
+use crate::console::CallerSocket;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
@@ -137,6 +138,15 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
         .as_ref()
         .and_then(|l| l.cgroups_path().clone())
         .ok_or("run: the config has no linux.cgroupsPath")?;
+    // Attached on a terminal (the config asks for one, the caller gave no console
+    // socket): a terminal of the container's own devpts, joined to the caller's, as
+    // runc does. Never the caller's own, which a process inside could type into.
+    let wants_terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    let own_terminal = (!detach && console.is_none() && wants_terminal)
+        .then(|| CallerSocket::bind("run"))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let console = console.or_else(|| own_terminal.as_ref().map(|s| s.path.clone()));
 
     // The engine is in the container's cgroups while libcontainer makes it: the container's
     // processes inherit them and its cgroup namespace is rooted there.
@@ -149,7 +159,9 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
             .and_then(|b| {
                 b.as_init(&bundle)
                     .with_systemd(false)
-                    .with_detach(detach)
+                    // libcontainer takes a console socket only with "detach", which
+                    // changes nothing else: pid 1 is our child either way.
+                    .with_detach(detach || own_terminal.is_some())
                     .build()
             })
     });
@@ -164,6 +176,23 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
         Err(e) => return Err(discard(root, &id, &cgroup, &placement, e)),
     };
     let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
+    // Made means the master was sent: sized now, before pid 1 starts and asks.
+    let master = match &own_terminal {
+        Some(s) => match crate::console::receive_master(&s.listener, || true, &s.path) {
+            Ok(Some(master)) => {
+                crate::console::size_as_caller(&master);
+                Some(master)
+            }
+            failed => {
+                let _ = delete(root, &id);
+                return Err(match failed {
+                    Err(e) => e.to_string(),
+                    _ => "run: the engine sent no terminal".into(),
+                });
+            }
+        },
+        None => None,
+    };
     let started = loopback_up(pid).and_then(|_| container.start().map_err(|e| e.to_string()));
     if let Err(e) = started {
         let _ = delete(root, &id);
@@ -173,7 +202,16 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
         return Ok(0);
     }
     // Attached: pass the signals meant for the container on to it, wait, clean up.
-    let status = wait_forwarding(pid);
+    let status = match master {
+        Some(master) => {
+            let console = spec
+                .annotations()
+                .as_ref()
+                .is_some_and(|a| a.contains_key(crate::spec::CONSOLE_ANNOTATION));
+            crate::console::join_terminal(master, console, || wait_forwarding(pid))
+        }
+        None => wait_forwarding(pid),
+    };
     let _ = delete(root, &id);
     Ok(status)
 }
@@ -257,13 +295,13 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
         .transpose()?;
     let expected = terminal
         .as_ref()
-        .map(|t| crate::console::ExecMaster::expect(&t.listener, &t.socket))
+        .map(|t| crate::console::ExecMaster::expect(&t.socket.listener, &t.socket.path))
         .transpose()
         .map_err(|e| e.to_string())?;
     let build = || {
         ContainerBuilder::new(id.clone(), SyscallType::default())
             .with_root_path(root)
-            .map(|b| b.with_console_socket(terminal.as_ref().map(|t| t.socket.clone())))
+            .map(|b| b.with_console_socket(terminal.as_ref().map(|t| t.socket.path.clone())))
             .and_then(|b| {
                 let b = b.as_tenant();
                 match &terminal {
@@ -294,8 +332,10 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
     .as_raw();
     match (terminal, expected) {
         (Some(t), Some(expected)) => {
-            let master = expected.receive(&t.socket).map_err(|e| e.to_string())?;
-            Ok(crate::console::join_terminal(master, || {
+            let master = expected
+                .receive(&t.socket.path)
+                .map_err(|e| e.to_string())?;
+            Ok(crate::console::join_terminal(master, false, || {
                 wait_forwarding(pid)
             }))
         }
@@ -306,8 +346,7 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
 /// The process file and console socket of an `exec --tty`, removed when dropped.
 struct TerminalExec {
     process: PathBuf,
-    socket: PathBuf,
-    listener: std::os::unix::net::UnixListener,
+    socket: CallerSocket,
 }
 
 impl TerminalExec {
@@ -322,18 +361,13 @@ impl TerminalExec {
         process.set_terminal(Some(true));
         process.set_cwd("/".into());
         process.set_user(Default::default());
-        // Short paths: a socket's may not exceed 107 bytes.
-        let base = std::env::temp_dir().join(format!("rehost-exec-{}", std::process::id()));
-        let path = base.with_extension("json");
+        let path = std::env::temp_dir().join(format!("rehost-exec-{}.json", std::process::id()));
         let text = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
         fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let socket = base.with_extension("sock");
-        let _ = fs::remove_file(&socket);
+        let socket = CallerSocket::bind("exec");
         let exec = TerminalExec {
             process: path,
-            listener: std::os::unix::net::UnixListener::bind(&socket)
-                .map_err(|e| format!("{}: {e}", socket.display()))?,
-            socket,
+            socket: socket.map_err(|e| e.to_string())?,
         };
         Ok(exec)
     }
@@ -342,7 +376,6 @@ impl TerminalExec {
 impl Drop for TerminalExec {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.process);
-        let _ = fs::remove_file(&self.socket);
     }
 }
 

@@ -24,6 +24,17 @@ pub enum InitMode {
     None,
 }
 
+impl InitMode {
+    /// pid 1 boots a whole system (not one command): its terminal is a console to
+    /// watch, and Ctrl-C on it stops the container rather than reaching a program.
+    pub fn boots_a_system(self) -> bool {
+        matches!(
+            self,
+            InitMode::Systemd | InitMode::Rehost | InitMode::SbinInit
+        )
+    }
+}
+
 impl std::str::FromStr for InitMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -36,6 +36,12 @@ pub struct Options {
     pub ports: Vec<crate::ports::PortMapping>,
 }
 
+/// Set (to "true") when pid 1's terminal is the console of a booting system: an engine
+/// of ours joining it to the caller's terminal leaves Ctrl-C and Ctrl-\ to the caller's,
+/// which signals us, and we pass the signal to pid 1 (an init stops on it). Without it,
+/// they go to the container's terminal, as keys, to the program on it.
+pub const CONSOLE_ANNOTATION: &str = "io.rehost.console";
+
 fn spec_err(e: impl std::fmt::Display) -> Error {
     Error::Spec(e.to_string())
 }
@@ -169,6 +175,11 @@ pub fn generate(
     ));
     spec.set_linux(Some(linux));
     spec.set_mounts(Some(mounts(profile)?));
+    if opts.terminal && profile.mode.boots_a_system() {
+        spec.set_annotations(Some(
+            [(CONSOLE_ANNOTATION.to_string(), "true".to_string())].into(),
+        ));
+    }
     if !opts.prestart_hooks.is_empty() || !opts.poststop_hooks.is_empty() {
         let hook = |cmd: &String| {
             HookBuilder::default()
@@ -355,6 +366,32 @@ mod tests {
         assert_eq!(json["hostname"], "web1");
         assert_eq!(json["linux"]["cgroupsPath"], "/rehost/web1");
         assert!(!json["linux"]["maskedPaths"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_the_terminal_of_a_booting_system_is_marked_a_console() {
+        let image = ImageConfig::default();
+        let console = |mode: InitMode, terminal: bool| {
+            let command = ["/bin/sh".to_string()];
+            let command = if mode.boots_a_system() {
+                &[][..]
+            } else {
+                &command[..]
+            };
+            let profile = mode.profile(&Default::default(), command).unwrap();
+            let opts = Options {
+                terminal,
+                ..Default::default()
+            };
+            let spec = generate(&image, &profile, &opts, Path::new("/nonexistent")).unwrap();
+            spec.annotations()
+                .as_ref()
+                .is_some_and(|a| a.contains_key(CONSOLE_ANNOTATION))
+        };
+        assert!(console(InitMode::Systemd, true));
+        assert!(console(InitMode::SbinInit, true));
+        assert!(!console(InitMode::Systemd, false));
+        assert!(!console(InitMode::None, true));
     }
 
     #[test]
