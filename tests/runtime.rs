@@ -662,10 +662,15 @@ fn exec_and_an_attached_run_from_a_terminal_get_a_terminal_of_the_container_on_e
         ] {
             let (text, code) = on_a_terminal(&rt, &how);
             // One of the container's own ptys (its devpts counts from 0), never the
-            // caller's, sized as the caller's from the start; the exit code comes back.
+            // caller's; the exit code comes back.
             assert!(text.contains("/dev/pts/0"), "{engine} {how}: {text}");
-            assert!(text.contains("40 100"), "{engine} {how}: {text}");
             assert_eq!(code, Some(3), "{engine} {how}: {text}");
+            // Sized as the caller's before the command starts. Not so on runc, which
+            // sizes the terminal once the command runs (1.1 ignores a process's
+            // consoleSize): under load, `stty size` there reads 0 0, 9 times in 20.
+            if engine == "embedded" {
+                assert!(text.contains("40 100"), "{engine} {how}: {text}");
+            }
         }
         // Without a terminal, none.
         let (plain, code) = rt.exec(&name, &["sh", "-c", "tty"]);
@@ -1040,13 +1045,20 @@ fn a_connection_waits_for_a_service_that_is_still_starting() {
     // Once the server runs (after the image's prestart hooks), it waits a second before it
     // listens. Connected in that second: the forwarder waits for it, no reset.
     rt.wait_for_file(&name, "/tmp/started");
+    let connected = std::time::Instant::now();
     let mut greeting = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()),
         &mut greeting,
     )
     .unwrap();
-    assert_eq!(greeting, "hello\n");
+    assert_eq!(
+        greeting,
+        "hello\n",
+        "after {} ms; the container's log:\n{}",
+        connected.elapsed().as_millis(),
+        rt.rehost_ok(&["logs", &name])
+    );
     rt.rehost_ok(&["rm", "--force", &name]);
     rt.assert_clean("rm --force");
 }

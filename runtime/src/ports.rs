@@ -407,19 +407,25 @@ fn forward(client: TcpStream, port: u16) {
 
 /// Connects to 127.0.0.1:`port` inside. A service that is starting or restarting
 /// refuses for a moment: the client waits up to [`REFUSED_WAIT`] for it rather than being
-/// reset at once.
+/// reset at once. A client given up on is said in the container's log, with why.
 fn connect_inside(port: u16) -> Option<TcpStream> {
-    let deadline = std::time::Instant::now() + REFUSED_WAIT;
+    let start = std::time::Instant::now();
     loop {
         match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
             Ok(inner) => return Some(inner),
             Err(e)
                 if e.kind() == std::io::ErrorKind::ConnectionRefused
-                    && std::time::Instant::now() < deadline =>
+                    && start.elapsed() < REFUSED_WAIT =>
             {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(_) => return None,
+            Err(e) => {
+                eprintln!(
+                    "rehost: a client of port {port} closed: 127.0.0.1:{port} inside, after {} ms: {e}",
+                    start.elapsed().as_millis()
+                );
+                return None;
+            }
         }
     }
 }
