@@ -282,9 +282,12 @@ fn accept_all(l: &TcpListener, port: u16) {
     loop {
         match l.accept() {
             Ok((client, _)) => {
-                let _ = std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .stack_size(64 * 1024)
                     .spawn(move || forward(client, port));
+                if let Err(e) = spawned {
+                    eprintln!("rehost: a client of port {port} closed: no thread for it: {e}");
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(_) => break, // e.g. the client reset before accept: next one
