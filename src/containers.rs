@@ -7,7 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "From a terminal, the command gets a terminal of the container's own, joined to \
+    yours; otherwise it gets your standard input and output.\n\n\
+    Example:\n  rehost exec web01 systemctl status nginx"
+)]
 pub struct ExecArgs {
+    /// The container's name (see `rehost ps`).
     name: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true)]
