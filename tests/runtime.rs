@@ -1343,24 +1343,29 @@ fn a_failed_start_names_the_cause_and_leaves_nothing() {
     let work = scratch();
     let image = converted("debian-sysvinit", work.path());
     let mut rt = Rt::new();
-    let name = rt.name("nostart");
-    let out = rt.rehost(&[
-        "run",
-        "-d",
-        "--init",
-        "none",
-        "--name",
-        &name,
-        image.to_str().unwrap(),
-        "/no/such/program",
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.starts_with("rehost: error: embedded run: ") && err.contains("/no/such/program"),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
+    // Detached, and attached (where the engine's stderr is the user's).
+    for how in ["-d", "--rm"] {
+        let name = rt.name("nostart");
+        let out = rt.rehost(&[
+            "run",
+            how,
+            "--init",
+            "none",
+            "--name",
+            &name,
+            image.to_str().unwrap(),
+            "/no/such/program",
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("rehost: error: embedded run: ") && err.contains("/no/such/program"),
+            "{how}: {err}"
+        );
+        // One line: not libcontainer's failed cleanup, which the engine then does.
+        assert_eq!(err.lines().count(), 1, "{how}: {err}");
+        assert!(!err.contains("cleanup"), "{how}: {err}");
+    }
     assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
     assert!(rt.mounts().is_empty(), "{:?}", rt.mounts());
     assert!(rt.cgroups().is_empty(), "{:?}", rt.cgroups());

@@ -56,9 +56,20 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .collect();
     match dispatch(&args) {
         Ok(code) => code,
+        // Attached (run without --detach, exec), our stderr is the user's: the line names
+        // itself, as rehost's own errors do. Otherwise the caller keeps the line and names
+        // the engine and the action around it.
         Err(e) => {
-            // The caller names the engine and the action around this line.
-            eprintln!("{e}");
+            let command = match args.first().map(String::as_str) {
+                Some("--root") => args.get(2..).unwrap_or_default(),
+                _ => &args[..],
+            };
+            let detached = command.iter().any(|a| a == "--detach" || a == "-d");
+            match command.first().map(String::as_str) {
+                Some("exec") => eprintln!("rehost: error: embedded exec: {e}"),
+                Some("run") if !detached => eprintln!("rehost: error: embedded run: {e}"),
+                _ => eprintln!("{e}"),
+            }
             1
         }
     }
@@ -111,7 +122,13 @@ fn dispatch(args: &[String]) -> Result<i32, String> {
 
 /// An error as the one line the caller shows.
 fn err_line(e: impl std::fmt::Display) -> String {
-    e.to_string()
+    let text = e.to_string();
+    // libcontainer's own cleanup after a failed start cannot remove the cgroup the engine
+    // is in; `discard` removes it right after. Saying so would only mislead.
+    match text.split_once(". error during cleanup:") {
+        Some((cause, _)) => cause.to_string(),
+        None => text,
+    }
 }
 
 /// `run [--detach] [--console-socket S] [--pid-file P] --bundle B ID`.
