@@ -540,7 +540,6 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     })
 }
 
-/// `ssh` and `ssh.service` name the same service.
 /// What a plan decides for the services: those to keep, as rehost-init runs them (their
 /// kind is settled against the image's init later), and the names of those it drops or
 /// masks.
@@ -573,21 +572,8 @@ pub fn plan_services(plan: &crate::plan::Plan) -> (Vec<ServiceEntry>, Vec<String
 /// Whether `name` is a systemd unit's (its suffix a unit kind); otherwise it names a
 /// script or job of the image's own init (`ssh`, `rc.local`).
 fn is_unit_name(name: &str) -> bool {
-    const KINDS: [&str; 11] = [
-        "service",
-        "timer",
-        "target",
-        "socket",
-        "path",
-        "mount",
-        "automount",
-        "swap",
-        "slice",
-        "scope",
-        "device",
-    ];
     name.rsplit_once('.')
-        .is_some_and(|(_, kind)| KINDS.contains(&kind))
+        .is_some_and(|(_, kind)| crate::inventory::services::systemd::UNIT_SUFFIXES.contains(&kind))
 }
 
 /// The services `rehost inspect` would plan to keep and drop on this server.
@@ -600,6 +586,7 @@ fn decided_services(source: &dyn Source) -> Result<(Vec<ServiceEntry>, Vec<Strin
     )))
 }
 
+/// `ssh` and `ssh.service` name the same service.
 fn same_service(a: &str, b: &str) -> bool {
     a == b || a.strip_suffix(".service") == Some(b) || b.strip_suffix(".service") == Some(a)
 }
