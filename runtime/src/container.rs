@@ -377,15 +377,7 @@ impl Runtime {
                 rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
             });
         if let Some(fd) = pidfd {
-            use std::os::fd::AsRawFd;
-            let mut p = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: one valid pollfd on a descriptor that outlives the call.
-            unsafe { libc::poll(&mut p, 1, ms) };
+            crate::sidecar::wait_gone(&fd, timeout);
         }
         while self.running(name) {
             if Instant::now() >= deadline {

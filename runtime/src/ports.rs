@@ -396,7 +396,7 @@ fn enter_netns(pid: i32, pidfd: &OwnedFd) -> Result<bool> {
         if (own.dev(), own.ino()) != (host.dev(), host.ino()) {
             break ns.into();
         }
-        if exited(pidfd) {
+        if crate::sidecar::wait_gone(pidfd, Duration::ZERO) {
             return Ok(false);
         }
         if std::time::Instant::now() > deadline {
@@ -412,17 +412,6 @@ fn enter_netns(pid: i32, pidfd: &OwnedFd) -> Result<bool> {
         return Err(Error::io(&path, std::io::Error::last_os_error()));
     }
     Ok(true)
-}
-
-/// Whether the process of `pidfd` has exited (its pidfd is readable then).
-fn exited(pidfd: &OwnedFd) -> bool {
-    let mut fd = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no wait.
-    unsafe { libc::poll(&mut fd, 1, 0) == 1 }
 }
 
 /// One connection: connect inside, then copy both ways until both sides are done.

@@ -41,8 +41,9 @@ pub fn end(file: &Path, term: bool, grace: Duration) {
     let _ = std::fs::remove_file(file);
 }
 
-/// Waits up to `grace` for the process of `pidfd` to exit.
-fn wait_gone(pidfd: &OwnedFd, grace: Duration) -> bool {
+/// Waits up to `grace` (zero: not at all) for the process of `pidfd` to exit; whether it
+/// has.
+pub fn wait_gone(pidfd: &OwnedFd, grace: Duration) -> bool {
     let mut p = libc::pollfd {
         fd: pidfd.as_raw_fd(),
         events: libc::POLLIN,
