@@ -626,19 +626,22 @@ fn pid_1_and_exec_run_in_the_container_cgroups_with_only_the_standard_devices() 
 
 #[test]
 fn exec_and_an_attached_run_from_a_terminal_get_a_terminal_of_the_container_on_either_engine() {
-    let started = std::time::SystemTime::now();
     let work = scratch();
     let image = converted("debian-sysvinit", work.path());
     let mut rt = Rt::new();
+    // rehost's console sockets and process files go here, to be checked at the end.
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     // `script` gives rehost a terminal of 40 rows and 100 columns.
     let on_a_terminal = |rt: &Rt, rehost_args: &str| {
         let inner = format!(
-            "stty rows 40 cols 100; {} {rehost_args} sh -c 'tty; stty size; exit 3'",
+            "stty rows 40 cols 100; exec {} {rehost_args} sh -c 'tty; stty size; exit 3'",
             env!("CARGO_BIN_EXE_rehost")
         );
         let out = std::process::Command::new("script")
             .args(["-qec", &inner, "/dev/null"])
             .env("REHOST_ROOT", rt.root())
+            .env("TMPDIR", &tmp)
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
@@ -678,20 +681,7 @@ fn exec_and_an_attached_run_from_a_terminal_get_a_terminal_of_the_container_on_e
         rt.rehost_ok(&["rm", "--force", &name]);
     }
     rt.assert_clean("exec --tty and run on a terminal");
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("rehost-exec-") || name.starts_with("rehost-run-")
-        })
-        // Ours: made since this test started.
-        .filter(|e| {
-            e.metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t >= started)
-        })
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -705,8 +695,10 @@ fn an_attached_boot_shows_its_console_on_the_terminal_and_ctrl_c_stops_it() {
     let image = converted("debian-systemd", work.path());
     let mut rt = Rt::new();
     let name = rt.name("console");
+    // `exec`: rehost must be what has the terminal. dash (`script`'s shell when SHELL is
+    // unset or /bin/sh) otherwise stays as the parent, and Ctrl-C kills it: 130.
     let inner = format!(
-        "{} run --rm --init systemd --name {name} {}",
+        "exec {} run --rm --init systemd --name {name} {}",
         env!("CARGO_BIN_EXE_rehost"),
         image.display()
     );
