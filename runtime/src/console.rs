@@ -129,6 +129,13 @@ impl ExecMaster {
             -1 => Err(Error::io(sock, std::io::Error::last_os_error())),
             0 => unsafe {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // Woken by the engine's connection, we race the command's own setup: a
+                // real-time class runs us ahead of it, even on a busy machine (4 busy
+                // loops on 2 cores: 3 runs in 30 read 0 0 without it). We only block,
+                // then size and pass one descriptor. Best effort: a cgroup with no
+                // real-time budget refuses it.
+                let first = libc::sched_param { sched_priority: 1 };
+                libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &first);
                 let passed = listener
                     .accept()
                     .at(sock)
