@@ -39,7 +39,7 @@ impl RuntimeArgs {
 #[command(
     after_help = "Attached (without -d) from a terminal, the container gets a terminal of its own, \
     joined to yours: an init (systemd, rehost, sbin-init) shows its boot there and Ctrl-C stops \
-    the container (on the embedded engine); a command (none, dumb-init) gets Ctrl-C as a key.\n\n\
+    the container; a command (none, dumb-init) gets Ctrl-C as a key.\n\n\
     Examples:\n  rehost run web01.oci --init systemd -d --name web01\n  \
     rehost run web01.oci:v1 --init none /bin/sh -c 'echo hello'\n  \
     rehost run web01.oci -d -p 127.0.0.1:8080:80 -p 2222:22"

@@ -274,25 +274,34 @@ impl Runtime {
         } else {
             ports::spawn(&state.name, &dir, listeners, &state.ports).map(Some)
         };
+        let config = dir.join("config.json");
+        let terminal = oci_spec::runtime::Spec::load(&config)
+            .map_err(|e| Error::Spec(format!("{}: {e}", config.display())))
+            .map(|spec| spec::attached_terminal(&spec))?;
+        let passes_keys = self.engine.caller_passes_keys(terminal);
         let done = std::sync::atomic::AtomicBool::new(false);
         let status = std::thread::scope(|scope| {
             // SIGTERM or SIGHUP to rehost alone (a supervisor, a closed session) stops
-            // the container with its own stop signal. SIGINT is left to the engine, which
-            // gets Ctrl-C with us and passes it on; sending it again could make systemd
-            // see two ctrl-alt-del presses, a forced reboot.
+            // the container with its own stop signal. SIGINT and SIGQUIT are left to the
+            // engine, which gets Ctrl-C with us and passes it on (sending it again could
+            // make systemd see two ctrl-alt-del presses, a forced reboot), unless the
+            // keys signal us alone.
             let watcher = scope.spawn(|| {
                 while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                    let sig = crate::signals::Deferred::received();
+                    let sig = crate::signals::Deferred::take();
                     if sig == libc::SIGTERM || sig == libc::SIGHUP {
                         let _ = self.engine.kill(&state.name, state.stop_signal);
                         return;
+                    }
+                    if passes_keys && (sig == libc::SIGINT || sig == libc::SIGQUIT) {
+                        let _ = self.engine.kill(&state.name, sig);
                     }
                     // Woken at once when the run ends, so the command does not linger.
                     std::thread::park_timeout(Duration::from_millis(50));
                 }
             });
             let status = match forwarder {
-                Ok(_) => self.engine.run_foreground(&state.name, &dir),
+                Ok(_) => self.engine.run_foreground(&state.name, &dir, terminal),
                 Err(e) => Err(e),
             };
             done.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -158,8 +158,8 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
     // Attached on a terminal (the config asks for one, the caller gave no console
     // socket): a terminal of the container's own devpts, joined to the caller's, as
     // runc does. Never the caller's own, which a process inside could type into.
-    let wants_terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
-    let own_terminal = (!detach && console.is_none() && wants_terminal)
+    let attached_terminal = crate::spec::attached_terminal(&spec);
+    let own_terminal = (!detach && console.is_none() && attached_terminal.is_some())
         .then(|| CallerSocket::bind("run"))
         .transpose()
         .map_err(|e| e.to_string())?;
@@ -221,11 +221,9 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
     // Attached: pass the signals meant for the container on to it, wait, clean up.
     let status = match master {
         Some(master) => {
-            let console = spec
-                .annotations()
-                .as_ref()
-                .is_some_and(|a| a.contains_key(crate::spec::CONSOLE_ANNOTATION));
-            crate::console::join_terminal(master, console, || wait_forwarding(pid))
+            crate::console::join_terminal(master, attached_terminal == Some(true), || {
+                wait_forwarding(pid)
+            })
         }
         None => wait_forwarding(pid),
     };

@@ -166,6 +166,73 @@ impl OciRuntime {
             .map_err(|e| self.err("run", e.to_string()))
     }
 
+    /// Runs the container attached on the caller's terminal, as the embedded engine does
+    /// (`runc run` would size the terminal only once the command runs, and keep Ctrl-C
+    /// from a console's caller): made with a console socket, its terminal sized as the
+    /// caller's before pid 1 starts, joined to the caller's. pid 1 is then our child, as
+    /// we are its subreaper once `create` exits. With `signal_keys`, Ctrl-C and Ctrl-\
+    /// signal us, for the caller to pass on (see `Container::run_attached`).
+    pub fn run_on_terminal(
+        &self,
+        id: &str,
+        bundle: &Path,
+        signal_keys: bool,
+    ) -> Result<ExitStatus> {
+        let socket = crate::console::CallerSocket::bind("run")?;
+        let _reaper = Subreaper::become_one().map_err(|e| self.err("run", e.to_string()))?;
+        let pid_file = bundle.join("pid");
+        let mut create = self
+            .command()
+            .args(["create", "--console-socket"])
+            .arg(&socket.path)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.err("create", e.to_string()))?;
+        let master = crate::console::receive_master(
+            &socket.listener,
+            || create.try_wait().map_or(true, |s| s.is_some()),
+            &socket.path,
+        );
+        let created = create
+            .wait_with_output()
+            .map_err(|e| self.err("create", e.to_string()))?;
+        if !created.status.success() {
+            return Err(self.err(
+                "create",
+                last_line(&String::from_utf8_lossy(&created.stderr)),
+            ));
+        }
+        let master = master?.ok_or_else(|| self.err("create", "it sent no terminal"))?;
+        crate::console::size_as_caller(&master);
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| self.err("create", "it wrote no pid file"))?;
+        let mut start = self.command();
+        start.args(["start", id]);
+        self.checked("start", start)?;
+        let status = crate::console::join_terminal(master, signal_keys, || {
+            let mut status = 0;
+            // SAFETY: waiting for our own child (re-parented to us, the subreaper).
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    // Not ours after all (another subreaper between us): 255, as a
+                    // runtime that lost its container.
+                    return 255 << 8;
+                }
+            }
+            status
+        });
+        Ok(std::os::unix::process::ExitStatusExt::from_raw(status))
+    }
+
     /// The container's state, None when the runtime does not know it.
     pub fn state(&self, id: &str) -> Option<EngineState> {
         let out = self.command().args(["state", id]).output().ok()?;
@@ -214,6 +281,27 @@ impl OciRuntime {
             .stdin(Stdio::null())
             .output()
             .map_err(|e| self.err("exec", e.to_string()))
+    }
+}
+
+/// This process as the child subreaper: orphans of its descendants (a container's pid 1
+/// once the runtime that made it exits) become its children, to wait for. Until dropped.
+struct Subreaper(());
+
+impl Subreaper {
+    fn become_one() -> std::io::Result<Subreaper> {
+        // SAFETY: a prctl on this process only.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Subreaper(()))
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0) };
     }
 }
 
@@ -276,9 +364,25 @@ impl Engine {
         self.cli().run_detached_console(id, bundle, log)
     }
 
-    /// Runs the container attached to our stdio until it exits, then deletes it.
-    pub fn run_foreground(&self, id: &str, bundle: &Path) -> Result<ExitStatus> {
-        self.cli().run_foreground(id, bundle)
+    /// Runs the container attached to our stdio until it exits. `terminal`: how pid 1 is
+    /// on the caller's terminal (`spec::attached_terminal`). The embedded engine joins
+    /// the terminals in its own process; an external one's terminal is joined by us.
+    pub fn run_foreground(
+        &self,
+        id: &str,
+        bundle: &Path,
+        terminal: Option<bool>,
+    ) -> Result<ExitStatus> {
+        match (self, terminal) {
+            (Engine::External(c), Some(signal_keys)) => c.run_on_terminal(id, bundle, signal_keys),
+            _ => self.cli().run_foreground(id, bundle),
+        }
+    }
+
+    /// Ctrl-C and Ctrl-\ on the caller's terminal signal us alone, not the engine, and
+    /// are ours to pass on to pid 1: an external engine's console, which we join.
+    pub fn caller_passes_keys(&self, terminal: Option<bool>) -> bool {
+        matches!(self, Engine::External(_)) && terminal == Some(true)
     }
 
     /// The container's state, None when the engine does not know it.

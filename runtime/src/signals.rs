@@ -1,5 +1,6 @@
-//! Deferring SIGINT, SIGTERM and SIGHUP while a container runs attached, so rehost
-//! outlives the container and cleans up after it. A handler (not SIG_IGN) is used because
+//! Deferring SIGINT, SIGQUIT, SIGTERM and SIGHUP while a container runs attached, so
+//! rehost outlives the container and cleans up after it (Ctrl-C and Ctrl-\ on the
+//! caller's terminal signal us with the engine). A handler (not SIG_IGN) is used because
 //! handlers reset to the default in the programs we start, ignored signals would not.
 
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -12,7 +13,7 @@ extern "C" fn note(sig: libc::c_int) {
     RECEIVED.store(sig, Ordering::SeqCst);
 }
 
-const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
 
 /// Restores the default dispositions when dropped.
 pub struct Deferred(());
@@ -35,6 +36,11 @@ impl Deferred {
     /// The last signal received while installed (0 for none).
     pub fn received() -> i32 {
         RECEIVED.load(Ordering::SeqCst)
+    }
+
+    /// As `received`, and forgets it: a second Ctrl-C is seen as one more.
+    pub fn take() -> i32 {
+        RECEIVED.swap(0, Ordering::SeqCst)
     }
 }
 

@@ -42,6 +42,18 @@ pub struct Options {
 /// they go to the container's terminal, as keys, to the program on it.
 pub const CONSOLE_ANNOTATION: &str = "io.rehost.console";
 
+/// How pid 1 of an attached run is on the caller's terminal, from its config: None
+/// without a terminal; Some(true) for a console, whose Ctrl-C and Ctrl-\ signal the
+/// caller (see [`CONSOLE_ANNOTATION`]); Some(false) for a program's own terminal.
+pub fn attached_terminal(spec: &Spec) -> Option<bool> {
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    terminal.then(|| {
+        spec.annotations()
+            .as_ref()
+            .is_some_and(|a| a.contains_key(CONSOLE_ANNOTATION))
+    })
+}
+
 fn spec_err(e: impl std::fmt::Display) -> Error {
     Error::Spec(e.to_string())
 }
