@@ -171,7 +171,7 @@ impl OciRuntime {
     /// from a console's caller): made with a console socket, its terminal sized as the
     /// caller's before pid 1 starts, joined to the caller's. pid 1 is then our child, as
     /// we are its subreaper once `create` exits. With `signal_keys`, Ctrl-C and Ctrl-\
-    /// signal us, for the caller to pass on (see `Container::run_attached`).
+    /// signal us, for the caller to pass on (see `Runtime::run_attached`).
     pub fn run_on_terminal(
         &self,
         id: &str,
@@ -223,8 +223,8 @@ impl OciRuntime {
             // SAFETY: waiting for our own child (re-parented to us, the subreaper).
             while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
                 if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    // Not ours after all (another subreaper between us): 255, as a
-                    // runtime that lost its container.
+                    // Not our child after all: 255, as a runtime that lost its
+                    // container.
                     return 255 << 8;
                 }
             }
