@@ -83,8 +83,7 @@ impl OciRuntime {
             .output()
             .map_err(|e| self.err(action, e.to_string()))?;
         if !out.status.success() {
-            let msg = String::from_utf8_lossy(&out.stderr);
-            return Err(self.err(action, last_line(&msg)));
+            return Err(self.err(action, why_failed(out.status, &out.stderr)));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -204,10 +203,7 @@ impl OciRuntime {
             .wait_with_output()
             .map_err(|e| self.err("create", e.to_string()))?;
         if !created.status.success() {
-            return Err(self.err(
-                "create",
-                last_line(&String::from_utf8_lossy(&created.stderr)),
-            ));
+            return Err(self.err("create", why_failed(created.status, &created.stderr)));
         }
         let master = master?.ok_or_else(|| self.err("create", "it sent no terminal"))?;
         crate::console::size_as_caller(&master);
@@ -302,6 +298,16 @@ impl Drop for Subreaper {
     fn drop(&mut self) {
         // SAFETY: as above.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0) };
+    }
+}
+
+/// Why a runtime command failed: its last line on stderr, or the signal that killed it
+/// (Ctrl-C during a start kills runc with us, silently).
+fn why_failed(status: ExitStatus, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    match std::os::unix::process::ExitStatusExt::signal(&status) {
+        Some(sig) if text.trim().is_empty() => format!("killed by signal {sig}"),
+        _ => last_line(&text),
     }
 }
 
