@@ -396,14 +396,12 @@ mod tests {
                 ..Default::default()
             };
             let spec = generate(&image, &profile, &opts, Path::new("/nonexistent")).unwrap();
-            spec.annotations()
-                .as_ref()
-                .is_some_and(|a| a.contains_key(CONSOLE_ANNOTATION))
+            attached_terminal(&spec)
         };
-        assert!(console(InitMode::Systemd, true));
-        assert!(console(InitMode::SbinInit, true));
-        assert!(!console(InitMode::Systemd, false));
-        assert!(!console(InitMode::None, true));
+        assert_eq!(console(InitMode::Systemd, true), Some(true));
+        assert_eq!(console(InitMode::SbinInit, true), Some(true));
+        assert_eq!(console(InitMode::Systemd, false), None);
+        assert_eq!(console(InitMode::None, true), Some(false));
     }
 
     #[test]
