@@ -96,7 +96,7 @@ impl OciRuntime {
             .args(["run", "--detach", "--bundle"])
             .arg(bundle)
             .arg("--pid-file")
-            .arg(bundle.join("pid"))
+            .arg(pid_file(bundle))
             .arg(id)
             .stdin(Stdio::null())
             .stdout(out)
@@ -125,7 +125,7 @@ impl OciRuntime {
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
-            .arg(bundle.join("pid"))
+            .arg(pid_file(bundle))
             .arg(id)
             .stdin(Stdio::null())
             .stdout(out)
@@ -146,10 +146,7 @@ impl OciRuntime {
         let Some(master) = master? else {
             return Err(self.err("run", "exited without sending the console"));
         };
-        let pid: i32 = std::fs::read_to_string(bundle.join("pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| self.err("run", "no pid file"))?;
+        let pid = read_pid(&pid_file(bundle)).ok_or_else(|| self.err("run", "no pid file"))?;
         crate::console::spawn_pump(master, log, pid)
     }
 
@@ -159,7 +156,7 @@ impl OciRuntime {
             .args(["run", "--bundle"])
             .arg(bundle)
             .arg("--pid-file")
-            .arg(bundle.join("pid"))
+            .arg(pid_file(bundle))
             .arg(id)
             .status()
             .map_err(|e| self.err("run", e.to_string()))
@@ -179,7 +176,7 @@ impl OciRuntime {
     ) -> Result<ExitStatus> {
         let socket = crate::console::CallerSocket::bind("run")?;
         let _reaper = Subreaper::become_one().map_err(|e| self.err("run", e.to_string()))?;
-        let pid_file = bundle.join("pid");
+        let pid_file = pid_file(bundle);
         let mut create = self
             .command()
             .args(["create", "--console-socket"])
@@ -207,10 +204,7 @@ impl OciRuntime {
         }
         let master = master?.ok_or_else(|| self.err("create", "it sent no terminal"))?;
         crate::console::size_as_caller(&master);
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| self.err("create", "it wrote no pid file"))?;
+        let pid = read_pid(&pid_file).ok_or_else(|| self.err("create", "it wrote no pid file"))?;
         let mut start = self.command();
         start.args(["start", id]);
         self.checked("start", start)?;
@@ -278,6 +272,16 @@ impl OciRuntime {
             .output()
             .map_err(|e| self.err("exec", e.to_string()))
     }
+}
+
+/// Where the engine writes pid 1's pid: in the bundle, the container's directory.
+pub fn pid_file(bundle: &Path) -> PathBuf {
+    bundle.join("pid")
+}
+
+/// pid 1's pid from the engine's pid file, once it is written.
+pub fn read_pid(pid_file: &Path) -> Option<i32> {
+    std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
 }
 
 /// This process as the child subreaper: orphans of its descendants (a container's pid 1

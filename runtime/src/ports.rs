@@ -154,7 +154,7 @@ pub fn spawn(
         .arg("--name")
         .arg(name)
         .arg("--pid-file")
-        .arg(dir.join("pid"))
+        .arg(crate::engine::pid_file(dir))
         .args(mappings.iter().map(|m| {
             let ip = match m.host_ip {
                 IpAddr::V6(v6) => format!("[{v6}]"),
@@ -369,10 +369,7 @@ fn wait_for_pid(pid_file: &Path) -> Option<rustix::process::Pid> {
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
     loop {
-        if let Some(pid) = std::fs::read_to_string(pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
+        if let Some(pid) = crate::engine::read_pid(pid_file) {
             return rustix::process::Pid::from_raw(pid);
         }
         if unsafe { libc::getppid() } != parent {
