@@ -634,13 +634,9 @@ fn exec_and_an_attached_run_from_a_terminal_get_a_terminal_of_the_container_on_e
     std::fs::create_dir(&tmp).unwrap();
     // `script` gives rehost a terminal of 40 rows and 100 columns.
     let on_a_terminal = |rt: &Rt, rehost_args: &str| {
-        let inner = format!(
-            "stty rows 40 cols 100; exec {} {rehost_args} sh -c 'tty; stty size; exit 3'",
-            env!("CARGO_BIN_EXE_rehost")
-        );
-        let out = std::process::Command::new("script")
-            .args(["-qec", &inner, "/dev/null"])
-            .env("REHOST_ROOT", rt.root())
+        let args = format!("{rehost_args} sh -c 'tty; stty size; exit 3'");
+        let out = rt
+            .on_a_terminal("stty rows 40 cols 100;", &args)
             .env("TMPDIR", &tmp)
             .stdin(std::process::Stdio::null())
             .output()
@@ -697,16 +693,12 @@ fn an_attached_boot_shows_its_console_on_the_terminal_and_ctrl_c_stops_it() {
     let mut rt = Rt::new();
     for engine in ["embedded", "runc"] {
         let name = rt.name("console");
-        // `exec`: rehost must be what has the terminal. dash (`script`'s shell when SHELL
-        // is unset or /bin/sh) otherwise stays as the parent, and Ctrl-C kills it: 130.
-        let inner = format!(
-            "exec {} run --rm --oci-runtime {engine} --init systemd --name {name} {}",
-            env!("CARGO_BIN_EXE_rehost"),
+        let args = format!(
+            "run --rm --oci-runtime {engine} --init systemd --name {name} {}",
             image.display()
         );
-        let mut script = std::process::Command::new("script")
-            .args(["-qec", &inner, "/dev/null"])
-            .env("REHOST_ROOT", rt.root())
+        let mut script = rt
+            .on_a_terminal("", &args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -47,6 +47,18 @@ impl Rt {
             .expect("rehost runs")
     }
 
+    /// `rehost ARGS` on a terminal of its own, under `script`, after the shell commands
+    /// `setup` (e.g. `stty rows 40 cols 100;`). `exec`: rehost must be what has the
+    /// terminal. dash (`script`'s shell when SHELL is unset or /bin/sh) otherwise stays
+    /// as its parent, and a Ctrl-C kills it: 130.
+    pub fn on_a_terminal(&self, setup: &str, args: &str) -> Command {
+        let inner = format!("{setup} exec {} {args}", env!("CARGO_BIN_EXE_rehost"));
+        let mut c = Command::new("script");
+        c.args(["-qec", &inner, "/dev/null"])
+            .env("REHOST_ROOT", self.root());
+        c
+    }
+
     pub fn rehost_ok(&self, args: &[&str]) -> String {
         let out = self.rehost(args);
         assert!(
