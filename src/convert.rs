@@ -1,11 +1,13 @@
 //! `rehost convert SOURCE -o IMAGE`
 
 use crate::output;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use converter::convert::{self, ConvertOptions};
-use converter::image::rich::{HookPhase, RichOptions};
+use converter::image::rich::HookPhase;
 use converter::image::{Compression, OutputFormat};
-use converter::profile::Profile;
+use converter::plan::amend::Amendments;
+use converter::plan::Plan;
+use converter::source::{self, OpenOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,9 +43,9 @@ pub struct Args {
     /// Keep everything: apply no profile's excludes.
     #[arg(long)]
     no_default_excludes: bool,
-    /// Apply the decisions of a plan written by `rehost inspect --plan` (its excludes
-    /// replace the profiles').
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "no_default_excludes"])]
+    /// Follow a plan written by `rehost inspect --plan` (default: the plan inspect would
+    /// write, from the profiles); the other flags amend it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile"])]
     plan: Option<PathBuf>,
     /// For a live root: also take this mount point's filesystem (e.g. /var).
     #[arg(long, value_name = "PATH")]
@@ -71,7 +73,7 @@ pub struct InitArgs {
     /// The init at pid 1: rehost (rehost-init supervises the services), systemd (the
     /// image's systemd), sbin-init (the image's /sbin/init), dumb-init (rehost-init reaps
     /// and runs --cmd), or none (a plain filesystem image without the rehost layer).
-    /// Default: the plan's init mode, else rehost.
+    /// Default: the plan's (systemd for systemd servers, rehost for the others).
     #[arg(long = "init", value_name = "MODE")]
     mode: Option<String>,
     /// The main command, as one shell-quoted string (required for dumb-init; with rehost,
@@ -79,8 +81,8 @@ pub struct InitArgs {
     #[arg(long, value_name = "COMMAND")]
     cmd: Option<String>,
     /// Keep exactly these services (repeatable): a systemd unit (ssh.service, foo.timer), or
-    /// KIND:NAME with KIND sysv, openrc or upstart. Default: what the image enables, minus
-    /// machine-only services (gettys, disk and clock services).
+    /// KIND:NAME with KIND sysv, openrc or upstart. Default: the plan's (what the server
+    /// enables, minus machine-only services: gettys, disk and clock services).
     #[arg(long = "service", value_name = "NAME")]
     services: Vec<String>,
     /// Drop this service from the default set (repeatable).
@@ -104,180 +106,53 @@ pub struct InitArgs {
     init_binary: Option<PathBuf>,
 }
 
-fn rich_options(
-    a: &InitArgs,
-    plan: Option<(&converter::plan::Plan, String)>,
-) -> Result<Option<RichOptions>> {
-    use converter::plan::{HookWhen, InitMode};
-    use rehost_init::config::{Mode, ServiceEntry, ServiceKind};
-    let mode_name = match (&a.mode, &plan) {
-        (Some(m), _) => m.clone(),
-        (None, Some((p, _))) => match p.init.mode {
-            InitMode::Systemd => "systemd".into(),
-            InitMode::Sysv | InitMode::Openrc => "sbin-init".into(),
-            InitMode::RehostInit => "rehost".into(),
-        },
-        (None, None) => "rehost".into(),
-    };
-    if mode_name == "none" {
-        return Ok(None);
+impl InitArgs {
+    /// The flags that change the plan's decisions.
+    fn amendments(&self, a: &Args) -> Amendments {
+        Amendments {
+            mode: self.mode.clone(),
+            cmd: self.cmd.clone(),
+            keep_only: self.services.clone(),
+            drop: self.drop.clone(),
+            critical: self.critical.clone(),
+            ports: self.expose.clone(),
+            volumes: self.volumes.clone(),
+            excludes: a.exclude.clone(),
+            no_default_excludes: a.no_default_excludes,
+        }
     }
-    let mode = Mode::parse(&mode_name).with_context(|| {
-        format!("--init {mode_name}: unknown mode (rehost, systemd, sbin-init, dumb-init, none)")
-    })?;
-    let cmd = match &a.cmd {
-        Some(c) => rehost_init::units::shell::split(c, &Default::default())
-            .with_context(|| format!("--cmd {c:?}: unterminated quote"))?,
-        None => Vec::new(),
-    };
-    if mode == Mode::DumbInit && cmd.is_empty() {
-        anyhow::bail!("--init dumb-init needs --cmd (the one program the container runs)");
-    }
-    let services = a
-        .services
-        .iter()
-        .map(|s| {
-            let (kind, name) = match s.split_once(':') {
-                Some(("sysv", n)) => (ServiceKind::Sysv, n),
-                Some(("openrc", n)) => (ServiceKind::Openrc, n),
-                Some(("upstart", n)) => (ServiceKind::Upstart, n),
-                Some(("systemd", n)) => (ServiceKind::Systemd, n),
-                Some((k, _)) => anyhow::bail!(
-                    "--service {s}: unknown kind {k} (systemd, sysv, openrc, upstart)"
-                ),
-                None => (ServiceKind::Systemd, s.as_str()),
-            };
-            Ok(ServiceEntry {
-                name: name.to_string(),
-                kind,
-                critical: false,
+
+    fn hooks(&self) -> Result<Vec<(HookPhase, PathBuf)>> {
+        self.hooks
+            .iter()
+            .map(|h| match h.split_once('=') {
+                Some(("prestart", f)) => Ok((HookPhase::Prestart, PathBuf::from(f))),
+                Some(("poststop", f)) => Ok((HookPhase::Poststop, PathBuf::from(f))),
+                _ => anyhow::bail!("--hook {h}: expected prestart=FILE or poststop=FILE"),
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // The plan's decisions, unless flags say otherwise.
-    let mut services = services;
-    let mut drop = a.drop.clone();
-    let mut ports = a.expose.clone();
-    let mut volumes = a.volumes.clone();
-    let mut inline_hooks = Vec::new();
-    let mut plan_digest = None;
-    if let Some((p, digest)) = &plan {
-        let (keep, dropped) = converter::image::rich::plan_services(p);
-        if services.is_empty() {
-            services = keep;
-        }
-        drop.extend(dropped);
-        if ports.is_empty() {
-            ports = p
-                .port
-                .iter()
-                .map(|x| format!("{}/{}", x.port, x.protocol))
-                .collect();
-        }
-        if volumes.is_empty() {
-            volumes = p.volume.iter().map(|v| v.path.clone()).collect();
-        }
-        for h in &p.hook {
-            let phase = match h.when {
-                HookWhen::Prestart => HookPhase::Prestart,
-                HookWhen::Poststop => HookPhase::Poststop,
-            };
-            inline_hooks.push((
-                phase,
-                format!(
-                    "#!/bin/sh\n# from the plan: {}\n{}\n",
-                    h.reason.replace('\n', " "),
-                    h.run
-                ),
-            ));
-        }
-        plan_digest = Some(digest.clone());
+            .collect()
     }
-    let hooks = a
-        .hooks
-        .iter()
-        .map(|h| match h.split_once('=') {
-            Some(("prestart", f)) => Ok((HookPhase::Prestart, PathBuf::from(f))),
-            Some(("poststop", f)) => Ok((HookPhase::Poststop, PathBuf::from(f))),
-            _ => anyhow::bail!("--hook {h}: expected prestart=FILE or poststop=FILE"),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let init_binary = match &a.init_binary {
-        Some(p) => p.clone(),
-        None => find_init_binary()?,
-    };
-    if !init_binary.is_file() {
-        anyhow::bail!(
-            "the rehost-init binary is not at {} (build it with scripts/build-init, pass --init-binary FILE or set REHOST_INIT, or use --init none)",
-            init_binary.display()
-        );
-    }
-    if !is_static_elf(&init_binary)? {
-        anyhow::bail!(
-            "{} is dynamically linked and would not run in every image; build the static one with scripts/build-init",
-            init_binary.display()
-        );
-    }
-    Ok(Some(RichOptions {
-        mode,
-        cmd,
-        services,
-        drop,
-        critical: a.critical.clone(),
-        hooks,
-        init_binary,
-        ports,
-        volumes,
-        inline_hooks,
-        source_host: String::new(),
-        capture_time: None,
-        plan_digest,
-    }))
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
-    let plan = match &args.plan {
-        Some(path) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            Some((
-                converter::plan::Plan::read(path)?,
-                converter::image::digest::of(&bytes),
-            ))
-        }
-        None => None,
+    let source = source::open(
+        &args.source,
+        &OpenOptions {
+            include_mounts: args.include_mount.clone(),
+        },
+    )?;
+    // The plan: the operator's, or the one `inspect` would write; the flags amend it.
+    let mut plan = match &args.plan {
+        Some(path) => Plan::read(path)?,
+        None => Plan::derive(source.as_ref(), &args.profile)?,
     };
-    let profiles = if let Some((plan, _)) = &plan {
-        vec![Profile::from_plan(plan)]
-    } else if args.no_default_excludes {
-        Vec::new()
-    } else if args.profile.is_empty() {
-        vec![Profile::builtin("base")?]
-    } else {
-        args.profile
-            .iter()
-            .map(|p| {
-                if std::path::Path::new(p).is_file() {
-                    convert::load_profile(p.as_ref())
-                } else {
-                    Profile::builtin(p)
-                }
-            })
-            .collect::<Result<_, _>>()?
-    };
+    plan.amend(&args.init.amendments(&args))?;
     let options = ConvertOptions {
         source: args.source.clone(),
         output: args.output.clone(),
         format: args.format,
         tag: args.tag.clone(),
         force: args.force,
-        profiles,
-        // Without a plan or a choice of profiles: base and the source's own family.
-        family_profiles: args.plan.is_none()
-            && args.profile.is_empty()
-            && !args.no_default_excludes,
-        excludes: args.exclude.clone(),
-        include_mounts: args.include_mount.clone(),
         compression: args.compression,
         threads: args.threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -289,11 +164,12 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             .as_deref()
             .map(convert::parse_epoch)
             .transpose()?,
-        rich: rich_options(&args.init, plan.as_ref().map(|(p, d)| (p, d.clone())))?,
+        init_binary: args.init.init_binary.clone(),
+        hooks: args.init.hooks()?,
     };
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
-    let summary = convert::convert(&options, &mut |p| {
+    let summary = convert::convert(source.as_ref(), &plan, &options, &mut |p| {
         if p.entries % 256 == 0 {
             bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)));
         }
@@ -368,53 +244,4 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     }
     println!("time      {:.1} s", summary.seconds);
     Ok(ExitCode::SUCCESS)
-}
-
-/// The rehost-init to ship when none is named: a static one next to this program, or the
-/// one scripts/build-init leaves in `target/static/` of a source tree.
-fn find_init_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the rehost executable")?;
-    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    let candidates = [dir.join("rehost-init"), dir.join("../static/rehost-init")];
-    for c in &candidates {
-        if c.is_file() && is_static_elf(c).unwrap_or(false) {
-            return Ok(c.clone());
-        }
-    }
-    anyhow::bail!(
-        "no static rehost-init found (looked at {}); build it with scripts/build-init, pass --init-binary FILE or set REHOST_INIT, or use --init none",
-        candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
-    )
-}
-
-/// Whether an ELF file has no program interpreter (is statically linked).
-fn is_static_elf(path: &std::path::Path) -> Result<bool> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
-        .with_context(|| format!("reading {}", path.display()))?;
-    let bad = || {
-        anyhow::anyhow!(
-            "{}: not a 64-bit little-endian ELF executable",
-            path.display()
-        )
-    };
-    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
-        return Err(bad());
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(head[32..40].try_into().expect("8 bytes")) as usize;
-    let (phentsize, phnum) = (u16_at(54), u16_at(56));
-    for i in 0..phnum {
-        let o = phoff + i * phentsize;
-        if o + 4 > head.len() {
-            return Err(bad());
-        }
-        // PT_INTERP: the file asks for a dynamic loader.
-        if u32::from_le_bytes(head[o..o + 4].try_into().expect("4 bytes")) == 3 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }

@@ -67,14 +67,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     );
     bar.finish_and_clear();
 
-    let profiles = if args.profile.is_empty() {
-        Profile::for_family(&inventory.os.family)?
-    } else {
-        args.profile
-            .iter()
-            .map(|p| Profile::load(p))
-            .collect::<Result<_, _>>()?
-    };
+    let profiles = Profile::choose(&args.profile, &inventory.os.family)?;
     let plan = Plan::decide(&inventory, &profiles);
     let image_bytes = if args.no_walk {
         None

@@ -3,7 +3,8 @@
 use crate::push::RegistryArgs;
 use crate::run::RuntimeArgs;
 use anyhow::{Context, Result};
-use converter::plan::{CheckKind, Plan};
+use converter::plan::checks::HttpGet;
+use converter::plan::Plan;
 use runtime::verify::{self, Checks, CommandCheck, HttpCheck, VerifyOptions};
 use runtime::InitMode;
 use std::path::PathBuf;
@@ -63,56 +64,29 @@ pub struct Args {
     registry: RegistryArgs,
 }
 
-/// `80/health` → port 80, path `/health`.
-fn http_check(spec: &str, expect: Option<u16>) -> Result<HttpCheck> {
-    let (port, path) = spec.split_once('/').unwrap_or((spec, ""));
-    let port = port
-        .parse()
-        .with_context(|| format!("http check `{spec}`: expected PORT/PATH, like 80/health"))?;
-    Ok(HttpCheck {
-        port,
-        path: format!("/{path}"),
-        expect,
-    })
-}
-
-/// The checks a plan asks for.
-fn plan_checks(path: &std::path::Path, checks: &mut Checks) -> Result<()> {
-    let plan = Plan::read(path)?;
-    for c in plan.check {
-        match c.kind {
-            CheckKind::ServiceRunning => checks.services.push(c.target),
-            CheckKind::PortListening => {
-                let (port, proto) = c.target.split_once('/').unwrap_or((&c.target, "tcp"));
-                if proto == "tcp" {
-                    checks.ports.push(port.parse().with_context(|| {
-                        format!(
-                            "{}: port-listening `{}`: not PORT/tcp",
-                            path.display(),
-                            c.target
-                        )
-                    })?);
-                }
-            }
-            // Every verify names the failed units and services.
-            CheckKind::NoFailedServices => {}
-            CheckKind::Command => checks.commands.push(CommandCheck {
-                command: c.target,
-                expect: c.expect.unwrap_or(0) as i32,
-            }),
-            CheckKind::Http => checks
-                .http
-                .push(http_check(&c.target, c.expect.map(|e| e as u16))?),
-        }
+fn http_check(get: HttpGet) -> HttpCheck {
+    HttpCheck {
+        port: get.port,
+        path: get.path,
+        expect: get.expect,
     }
-    Ok(())
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let rt = args.rt.runtime();
     let mut checks = Checks::default();
-    if let Some(plan) = &args.plan {
-        plan_checks(plan, &mut checks)?;
+    if let Some(path) = &args.plan {
+        let planned = Plan::read(path)?
+            .checks()
+            .with_context(|| format!("{}: its checks", path.display()))?;
+        checks.services = planned.services;
+        checks.ports = planned.ports;
+        checks.commands = planned
+            .commands
+            .into_iter()
+            .map(|(command, expect)| CommandCheck { command, expect })
+            .collect();
+        checks.http = planned.http.into_iter().map(http_check).collect();
     }
     checks.services.extend(args.service);
     checks.ports.extend(args.port);
@@ -122,7 +96,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .map(|command| CommandCheck { command, expect: 0 }),
     );
     for h in &args.http {
-        checks.http.push(http_check(h, None)?);
+        checks.http.push(http_check(HttpGet::parse(h, None)?));
     }
     let image = crate::image_ref::resolve(&args.image, &args.registry, &rt.root)?;
     let opts = VerifyOptions {

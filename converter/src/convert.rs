@@ -1,36 +1,37 @@
-//! `convert`: a source into one OCI image, from end to end.
+//! `convert`: a source and its plan into one OCI image, from end to end. The plan is the
+//! only input that decides anything (what is left out, which init runs, which services
+//! are kept, ports, volumes, hooks); the options say where and how to write.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::image::layer::{build_layer, LayerOptions, LayerStats, Progress};
 use crate::image::layout::{LayoutWriter, OutputFormat};
 use crate::image::oci::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
+use crate::image::rich::{HookPhase, RichInputs};
 use crate::image::Compression;
-use crate::profile::{ExcludeRule, Excludes, Profile};
-use crate::source::{self, OpenOptions};
+use crate::plan::Plan;
+use crate::profile::{ExcludeRule, Excludes};
+use crate::source::Source;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Where and how to write the image: nothing here decides what the image holds.
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
+    /// The SOURCE as given (for the capture time and to keep the output out of a live root).
     pub source: PathBuf,
     pub output: PathBuf,
     pub format: OutputFormat,
     /// `NAME:TAG`, `NAME` or `TAG`; the tag names the image in the layout.
     pub tag: String,
     pub force: bool,
-    /// The profiles whose excludes apply (none: nothing is excluded but `excludes`).
-    pub profiles: Vec<Profile>,
-    /// Add the profiles of the source's OS family (found in its os-release) to
-    /// `profiles`, as `rehost inspect` chooses them.
-    pub family_profiles: bool,
-    pub excludes: Vec<String>,
-    pub include_mounts: Vec<PathBuf>,
     pub compression: Compression,
     pub threads: usize,
     pub source_date_epoch: Option<i64>,
-    /// The rehost layer (init, hooks, scrubbing); `None` builds a plain filesystem image.
-    pub rich: Option<crate::image::rich::RichOptions>,
+    /// The rehost-init to ship; `None`: the static one beside this program.
+    pub init_binary: Option<PathBuf>,
+    /// The user's hook scripts.
+    pub hooks: Vec<(HookPhase, PathBuf)>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -78,49 +79,44 @@ pub fn split_tag(reference: &str) -> (Option<&str>, &str) {
     }
 }
 
-pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> Result<Summary> {
+/// Builds the image of `source` that `plan` describes.
+pub fn convert(
+    source: &dyn Source,
+    plan: &Plan,
+    options: &ConvertOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Summary> {
     let started = Instant::now();
-    let source = source::open(
-        &options.source,
-        &OpenOptions {
-            include_mounts: options.include_mounts.clone(),
-        },
-    )?;
-    let out = LayoutWriter::create(&options.output, options.format, options.force)?;
-
-    let mut profiles = options.profiles.clone();
-    if options.family_profiles {
-        let family =
-            crate::inventory::os::detect(&crate::inventory::fs::Root::new(source.as_ref())).family;
-        for p in Profile::for_family(&family)? {
-            if !profiles.iter().any(|o| o.name == p.name) {
-                profiles.push(p);
-            }
-        }
-    }
-    let mut rules: Vec<ExcludeRule> = profiles.iter().flat_map(|p| p.exclude.clone()).collect();
-    if let Some(own) = own_output(&options.source, &options.output, out.work_dir()) {
-        rules.insert(0, own);
-    }
-    let excludes = Excludes::new(&rules, &options.excludes)?;
-
-    let architecture = crate::inventory::arch::detect(source.as_ref())
-        .unwrap_or_else(|| host_architecture().into());
-    let rich = match &options.rich {
-        Some(r) => {
-            let mut r = r.clone();
-            r.capture_time = Some(
-                r.capture_time
-                    .or(options.source_date_epoch)
-                    .unwrap_or_else(|| source_mtime(&options.source)),
-            );
-            let planned = crate::image::rich::plan(source.as_ref(), &r)?;
-            Some((r, planned))
+    // The rehost layer is planned first: a plan it cannot follow fails before any writing.
+    let capture_time = options
+        .source_date_epoch
+        .unwrap_or_else(|| source_mtime(&options.source));
+    let rich = match plan.init.mode.image_mode() {
+        Some(_) => {
+            let inputs = RichInputs {
+                init_binary: match &options.init_binary {
+                    Some(p) => p.clone(),
+                    None => crate::image::rich::binary::find()?,
+                },
+                hooks: options.hooks.clone(),
+                source_host: String::new(),
+                capture_time,
+            };
+            Some(crate::image::rich::plan(source, plan, &inputs)?)
         }
         None => None,
     };
+    let out = LayoutWriter::create(&options.output, options.format, options.force)?;
+    let mut rules: Vec<ExcludeRule> = plan.excludes();
+    if let Some(own) = own_output(&options.source, &options.output, out.work_dir()) {
+        rules.insert(0, own);
+    }
+    let excludes = Excludes::new(&rules, &[])?;
+
+    let architecture =
+        crate::inventory::arch::detect(source).unwrap_or_else(|| host_architecture().into());
     let layer = build_layer(
-        source.as_ref(),
+        source,
         &excludes,
         &LayerOptions {
             compression: options.compression,
@@ -132,13 +128,13 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
     )?;
 
     let rich_layer = match &rich {
-        Some((r, planned)) => Some(crate::image::rich::write(
-            planned,
-            source.as_ref(),
+        Some(planned) => Some(crate::image::rich::write(
+            &planned.items,
+            source,
             &out,
             options.compression,
             options.threads,
-            r.capture_time.unwrap_or(0),
+            capture_time,
             options.source_date_epoch,
         )?),
         None => None,
@@ -161,23 +157,19 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         comment: Some("the server's filesystem".into()),
     }];
     let mut manifest_annotations = BTreeMap::new();
-    if let (Some((_, planned)), Some(built)) = (&rich, &rich_layer) {
+    for p in &plan.port {
+        run.exposed_ports
+            .insert(format!("{}/{}", p.port, p.protocol), oci::Empty {});
+    }
+    for v in &plan.volume {
+        run.volumes.insert(v.path.clone(), oci::Empty {});
+    }
+    if let (Some(planned), Some(built)) = (&rich, &rich_layer) {
         run.entrypoint = Some(planned.entrypoint.clone());
         run.stop_signal = Some(planned.stop_signal.clone());
         run.env =
             vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
         run.env.extend(planned.env.iter().cloned());
-        for p in &planned.ports {
-            let p = if p.contains('/') {
-                p.clone()
-            } else {
-                format!("{p}/tcp")
-            };
-            run.exposed_ports.insert(p, oci::Empty {});
-        }
-        for v in &planned.volumes {
-            run.volumes.insert(v.clone(), oci::Empty {});
-        }
         labels.extend(planned.labels.clone());
         manifest_annotations = planned.annotations.clone();
         diff_ids.push(built.diff_id.clone());
@@ -242,7 +234,7 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
                 media_type: l.media_type.clone(),
             })
             .collect(),
-        rich: rich.map(|(_, p)| RichSummary {
+        rich: rich.map(|p| RichSummary {
             mode: p.config.mode.as_str().into(),
             init: p.init_path.clone(),
             kept: p.kept.iter().map(|e| e.name.clone()).collect(),
@@ -305,10 +297,4 @@ pub fn parse_epoch(text: &str) -> Result<i64> {
         path: "--source-date-epoch".into(),
         reason: format!("`{text}` is not a number of seconds since 1970"),
     })
-}
-
-/// Loads a profile from a file, for `--profile FILE`.
-pub fn load_profile(path: &Path) -> Result<Profile> {
-    let text = std::fs::read_to_string(path).at(path)?;
-    Profile::parse(&path.display().to_string(), &text)
 }

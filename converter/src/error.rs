@@ -33,6 +33,9 @@ pub enum Error {
     /// An OCI image layout that cannot be read or written.
     #[error("{path}: {reason}")]
     Layout { path: PathBuf, reason: String },
+    /// The rehost-init binary to ship is missing or would not run in every image.
+    #[error("{0}")]
+    InitBinary(String),
     /// The output already exists and would be overwritten.
     #[error("{0}: already exists (remove it, or pass --force)")]
     OutputExists(PathBuf),

@@ -108,19 +108,6 @@ impl Profile {
         Self::parse(name, text)
     }
 
-    /// The profile a plan amounts to for the image builder: the plan's excludes.
-    pub fn from_plan(plan: &crate::plan::Plan) -> Self {
-        Profile {
-            name: "plan".into(),
-            description: Some(format!("the plan for {}", plan.source)),
-            extends: None,
-            exclude: plan.excludes(),
-            service: Vec::new(),
-            identity: Vec::new(),
-            init: Vec::new(),
-        }
-    }
-
     /// A built-in profile by name, or a profile file by path.
     pub fn load(name_or_path: &str) -> Result<Self> {
         let path = std::path::Path::new(name_or_path);
@@ -159,6 +146,17 @@ impl Profile {
             }
         }
         Ok(out)
+    }
+
+    /// The profiles decisions come from: the ones named (built-in names or files), or when
+    /// none is named, `base` and those of the source's distribution family. `inspect` and
+    /// `convert` both choose here.
+    pub fn choose(names: &[String], family: &str) -> Result<Vec<Self>> {
+        if names.is_empty() {
+            Self::for_family(family)
+        } else {
+            names.iter().map(|n| Self::load(n)).collect()
+        }
     }
 
     pub fn parse(origin: &str, text: &str) -> Result<Self> {

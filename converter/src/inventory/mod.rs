@@ -109,10 +109,7 @@ pub fn inspect(source: &dyn Source, options: &InspectOptions) -> Inventory {
         None => usual_key_places(&root),
     };
     let secrets = secrets::collect(&root, &users::homes(&root), &candidates);
-    let data_dirs = facts
-        .as_ref()
-        .map(|f| volumes::collect(&root, f))
-        .unwrap_or_default();
+    let data_dirs = volumes::collect(&root, facts.as_ref());
 
     Inventory {
         source: source.describe(),

@@ -37,12 +37,18 @@ pub struct DataDir {
     pub entries: u64,
 }
 
-/// The data directories that exist and hold something.
-pub fn collect(root: &Root, facts: &WalkFacts) -> Vec<DataDir> {
+/// The data directories that exist and hold something. Without the walk's facts they are
+/// found the same way (a directory that is not empty), with no sizes, so a plan made
+/// without the walk (`convert` without `--plan`) has the volumes `inspect`'s has.
+pub fn collect(root: &Root, facts: Option<&WalkFacts>) -> Vec<DataDir> {
     DATA_DIRS
         .iter()
         .filter_map(|(dir, holds)| {
-            let (bytes, entries) = facts.data_dirs.get(dir).copied()?;
+            let (bytes, entries) = match facts {
+                Some(f) => f.data_dirs.get(dir).copied()?,
+                None if root.list(dir).is_empty() => return None,
+                None => (0, 0),
+            };
             // A link (/var/mail → spool/mail) is the same directory listed once.
             if !root
                 .lstat(dir)

@@ -2,6 +2,13 @@
 //! person reads and edits. `inspect --plan` writes it from the inventory and the
 //! profiles' rules; `convert --plan` and `verify --plan` act on it. docs/plan.md is
 //! its schema.
+//!
+//! The plan is the image builder's only input: `convert` without `--plan` derives the
+//! same plan `inspect` writes ([`derive`]), and the command's flags are amendments to it
+//! ([`amend`]).
+
+pub mod amend;
+pub mod checks;
 
 use crate::error::{Error, Result};
 use crate::inventory::{Inventory, Service};
@@ -57,6 +64,10 @@ pub enum InitMode {
     Openrc,
     /// rehost-init, supervising the kept services from their own definitions.
     RehostInit,
+    /// rehost-init as a reaper around one command (`init.cmd`).
+    DumbInit,
+    /// No init and no rehost layer: a plain filesystem image.
+    None,
 }
 
 impl InitMode {
@@ -66,6 +77,21 @@ impl InitMode {
             InitMode::Sysv => "sysv",
             InitMode::Openrc => "openrc",
             InitMode::RehostInit => "rehost-init",
+            InitMode::DumbInit => "dumb-init",
+            InitMode::None => "none",
+        }
+    }
+
+    /// The mode rehost-init is configured with in the image, or `None` for an image
+    /// without the rehost layer.
+    pub fn image_mode(self) -> Option<rehost_init::config::Mode> {
+        use rehost_init::config::Mode;
+        match self {
+            InitMode::Systemd => Some(Mode::Systemd),
+            InitMode::Sysv | InitMode::Openrc => Some(Mode::SbinInit),
+            InitMode::RehostInit => Some(Mode::Rehost),
+            InitMode::DumbInit => Some(Mode::DumbInit),
+            InitMode::None => None,
         }
     }
 }
@@ -75,6 +101,10 @@ impl InitMode {
 pub struct InitDecision {
     pub mode: InitMode,
     pub reason: String,
+    /// The main command, one shell-quoted string: required by `dumb-init`; with
+    /// `rehost-init` it runs beside the services and the container ends when it exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<String>,
 }
 
 /// What happens to a service in the image.
@@ -110,6 +140,10 @@ pub struct ServiceDecision {
     /// A person should look at this decision (no rule knew the service).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub review: bool,
+    /// A kept service the container is unhealthy without (and stops for when it
+    /// exhausts its restart budget).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub critical: bool,
 }
 
 /// What happens to a host-identity file.
@@ -244,6 +278,16 @@ struct CompiledRule<'a> {
 }
 
 impl Plan {
+    /// The plan `inspect` writes for `source`: its inventory decided by the profiles
+    /// [`Profile::choose`] picks from `profiles` (none named: `base` and the family's).
+    /// The size walk is left out: nothing the plan decides depends on it.
+    pub fn derive(source: &dyn crate::source::Source, profiles: &[String]) -> Result<Plan> {
+        let inventory =
+            crate::inventory::inspect(source, &crate::inventory::InspectOptions { walk: false });
+        let profiles = Profile::choose(profiles, &inventory.os.family)?;
+        Ok(Plan::decide(&inventory, &profiles))
+    }
+
     /// Decides everything from the inventory and the profiles (most general first; a
     /// later profile's rule wins over an earlier one's).
     pub fn decide(inv: &Inventory, profiles: &[Profile]) -> Plan {
@@ -513,9 +557,11 @@ fn decide_init(inv: &Inventory, profiles: &[Profile]) -> InitDecision {
         Some(r) => InitDecision {
             mode: r.mode,
             reason: r.reason.clone(),
+            cmd: None,
         },
         None => InitDecision {
             mode: InitMode::RehostInit,
+            cmd: None,
             reason: format!(
                 "no profile rule for {} servers: rehost-init supervises the kept services",
                 inv.init.kind.name()
@@ -580,6 +626,7 @@ fn decide_service(s: &Service, rules: &[CompiledRule], inv: &Inventory) -> Servi
         action,
         reason,
         review,
+        critical: false,
     }
 }
 
