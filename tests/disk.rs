@@ -248,7 +248,7 @@ fn a_truncated_ova_fails_cleanly() {
 fn a_root_on_an_lvm_logical_volume_gives_the_directory_tree() {
     // fixtures/build-disks writes the LVM metadata with the real tools, which needs root.
     if !disks().join("lvm.img").exists() {
-        eprintln!("no lvm.img (fixtures are built without root): not checked");
+        common::cannot_run_here("lvm", "no lvm.img (fixtures/build-disks makes it as root)");
         return;
     }
     let got = same_as_directory("lvm.img");
@@ -259,7 +259,7 @@ fn a_root_on_an_lvm_logical_volume_gives_the_directory_tree() {
 fn an_xfs_root_is_mounted_read_only_when_running_as_root() {
     let image = disks().join("xfs.img");
     if !image.exists() {
-        eprintln!("no xfs.img (fixtures are built without root): not checked");
+        common::cannot_run_here("xfs", "no xfs.img (fixtures/build-disks makes it as root)");
         return;
     }
     let dir = scratch("xfs");

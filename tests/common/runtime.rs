@@ -231,9 +231,10 @@ impl Drop for Rt {
     }
 }
 
-/// A fixture converted to an OCI layout in `dir` (rehost's default init mode).
+/// A fixture converted to an OCI layout in `dir`, in rehost mode (rehost-init supervises
+/// the services; any other mode still boots it with `run --init`).
 pub fn converted(fixture_name: &str, dir: &Path) -> PathBuf {
-    converted_with(fixture_name, dir, &[])
+    converted_with(fixture_name, dir, &["--init", "rehost"])
 }
 
 /// A fixture converted to an OCI layout in `dir`, with more `convert` arguments.
