@@ -4,8 +4,9 @@ use crate::output;
 use anyhow::{Context, Result};
 use converter::convert::{self, ConvertOptions};
 use converter::image::rich::{HookPhase, RichOptions};
-use converter::image::{Compression, OutputFormat};
+use converter::image::Compression;
 use converter::profile::Profile;
+use oci::layout::OutputFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -112,12 +113,8 @@ fn rich_options(
     use rehost_init::config::{Mode, ServiceEntry, ServiceKind};
     let mode_name = match (&a.mode, &plan) {
         (Some(m), _) => m.clone(),
-        (None, Some((p, _))) => match p.init.mode {
-            InitMode::Systemd => "systemd".into(),
-            InitMode::Sysv | InitMode::Openrc => "sbin-init".into(),
-            InitMode::RehostInit => "rehost".into(),
-        },
-        (None, None) => "rehost".into(),
+        (None, Some((p, _))) => p.init.mode.as_str().into(),
+        (None, None) => InitMode::Rehost.as_str().into(),
     };
     if mode_name == "none" {
         return Ok(None);
@@ -240,10 +237,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         Some(path) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            Some((
-                converter::plan::Plan::read(path)?,
-                converter::image::digest::of(&bytes),
-            ))
+            Some((converter::plan::Plan::read(path)?, oci::digest::of(&bytes)))
         }
         None => None,
     };

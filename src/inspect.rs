@@ -159,7 +159,7 @@ fn print_report(
     writeln!(
         out,
         "image init  {} — {}",
-        plan.init.mode.name(),
+        plan.init.mode.plan_name(),
         plan.init.reason
     )?;
 

@@ -2,11 +2,11 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::image::layer::{build_layer, LayerOptions, LayerStats, Progress};
-use crate::image::layout::{LayoutWriter, OutputFormat};
-use crate::image::oci::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
 use crate::image::Compression;
 use crate::profile::{ExcludeRule, Excludes, Profile};
 use crate::source::{self, OpenOptions};
+use oci::image::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
+use oci::layout::{LayoutWriter, OutputFormat};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -143,7 +143,7 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         )?),
         None => None,
     };
-    let created = options.source_date_epoch.map(oci::rfc3339);
+    let created = options.source_date_epoch.map(image::rfc3339);
     let (name, tag) = split_tag(&options.tag);
     let mut labels = BTreeMap::new();
     if let Some(name) = name {
@@ -153,7 +153,7 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         "io.rehost.version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
-    let mut run = oci::RunConfig::default();
+    let mut run = image::RunConfig::default();
     let mut diff_ids = vec![layer.diff_id.clone()];
     let mut history = vec![History {
         created: created.clone(),
@@ -173,10 +173,10 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
             } else {
                 format!("{p}/tcp")
             };
-            run.exposed_ports.insert(p, oci::Empty {});
+            run.exposed_ports.insert(p, image::Empty {});
         }
         for v in &planned.volumes {
-            run.volumes.insert(v.clone(), oci::Empty {});
+            run.volumes.insert(v.clone(), image::Empty {});
         }
         labels.extend(planned.labels.clone());
         manifest_annotations = planned.annotations.clone();
@@ -200,10 +200,10 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         history,
     };
     let config_json = serde_json::to_vec(&config).expect("config serializes");
-    let config_desc = out.add_bytes(oci::MEDIA_CONFIG, &config_json)?;
+    let config_desc = out.add_bytes(image::MEDIA_CONFIG, &config_json)?;
     let manifest = Manifest {
         schema_version: 2,
-        media_type: Some(oci::MEDIA_MANIFEST.into()),
+        media_type: Some(image::MEDIA_MANIFEST.into()),
         config: config_desc.clone(),
         layers: std::iter::once(&layer)
             .chain(rich_layer.as_ref())
@@ -218,8 +218,8 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         annotations: manifest_annotations,
     };
     let manifest_json = serde_json::to_vec(&manifest).expect("manifest serializes");
-    let mut manifest_desc = out.add_bytes(oci::MEDIA_MANIFEST, &manifest_json)?;
-    manifest_desc.platform = Some(oci::Platform {
+    let mut manifest_desc = out.add_bytes(image::MEDIA_MANIFEST, &manifest_json)?;
+    manifest_desc.platform = Some(image::Platform {
         architecture: architecture.clone(),
         os: "linux".into(),
     });

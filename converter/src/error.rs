@@ -31,8 +31,8 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Profile { path: String, reason: String },
     /// An OCI image layout that cannot be read or written.
-    #[error("{path}: {reason}")]
-    Layout { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Oci(#[from] oci::Error),
     /// The output already exists and would be overwritten.
     #[error("{0}: already exists (remove it, or pass --force)")]
     OutputExists(PathBuf),

@@ -14,22 +14,19 @@ pub mod hooks;
 use crate::entry::{Entry, Kind};
 use crate::error::{Error, IoContext, Result};
 use crate::image::compress::{self, Compression};
-use crate::image::digest::HashingWriter;
 use crate::image::layer::{BuiltLayer, LayerStats};
-use crate::image::layout::{BlobWriter, LayoutWriter};
-use crate::image::tar::TarWriter;
 use crate::source::Source;
 use fs::SourceFs;
+use oci::contract::HOOKS_LABEL;
+use oci::digest::HashingWriter;
+use oci::layout::{BlobWriter, LayoutWriter};
+use oci::tar::TarWriter;
 use rehost_init::config::{InitConfig, Mode, ServiceEntry, ServiceKind};
 use rehost_init::discover::{self, InitSystem};
 use rehost_init::units::{systemd, sysv, FileSystem};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
-
-/// The label naming the image's own inits that run the poststop hooks (`systemd`,
-/// `sysv`, `openrc`, comma-separated).
-pub const HOOKS_LABEL: &str = "io.rehost.init.hooks";
 
 /// The hook phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -503,7 +500,7 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     labels.insert("io.rehost.source".into(), source_host);
     labels.insert(
         "io.rehost.captured".into(),
-        crate::image::oci::rfc3339(opts.capture_time.unwrap_or(0)),
+        oci::image::rfc3339(opts.capture_time.unwrap_or(0)),
     );
     labels.insert("io.rehost.init.mode".into(), opts.mode.as_str().into());
     // The image inits that run the poststop hooks (rehost-init always does).
