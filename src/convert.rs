@@ -110,24 +110,24 @@ fn rich_options(
     plan: Option<(&converter::plan::Plan, String)>,
 ) -> Result<Option<RichOptions>> {
     use converter::plan::{HookWhen, InitMode};
-    use rehost_init::config::{Mode, ServiceEntry, ServiceKind};
+    use rehost_init::config::{ServiceEntry, ServiceKind};
     let mode_name = match (&a.mode, &plan) {
         (Some(m), _) => m.clone(),
         (None, Some((p, _))) => p.init.mode.as_str().into(),
         (None, None) => InitMode::Rehost.as_str().into(),
     };
-    if mode_name == "none" {
-        return Ok(None);
-    }
-    let mode = Mode::parse(&mode_name).with_context(|| {
+    let mode: InitMode = mode_name.parse().with_context(|| {
         format!("--init {mode_name}: unknown mode (rehost, systemd, sbin-init, dumb-init, none)")
     })?;
+    if mode == InitMode::None {
+        return Ok(None);
+    }
     let cmd = match &a.cmd {
         Some(c) => rehost_init::units::shell::split(c, &Default::default())
             .with_context(|| format!("--cmd {c:?}: unterminated quote"))?,
         None => Vec::new(),
     };
-    if mode == Mode::DumbInit && cmd.is_empty() {
+    if mode == InitMode::DumbInit && cmd.is_empty() {
         anyhow::bail!("--init dumb-init needs --cmd (the one program the container runs)");
     }
     let services = a

@@ -5,6 +5,7 @@ use crate::image::layer::{build_layer, LayerOptions, LayerStats, Progress};
 use crate::image::Compression;
 use crate::profile::{ExcludeRule, Excludes, Profile};
 use crate::source::{self, OpenOptions};
+use oci::contract::{IMAGE_NAME_LABEL, VERSION_LABEL};
 use oci::image::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
 use oci::layout::{LayoutWriter, OutputFormat};
 use std::collections::BTreeMap;
@@ -147,10 +148,10 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
     let (name, tag) = split_tag(&options.tag);
     let mut labels = BTreeMap::new();
     if let Some(name) = name {
-        labels.insert("io.rehost.image.name".to_string(), name.to_string());
+        labels.insert(IMAGE_NAME_LABEL.to_string(), name.to_string());
     }
     labels.insert(
-        "io.rehost.version".to_string(),
+        VERSION_LABEL.to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
     let mut run = image::RunConfig::default();

@@ -17,7 +17,10 @@ use crate::image::compress::{self, Compression};
 use crate::image::layer::{BuiltLayer, LayerStats};
 use crate::source::Source;
 use fs::SourceFs;
-use oci::contract::HOOKS_LABEL;
+use oci::contract::{
+    InitMode, CAPTURED_LABEL, HOOKS_LABEL, INIT_PATH, MODE_LABEL, PLAN_DIGEST_LABEL,
+    SERVICES_LABEL, SOURCE_LABEL, SYSTEMD_MOUNTS_ANNOTATION,
+};
 use oci::digest::HashingWriter;
 use oci::layout::{BlobWriter, LayoutWriter};
 use oci::tar::TarWriter;
@@ -40,8 +43,8 @@ pub enum HookPhase {
 /// What `rehost convert` was asked for.
 #[derive(Debug, Clone)]
 pub struct RichOptions {
-    /// The init mode.
-    pub mode: Mode,
+    /// The init mode (not `None`: that mode has no rehost layer).
+    pub mode: InitMode,
     /// The main command (dumb-init: required; rehost: optional).
     pub cmd: Vec<String>,
     /// The services to keep; empty: the plan's (with `plan_digest`), else those the
@@ -139,8 +142,26 @@ fn small_file(source: &dyn Source, path: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// rehost-init's own name of a mode, as its init.toml holds it (the init depends on no
+/// other rehost crate, so it keeps its own enum).
+fn init_toml_mode(mode: InitMode) -> Result<Mode> {
+    Ok(match mode {
+        InitMode::Rehost => Mode::Rehost,
+        InitMode::Systemd => Mode::Systemd,
+        InitMode::SbinInit => Mode::SbinInit,
+        InitMode::DumbInit => Mode::DumbInit,
+        InitMode::None => {
+            return Err(Error::Profile {
+                path: "--init none".into(),
+                reason: "an image without rehost-init has no rehost layer".into(),
+            })
+        }
+    })
+}
+
 /// Plans the rehost layer for `source`.
 pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
+    let mode = init_toml_mode(opts.mode)?;
     let fs = SourceFs(source);
     let init_system = discover::init_system(&fs);
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
@@ -148,11 +169,11 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
 
     // The binary: in /usr/sbin when that is a real directory of the image.
     let init_path = if is_dir(source, "/usr") && is_dir(source, "/usr/sbin") {
-        "/usr/sbin/rehost-init"
+        INIT_PATH
     } else if is_dir(source, "/sbin") {
         "/sbin/rehost-init"
     } else {
-        "/usr/sbin/rehost-init"
+        INIT_PATH
     }
     .to_string();
     if !opts.init_binary.is_file() {
@@ -310,10 +331,10 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
 
     // Configuration and hooks.
     let config = InitConfig {
-        mode: opts.mode,
+        mode,
         cmd: opts.cmd.clone(),
         stop_timeout_sec: 90,
-        services: if opts.mode == Mode::Rehost {
+        services: if mode == Mode::Rehost {
             kept.clone()
         } else {
             Vec::new()
@@ -407,7 +428,7 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     }
     let sysv_like = matches!(init_system, InitSystem::Sysv | InitSystem::Openrc);
     // The container's inittab: no gettys, and ctrlaltdel (SIGINT) halts.
-    if has_sbin_init && (sysv_like || opts.mode == Mode::SbinInit) {
+    if has_sbin_init && (sysv_like || mode == Mode::SbinInit) {
         if let Some(inittab) = small_file(source, "/etc/inittab") {
             items.insert(
                 "/etc/inittab".into(),
@@ -460,7 +481,7 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     // Mode-specific settings.
     let mut env = Vec::new();
     let mut annotations = BTreeMap::new();
-    let stop_signal = match opts.mode {
+    let stop_signal = match mode {
         Mode::Rehost | Mode::DumbInit => "SIGTERM".to_string(),
         Mode::Systemd => {
             if !has_systemd {
@@ -471,7 +492,7 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
             }
             env.push("container=rehost".to_string());
             annotations.insert(
-                "io.rehost.systemd.mounts".into(),
+                SYSTEMD_MOUNTS_ANNOTATION.into(),
                 "tmpfs:/run,tmpfs:/run/lock,tmpfs:/tmp,cgroup2:/sys/fs/cgroup:rw".into(),
             );
             "SIGRTMIN+3".to_string()
@@ -497,23 +518,23 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     } else {
         opts.source_host.clone()
     };
-    labels.insert("io.rehost.source".into(), source_host);
+    labels.insert(SOURCE_LABEL.into(), source_host);
     labels.insert(
-        "io.rehost.captured".into(),
+        CAPTURED_LABEL.into(),
         oci::image::rfc3339(opts.capture_time.unwrap_or(0)),
     );
-    labels.insert("io.rehost.init.mode".into(), opts.mode.as_str().into());
+    labels.insert(MODE_LABEL.into(), opts.mode.as_str().into());
     // The image inits that run the poststop hooks (rehost-init always does).
     labels.insert(HOOKS_LABEL.into(), hook_inits.join(","));
     labels.insert(
-        "io.rehost.init.services".into(),
+        SERVICES_LABEL.into(),
         kept.iter()
             .map(|e| e.name.as_str())
             .collect::<Vec<_>>()
             .join(","),
     );
     labels.insert(
-        "io.rehost.plan.digest".into(),
+        PLAN_DIGEST_LABEL.into(),
         opts.plan_digest.clone().unwrap_or_else(|| "none".into()),
     );
     for (k, v) in &labels {
