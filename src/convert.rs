@@ -4,10 +4,11 @@ use crate::output;
 use anyhow::Result;
 use converter::convert::{self, ConvertOptions};
 use converter::image::rich::HookPhase;
-use converter::image::{Compression, OutputFormat};
+use converter::image::Compression;
 use converter::plan::amend::Amendments;
 use converter::plan::Plan;
 use converter::source::{self, OpenOptions};
+use oci::layout::OutputFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

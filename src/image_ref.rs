@@ -4,8 +4,9 @@
 
 use crate::push::RegistryArgs;
 use anyhow::{Context, Result};
-use converter::image::OutputFormat;
-use converter::registry::{self, PullOptions};
+use oci::layout::OutputFormat;
+use oci::reference::{is_registry_reference, split_image_arg};
+use registry::{self, PullOptions};
 use std::path::{Path, PathBuf};
 
 /// An image ready to open; a pulled one is removed when this is dropped.
@@ -23,29 +24,8 @@ impl Drop for LocalImage {
     }
 }
 
-/// Whether `arg` names a registry: `HOST[:PORT]/REPO…` where HOST has a dot or a port,
-/// or is `localhost` (as Docker tells a registry from a Docker Hub user name). Anything
-/// else is a local path, so a missing file gets its own clear error.
-fn is_registry_reference(arg: &str) -> bool {
-    let Some((host, rest)) = arg.split_once('/') else {
-        return false;
-    };
-    !rest.is_empty()
-        && (host.contains('.') || host.contains(':') || host == "localhost")
-        && !host.starts_with('.')
-        && registry::parse_reference(arg).is_ok()
-}
-
-/// The path part of `PATH[:TAG]`, as the runtime splits it.
-fn local_path(arg: &str) -> &Path {
-    if Path::new(arg).exists() {
-        return Path::new(arg);
-    }
-    Path::new(arg.rsplit_once(':').map_or(arg, |(p, _)| p))
-}
-
 pub fn resolve(arg: &str, registry: &RegistryArgs, root: &Path) -> Result<LocalImage> {
-    if local_path(arg).exists() || !is_registry_reference(arg) {
+    if split_image_arg(arg).0.exists() || !is_registry_reference(arg) {
         return Ok(LocalImage {
             reference: arg.to_string(),
             pulled: None,
@@ -68,20 +48,4 @@ pub fn resolve(arg: &str, registry: &RegistryArgs, root: &Path) -> Result<LocalI
     };
     registry::pull(arg, &options, &|_, _| {}).with_context(|| format!("pulling {arg}"))?;
     Ok(image)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_registry_reference;
-
-    #[test]
-    fn registry_references_are_told_from_paths() {
-        assert!(is_registry_reference("127.0.0.1:5000/fleet/web01:v1"));
-        assert!(is_registry_reference("registry.example/fleet/web01@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
-        assert!(is_registry_reference("localhost/web01"));
-        assert!(!is_registry_reference("web01.oci"));
-        assert!(!is_registry_reference("images/web01.oci"));
-        assert!(!is_registry_reference("./out/web01.oci:v1"));
-        assert!(!is_registry_reference("/srv/images/web01.oci"));
-    }
 }

@@ -152,7 +152,7 @@ fn print_report(
     writeln!(
         out,
         "image init  {} — {}",
-        plan.init.mode.name(),
+        plan.init.mode.plan_name(),
         plan.init.reason
     )?;
 

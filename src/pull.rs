@@ -3,9 +3,9 @@
 use crate::output;
 use crate::push::RegistryArgs;
 use anyhow::{Context, Result};
-use converter::image::OutputFormat;
-use converter::registry::{self, PullOptions};
 use indicatif::{ProgressBar, ProgressStyle};
+use oci::layout::OutputFormat;
+use registry::{self, PullOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

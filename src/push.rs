@@ -2,8 +2,8 @@
 
 use crate::output;
 use anyhow::{bail, Context, Result};
-use converter::registry::{self, BlobAction, ConnectOptions, PushEvent, PushOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use registry::{self, BlobAction, ConnectOptions, PushEvent, PushOptions};
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -85,7 +85,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
-    let (image, image_tag) = registry::local::split_image_arg(&args.image);
+    let (image, image_tag) = oci::reference::split_image_arg(&args.image);
     let options = PushOptions {
         connect: args.registry.connect_options()?,
         mount_from: args.mount_from.clone(),

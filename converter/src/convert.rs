@@ -4,13 +4,14 @@
 
 use crate::error::{Error, Result};
 use crate::image::layer::{build_layer, LayerOptions, LayerStats, Progress};
-use crate::image::layout::{LayoutWriter, OutputFormat};
-use crate::image::oci::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
 use crate::image::rich::{HookPhase, RichInputs};
 use crate::image::Compression;
-use crate::plan::Plan;
+use crate::plan::{InitMode, Plan};
 use crate::profile::{ExcludeRule, Excludes};
 use crate::source::Source;
+use oci::contract::{IMAGE_NAME_LABEL, VERSION_LABEL};
+use oci::image::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
+use oci::layout::{LayoutWriter, OutputFormat};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -91,8 +92,9 @@ pub fn convert(
     let capture_time = options
         .source_date_epoch
         .unwrap_or_else(|| source_mtime(&options.source));
-    let rich = match plan.init.mode.image_mode() {
-        Some(_) => {
+    let rich = match plan.init.mode {
+        InitMode::None => None,
+        _ => {
             let inputs = RichInputs {
                 init_binary: match &options.init_binary {
                     Some(p) => p.clone(),
@@ -104,7 +106,6 @@ pub fn convert(
             };
             Some(crate::image::rich::plan(source, plan, &inputs)?)
         }
-        None => None,
     };
     let out = LayoutWriter::create(&options.output, options.format, options.force)?;
     let mut rules: Vec<ExcludeRule> = plan.excludes();
@@ -139,17 +140,17 @@ pub fn convert(
         )?),
         None => None,
     };
-    let created = options.source_date_epoch.map(oci::rfc3339);
+    let created = options.source_date_epoch.map(image::rfc3339);
     let (name, tag) = split_tag(&options.tag);
     let mut labels = BTreeMap::new();
     if let Some(name) = name {
-        labels.insert("io.rehost.image.name".to_string(), name.to_string());
+        labels.insert(IMAGE_NAME_LABEL.to_string(), name.to_string());
     }
     labels.insert(
-        "io.rehost.version".to_string(),
+        VERSION_LABEL.to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
-    let mut run = oci::RunConfig::default();
+    let mut run = image::RunConfig::default();
     let mut diff_ids = vec![layer.diff_id.clone()];
     let mut history = vec![History {
         created: created.clone(),
@@ -159,10 +160,10 @@ pub fn convert(
     let mut manifest_annotations = BTreeMap::new();
     for p in &plan.port {
         run.exposed_ports
-            .insert(format!("{}/{}", p.port, p.protocol), oci::Empty {});
+            .insert(format!("{}/{}", p.port, p.protocol), image::Empty {});
     }
     for v in &plan.volume {
-        run.volumes.insert(v.path.clone(), oci::Empty {});
+        run.volumes.insert(v.path.clone(), image::Empty {});
     }
     if let (Some(planned), Some(built)) = (&rich, &rich_layer) {
         run.entrypoint = Some(planned.entrypoint.clone());
@@ -192,10 +193,10 @@ pub fn convert(
         history,
     };
     let config_json = serde_json::to_vec(&config).expect("config serializes");
-    let config_desc = out.add_bytes(oci::MEDIA_CONFIG, &config_json)?;
+    let config_desc = out.add_bytes(image::MEDIA_CONFIG, &config_json)?;
     let manifest = Manifest {
         schema_version: 2,
-        media_type: Some(oci::MEDIA_MANIFEST.into()),
+        media_type: Some(image::MEDIA_MANIFEST.into()),
         config: config_desc.clone(),
         layers: std::iter::once(&layer)
             .chain(rich_layer.as_ref())
@@ -210,8 +211,8 @@ pub fn convert(
         annotations: manifest_annotations,
     };
     let manifest_json = serde_json::to_vec(&manifest).expect("manifest serializes");
-    let mut manifest_desc = out.add_bytes(oci::MEDIA_MANIFEST, &manifest_json)?;
-    manifest_desc.platform = Some(oci::Platform {
+    let mut manifest_desc = out.add_bytes(image::MEDIA_MANIFEST, &manifest_json)?;
+    manifest_desc.platform = Some(image::Platform {
         architecture: architecture.clone(),
         os: "linux".into(),
     });

@@ -31,8 +31,8 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Profile { path: String, reason: String },
     /// An OCI image layout that cannot be read or written.
-    #[error("{path}: {reason}")]
-    Layout { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Oci(#[from] oci::Error),
     /// The rehost-init binary to ship is missing or would not run in every image.
     #[error("{0}")]
     InitBinary(String),

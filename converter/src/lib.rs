@@ -1,20 +1,24 @@
 //! rehost's converter: everything between a server's filesystem and an OCI image.
 //!
 //! - [`source`]: one read-only view of a filesystem, whatever holds it (directory,
-//!   live root, archive);
+//!   live root, archive, disk image);
+//! - [`inventory`]: what the server is and runs;
+//! - [`plan`]: the decisions about it, the builder's input;
 //! - [`profile`]: the data-driven defaults (excludes and their reasons);
-//! - [`image`]: the image builder (tar layers, compression, OCI layout);
-//! - [`registry`]: images to and from OCI registries (push, pull).
+//! - [`image`]: the image builder (tar layers, compression, the rich layer).
+//!
+//! It may depend on `oci` (image types, the tar and layout writers), `diskimage` (disk
+//! formats and ext4, under the disk source's adapter) and `init` (the service model);
+//! never on `registry` or `runtime`, and it holds no async code.
 
 pub mod convert;
-pub mod entry;
 pub mod error;
 pub mod image;
 pub mod inventory;
 pub mod plan;
 pub mod profile;
-pub mod registry;
 pub mod source;
 
-pub use entry::{Entry, Kind};
 pub use error::{Error, Result};
+/// The sources' entries are the `oci` crate's, which the tar writer takes as they are.
+pub use oci::entry::{self, Entry, Kind};

@@ -1,6 +1,7 @@
 //! rehost-init: the pid 1 that rehost puts inside images, and the one parser of service
 //! definitions (systemd units, SysV LSB headers, OpenRC and upstart jobs) that both the
-//! inventory and the init use.
+//! inventory and the init use. It depends on no other rehost crate: it is small, and
+//! built static to ship inside images.
 //!
 //! - [`units`]: the parsers. They read service definitions through the small
 //!   [`units::FileSystem`] trait (so the converter can feed them from any `Source`, and the

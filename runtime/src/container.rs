@@ -6,7 +6,7 @@ use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
 use crate::image::Image;
 use crate::layers::LayerCache;
-use crate::modes::{ImageInit, InitMode};
+use crate::modes::{ImageInit, InitMode, ModeProfiles};
 use crate::ports::{self, PortMapping};
 use crate::rootfs::{self, RootfsKind};
 use crate::spec::{self, Options};

@@ -15,7 +15,7 @@ pub enum Error {
     },
     /// The image cannot be read (not a layout, no such tag, bad manifest).
     #[error(transparent)]
-    Image(#[from] converter::error::Error),
+    Image(#[from] oci::Error),
     #[error("{path}: {reason}")]
     BadImage { path: PathBuf, reason: String },
     /// A layer whose bytes do not match the digest that names them.

@@ -6,37 +6,11 @@
 use crate::error::{Error, IoContext, Result};
 use crate::image::Image;
 use crate::unpack::{self, Whiteouts};
-use converter::image::oci::Descriptor;
-use sha2::{Digest, Sha256};
+use oci::digest::HashingReader;
+use oci::image::Descriptor;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-
-/// Passes reads through, hashing them.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-impl<R> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-    fn digest(&self) -> String {
-        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
-    }
-}
 
 /// Unpacks the layer `desc` (whose uncompressed digest is `diff_id`) of `image` into the
 /// existing directory `dir`, then checks both digests. On a mismatch the caller discards
@@ -129,7 +103,7 @@ impl LayerCache {
             let hex = desc
                 .digest
                 .strip_prefix("sha256:")
-                .filter(|_| converter::image::digest::is_valid(&desc.digest))
+                .filter(|_| oci::digest::is_valid(&desc.digest))
                 .ok_or_else(|| Error::BadImage {
                     path: image.path.clone(),
                     reason: format!("invalid layer digest `{}`", desc.digest),

@@ -1,6 +1,10 @@
 //! rehost's bundled rich runtime: an OCI image becomes a rootfs (cached, digest-checked
 //! layers under overlayfs) and an OCI runtime config for a rich mode; an engine runs the
 //! bundle; `verify` boots it and checks every service.
+//!
+//! It reads images through the `oci` crate only (the layout reader, the image contract):
+//! it never depends on `converter` or `registry`, so it carries no async code; a
+//! registry reference is pulled by the command before the runtime sees it.
 
 pub mod console;
 pub mod container;

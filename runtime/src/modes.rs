@@ -2,68 +2,9 @@
 //! container needs around it (mounts, capabilities, environment). The spec generator reads
 //! only a [`ModeProfile`], so a new mode is one more arm here.
 
+pub use oci::contract::InitMode;
+use oci::contract::{HOOKS_LABEL, INIT_PATH, MODE_LABEL};
 use oci_spec::runtime::Capability;
-use serde::{Deserialize, Serialize};
-
-/// Where `rehost convert` installs rehost-init inside an image (issue 4).
-pub const REHOST_INIT: &str = "/usr/sbin/rehost-init";
-
-/// How a container is started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InitMode {
-    /// The image's own systemd (`/sbin/init`) as pid 1.
-    Systemd,
-    /// rehost-init supervising the kept services from their own definitions.
-    Rehost,
-    /// The image's SysV `/sbin/init` as pid 1, hooks run by rehost-init around it.
-    SbinInit,
-    /// rehost-init as a minimal reaper around the image's command.
-    DumbInit,
-    /// The image's entrypoint and command as pid 1, like any OCI runtime.
-    None,
-}
-
-impl InitMode {
-    /// pid 1 boots a whole system (not one command): its terminal is a console to
-    /// watch, and Ctrl-C on it stops the container rather than reaching a program.
-    pub fn boots_a_system(self) -> bool {
-        matches!(
-            self,
-            InitMode::Systemd | InitMode::Rehost | InitMode::SbinInit
-        )
-    }
-}
-
-impl std::str::FromStr for InitMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "systemd" => InitMode::Systemd,
-            "rehost" => InitMode::Rehost,
-            "sbin-init" => InitMode::SbinInit,
-            "dumb-init" => InitMode::DumbInit,
-            "none" => InitMode::None,
-            _ => {
-                return Err(format!(
-                    "unknown init mode `{s}` (systemd, rehost, sbin-init, dumb-init, none)"
-                ))
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for InitMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            InitMode::Systemd => "systemd",
-            InitMode::Rehost => "rehost",
-            InitMode::SbinInit => "sbin-init",
-            InitMode::DumbInit => "dumb-init",
-            InitMode::None => "none",
-        })
-    }
-}
 
 /// Everything a mode decides about the container.
 #[derive(Debug, Clone)]
@@ -119,12 +60,9 @@ pub struct ImageInit {
     pub hook_inits: Vec<String>,
 }
 
-/// The label `rehost convert` records the init mode in.
-pub const MODE_LABEL: &str = "io.rehost.init.mode";
-
 impl ImageInit {
     /// What the image's configuration says.
-    pub fn of(run: &converter::image::oci::RunConfig) -> ImageInit {
+    pub fn of(run: &oci::image::RunConfig) -> ImageInit {
         ImageInit {
             cmd: run
                 .entrypoint
@@ -137,7 +75,7 @@ impl ImageInit {
             built_for: run.labels.get(MODE_LABEL).and_then(|m| m.parse().ok()),
             hook_inits: run
                 .labels
-                .get(converter::image::rich::HOOKS_LABEL)
+                .get(HOOKS_LABEL)
                 .map(|l| {
                     l.split(',')
                         .filter(|h| !h.is_empty())
@@ -176,10 +114,18 @@ impl ImageInit {
     }
 }
 
-impl InitMode {
-    /// The mode a container of `image` runs in when the user names none: the one it
-    /// was converted for, else the image's own command.
-    pub fn default_for(image: &ImageInit) -> InitMode {
+/// What the runtime makes of each mode of the image contract.
+pub trait ModeProfiles: Sized {
+    /// The mode a container of `image` runs in when the user names none.
+    fn default_for(image: &ImageInit) -> Self;
+    /// The profile of this mode for `image`; `user_cmd` replaces the image's command
+    /// where the mode runs one.
+    fn profile(self, image: &ImageInit, user_cmd: &[String]) -> Result<ModeProfile, String>;
+}
+
+impl ModeProfiles for InitMode {
+    /// The one it was converted for, else the image's own command.
+    fn default_for(image: &ImageInit) -> InitMode {
         image.built_for.unwrap_or(InitMode::None)
     }
 
@@ -190,7 +136,7 @@ impl InitMode {
     /// so the prestart hooks (new SSH host keys, a new machine-id) run before the
     /// image's init: the mode it was not built for is asked for in `REHOST_INIT_MODE`.
     /// Without rehost-init, systemd and sbin-init modes run `/sbin/init` directly.
-    pub fn profile(self, image: &ImageInit, user_cmd: &[String]) -> Result<ModeProfile, String> {
+    fn profile(self, image: &ImageInit, user_cmd: &[String]) -> Result<ModeProfile, String> {
         let cmd = if user_cmd.is_empty() {
             image.cmd.clone()
         } else {
@@ -199,7 +145,7 @@ impl InitMode {
         let built = image.built_for == Some(self);
         let mut base = ModeProfile {
             mode: self,
-            pid1: vec![REHOST_INIT.to_string()],
+            pid1: vec![INIT_PATH.to_string()],
             stop_signal: libc::SIGTERM,
             run_tmpfs: true,
             cgroup_writable: false,
@@ -264,7 +210,7 @@ impl InitMode {
                 // The image's own Entrypoint is rehost-init: the command is what follows.
                 let main: Vec<String> = if user_cmd.is_empty() {
                     cmd.into_iter()
-                        .skip_while(|a| a == REHOST_INIT || a == "--")
+                        .skip_while(|a| a == INIT_PATH || a == "--")
                         .collect()
                 } else {
                     cmd
@@ -274,7 +220,7 @@ impl InitMode {
                         // The image's configuration names the command.
                         base.pid1.clone()
                     } else {
-                        [vec![REHOST_INIT.to_string(), "--".into()], main].concat()
+                        [vec![INIT_PATH.to_string(), "--".into()], main].concat()
                     },
                     run_tmpfs: false,
                     ..base
@@ -330,7 +276,7 @@ mod tests {
 
     fn converted(mode: InitMode) -> ImageInit {
         ImageInit {
-            cmd: vec![REHOST_INIT.into()],
+            cmd: vec![INIT_PATH.into()],
             stop_signal: Some(libc::SIGINT),
             built_for: Some(mode),
             hook_inits: vec!["sysv".into()],
@@ -351,7 +297,7 @@ mod tests {
         let image = converted(InitMode::Rehost);
         assert_eq!(InitMode::default_for(&image), InitMode::Rehost);
         let p = InitMode::Systemd.profile(&image, &[]).unwrap();
-        assert_eq!(p.pid1, [REHOST_INIT]);
+        assert_eq!(p.pid1, [INIT_PATH]);
         assert!(p.env.contains(&"REHOST_INIT_MODE=systemd".to_string()));
         assert_eq!(p.stop_signal, libc::SIGRTMIN() + 3);
         let own = InitMode::SbinInit
@@ -390,7 +336,7 @@ mod tests {
         let d = InitMode::DumbInit
             .profile(&converted(InitMode::Rehost), &["/bin/sh".into()])
             .unwrap();
-        assert_eq!(d.pid1, [REHOST_INIT, "--", "/bin/sh"]);
+        assert_eq!(d.pid1, [INIT_PATH, "--", "/bin/sh"]);
     }
 
     #[test]

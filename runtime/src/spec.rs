@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::modes::ModeProfile;
-use converter::image::oci::ImageConfig;
+use oci::image::ImageConfig;
 use oci_spec::runtime::{
     Capability, HookBuilder, HooksBuilder, LinuxBuilder, LinuxCapabilitiesBuilder,
     LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
@@ -319,7 +319,7 @@ fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modes::InitMode;
+    use crate::modes::{InitMode, ModeProfiles};
 
     #[test]
     fn systemd_mode_gets_what_systemd_needs() {

@@ -69,7 +69,7 @@ pub fn from_text(
 /// ACL entries (tag, permission bits, id; `u32::MAX` where no id applies) in the
 /// kernel's `system.posix_acl_*` xattr form, version 2. Entries go in the order given:
 /// the kernel's is by tag, then id.
-pub fn to_xattr(entries: impl IntoIterator<Item = (u16, u16, u32)>) -> Vec<u8> {
+fn to_xattr(entries: impl IntoIterator<Item = (u16, u16, u32)>) -> Vec<u8> {
     let mut out = VERSION.to_le_bytes().to_vec();
     for (tag, perm, id) in entries {
         out.extend_from_slice(&tag.to_le_bytes());

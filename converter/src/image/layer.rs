@@ -6,13 +6,13 @@
 //! work and memory stays at a few blocks whatever the tree's size.
 
 use super::compress::{self, Compression};
-use super::digest::HashingWriter;
-use super::layout::{BlobWriter, LayoutWriter};
-use super::tar::TarWriter;
 use crate::entry::{Entry, Kind};
 use crate::error::{Error, IoContext, Result};
 use crate::profile::Excludes;
 use crate::source::{Skipped, Source};
+use oci::digest::HashingWriter;
+use oci::layout::{BlobWriter, LayoutWriter};
+use oci::tar::TarWriter;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 

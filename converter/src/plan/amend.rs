@@ -38,23 +38,6 @@ pub fn same_service(a: &str, b: &str) -> bool {
     a == b || stem(a) == stem(b)
 }
 
-impl InitMode {
-    /// A mode as `--init` names it, or as the plan does. `sbin-init` keeps OpenRC when the
-    /// plan already chose it.
-    pub fn from_flag(name: &str, current: InitMode) -> Option<InitMode> {
-        Some(match name {
-            "rehost" | "rehost-init" => InitMode::RehostInit,
-            "systemd" => InitMode::Systemd,
-            "sbin-init" if current == InitMode::Openrc => InitMode::Openrc,
-            "sbin-init" | "sysv" => InitMode::Sysv,
-            "openrc" => InitMode::Openrc,
-            "dumb-init" => InitMode::DumbInit,
-            "none" => InitMode::None,
-            _ => return None,
-        })
-    }
-}
-
 impl Plan {
     /// Applies the command line's amendments. Each changed decision says so in its reason.
     pub fn amend(&mut self, a: &Amendments) -> Result<()> {
@@ -63,12 +46,9 @@ impl Plan {
             reason,
         };
         if let Some(m) = &a.mode {
-            self.init.mode = InitMode::from_flag(m, self.init.mode).ok_or_else(|| {
-                bad(
-                    &format!("--init {m}"),
-                    "unknown mode (rehost, systemd, sbin-init, dumb-init, none)".into(),
-                )
-            })?;
+            self.init.mode = m
+                .parse()
+                .map_err(|e: oci::contract::UnknownInitMode| bad("--init", e.to_string()))?;
             self.init.reason = format!("--init {m}");
         }
         if let Some(cmd) = &a.cmd {
@@ -258,7 +238,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(p.init.mode, InitMode::RehostInit);
+        assert_eq!(p.init.mode, InitMode::Rehost);
         let get = |n: &str| p.services.iter().find(|d| d.name == n).unwrap().clone();
         assert_eq!(get("nginx.service").action, Action::Drop);
         assert!(get("ssh.service").critical);

@@ -52,49 +52,8 @@ pub struct Plan {
     pub check: Vec<Check>,
 }
 
-/// What runs as pid 1 in the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InitMode {
-    /// The server's own systemd.
-    Systemd,
-    /// The server's own /sbin/init (SysV).
-    Sysv,
-    /// The server's own OpenRC (through its /sbin/init).
-    Openrc,
-    /// rehost-init, supervising the kept services from their own definitions.
-    RehostInit,
-    /// rehost-init as a reaper around one command (`init.cmd`).
-    DumbInit,
-    /// No init and no rehost layer: a plain filesystem image.
-    None,
-}
-
-impl InitMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            InitMode::Systemd => "systemd",
-            InitMode::Sysv => "sysv",
-            InitMode::Openrc => "openrc",
-            InitMode::RehostInit => "rehost-init",
-            InitMode::DumbInit => "dumb-init",
-            InitMode::None => "none",
-        }
-    }
-
-    /// The mode rehost-init is configured with in the image, or `None` for an image
-    /// without the rehost layer.
-    pub fn image_mode(self) -> Option<rehost_init::config::Mode> {
-        use rehost_init::config::Mode;
-        match self {
-            InitMode::Systemd => Some(Mode::Systemd),
-            InitMode::Sysv | InitMode::Openrc => Some(Mode::SbinInit),
-            InitMode::RehostInit => Some(Mode::Rehost),
-            InitMode::DumbInit => Some(Mode::DumbInit),
-            InitMode::None => None,
-        }
-    }
-}
+/// What runs as pid 1 in the image: the one mode of the image contract.
+pub use oci::contract::InitMode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -560,7 +519,7 @@ fn decide_init(inv: &Inventory, profiles: &[Profile]) -> InitDecision {
             cmd: None,
         },
         None => InitDecision {
-            mode: InitMode::RehostInit,
+            mode: InitMode::Rehost,
             cmd: None,
             reason: format!(
                 "no profile rule for {} servers: rehost-init supervises the kept services",
@@ -675,7 +634,7 @@ mod tests {
         assert_eq!(get("apt-daily").action, Action::Drop);
         assert_eq!(get("getty").action, Action::Mask);
         assert!(get("billing").review && get("billing").action == Action::Keep);
-        assert_eq!(plan.init.mode, InitMode::RehostInit);
+        assert_eq!(plan.init.mode, InitMode::Rehost);
         assert_eq!(plan.port.len(), 1);
         assert_eq!(plan.port[0].port, 2222);
         let ex = crate::profile::Excludes::new(&plan.excludes(), &[]).unwrap();

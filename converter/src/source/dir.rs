@@ -248,9 +248,7 @@ impl Source for DirSource {
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
         let full = self.full(path);
         let file = File::open(&full).at(&full)?;
-        Ok(Box::new(crate::image::tar::ExtentReader::new(
-            file, extents,
-        )))
+        Ok(Box::new(oci::tar::ExtentReader::new(file, extents)))
     }
 }
 

@@ -7,7 +7,6 @@
 mod archive;
 mod dir;
 pub mod disk;
-pub mod ext4;
 
 pub use archive::ArchiveSource;
 pub use dir::{DirOptions, DirSource};

@@ -9,16 +9,14 @@ mod probe;
 use crate::container::{RunRequest, Runtime};
 use crate::error::{Error, Result};
 use crate::layers::LayerCache;
-use crate::modes::{ImageInit, InitMode, MODE_LABEL};
+use crate::modes::{ImageInit, InitMode};
 use crate::rootfs::RootfsKind;
 use crate::spec::Options;
+use oci::contract::{MODE_LABEL, SERVICES_LABEL};
 use probe::{Boot, Probe};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// The label `rehost convert` lists the kept services in.
-pub const SERVICES_LABEL: &str = "io.rehost.init.services";
 
 /// An HTTP GET on a port inside the container.
 #[derive(Debug, Clone)]

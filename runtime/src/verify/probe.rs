@@ -3,7 +3,8 @@
 //! runlevel and the scripts' own `status` action.
 
 use super::Inside;
-use crate::modes::{InitMode, REHOST_INIT};
+use crate::modes::InitMode;
+use oci::contract::INIT_PATH;
 
 /// Where the boot stands.
 pub enum Boot {
@@ -225,7 +226,7 @@ fn same_service(supervised: &str, asked: &str) -> bool {
 }
 
 fn status(c: &Inside) -> Option<serde_json::Value> {
-    let (text, _) = c.run(&[REHOST_INIT, "status", "--json"]);
+    let (text, _) = c.run(&[INIT_PATH, "status", "--json"]);
     serde_json::from_str(&text).ok()
 }
 

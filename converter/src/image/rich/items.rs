@@ -3,11 +3,11 @@
 use crate::entry::{Entry, Kind};
 use crate::error::{Error, IoContext, Result};
 use crate::image::compress::{self, Compression};
-use crate::image::digest::HashingWriter;
 use crate::image::layer::{BuiltLayer, LayerStats};
-use crate::image::layout::{BlobWriter, LayoutWriter};
-use crate::image::tar::TarWriter;
 use crate::source::Source;
+use oci::digest::HashingWriter;
+use oci::layout::{BlobWriter, LayoutWriter};
+use oci::tar::TarWriter;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;

@@ -20,20 +20,20 @@ mod services;
 
 use crate::entry::Kind;
 use crate::error::{Error, Result};
-use crate::plan::{HookWhen, Plan};
+use crate::plan::{HookWhen, InitMode, Plan};
 use crate::source::Source;
 use fs::SourceFs;
 pub use items::write;
 use items::{Content, Item, Items};
+use oci::contract::{
+    CAPTURED_LABEL, HOOKS_LABEL, INIT_PATH, MODE_LABEL, PLAN_DIGEST_LABEL, SERVICES_LABEL,
+    SOURCE_LABEL, SYSTEMD_MOUNTS_ANNOTATION,
+};
 use rehost_init::config::{InitConfig, Mode, ServiceEntry};
 use rehost_init::discover;
 use rehost_init::units::FileSystem;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-/// The label naming the image's own inits that run the poststop hooks (`systemd`,
-/// `sysv`, `openrc`, comma-separated).
-pub const HOOKS_LABEL: &str = "io.rehost.init.hooks";
 
 /// Where the plan the image was built from is kept inside it.
 pub const PLAN_PATH: &str = "/etc/rehost/plan.toml";
@@ -121,13 +121,26 @@ pub(crate) fn small_file(source: &dyn Source, path: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// Plans the rehost layer of `source` for `plan`, whose init mode has one
-/// ([`crate::plan::InitMode::image_mode`]).
+/// rehost-init's own name of a mode, as its init.toml holds it (the init depends on no
+/// other rehost crate, so it keeps its own enum).
+fn init_toml_mode(mode: InitMode) -> Result<Mode> {
+    Ok(match mode {
+        InitMode::Rehost => Mode::Rehost,
+        InitMode::Systemd => Mode::Systemd,
+        InitMode::SbinInit => Mode::SbinInit,
+        InitMode::DumbInit => Mode::DumbInit,
+        InitMode::None => {
+            return Err(Error::Profile {
+                path: "init.mode".into(),
+                reason: "an image without init (none) has no rehost layer".into(),
+            })
+        }
+    })
+}
+
+/// Plans the rehost layer of `source` for `plan` (whose init mode is not `none`).
 pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<RichLayer> {
-    let mode = plan.init.mode.image_mode().ok_or_else(|| Error::Profile {
-        path: "init.mode".into(),
-        reason: "an image without init has no rehost layer".into(),
-    })?;
+    let mode = init_toml_mode(plan.init.mode)?;
     let cmd = match &plan.init.cmd {
         Some(c) => rehost_init::units::shell::split(c, &Default::default()).ok_or_else(|| {
             Error::Profile {
@@ -149,11 +162,11 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
 
     // The binary: in /usr/sbin when that is a real directory of the image.
     let init_path = if is_dir(source, "/usr") && is_dir(source, "/usr/sbin") {
-        "/usr/sbin/rehost-init"
+        INIT_PATH
     } else if is_dir(source, "/sbin") {
         "/sbin/rehost-init"
     } else {
-        "/usr/sbin/rehost-init"
+        INIT_PATH
     }
     .to_string();
     binary::check(&inputs.init_binary)?;
@@ -204,7 +217,7 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
             }
             env.push("container=rehost".to_string());
             annotations.insert(
-                "io.rehost.systemd.mounts".into(),
+                SYSTEMD_MOUNTS_ANNOTATION.into(),
                 "tmpfs:/run,tmpfs:/run/lock,tmpfs:/tmp,cgroup2:/sys/fs/cgroup:rw".into(),
             );
             "SIGRTMIN+3".to_string()
@@ -230,16 +243,16 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
     } else {
         inputs.source_host.clone()
     };
-    labels.insert("io.rehost.source".into(), source_host);
+    labels.insert(SOURCE_LABEL.into(), source_host);
     labels.insert(
-        "io.rehost.captured".into(),
-        crate::image::oci::rfc3339(inputs.capture_time),
+        CAPTURED_LABEL.into(),
+        oci::image::rfc3339(inputs.capture_time),
     );
-    labels.insert("io.rehost.init.mode".into(), mode.as_str().into());
+    labels.insert(MODE_LABEL.into(), plan.init.mode.as_str().into());
     // The image inits that run the poststop hooks (rehost-init always does).
     labels.insert(HOOKS_LABEL.into(), hook_inits.join(","));
     labels.insert(
-        "io.rehost.init.services".into(),
+        SERVICES_LABEL.into(),
         services
             .kept
             .iter()
@@ -248,8 +261,8 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
             .join(","),
     );
     labels.insert(
-        "io.rehost.plan.digest".into(),
-        crate::image::digest::of(plan.to_toml().as_bytes()),
+        PLAN_DIGEST_LABEL.into(),
+        oci::digest::of(plan.to_toml().as_bytes()),
     );
     for (k, v) in &labels {
         annotations.insert(k.clone(), v.clone());

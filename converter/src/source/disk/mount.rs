@@ -3,10 +3,10 @@
 //! device, mounted read-only (no log replay) on a temporary directory and read as a
 //! directory. Both are undone when the source is dropped.
 
-use super::partition::Content;
 use crate::entry::{Entry, Extent};
 use crate::error::{Error, Result};
 use crate::source::{DirOptions, DirSource, Skipped, Source, Visit};
+use diskimage::partition::Content;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;

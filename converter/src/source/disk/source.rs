@@ -1,15 +1,14 @@
 //! The guest's filesystems put together as its running system mounts them: the root
 //! filesystem, with the others its /etc/fstab names grafted at their mount points.
 
-use super::device::Device;
 use super::fstab::{self, Spec};
-use super::lvm;
-use super::partition::{self, Content};
-use super::Format;
 use crate::entry::{normalize, Entry, Extent, Kind};
 use crate::error::{Error, Result};
-use crate::source::ext4::{DirEntry, Ext4, Inode, ROOT_INO};
 use crate::source::{Skipped, Source, Visit};
+use diskimage::ext4::{DirEntry, Ext4, Inode, ROOT_INO};
+use diskimage::partition::Content;
+use diskimage::volume::{volumes, Volume};
+use diskimage::{Device, Format};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -30,19 +29,6 @@ const DIR_CACHE: usize = 64;
 
 /// A directory: (filesystem, inode).
 type DirKey = (usize, u32);
-
-/// One volume of the disk: a partition, the whole disk, or a logical volume.
-struct Volume {
-    /// How messages name it: "partition 2", "the disk".
-    name: String,
-    number: Option<u32>,
-    part_uuid: Option<String>,
-    lvm: Option<(String, String)>,
-    dev: Device,
-    content: Content,
-    /// Its byte range on the disk (none for a logical volume).
-    range: Option<(u64, u64)>,
-}
 
 /// A filesystem in use, with the name of its volume.
 struct Mounted {
@@ -168,7 +154,7 @@ impl DiskSource {
         let mut ino = ROOT_INO;
         for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
             let inode = self.filesystems[fs].fs.inode(ino)?;
-            if inode.kind() != Some(Kind::Dir) {
+            if Kind::from_mode(inode.mode.into()) != Some(Kind::Dir) {
                 return Ok(None);
             }
             let entries = self.list(fs, &inode)?;
@@ -189,7 +175,7 @@ impl DiskSource {
             Some(ino) => {
                 let fs = &self.filesystems[0].fs;
                 let inode = fs.inode(ino).map_err(|e| self.err(0, e))?;
-                if inode.kind() != Some(Kind::File) {
+                if Kind::from_mode(inode.mode.into()) != Some(Kind::File) {
                     return Ok(());
                 }
                 fs.read_all(&inode, 1 << 20).map_err(|e| self.err(0, e))?
@@ -281,7 +267,7 @@ impl DiskSource {
             }
             // The mount point must be a directory of the tree as mounted so far.
             match self.resolve(&point) {
-                Ok((_, _, inode)) if inode.kind() == Some(Kind::Dir) => {
+                Ok((_, _, inode)) if Kind::from_mode(inode.mode.into()) == Some(Kind::Dir) => {
                     self.mounts.insert(point, fs);
                 }
                 _ => skip(
@@ -316,7 +302,7 @@ impl DiskSource {
         let mut prefix: Vec<u8> = Vec::new();
         for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
             let inode = self.filesystems[fs].fs.inode(ino)?;
-            if inode.kind() != Some(Kind::Dir) {
+            if Kind::from_mode(inode.mode.into()) != Some(Kind::Dir) {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "not a directory"));
             }
             let entries = self.list(fs, &inode)?;
@@ -339,7 +325,7 @@ impl DiskSource {
 
     fn entry(&self, fs: usize, path: &[u8], inode: &Inode) -> io::Result<Option<Entry>> {
         let ext = &self.filesystems[fs].fs;
-        let Some(kind) = inode.kind() else {
+        let Some(kind) = Kind::from_mode(inode.mode.into()) else {
             return Ok(None);
         };
         let mut e = Entry::new(path.to_vec(), kind);
@@ -357,7 +343,15 @@ impl DiskSource {
                 // As for a directory source: fewer blocks than the size needs means holes.
                 if inode.allocated_bytes(ext.block_size) < inode.size && !inode.is_inline() {
                     let runs = ext.runs(inode)?;
-                    e.sparse = Some(ext.data_extents(inode, &runs));
+                    e.sparse = Some(
+                        ext.data_extents(inode, &runs)
+                            .into_iter()
+                            .map(|r| Extent {
+                                offset: r.start,
+                                len: r.end - r.start,
+                            })
+                            .collect(),
+                    );
                 }
             }
             Kind::Symlink => e.link = self.link_target(fs, inode)?,
@@ -495,7 +489,7 @@ impl DiskSource {
 
     fn file(&self, path: &[u8]) -> Result<(usize, Inode)> {
         let (fs, _, inode) = self.find(path)?;
-        if inode.kind() != Some(Kind::File) {
+        if Kind::from_mode(inode.mode.into()) != Some(Kind::File) {
             return Err(Error::NotFound(format!(
                 "/{} (not a regular file)",
                 String::from_utf8_lossy(path)
@@ -509,7 +503,7 @@ impl DiskSource {
         fs: usize,
         path: &[u8],
         inode: &Inode,
-    ) -> Result<Named<crate::source::ext4::FileReader<'_>>> {
+    ) -> Result<Named<diskimage::ext4::FileReader<'_>>> {
         let reader = self.filesystems[fs]
             .fs
             .reader(inode)
@@ -553,7 +547,7 @@ impl Source for DiskSource {
 
     fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
         let (fs, _, inode) = self.find(path)?;
-        if inode.kind() != Some(Kind::Dir) {
+        if Kind::from_mode(inode.mode.into()) != Some(Kind::Dir) {
             return Err(Error::NotFound(format!(
                 "/{} (not a directory)",
                 String::from_utf8_lossy(path)
@@ -571,14 +565,12 @@ impl Source for DiskSource {
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
         let (fs, inode) = self.file(path)?;
         let reader = self.reader(fs, path, &inode)?;
-        Ok(Box::new(crate::image::tar::ExtentReader::new(
-            reader, extents,
-        )))
+        Ok(Box::new(oci::tar::ExtentReader::new(reader, extents)))
     }
 
     fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
         let (fs, _, inode) = self.find(path)?;
-        if inode.kind() != Some(Kind::Symlink) {
+        if Kind::from_mode(inode.mode.into()) != Some(Kind::Symlink) {
             return Err(Error::NotFound(format!(
                 "/{} (not a symlink)",
                 String::from_utf8_lossy(path)
@@ -621,75 +613,4 @@ fn what_to_do(content: Content) -> String {
         Content::Swap => "swap".into(),
         other => format!("{} (no filesystem rehost reads)", other.name()),
     }
-}
-
-/// The volumes of a disk: its partitions, or the disk itself with no partition table.
-fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
-    let mut out = Vec::new();
-    match partition::read_table(disk)? {
-        None => out.push(Volume {
-            name: "the disk (no partition table)".into(),
-            number: None,
-            part_uuid: None,
-            lvm: None,
-            dev: disk.clone(),
-            content: partition::probe(disk.as_ref())?,
-            range: Some((0, disk.len())),
-        }),
-        Some(parts) => {
-            for p in parts {
-                let content = partition::probe(p.dev.as_ref())?;
-                out.push(Volume {
-                    name: format!("partition {}", p.number),
-                    number: Some(p.number),
-                    part_uuid: p.part_uuid,
-                    lvm: None,
-                    range: Some((p.start, p.len)),
-                    dev: p.dev,
-                    content,
-                });
-            }
-        }
-    }
-    // Logical volumes on the LVM physical volumes found, in place of those.
-    let mut notes = Vec::new();
-    let mut pvs = Vec::new();
-    let mut kept = Vec::new();
-    for v in out {
-        if v.content != Content::LvmPv {
-            kept.push(v);
-            continue;
-        }
-        match lvm::read_pv(v.dev.clone()) {
-            Ok(pv) => pvs.push(pv),
-            Err(e) => notes.push(format!("{}: LVM physical volume: {e}", v.name)),
-        }
-    }
-    let mut out = kept;
-    for lv in lvm::logical_volumes(&pvs)? {
-        match lv.dev {
-            Ok(dev) => out.push(Volume {
-                name: format!("LV {}/{}", lv.vg, lv.name),
-                number: None,
-                part_uuid: None,
-                content: partition::probe(dev.as_ref())?,
-                lvm: Some((lv.vg, lv.name)),
-                range: None,
-                dev,
-            }),
-            Err(why) => notes.push(why),
-        }
-    }
-    Ok((out, notes))
-}
-
-/// Volumes holding a filesystem rehost does not read itself (XFS, btrfs), with their
-/// byte range on the disk: for the fallback that mounts one read-only.
-pub fn foreign_filesystems(disk: &Device) -> io::Result<Vec<(String, Content, u64, u64)>> {
-    let (volumes, _) = volumes(disk)?;
-    Ok(volumes
-        .into_iter()
-        .filter(|v| matches!(v.content, Content::Xfs | Content::Btrfs))
-        .filter_map(|v| v.range.map(|(start, len)| (v.name, v.content, start, len)))
-        .collect())
 }

@@ -1,0 +1,133 @@
+//! The image contract: what the builder writes into an image and the runtime reads back.
+//! Both sides name these constants, never the strings, so they cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// Where `rehost convert` installs rehost-init inside an image, and where the runtime
+/// starts it.
+pub const INIT_PATH: &str = "/usr/sbin/rehost-init";
+
+/// Label: the init mode the image was converted for ([`InitMode::as_str`]).
+pub const MODE_LABEL: &str = "io.rehost.init.mode";
+/// Label: the image's own inits that run the poststop hooks (`systemd`, `sysv`,
+/// `openrc`, comma-separated).
+pub const HOOKS_LABEL: &str = "io.rehost.init.hooks";
+/// Label: the services rehost-init is configured to keep, comma-separated.
+pub const SERVICES_LABEL: &str = "io.rehost.init.services";
+/// Label: the host name of the server the image was converted from.
+pub const SOURCE_LABEL: &str = "io.rehost.source";
+/// Label: when the server was captured (RFC 3339).
+pub const CAPTURED_LABEL: &str = "io.rehost.captured";
+/// Label: the digest of the plan the image was built from.
+pub const PLAN_DIGEST_LABEL: &str = "io.rehost.plan.digest";
+/// Label: the image's name as given to `convert`.
+pub const IMAGE_NAME_LABEL: &str = "io.rehost.image.name";
+/// Label: the rehost version that built the image.
+pub const VERSION_LABEL: &str = "io.rehost.version";
+/// Manifest annotation: the mounts systemd expects in a systemd-mode container.
+pub const SYSTEMD_MOUNTS_ANNOTATION: &str = "io.rehost.systemd.mounts";
+
+/// What runs as pid 1 in a container of the image: decided by the plan, recorded in
+/// the image ([`MODE_LABEL`]), chosen again with `rehost run --init`.
+///
+/// Names: [`InitMode::as_str`] is the name of flags and labels (`rehost`, `sbin-init`);
+/// plans and profiles spell rehost-init's mode `rehost-init`, and also read the init
+/// family names `sysv` and `openrc` for `sbin-init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitMode {
+    /// The image's own systemd (`/sbin/init`) as pid 1.
+    Systemd,
+    /// rehost-init supervising the kept services from their own definitions.
+    #[serde(rename = "rehost-init", alias = "rehost")]
+    Rehost,
+    /// The image's own `/sbin/init` (SysV init or OpenRC) as pid 1, hooks run by
+    /// rehost-init around it.
+    #[serde(alias = "sysv", alias = "openrc")]
+    SbinInit,
+    /// rehost-init as a minimal reaper around the image's one command.
+    DumbInit,
+    /// The image's entrypoint and command as pid 1, like any OCI runtime: no rehost
+    /// layer in the image.
+    None,
+}
+
+impl InitMode {
+    /// The name in flags and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitMode::Systemd => "systemd",
+            InitMode::Rehost => "rehost",
+            InitMode::SbinInit => "sbin-init",
+            InitMode::DumbInit => "dumb-init",
+            InitMode::None => "none",
+        }
+    }
+
+    /// The name as a plan writes it.
+    pub fn plan_name(self) -> &'static str {
+        match self {
+            InitMode::Rehost => "rehost-init",
+            other => other.as_str(),
+        }
+    }
+
+    /// pid 1 boots a whole system (not one command): its terminal is a console to
+    /// watch, and Ctrl-C on it stops the container rather than reaching a program.
+    pub fn boots_a_system(self) -> bool {
+        matches!(
+            self,
+            InitMode::Systemd | InitMode::Rehost | InitMode::SbinInit
+        )
+    }
+}
+
+/// An init mode name that is none of [`InitMode`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown init mode `{0}` (systemd, rehost, sbin-init, dumb-init, none)")]
+pub struct UnknownInitMode(pub String);
+
+impl std::str::FromStr for InitMode {
+    type Err = UnknownInitMode;
+    fn from_str(s: &str) -> Result<Self, UnknownInitMode> {
+        Ok(match s {
+            "systemd" => InitMode::Systemd,
+            "rehost" | "rehost-init" => InitMode::Rehost,
+            "sbin-init" => InitMode::SbinInit,
+            "dumb-init" => InitMode::DumbInit,
+            "none" => InitMode::None,
+            _ => return Err(UnknownInitMode(s.to_string())),
+        })
+    }
+}
+
+impl std::fmt::Display for InitMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InitMode;
+
+    #[test]
+    fn every_mode_reads_back_from_its_names() {
+        for m in [
+            InitMode::Systemd,
+            InitMode::Rehost,
+            InitMode::SbinInit,
+            InitMode::DumbInit,
+            InitMode::None,
+        ] {
+            assert_eq!(m.as_str().parse::<InitMode>().unwrap(), m);
+            assert_eq!(m.plan_name().parse::<InitMode>().unwrap(), m);
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{}\"", m.plan_name()));
+            assert_eq!(serde_json::from_str::<InitMode>(&json).unwrap(), m);
+        }
+        let sysv: InitMode = serde_json::from_str("\"openrc\"").unwrap();
+        assert_eq!(sysv, InitMode::SbinInit);
+        assert!("upstart".parse::<InitMode>().is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! Tar as OCI layers and archives carry it: the one deterministic writer (PAX, long names,
+//! xattrs, PAX 1.0 sparse files).
+
+mod write;
+
+pub use write::{ExtentReader, TarWriter};
