@@ -8,7 +8,6 @@
 //! fills it), and fstab, network interface configuration and udev persistent-net rules are
 //! neutralised; the originals are kept under `/etc/rehost/original/` for reference.
 
-pub mod fs;
 pub mod hooks;
 
 use crate::entry::{Entry, Kind};
@@ -18,11 +17,11 @@ use crate::image::digest::HashingWriter;
 use crate::image::layer::{BuiltLayer, LayerStats};
 use crate::image::layout::{BlobWriter, LayoutWriter};
 use crate::image::tar::TarWriter;
+use crate::inventory::fs::Root;
 use crate::source::Source;
-use fs::SourceFs;
 use rehost_init::config::{InitConfig, Mode, ServiceEntry, ServiceKind};
-use rehost_init::discover::{self, InitSystem};
-use rehost_init::units::{systemd, sysv, FileSystem};
+use rehost_init::model::{self, InitKind, InitSystem};
+use rehost_init::units::FileSystem;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -144,8 +143,8 @@ fn small_file(source: &dyn Source, path: &str) -> Option<Vec<u8>> {
 
 /// Plans the rehost layer for `source`.
 pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
-    let fs = SourceFs(source);
-    let init_system = discover::init_system(&fs);
+    let fs = Root::new(source);
+    let init_system = InitSystem::detect(&fs).kind;
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
     let mut scrubbed = Vec::new();
 
@@ -169,7 +168,9 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     // Services kept and dropped: the plan's or the flags' choice, else what `rehost
     // inspect` would plan for this server (its inventory, decided by its family's
     // profiles), so a convert without a plan keeps what one with the plan would.
-    let all = discover::enabled_all(&fs);
+    // Everything the image's own init starts (machine-only services included: what is
+    // not kept is masked), under the name and kind rehost-init runs it by.
+    let all = model::boot_entries(&fs, &[]);
     let mut drop = opts.drop.clone();
     let mut kept: Vec<ServiceEntry> = if opts.services.is_empty() && opts.plan_digest.is_none() {
         let (keep, dropped) = decided_services(source)?;
@@ -178,13 +179,18 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     } else {
         opts.services.clone()
     };
-    // A name without a unit suffix is a script or job of the image's own init.
+    // A name without a unit suffix is a script or job of the image's own init: the kind
+    // the model gives it (a SysV script under upstart stays one), else the init's own.
     for e in &mut kept {
         if e.kind == ServiceKind::Systemd && !is_unit_name(&e.name) {
+            if let Some(known) = all.iter().find(|a| a.name == e.name) {
+                e.kind = known.kind;
+                continue;
+            }
             e.kind = match init_system {
-                InitSystem::Openrc => ServiceKind::Openrc,
-                InitSystem::Upstart => ServiceKind::Upstart,
-                InitSystem::Systemd => {
+                InitKind::Openrc => ServiceKind::Openrc,
+                InitKind::Upstart => ServiceKind::Upstart,
+                InitKind::Systemd => {
                     e.name.push_str(".service");
                     ServiceKind::Systemd
                 }
@@ -316,6 +322,11 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
         mode: opts.mode,
         cmd: opts.cmd.clone(),
         stop_timeout_sec: 90,
+        machine_only: if opts.mode == Mode::Rehost {
+            machine_only(&fs)?
+        } else {
+            Vec::new()
+        },
         services: if opts.mode == Mode::Rehost {
             kept.clone()
         } else {
@@ -386,7 +397,7 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
     // The image's own init runs the poststop hooks whichever mode boots it (`rehost run
     // --init` may pick another than this one): what it needs is installed for every init
     // the image has, and is inert while another is pid 1.
-    let has_systemd = init_system == InitSystem::Systemd
+    let has_systemd = init_system == InitKind::Systemd
         || exists(source, "/lib/systemd/systemd")
         || exists(source, "/usr/lib/systemd/systemd");
     let has_sbin_init = exists(source, "/sbin/init");
@@ -408,7 +419,7 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
         );
         hook_inits.push("systemd");
     }
-    let sysv_like = matches!(init_system, InitSystem::Sysv | InitSystem::Openrc);
+    let sysv_like = matches!(init_system, InitKind::Sysv | InitKind::Openrc);
     // The container's inittab: no gettys, and ctrlaltdel (SIGINT) halts.
     if has_sbin_init && (sysv_like || opts.mode == Mode::SbinInit) {
         if let Some(inittab) = small_file(source, "/etc/inittab") {
@@ -424,7 +435,7 @@ pub fn plan(source: &dyn Source, opts: &RichOptions) -> Result<RichLayer> {
         }
     }
     if has_sbin_init && sysv_like {
-        if init_system == InitSystem::Sysv {
+        if init_system == InitKind::Sysv {
             let script = hooks::SYSV_SCRIPT.replace("@INIT@", &init_path);
             items.insert(
                 "/etc/init.d/rehost-hooks".into(),
@@ -572,8 +583,7 @@ pub fn plan_services(plan: &crate::plan::Plan) -> (Vec<ServiceEntry>, Vec<String
 /// Whether `name` is a systemd unit's (its suffix a unit kind); otherwise it names a
 /// script or job of the image's own init (`ssh`, `rc.local`).
 fn is_unit_name(name: &str) -> bool {
-    name.rsplit_once('.')
-        .is_some_and(|(_, kind)| crate::inventory::services::systemd::UNIT_SUFFIXES.contains(&kind))
+    model::systemd::is_unit_name(name)
 }
 
 /// The services `rehost inspect` would plan to keep and drop on this server.
@@ -584,6 +594,16 @@ fn decided_services(source: &dyn Source) -> Result<(Vec<ServiceEntry>, Vec<Strin
     Ok(plan_services(&crate::plan::Plan::decide(
         &inventory, &profiles,
     )))
+}
+
+/// The profiles' machine-only service patterns for the source's family, for rehost-init
+/// when it starts what the image enables.
+fn machine_only(fs: &Root<'_>) -> Result<Vec<String>> {
+    let family = crate::inventory::os::detect(fs).family;
+    Ok(crate::profile::Profile::for_family(&family)?
+        .into_iter()
+        .flat_map(|p| p.machine_only)
+        .collect())
 }
 
 /// `ssh` and `ssh.service` name the same service.
@@ -598,48 +618,19 @@ fn whiteout_of(path: &str) -> String {
     }
 }
 
-/// Masks a dropped service and removes it from its init's start lists.
-fn drop_service(fs: &SourceFs<'_>, d: &ServiceEntry, items: &mut BTreeMap<String, Item>) {
-    match d.kind {
+/// Masks a dropped service and removes it from its init's start lists (the links the
+/// service model says start it).
+fn drop_service(fs: &Root<'_>, d: &ServiceEntry, items: &mut BTreeMap<String, Item>) {
+    let links = match d.kind {
         ServiceKind::Systemd => {
             items.insert(
                 format!("/etc/systemd/system/{}", d.name),
                 Item::Symlink("/dev/null".into()),
             );
-            for e in systemd::enabled_units(fs)
-                .into_iter()
-                .filter(|e| e.unit == d.name)
-            {
-                let dir = format!(
-                    "/etc/systemd/system/{}.{}",
-                    e.wanted_by,
-                    if e.required { "requires" } else { "wants" }
-                );
-                if fs.exists(&format!("{dir}/{}", d.name)) {
-                    items.insert(format!("{dir}/.wh.{}", d.name), Item::Whiteout);
-                }
-            }
+            model::systemd::links_to(fs, &d.name)
         }
-        ServiceKind::Sysv => {
-            for rl in ["0", "1", "2", "3", "4", "5", "6", "S"] {
-                let dir = format!("/etc/rc{rl}.d");
-                for n in fs.read_dir(&dir).unwrap_or_default() {
-                    if sysv::parse_rc_link(rl, &n).is_some_and(|l| l.script == d.name) {
-                        items.insert(format!("{dir}/.wh.{n}"), Item::Whiteout);
-                    }
-                }
-            }
-        }
-        ServiceKind::Openrc => {
-            for rl in fs.read_dir("/etc/runlevels").unwrap_or_default() {
-                if fs.exists(&format!("/etc/runlevels/{rl}/{}", d.name)) {
-                    items.insert(
-                        format!("/etc/runlevels/{rl}/.wh.{}", d.name),
-                        Item::Whiteout,
-                    );
-                }
-            }
-        }
+        ServiceKind::Sysv => model::sysv::links_to(fs, &d.name),
+        ServiceKind::Openrc => model::openrc::links_to(fs, &d.name),
         ServiceKind::Upstart => {
             items.insert(
                 format!("/etc/init/{}.override", d.name),
@@ -648,7 +639,11 @@ fn drop_service(fs: &SourceFs<'_>, d: &ServiceEntry, items: &mut BTreeMap<String
                     Content::Bytes(b"# rehost: dropped from the container\nmanual\n".to_vec()),
                 ),
             );
+            Vec::new()
         }
+    };
+    for link in links {
+        items.insert(whiteout_of(&link), Item::Whiteout);
     }
 }
 
