@@ -203,6 +203,16 @@ fn boots_what_inspect_keeps(fixture_name: &str) {
     let started = started_by_rehost_init(&rt, &name, &init);
     rt.rehost_ok(&["stop", &name, "--time", "30"]);
     rt.rehost_ok(&["rm", &name]);
+    // A kept timer brings the service it triggers into the status (waiting for the timer),
+    // though nothing starts it at boot.
+    let triggered = |s: &String| {
+        s.strip_suffix(".service")
+            .is_some_and(|stem| c.inspect_keeps.contains(&format!("{stem}.timer")))
+    };
+    let started: BTreeSet<String> = started
+        .into_iter()
+        .filter(|s| c.inspect_keeps.contains(s) || !triggered(s))
+        .collect();
     assert_eq!(
         started, c.inspect_keeps,
         "rehost-init status against inspect"
