@@ -44,6 +44,10 @@ pub struct Profile {
     /// Which init runs in the image, by the server's init system.
     #[serde(default)]
     pub init: Vec<InitRule>,
+    /// Name patterns of the services that only make sense on a machine booting its own
+    /// hardware; rehost-init leaves them out when it starts what an image enables.
+    #[serde(default)]
+    pub machine_only: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]

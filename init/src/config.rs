@@ -24,7 +24,8 @@
 //! ```
 //!
 //! When the file has no `[[service]]` at all, rehost-init starts what the image itself
-//! enables (see [`crate::discover`]).
+//! enables (see [`crate::model::boot_entries`]), except the services matching
+//! `machine_only = ["getty*", "udev", …]` (patterns the converter copies from the profiles).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -142,6 +143,12 @@ pub struct InitConfig {
     /// Total time shutdown may take before the remaining processes get SIGKILL.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_sec: u64,
+    /// Name patterns (globs, matched with and without the unit suffix) of the services
+    /// that only make sense on a machine booting its own hardware: consoles, disks, clocks.
+    /// From the profiles; used when `services` is empty and rehost-init starts what the
+    /// image itself enables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machine_only: Vec<String>,
     /// The services, when the image's own enabled set should not be used.
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceEntry>,
@@ -216,6 +223,7 @@ mod tests {
             mode: Mode::Rehost,
             cmd: vec![],
             stop_timeout_sec: 30,
+            machine_only: vec!["getty*".into()],
             services: vec![
                 ServiceEntry {
                     name: "ssh.service".into(),

@@ -4,14 +4,16 @@
 //! built static to ship inside images.
 //!
 //! - [`units`]: the parsers. They read service definitions through the small
-//!   [`units::FileSystem`] trait (so the converter can feed them from any `Source`, and the
+//!   [`model::FileSystem`] trait (so the converter can feed them from any `Source`, and the
 //!   init from the live root) and return plain structs. They depend on nothing but `std`.
-//! - [`discover`]: which services an image's own init would start.
+//! - [`model`]: the one model of what a root runs, for every init family: init detection,
+//!   the default target or runlevel, enablement (systemd links, rc links, OpenRC
+//!   runlevels, upstart `start on`), and the one resolver of paths inside a root.
 //! - [`config`]: `/etc/rehost/init.toml`, written by `rehost convert`, read by the init.
 //! - [`service`], [`order`], [`users`], [`supervisor`]: the init itself.
 
 pub mod config;
-pub mod discover;
+pub mod model;
 pub mod order;
 pub mod service;
 pub mod supervisor;

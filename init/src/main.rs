@@ -6,7 +6,7 @@ use rehost_init::config::{
 };
 use rehost_init::supervisor::{hooks, signals, status::Status, Options, Supervisor};
 use rehost_init::units::HostRoot;
-use rehost_init::{discover, log, service};
+use rehost_init::{log, model, service};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -197,7 +197,7 @@ fn supervise(cfg: &InitConfig, sigfd: i32) -> i32 {
     if cfg.mode == Mode::Rehost {
         let root = HostRoot::new("/");
         let entries = if cfg.services.is_empty() {
-            discover::enabled(&root)
+            model::boot_entries(&root, &cfg.machine_only)
         } else {
             cfg.services.clone()
         };

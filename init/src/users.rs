@@ -1,7 +1,7 @@
 //! Users and groups from the image's own `/etc/passwd` and `/etc/group` (never NSS: a
 //! static pid 1 cannot load NSS modules, and the container's files are what count).
 
-use std::fs;
+use crate::model::fs::{FileSystem, HostRoot};
 
 /// A user resolved for running a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,28 +46,46 @@ pub struct GroupEntry {
     pub members: Vec<String>,
 }
 
-/// Parses /etc/passwd text, skipping malformed lines.
+/// Parses /etc/passwd text, skipping comments, NIS (`+`) lines and malformed lines.
 pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 7 {
-                return None;
-            }
-            Some(PasswdEntry {
-                name: f[0].into(),
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-                home: f[5].into(),
-                shell: f[6].into(),
-            })
-        })
-        .collect()
+    read_passwd(text).0
+}
+
+/// Parses /etc/passwd text: the entries, and the 1-based numbers of the lines whose ids
+/// cannot be read. A line with good ids but fewer than seven fields is skipped silently.
+pub fn read_passwd(text: &str) -> (Vec<PasswdEntry>, Vec<usize>) {
+    let mut entries = Vec::new();
+    let mut malformed = Vec::new();
+    for (n, l) in text.lines().enumerate() {
+        if l.trim().is_empty() || l.starts_with('#') || l.starts_with('+') {
+            continue;
+        }
+        let f: Vec<&str> = l.split(':').collect();
+        let (Some(uid), Some(gid)) = (
+            f.get(2).and_then(|v| v.parse().ok()),
+            f.get(3).and_then(|v| v.parse().ok()),
+        ) else {
+            malformed.push(n + 1);
+            continue;
+        };
+        if f.len() < 7 {
+            continue;
+        }
+        entries.push(PasswdEntry {
+            name: f[0].into(),
+            uid,
+            gid,
+            home: f[5].into(),
+            shell: f[6].into(),
+        });
+    }
+    (entries, malformed)
 }
 
 /// Parses /etc/group text, skipping malformed lines.
 pub fn parse_group(text: &str) -> Vec<GroupEntry> {
     text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('+'))
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
             if f.len() < 4 {
@@ -99,10 +117,26 @@ pub struct Database {
 impl Database {
     /// Reads `/etc/passwd` and `/etc/group` of the running system.
     pub fn load() -> Database {
+        Database::read(&HostRoot::new("/"))
+    }
+
+    /// Reads `/etc/passwd` and `/etc/group` of a root (paths resolved inside it); a
+    /// missing file is an empty database.
+    pub fn read(fs: &dyn FileSystem) -> Database {
         Database {
-            passwd: parse_passwd(&fs::read_to_string("/etc/passwd").unwrap_or_default()),
-            group: parse_group(&fs::read_to_string("/etc/group").unwrap_or_default()),
+            passwd: parse_passwd(&fs.read_text("/etc/passwd").unwrap_or_default()),
+            group: parse_group(&fs.read_text("/etc/group").unwrap_or_default()),
         }
+    }
+
+    /// The user named `name`.
+    pub fn user(&self, name: &str) -> Option<&PasswdEntry> {
+        self.passwd.iter().find(|p| p.name == name)
+    }
+
+    /// The group named `name`.
+    pub fn group(&self, name: &str) -> Option<&GroupEntry> {
+        self.group.iter().find(|g| g.name == name)
     }
 
     /// Resolves `User=`, `Group=` and `SupplementaryGroups=` (names or numbers). Without a

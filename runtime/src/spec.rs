@@ -281,7 +281,8 @@ fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
 }
 
 /// The image's `User` (`name`, `uid`, `name:group`, `uid:gid`) as numbers, names looked
-/// up in the rootfs' own /etc/passwd and /etc/group.
+/// up in the rootfs' own /etc/passwd and /etc/group (read inside the rootfs: a link there
+/// never reaches the host's files).
 fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
     if user.is_empty() {
         return Ok((0, 0));
@@ -290,25 +291,19 @@ fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
-        let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
-        text.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&name) && f.len() > 3)
-                .then(|| Some((f[2].parse().ok()?, f[3].parse().unwrap_or(0))))
-                .flatten()
-        })
-    };
+    let db = rehost_init::users::Database::read(&rehost_init::model::HostRoot::new(rootfs));
     let (uid, primary) = match u.parse::<u32>() {
         Ok(n) => (n, 0),
-        Err(_) => lookup("etc/passwd", u)
+        Err(_) => db
+            .user(u)
+            .map(|p| (p.uid, p.gid))
             .ok_or_else(|| Error::Spec(format!("user `{u}` is not in the image's /etc/passwd")))?,
     };
     let gid = match g {
         None => primary,
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => lookup("etc/group", g).map(|(gid, _)| gid).ok_or_else(|| {
+            Err(_) => db.group(g).map(|e| e.gid).ok_or_else(|| {
                 Error::Spec(format!("group `{g}` is not in the image's /etc/group"))
             })?,
         },

@@ -1,7 +1,7 @@
 //! The architecture of a server, from the ELF header of one of its own system binaries
 //! (never from the machine rehost runs on).
 
-use crate::entry::Kind;
+use super::fs::Root;
 use crate::source::Source;
 
 /// Binaries every Linux system has one of, in the order they are tried.
@@ -17,8 +17,10 @@ const CANDIDATES: &[&str] = &[
 
 /// The OCI name of the source's architecture (`amd64`, `arm64`, …), if a binary tells.
 pub fn detect(source: &dyn Source) -> Option<String> {
+    // Symlinks are followed inside the source (a merged /usr makes /bin a link).
+    let root = Root::new(source);
     for candidate in CANDIDATES {
-        let Some(path) = resolve(source, candidate.as_bytes()) else {
+        let Some(path) = root.resolve(candidate, true) else {
             continue;
         };
         let Ok(mut file) = source.open(&path) else {
@@ -29,52 +31,6 @@ pub fn detect(source: &dyn Source) -> Option<String> {
             if let Some(arch) = from_elf_header(&head) {
                 return Some(arch.to_string());
             }
-        }
-    }
-    None
-}
-
-/// Follows symlinks inside the source (a merged /usr makes /bin a link), at most a few.
-fn resolve(source: &dyn Source, path: &[u8]) -> Option<Vec<u8>> {
-    let mut path = path.to_vec();
-    for _ in 0..8 {
-        // Resolve each directory component, then the file itself.
-        let mut resolved: Vec<u8> = Vec::new();
-        let parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
-        let mut changed = false;
-        for (i, part) in parts.iter().enumerate() {
-            let candidate = if resolved.is_empty() {
-                part.to_vec()
-            } else {
-                [&resolved[..], b"/", part].concat()
-            };
-            let entry = source.metadata(&candidate).ok()?;
-            if entry.kind == Kind::Symlink {
-                let target = entry.link;
-                let base: Vec<u8> = if target.starts_with(b"/") {
-                    Vec::new()
-                } else {
-                    resolved.clone()
-                };
-                let joined = if base.is_empty() {
-                    target
-                } else {
-                    [&base[..], b"/", &target[..]].concat()
-                };
-                let rest = parts[i + 1..].join(&b'/');
-                let full = if rest.is_empty() {
-                    joined
-                } else {
-                    [&joined[..], b"/", &rest[..]].concat()
-                };
-                path = crate::entry::normalize(&full)?;
-                changed = true;
-                break;
-            }
-            resolved = candidate;
-        }
-        if !changed {
-            return Some(resolved);
         }
     }
     None

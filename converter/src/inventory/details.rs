@@ -2,87 +2,28 @@
 //! conditions fail, and what it pulls in, read by the one parser of service definitions,
 //! `rehost-init`'s [`units`](rehost_init::units), through the source.
 
-use super::fs::{Root, TEXT_LIMIT};
+use super::fs::Root;
 use super::services::{Origin, Service};
 use crate::entry::Kind;
 use rehost_init::units::systemd::{self as unit, Condition, Lookup, RestartPolicy, ServiceType};
-use rehost_init::units::{openrc, sysv, upstart, FileSystem, ParseError};
-use std::io;
-
-/// The source as the parser reads it: absolute paths inside the source's root.
-pub struct SourceFs<'r, 's> {
-    root: &'r Root<'s>,
-}
-
-impl<'r, 's> SourceFs<'r, 's> {
-    pub fn new(root: &'r Root<'s>) -> Self {
-        SourceFs { root }
-    }
-}
-
-fn missing(path: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{path}: not found"))
-}
-
-impl FileSystem for SourceFs<'_, '_> {
-    fn read(&self, path: &str) -> io::Result<Vec<u8>> {
-        let resolved = self.root.resolve(path, true).ok_or_else(|| missing(path))?;
-        // Only regular files: a fifo would block the reader for ever.
-        let kind = self.root.stat(&resolved).map(|e| e.kind);
-        if !matches!(kind, Some(Kind::File) | Some(Kind::Hardlink)) {
-            return Err(io::Error::other(format!("{path}: not a regular file")));
-        }
-        self.root
-            .source
-            .read_to_vec(&resolved, TEXT_LIMIT)
-            .map_err(|e| io::Error::other(e.to_string()))
-    }
-
-    fn read_dir(&self, path: &str) -> io::Result<Vec<String>> {
-        let resolved = self.root.resolve(path, true).ok_or_else(|| missing(path))?;
-        let names = self
-            .root
-            .source
-            .read_dir(&resolved)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(names
-            .into_iter()
-            .map(|n| String::from_utf8_lossy(&n).into_owned())
-            .collect())
-    }
-
-    fn read_link(&self, path: &str) -> io::Result<Option<String>> {
-        match self.root.lstat(path) {
-            Some(e) if e.kind == Kind::Symlink => {
-                Ok(Some(String::from_utf8_lossy(&e.link).into_owned()))
-            }
-            Some(_) => Ok(None),
-            None => Err(missing(path)),
-        }
-    }
-
-    fn exists(&self, path: &str) -> bool {
-        self.root.lstat(path).is_some()
-    }
-}
+use rehost_init::units::{openrc, sysv, upstart, ParseError};
 
 /// Fills in each service's details from its definition. A unit file the parser
 /// refuses is a finding and no service (systemd calls it `bad` and never starts it);
 /// an alias link that the unit's `Alias=` does not name enables nothing.
 pub fn fill(root: &Root, services: &mut Vec<Service>) {
-    let fs = SourceFs::new(root);
     services.retain_mut(|s| match s.origin {
-        Some(Origin::Systemd) => systemd_unit(root, &fs, s),
+        Some(Origin::Systemd) => systemd_unit(root, s),
         Some(Origin::Sysv) | Some(Origin::SysvGenerator) => {
             sysv_script(root, s);
             true
         }
         Some(Origin::Openrc) => {
-            openrc_script(root, &fs, s);
+            openrc_script(root, s);
             true
         }
         Some(Origin::Upstart) => {
-            upstart_job(root, &fs, s);
+            upstart_job(root, s);
             true
         }
         None => true,
@@ -99,8 +40,8 @@ fn finding(root: &Root, e: &ParseError) {
 }
 
 /// Returns false when the unit is not enabled after all.
-fn systemd_unit(root: &Root, fs: &SourceFs, s: &mut Service) -> bool {
-    let loaded = match unit::lookup(fs, &s.name, &unit::LoadOptions::default()) {
+fn systemd_unit(root: &Root, s: &mut Service) -> bool {
+    let loaded = match unit::lookup(root, &s.name, &unit::LoadOptions::default()) {
         Ok(Lookup::Found(u)) => u,
         Ok(_) => return true,
         Err(e) => {
@@ -173,18 +114,6 @@ fn systemd_unit(root: &Root, fs: &SourceFs, s: &mut Service) -> bool {
         _ => {}
     }
     true
-}
-
-/// The units a unit pulls in with `Wants=`, `Requires=` (and `BindsTo=`).
-pub fn dependencies(root: &Root, name: &str) -> Vec<String> {
-    let fs = SourceFs::new(root);
-    match unit::load(&fs, name, &unit::LoadOptions::default()) {
-        Ok(Some(u)) => {
-            let section = u.unit_section();
-            section.wants.into_iter().chain(section.requires).collect()
-        }
-        _ => Vec::new(),
-    }
 }
 
 /// A condition that can be judged without running the server, judged on the source;
@@ -278,8 +207,8 @@ fn sysv_script(root: &Root, s: &mut Service) {
     }
 }
 
-fn openrc_script(root: &Root, fs: &SourceFs, s: &mut Service) {
-    match openrc::load(fs, &s.name) {
+fn openrc_script(root: &Root, s: &mut Service) {
+    match openrc::load(root, &s.name) {
         Ok(script) => {
             s.description = script.description.clone();
             if let Some(command) = &script.command {
@@ -319,8 +248,8 @@ fn openrc_script(root: &Root, fs: &SourceFs, s: &mut Service) {
     }
 }
 
-fn upstart_job(root: &Root, fs: &SourceFs, s: &mut Service) {
-    match upstart::load(fs, &s.name) {
+fn upstart_job(root: &Root, s: &mut Service) {
+    match upstart::load(root, &s.name) {
         Ok(job) => {
             s.description = job.description.clone();
             s.command = match &job.main {

@@ -6,13 +6,11 @@
 use crate::entry::{Entry, Kind};
 use crate::error::Error;
 use crate::source::Source;
+use rehost_init::model::fs::{self as model_fs, resolve_in_root, FileKind, FileSystem, Node, Stat};
 use serde::Serialize;
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-
-/// Symlinks followed for one path before it counts as a loop (Linux allows 40).
-const MAX_HOPS: usize = 40;
 
 /// The largest configuration file the inventory reads whole.
 pub const TEXT_LIMIT: u64 = 4 << 20;
@@ -55,6 +53,11 @@ impl<'a> Root<'a> {
         }
     }
 
+    /// The source this root reads.
+    pub fn source(&self) -> &'a dyn Source {
+        self.source
+    }
+
     /// Records a finding about `path` (an absolute path for people).
     pub fn finding(&self, path: impl Into<String>, problem: impl Into<String>) {
         let finding = Finding {
@@ -87,48 +90,24 @@ impl<'a> Root<'a> {
     }
 
     fn try_resolve(&self, path: &[u8], follow_last: bool) -> Result<Vec<u8>, Unresolved> {
-        let mut todo: VecDeque<Vec<u8>> = split(path).collect();
-        let mut done: Vec<Vec<u8>> = Vec::new();
-        let mut hops = 0;
-        while let Some(part) = todo.pop_front() {
-            match part.as_slice() {
-                b"." => continue,
-                b".." => {
-                    done.pop();
-                    continue;
-                }
-                _ => {}
+        let mut node = |p: &[u8]| -> std::io::Result<Option<Node>> {
+            match self.meta(p) {
+                Meta::Found(e) => Ok(Some(match e.kind {
+                    Kind::Dir => Node::Dir,
+                    Kind::Symlink => Node::Link(e.link),
+                    _ => Node::Other,
+                })),
+                Meta::Missing => Ok(None),
+                Meta::Problem(p) => Err(std::io::Error::other(p)),
             }
-            let mut candidate = done.clone();
-            candidate.push(part);
-            let joined = candidate.join(&b'/');
-            let entry = match self.meta(&joined) {
-                Meta::Found(e) => e,
-                Meta::Missing => return Err(Unresolved::Missing),
-                Meta::Problem(p) => return Err(Unresolved::Problem(p)),
-            };
-            let last = todo.is_empty();
-            if entry.kind == Kind::Symlink && (!last || follow_last) {
-                hops += 1;
-                if hops > MAX_HOPS {
-                    return Err(Unresolved::Problem(
-                        "too many levels of symbolic links (a symlink loop)".into(),
-                    ));
-                }
-                if entry.link.starts_with(b"/") {
-                    done.clear();
-                }
-                for (i, p) in split(&entry.link).enumerate() {
-                    todo.insert(i, p);
-                }
-                continue;
+        };
+        resolve_in_root(path, follow_last, &mut node).map_err(|e| match e {
+            model_fs::Unresolved::Missing => Unresolved::Missing,
+            model_fs::Unresolved::Loop => {
+                Unresolved::Problem("too many levels of symbolic links (a symlink loop)".into())
             }
-            if !last && entry.kind != Kind::Dir {
-                return Err(Unresolved::Missing);
-            }
-            done = candidate;
-        }
-        Ok(done.join(&b'/'))
+            model_fs::Unresolved::Failed(e) => Unresolved::Problem(e.to_string()),
+        })
     }
 
     /// Metadata of a tree path (no symlink followed), asked of the source once.
@@ -297,10 +276,59 @@ impl<'a> Root<'a> {
     }
 }
 
-fn split(path: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
-    path.split(|&b| b == b'/')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.to_vec())
+/// The one adapter from a [`Source`] to the service model's [`FileSystem`]: the model,
+/// the unit parsers and the image builder read a source through its `Root`, with the
+/// same resolver, cache and findings as the rest of the inventory.
+impl FileSystem for Root<'_> {
+    fn entry(&self, path: &str) -> std::io::Result<Option<Stat>> {
+        let rel = path.trim_start_matches('/').as_bytes();
+        let e = match self.meta(rel) {
+            Meta::Found(e) => e,
+            Meta::Missing => return Ok(None),
+            Meta::Problem(p) => return Err(std::io::Error::other(format!("{path}: {p}"))),
+        };
+        let kind = match e.kind {
+            Kind::File | Kind::Hardlink => FileKind::File,
+            Kind::Dir => FileKind::Dir,
+            Kind::Symlink => FileKind::Symlink,
+            _ => FileKind::Other,
+        };
+        Ok(Some(Stat {
+            kind,
+            size: e.size,
+            mode: e.mode,
+            link: (kind == FileKind::Symlink)
+                .then(|| String::from_utf8_lossy(&e.link).into_owned()),
+        }))
+    }
+
+    fn read_file(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        self.source
+            .read_to_vec(path.trim_start_matches('/').as_bytes(), TEXT_LIMIT)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    fn list(&self, path: &str) -> std::io::Result<Vec<String>> {
+        let names = self
+            .source
+            .read_dir(path.trim_start_matches('/').as_bytes())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(names
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .collect())
+    }
+
+    /// Resolves through the inventory's cache; a loop or unreadable component is a finding.
+    fn resolve(&self, path: &str, follow_last: bool) -> std::io::Result<String> {
+        match Root::resolve(self, path, follow_last) {
+            Some(p) => Ok(format!("/{}", String::from_utf8_lossy(&p))),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{path}: not found"),
+            )),
+        }
+    }
 }
 
 /// An absolute path for people.
@@ -328,11 +356,7 @@ pub fn base_name(path: &[u8]) -> &[u8] {
 }
 
 /// Lines of a configuration file without comments (`#` to the end) and blank lines.
-pub fn config_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-}
+pub use rehost_init::model::init_system::config_lines;
 
 #[cfg(test)]
 pub(crate) mod testing {

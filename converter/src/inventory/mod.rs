@@ -10,7 +10,6 @@ pub mod cron;
 pub mod details;
 pub mod fs;
 pub mod identity;
-pub mod init_system;
 pub mod os;
 pub mod packages;
 pub mod ports;
@@ -21,7 +20,7 @@ pub mod users;
 pub mod volumes;
 
 pub use fs::Finding;
-pub use init_system::{InitKind, InitSystem};
+pub use rehost_init::model::{InitKind, InitSystem};
 pub use services::{Origin, Service};
 
 use crate::source::Source;
@@ -80,12 +79,10 @@ pub fn inspect(source: &dyn Source, options: &InspectOptions) -> Inventory {
         );
     }
     let packages = packages::detect(&root);
-    let init = init_system::detect(&root);
+    let init = InitSystem::detect(&root);
     let mut services = services::collect(&root, &init);
     details::fill(&root, &mut services);
-    if let (InitKind::Systemd, Some(default)) = (init.kind, init.default.as_deref()) {
-        services::systemd::mark_started(&root, default, &mut services);
-    }
+    services::mark_started(&root, &init, &mut services);
     let scheduled = cron::collect(&root, &services);
     let ports_live = ports::is_live(&root);
     let ports = ports::collect(&root, &services);

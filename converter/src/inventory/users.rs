@@ -1,6 +1,8 @@
-//! The accounts that can log in: those of /etc/passwd with a real shell.
+//! The accounts that can log in: those of /etc/passwd (read by the one parser,
+//! [`rehost_init::users`]) with a real shell.
 
 use super::fs::Root;
+use rehost_init::users::{parse_passwd, read_passwd};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,40 +29,28 @@ pub fn collect(root: &Root) -> Vec<User> {
         root.finding("/etc/passwd", "no passwd file: users unknown");
         return Vec::new();
     };
-    let mut users = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.starts_with('#') || line.starts_with('+') {
-            continue;
-        }
-        let f: Vec<&str> = line.split(':').collect();
-        let (Some(uid), Some(gid)) = (
-            f.get(2).and_then(|v| v.parse().ok()),
-            f.get(3).and_then(|v| v.parse().ok()),
-        ) else {
-            root.finding(format!("/etc/passwd:{}", n + 1), "malformed line (skipped)");
-            continue;
-        };
-        if f.len() < 7 || !is_login_shell(f[6]) {
-            continue;
-        }
-        users.push(User {
-            name: f[0].into(),
-            uid,
-            gid,
-            home: f[5].into(),
-            shell: f[6].into(),
-        });
+    let (entries, malformed) = read_passwd(&text);
+    for n in malformed {
+        root.finding(format!("/etc/passwd:{n}"), "malformed line (skipped)");
     }
-    users
+    entries
+        .into_iter()
+        .filter(|e| is_login_shell(&e.shell))
+        .map(|e| User {
+            name: e.name,
+            uid: e.uid,
+            gid: e.gid,
+            home: e.home,
+            shell: e.shell,
+        })
+        .collect()
 }
 
 /// Home directories of every account, for the secret search.
 pub fn homes(root: &Root) -> Vec<String> {
-    let mut homes: Vec<String> = root
-        .read_text("etc/passwd")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(':').nth(5).map(str::to_string))
+    let mut homes: Vec<String> = parse_passwd(&root.read_text("etc/passwd").unwrap_or_default())
+        .into_iter()
+        .map(|e| e.home)
         .filter(|h| h.len() > 1 && h.starts_with('/'))
         .collect();
     homes.extend(

@@ -338,15 +338,18 @@ impl ArchiveSource {
         let Ok(text) = self.read_to_vec(path, 16 << 20) else {
             return Vec::new();
         };
-        String::from_utf8_lossy(&text)
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let id = f.nth(1)?.parse().ok()?;
-                Some((name.to_string(), id))
-            })
-            .collect()
+        let text = String::from_utf8_lossy(&text);
+        if path.ends_with(b"group") {
+            rehost_init::users::parse_group(&text)
+                .into_iter()
+                .map(|g| (g.name, g.gid))
+                .collect()
+        } else {
+            rehost_init::users::parse_passwd(&text)
+                .into_iter()
+                .map(|p| (p.name, p.uid))
+                .collect()
+        }
     }
 
     fn get(&self, path: &[u8]) -> Result<&Indexed> {

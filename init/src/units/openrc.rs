@@ -152,15 +152,6 @@ pub fn load(fs: &dyn FileSystem, name: &str) -> Result<OpenRcScript, ParseError>
     parse(name, &path, &text(&bytes), conf.as_deref())
 }
 
-/// The services in runlevel `runlevel` (`/etc/runlevels/default`), sorted.
-pub fn runlevel_services(fs: &dyn FileSystem, runlevel: &str) -> Vec<String> {
-    let mut v = fs
-        .read_dir(&format!("/etc/runlevels/{runlevel}"))
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 /// Names of the functions defined at the top level (`name() {` or `name()\n{`).
 fn functions(contents: &str) -> Vec<String> {
     let mut out = Vec::new();

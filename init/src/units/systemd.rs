@@ -5,10 +5,11 @@
 //! Typical use:
 //!
 //! ```no_run
-//! use rehost_init::units::{HostRoot, systemd};
+//! use rehost_init::model::{self, HostRoot};
+//! use rehost_init::units::systemd;
 //! let root = HostRoot::new("/srv/rootfs");
-//! for enabled in systemd::enabled_units(&root) {
-//!     if let Ok(Some(unit)) = systemd::load(&root, &enabled.unit, &systemd::LoadOptions::default()) {
+//! for enabled in model::boot_entries(&root, &[]) {
+//!     if let Ok(Some(unit)) = systemd::load(&root, &enabled.name, &systemd::LoadOptions::default()) {
 //!         let service = unit.service();
 //!         println!("{} runs {:?}", unit.name, service.exec_start.first().map(|c| &c.argv));
 //!     }
@@ -20,17 +21,8 @@ use super::{text, FileSystem, ParseError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The system unit search path, highest priority first (as systemd's system manager uses it).
-pub const SEARCH_PATH: &[&str] = &[
-    "/etc/systemd/system.control",
-    "/run/systemd/system.control",
-    "/run/systemd/transient",
-    "/etc/systemd/system",
-    "/run/systemd/system",
-    "/usr/local/lib/systemd/system",
-    "/lib/systemd/system",
-    "/usr/lib/systemd/system",
-];
+/// The system unit search path, highest priority first: the model's.
+pub use crate::model::systemd::search_path;
 
 /// One `Key=value` line of a unit file (after joining continuation lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,7 +327,7 @@ fn find_fragment(fs: &dyn FileSystem, name: &str) -> Option<(String, String, boo
         candidates.push(t);
     }
     for cand in &candidates {
-        for dir in SEARCH_PATH {
+        for dir in search_path() {
             let path = format!("{dir}/{cand}");
             if !fs.exists(&path) {
                 continue;
@@ -391,7 +383,7 @@ pub fn dropins(fs: &dyn FileSystem, name: &str, aliases: &[&str]) -> Vec<String>
     dirs.push(format!("{name}.d"));
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
     // Lowest priority first so higher ones overwrite.
-    for base in SEARCH_PATH.iter().rev() {
+    for base in search_path().rev() {
         for d in &dirs {
             let dir = format!("{base}/{d}");
             if let Ok(mut names) = fs.read_dir(&dir) {
@@ -1474,76 +1466,6 @@ impl Unit {
     }
 }
 
-/// A unit enabled by a `*.wants/` or `*.requires/` link under `/etc/systemd/system`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct EnabledUnit {
-    /// The unit that wants it (`multi-user.target`).
-    pub wanted_by: String,
-    /// The enabled unit (`ssh.service`).
-    pub unit: String,
-    /// `true` for `.requires/`, `false` for `.wants/`.
-    pub required: bool,
-}
-
-/// Lists the units enabled in the root, from the `*.wants/` and `*.requires/` directories of
-/// `/etc/systemd/system` (and of `/lib/systemd/system` and `/usr/lib/systemd/system`, where
-/// packages enable static dependencies), sorted.
-pub fn enabled_units(fs: &dyn FileSystem) -> Vec<EnabledUnit> {
-    let mut out = Vec::new();
-    for base in [
-        "/etc/systemd/system",
-        "/lib/systemd/system",
-        "/usr/lib/systemd/system",
-    ] {
-        let Ok(names) = fs.read_dir(base) else {
-            continue;
-        };
-        for d in names {
-            let (wanted_by, required) = if let Some(t) = d.strip_suffix(".wants") {
-                (t, false)
-            } else if let Some(t) = d.strip_suffix(".requires") {
-                (t, true)
-            } else {
-                continue;
-            };
-            let Ok(units) = fs.read_dir(&format!("{base}/{d}")) else {
-                continue;
-            };
-            for u in units {
-                if UnitName::parse(&u).is_some() {
-                    let e = EnabledUnit {
-                        wanted_by: wanted_by.to_string(),
-                        unit: u,
-                        required,
-                    };
-                    if !out.contains(&e) {
-                        out.push(e);
-                    }
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The default target: where `/etc/systemd/system/default.target` (or the one in
-/// `/lib/systemd/system`) points, `graphical.target` when nothing says.
-pub fn default_target(fs: &dyn FileSystem) -> String {
-    for p in [
-        "/etc/systemd/system/default.target",
-        "/lib/systemd/system/default.target",
-        "/usr/lib/systemd/system/default.target",
-    ] {
-        if let Ok(Some(t)) = fs.read_link(p) {
-            if let Some(n) = t.rsplit('/').next() {
-                return n.to_string();
-            }
-        }
-    }
-    "graphical.target".to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1821,13 +1743,18 @@ mod tests {
             Lookup::NotFound
         );
         assert!(lookup(&root, "bad", &opts).is_err());
-        assert_eq!(
-            enabled_units(&root),
-            [EnabledUnit {
-                wanted_by: "multi-user.target".into(),
-                unit: "real.service".into(),
-                required: false
-            }]
-        );
+        // What enables units is the model's: real.service, wanted by multi-user.target.
+        let enabled = crate::model::systemd::enabled(&root, &mut Vec::new());
+        let wanted: Vec<(&str, &str)> = enabled
+            .iter()
+            .flat_map(|s| {
+                s.enabled_by.iter().filter_map(move |l| {
+                    let (dir, _) = l.rsplit_once('/')?;
+                    let target = dir.rsplit('/').next()?.strip_suffix(".wants")?;
+                    Some((target, s.name.as_str()))
+                })
+            })
+            .collect();
+        assert_eq!(wanted, [("multi-user.target", "real.service")]);
     }
 }

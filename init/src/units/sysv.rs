@@ -165,21 +165,6 @@ pub struct RcLink {
     pub script: String,
 }
 
-/// Reads the links of `/etc/rc{runlevel}.d`, sorted by kind, priority and name (the order
-/// in which `rc` runs them).
-pub fn rc_links(fs: &dyn FileSystem, runlevel: &str) -> Vec<RcLink> {
-    let dir = format!("/etc/rc{runlevel}.d");
-    let mut out: Vec<RcLink> = fs
-        .read_dir(&dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|n| parse_rc_link(runlevel, &n))
-        .collect();
-    // `rc` runs the K links first, then the S links, each by priority then name.
-    out.sort_by(|a, b| (a.start, a.priority, &a.script).cmp(&(b.start, b.priority, &b.script)));
-    out
-}
-
 /// Parses a link name `S02ssh` / `K01nginx` of runlevel `runlevel`.
 pub fn parse_rc_link(runlevel: &str, name: &str) -> Option<RcLink> {
     let start = match name.as_bytes().first()? {
@@ -204,19 +189,6 @@ pub fn parse_rc_link(runlevel: &str, name: &str) -> Option<RcLink> {
         priority: digits.parse().ok()?,
         script,
     })
-}
-
-/// The default runlevel from `/etc/inittab` (`id:2:initdefault:`), `2` (Debian's) when absent.
-pub fn default_runlevel(fs: &dyn FileSystem) -> String {
-    if let Ok(b) = fs.read("/etc/inittab") {
-        for l in text(&b).lines() {
-            let parts: Vec<&str> = l.split(':').collect();
-            if parts.len() >= 3 && parts[2] == "initdefault" && !l.trim_start().starts_with('#') {
-                return parts[1].to_string();
-            }
-        }
-    }
-    "2".to_string()
 }
 
 #[cfg(test)]

@@ -4,13 +4,14 @@
 //! are neutralised; the originals are kept under `/etc/rehost/original/`.
 
 use super::items::{whiteout_of, Content, Item, Items};
-use super::{exists, small_file, SourceFs};
+use super::{exists, small_file};
 use crate::entry::Kind;
+use crate::inventory::fs::Root;
 use crate::source::Source;
 use rehost_init::units::FileSystem;
 
 /// Adds the scrubbing to `items`; returns what was scrubbed, for the report.
-pub fn scrub(source: &dyn Source, fs: &SourceFs<'_>, items: &mut Items) -> Vec<String> {
+pub fn scrub(source: &dyn Source, fs: &Root<'_>, items: &mut Items) -> Vec<String> {
     let mut scrubbed = Vec::new();
     if let Ok(names) = fs.read_dir("/etc/ssh") {
         let mut names = names;

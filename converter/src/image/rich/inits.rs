@@ -5,9 +5,9 @@
 
 use super::hooks;
 use super::items::{Item, Items};
-use super::SourceFs;
+use crate::inventory::fs::Root;
 use rehost_init::config::Mode;
-use rehost_init::discover::InitSystem;
+use rehost_init::model::InitKind as InitSystem;
 use rehost_init::units::FileSystem;
 use std::collections::BTreeMap;
 
@@ -18,7 +18,7 @@ pub struct ImageInits {
 }
 
 impl ImageInits {
-    pub fn of(fs: &SourceFs<'_>, init_system: InitSystem) -> ImageInits {
+    pub fn of(fs: &Root<'_>, init_system: InitSystem) -> ImageInits {
         ImageInits {
             systemd: init_system == InitSystem::Systemd
                 || fs.exists("/lib/systemd/systemd")
@@ -31,7 +31,7 @@ impl ImageInits {
 /// Installs the poststop mechanism of every init the image has; returns their names for
 /// the `io.rehost.init.hooks` label.
 pub fn install_poststop(
-    fs: &SourceFs<'_>,
+    fs: &Root<'_>,
     init_system: InitSystem,
     inits: &ImageInits,
     mode: Mode,
@@ -59,7 +59,7 @@ pub fn install_poststop(
     let sysv_like = matches!(init_system, InitSystem::Sysv | InitSystem::Openrc);
     // The container's inittab: no gettys, and ctrlaltdel (SIGINT) halts.
     if inits.sbin_init && (sysv_like || mode == Mode::SbinInit) {
-        if let Some(inittab) = super::small_file(fs.0, "/etc/inittab") {
+        if let Some(inittab) = super::small_file(fs.source(), "/etc/inittab") {
             items.insert(
                 "/etc/inittab".into(),
                 Item::bytes(0o644, container_inittab(&String::from_utf8_lossy(&inittab))),
@@ -81,7 +81,7 @@ pub fn install_poststop(
                 );
             }
             // startpar runs only what .depend.stop lists: place the hooks there too.
-            if let Some(dep) = super::small_file(fs.0, "/etc/init.d/.depend.stop") {
+            if let Some(dep) = super::small_file(fs.source(), "/etc/init.d/.depend.stop") {
                 items.insert(
                     "/etc/init.d/.depend.stop".into(),
                     Item::bytes(

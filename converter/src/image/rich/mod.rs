@@ -11,7 +11,6 @@
 //! - [`items`]: the layer's paths and how they are written.
 
 pub mod binary;
-pub mod fs;
 pub mod hooks;
 mod identity;
 mod inits;
@@ -20,9 +19,9 @@ mod services;
 
 use crate::entry::Kind;
 use crate::error::{Error, Result};
+use crate::inventory::fs::Root;
 use crate::plan::{HookWhen, InitMode, Plan};
 use crate::source::Source;
-use fs::SourceFs;
 pub use items::write;
 use items::{Content, Item, Items};
 use oci::contract::{
@@ -30,7 +29,7 @@ use oci::contract::{
     SOURCE_LABEL, SYSTEMD_MOUNTS_ANNOTATION,
 };
 use rehost_init::config::{InitConfig, Mode, ServiceEntry};
-use rehost_init::discover;
+use rehost_init::model::InitSystem;
 use rehost_init::units::FileSystem;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -156,8 +155,8 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
             reason: "dumb-init needs the one program the container runs (--cmd)".into(),
         });
     }
-    let fs = SourceFs(source);
-    let init_system = discover::init_system(&fs);
+    let fs = Root::new(source);
+    let init_system = InitSystem::detect(&fs).kind;
     let mut items = Items::new();
 
     // The binary: in /usr/sbin when that is a real directory of the image.
@@ -186,6 +185,11 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
         mode,
         cmd,
         stop_timeout_sec: 90,
+        machine_only: if mode == Mode::Rehost {
+            machine_only(&fs)?
+        } else {
+            Vec::new()
+        },
         services: if mode == Mode::Rehost {
             services.kept.clone()
         } else {
@@ -280,6 +284,16 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
         labels,
         annotations,
     })
+}
+
+/// The profiles' machine-only service patterns for the source's family, for rehost-init
+/// when it starts what the image enables.
+fn machine_only(fs: &Root<'_>) -> Result<Vec<String>> {
+    let family = crate::inventory::os::detect(fs).family;
+    Ok(crate::profile::Profile::for_family(&family)?
+        .into_iter()
+        .flat_map(|p| p.machine_only)
+        .collect())
 }
 
 /// The default hooks, the user's files and the plan's commands.
