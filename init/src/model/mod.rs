@@ -208,6 +208,123 @@ pub fn glob(pattern: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::tests_support::tempdir;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    fn file(root: &Path, path: &str, text: &str) {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn link(root: &Path, path: &str, target: &str) {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        symlink(target, p).unwrap();
+    }
+
+    fn names(entries: &[ServiceEntry]) -> Vec<(&str, ServiceKind)> {
+        entries.iter().map(|e| (e.name.as_str(), e.kind)).collect()
+    }
+
+    #[test]
+    fn boot_entries_of_each_family() {
+        let only = vec!["getty*".to_string(), "hwclock".to_string()];
+
+        let d = tempdir();
+        let r = d.as_path();
+        link(r, "sbin/init", "/lib/systemd/systemd");
+        file(r, "lib/systemd/systemd", "");
+        file(
+            r,
+            "lib/systemd/system/ssh.service",
+            "[Service]\nExecStart=/x\n",
+        );
+        file(
+            r,
+            "lib/systemd/system/getty@.service",
+            "[Service]\nExecStart=/x\n",
+        );
+        file(
+            r,
+            "lib/systemd/system/halt.service",
+            "[Service]\nExecStart=/x\n",
+        );
+        link(
+            r,
+            "etc/systemd/system/multi-user.target.wants/ssh.service",
+            "/lib/systemd/system/ssh.service",
+        );
+        link(
+            r,
+            "etc/systemd/system/getty.target.wants/getty@tty1.service",
+            "/lib/systemd/system/getty@.service",
+        );
+        link(
+            r,
+            "etc/systemd/system/halt.target.wants/halt.service",
+            "/lib/systemd/system/halt.service",
+        );
+        let root = HostRoot::new(r);
+        assert_eq!(
+            names(&boot_entries(&root, &only)),
+            [("ssh.service", ServiceKind::Systemd)]
+        );
+        assert_eq!(
+            names(&boot_entries(&root, &[])),
+            [
+                ("getty@tty1.service", ServiceKind::Systemd),
+                ("ssh.service", ServiceKind::Systemd)
+            ]
+        );
+
+        let d = tempdir();
+        let r = d.as_path();
+        file(r, "etc/inittab", "id:3:initdefault:\n");
+        file(r, "etc/init.d/ssh", "#!/bin/sh\n");
+        file(r, "etc/init.d/hwclock.sh", "#!/bin/sh\n");
+        link(r, "etc/rc3.d/S01ssh", "../init.d/ssh");
+        link(r, "etc/rc3.d/S02hwclock.sh", "../init.d/hwclock.sh");
+        link(r, "etc/rc2.d/S01other", "../init.d/ssh");
+        let root = HostRoot::new(r);
+        assert_eq!(
+            names(&boot_entries(&root, &only)),
+            [("ssh", ServiceKind::Sysv)]
+        );
+
+        let d = tempdir();
+        let r = d.as_path();
+        file(r, "etc/inittab", "::sysinit:/sbin/openrc sysinit\n");
+        file(r, "etc/init.d/sshd", "#!/sbin/openrc-run\n");
+        link(r, "etc/runlevels/default/sshd", "/etc/init.d/sshd");
+        let root = HostRoot::new(r);
+        assert_eq!(
+            names(&boot_entries(&root, &only)),
+            [("sshd", ServiceKind::Openrc)]
+        );
+
+        let d = tempdir();
+        let r = d.as_path();
+        file(r, "sbin/initctl", "");
+        file(
+            r,
+            "etc/init/ssh.conf",
+            "start on filesystem\nexec /usr/sbin/sshd -D\n",
+        );
+        file(r, "etc/init/off.conf", "start on filesystem\nexec /x\n");
+        file(r, "etc/init/off.override", "manual\n");
+        file(r, "etc/init.d/apache2", "#!/bin/sh\n");
+        link(r, "etc/rc2.d/S91apache2", "../init.d/apache2");
+        let root = HostRoot::new(r);
+        assert_eq!(
+            names(&boot_entries(&root, &only)),
+            [
+                ("apache2", ServiceKind::Sysv),
+                ("ssh", ServiceKind::Upstart)
+            ]
+        );
+    }
 
     #[test]
     fn machine_only_patterns() {
