@@ -2,7 +2,7 @@
 //! reference, pulled first into a temporary layout under the runtime's directory (its
 //! layers then land in the layer cache, keyed by digest, like any other image's).
 
-use crate::push::RegistryArgs;
+use crate::flags::RegistryArgs;
 use anyhow::{Context, Result};
 use oci::layout::OutputFormat;
 use oci::reference::{is_registry_reference, split_image_arg};

@@ -1,13 +1,19 @@
 //! The `rehost` command: parses arguments, calls the libraries, prints.
 
-mod containers;
 mod convert;
+mod exec;
+mod flags;
+mod forward_ports;
 mod image_ref;
 mod inspect;
+mod logs;
 mod output;
+mod ps;
 mod pull;
 mod push;
+mod rm;
 mod run;
+mod stop;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -48,20 +54,20 @@ enum Command {
     /// Run an image as a rich container on the bundled runtime.
     Run(run::Args),
     /// Run a command in a running container.
-    Exec(containers::ExecArgs),
+    Exec(exec::Args),
     /// Stop a container: its stop signal, then SIGKILL after --time.
-    Stop(containers::StopArgs),
+    Stop(stop::Args),
     /// List containers.
-    Ps(containers::PsArgs),
+    Ps(ps::Args),
     /// Print a container's output (pid 1's stdout and stderr).
-    Logs(containers::LogsArgs),
+    Logs(logs::Args),
     /// Remove containers.
-    Rm(containers::RmArgs),
+    Rm(rm::Args),
     /// Boot an image, check its services, ports and shutdown, and report.
     Verify(verify::Args),
     /// Serve a container's published ports (started by `run -p`).
     #[command(name = "forward-ports", hide = true)]
-    ForwardPorts(run::ForwardArgs),
+    ForwardPorts(forward_ports::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,13 +89,13 @@ fn main() -> ExitCode {
         Command::Push(args) => push::run(args, cli.quiet),
         Command::Pull(args) => pull::run(args, cli.quiet),
         Command::Run(args) => run::run(args),
-        Command::Exec(args) => containers::exec(args),
-        Command::Stop(args) => containers::stop(args),
-        Command::Ps(args) => containers::ps(args),
-        Command::Logs(args) => containers::logs(args),
-        Command::Rm(args) => containers::rm(args),
+        Command::Exec(args) => exec::run(args),
+        Command::Stop(args) => stop::run(args),
+        Command::Ps(args) => ps::run(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Rm(args) => rm::run(args),
         Command::Verify(args) => verify::run(args),
-        Command::ForwardPorts(args) => run::forward(args),
+        Command::ForwardPorts(args) => forward_ports::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,7 @@
 //! `rehost pull REF -o IMAGE`
 
+use crate::flags::RegistryArgs;
 use crate::output;
-use crate::push::RegistryArgs;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use oci::layout::OutputFormat;

@@ -1,62 +1,14 @@
 //! `rehost push IMAGE REF`
 
+use crate::flags::RegistryArgs;
 use crate::output;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use registry::{self, BlobAction, ConnectOptions, PushEvent, PushOptions};
+use registry::{self, BlobAction, PushEvent, PushOptions};
 use std::collections::HashMap;
-use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-
-/// How to reach and log in to a registry (shared by push and pull).
-#[derive(clap::Args, Clone)]
-pub struct RegistryArgs {
-    /// User name for the registry (with --password-stdin). Without it, the credentials
-    /// from `docker login` / `podman login` (config.json, auth.json, credential helpers)
-    /// are used when there are some.
-    #[arg(long, value_name = "USER", requires = "password_stdin")]
-    username: Option<String>,
-    /// Read the password (or token) from standard input.
-    #[arg(long, requires = "username")]
-    password_stdin: bool,
-    /// Trust this certificate authority (PEM) too, for a registry with a private CA.
-    #[arg(long, value_name = "FILE")]
-    ca_cert: Vec<PathBuf>,
-    /// Allow plain HTTP and unverified certificates (always allowed for localhost).
-    #[arg(long)]
-    insecure: bool,
-    /// Blobs sent or fetched at once.
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    jobs: usize,
-}
-
-impl RegistryArgs {
-    pub fn connect_options(&self) -> Result<ConnectOptions> {
-        let credentials = match &self.username {
-            Some(user) => {
-                let mut password = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut password)
-                    .context("reading the password from standard input")?;
-                let password = password.trim_end_matches(['\r', '\n']).to_string();
-                if password.is_empty() {
-                    bail!("--password-stdin: standard input holds no password");
-                }
-                Some((user.clone(), password))
-            }
-            None => None,
-        };
-        Ok(ConnectOptions {
-            insecure: self.insecure,
-            ca_certs: self.ca_cert.clone(),
-            credentials,
-            jobs: self.jobs.max(1),
-        })
-    }
-}
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \

@@ -1,39 +1,10 @@
-//! `rehost run IMAGE [CMD…]`, and the runtime options every container command shares.
+//! `rehost run IMAGE [CMD…]`
 
-use crate::push::RegistryArgs;
+use crate::flags::{RegistryArgs, RuntimeArgs};
 use anyhow::{Context, Result};
 use runtime::spec::Options;
-use runtime::{InitMode, PortMapping, RunRequest, Runtime};
-use std::path::PathBuf;
+use runtime::{InitMode, PortMapping, RunRequest};
 use std::process::ExitCode;
-
-/// Where containers live and which engine runs them.
-#[derive(clap::Args, Clone)]
-pub struct RuntimeArgs {
-    /// The runtime's directory: layer cache and containers [default: /var/lib/rehost as root].
-    #[arg(long, env = "REHOST_ROOT", value_name = "DIR", global = true)]
-    pub root: Option<PathBuf>,
-    /// The engine that runs new containers: embedded (youki's libcontainer inside
-    /// rehost, nothing to install), or an external OCI runtime handed the same bundle:
-    /// runc or a path to a compatible program. A container keeps the engine it was made with.
-    #[arg(
-        long,
-        env = "REHOST_OCI_RUNTIME",
-        default_value = "embedded",
-        value_name = "embedded|runc|PATH",
-        global = true
-    )]
-    pub oci_runtime: String,
-}
-
-impl RuntimeArgs {
-    pub fn runtime(&self) -> Runtime {
-        Runtime::new(
-            self.root.clone().unwrap_or_else(runtime::default_root),
-            &self.oci_runtime,
-        )
-    }
-}
 
 #[derive(clap::Args)]
 #[command(
@@ -156,23 +127,4 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let code = rt.run_attached(&req, args.rm)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
-}
-
-/// The hidden `rehost forward-ports`: the process that serves a container's published
-/// ports (started by `run` with the bound sockets; see `runtime::ports`).
-#[derive(clap::Args)]
-pub struct ForwardArgs {
-    /// The container (to recognise this process by).
-    #[arg(long)]
-    name: String,
-    /// The engine's pid file of the container's pid 1.
-    #[arg(long)]
-    pid_file: PathBuf,
-    mappings: Vec<PortMapping>,
-}
-
-pub fn forward(args: ForwardArgs) -> Result<ExitCode> {
-    runtime::ports::serve(&args.pid_file, &args.mappings)
-        .with_context(|| format!("forwarding the ports of {}", args.name))?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,6 @@
 //! `rehost verify IMAGE`: boot it, check every service, stop it, report.
 
-use crate::push::RegistryArgs;
-use crate::run::RuntimeArgs;
+use crate::flags::{RegistryArgs, RuntimeArgs};
 use anyhow::{Context, Result};
 use converter::plan::checks::HttpGet;
 use converter::plan::Plan;

@@ -127,7 +127,7 @@ fn archives_gzip_zstd_and_stdin_give_the_tree_of_the_directory() {
 
     // A pipe: `ssh host tar -c / | rehost convert - …`
     let image = work.path().join("from-stdin");
-    let out = Command::new(env!("CARGO_BIN_EXE_rehost"))
+    let out = rehost_cmd()
         .args([
             "convert",
             "-",
@@ -594,7 +594,7 @@ fn a_live_root_stays_on_its_filesystems_and_leaves_out_its_own_output() {
         "#,
         w = w.display(),
         rootfs = rootfs.display(),
-        bin = env!("CARGO_BIN_EXE_rehost"),
+        bin = rehost_bin(),
     );
     let status = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
@@ -654,7 +654,7 @@ fn an_unreadable_file_is_named_and_nothing_is_written() {
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            env!("CARGO_BIN_EXE_rehost"),
+            rehost_bin(),
         ])
         .args([
             "convert",
@@ -688,7 +688,7 @@ fn source_date_epoch_clamps_newer_times_and_dates_the_image() {
         src.display()
     )]);
     let image = work.path().join("image");
-    let out = Command::new(env!("CARGO_BIN_EXE_rehost"))
+    let out = rehost_cmd()
         .args([
             "convert",
             src.to_str().unwrap(),

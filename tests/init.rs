@@ -1,6 +1,7 @@
 //! rehost-init end to end: the real Debian fixtures converted with `rehost convert`,
 //! unpacked with umoci, and booted under rehost-init in fresh namespaces.
 
+mod common;
 mod init_support;
 
 use init_support::*;
@@ -21,7 +22,7 @@ fn rehost_init_is_statically_linked() {
 #[test]
 fn convert_refuses_a_dynamic_init_binary() {
     let work = Scratch::new("dynamic");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+    let out = common::rehost_cmd()
         .args(["convert"])
         .arg(fixture("debian-systemd"))
         .arg("-o")
@@ -439,7 +440,7 @@ fn without_a_plan_convert_keeps_and_drops_what_the_inspect_plan_decides() {
         let source = fixture(name);
         let plan = work.path().join("plan.toml");
         run_ok(
-            std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+            common::rehost_cmd()
                 .arg("inspect")
                 .arg(&source)
                 .arg("--plan")
@@ -448,7 +449,7 @@ fn without_a_plan_convert_keeps_and_drops_what_the_inspect_plan_decides() {
         // The rehost layer's services, as the convert summary gives them.
         let services = |extra: &[&std::ffi::OsStr]| -> (serde_json::Value, serde_json::Value) {
             let out = run_ok(
-                std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+                common::rehost_cmd()
                     .arg("convert")
                     .arg(&source)
                     .arg("-o")

@@ -2,17 +2,13 @@
 //! what their own tools say, the hand-written trees of other families against their
 //! expected inventories, bad input, and the plan's round trip through `convert --plan`.
 
+mod common;
+
+use common::{fixture, rehost, rehost_cmd};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn rehost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rehost"))
-        .args(args)
-        .output()
-        .expect("rehost runs")
-}
 
 /// `rehost inspect ARGS --json`, parsed; panics with stderr when it fails.
 fn inspect_json(source: &Path, extra: &[&str]) -> Value {
@@ -28,21 +24,6 @@ fn inspect_json(source: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
 }
 
-fn fixture(name: &str) -> PathBuf {
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/build-debian"
-    ))
-    .arg(name)
-    .output()
-    .expect("fixtures/build-debian runs");
-    assert!(
-        out.status.success(),
-        "building fixture {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 fn tree(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -215,7 +196,7 @@ fn the_archive_gives_the_same_inventory_as_the_tree() {
         );
     }
     // The same archive on standard input (`-`), as `ssh host tar c / | rehost inspect -`.
-    let piped = Command::new(env!("CARGO_BIN_EXE_rehost"))
+    let piped = rehost_cmd()
         .args(["inspect", "-", "--json", "--no-walk"])
         .stdin(std::fs::File::open(fixture.join("rootfs.tar")).unwrap())
         .output()

@@ -1,6 +1,7 @@
 //! `rehost push` and `rehost pull` against a real registry server (the CNCF distribution
 //! registry) started by each test, checked with skopeo as a user would.
 
+mod common;
 mod registry_server;
 
 use registry_server::{Fault, FlakyProxy, Registry, Setup};
@@ -10,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn rehost() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
+/// `rehost` with no credentials of the user's (and none of ours leaking to them).
+fn isolated() -> Command {
+    let mut cmd = common::rehost_cmd();
     // The user's own credentials must not leak into the tests, nor theirs into ours.
     cmd.env("DOCKER_CONFIG", "/nonexistent")
         .env("REGISTRY_AUTH_FILE", "/nonexistent")
@@ -46,7 +48,7 @@ fn small_image(dir: &Path, name: &str, archive: bool) -> (PathBuf, String) {
     } else {
         format!("{name}.oci")
     });
-    let mut cmd = rehost();
+    let mut cmd = isolated();
     cmd.arg("convert").arg(&tree).arg("-o").arg(&image);
     cmd.args(["--tag", "v1", "--json"]);
     if archive {
@@ -110,7 +112,7 @@ fn push_to_a_plain_registry_keeps_digests_and_skips_what_is_there() {
     let reference = format!("{}/fleet/web01:v1", registry.addr);
 
     let first = json(
-        rehost()
+        isolated()
             .arg("push")
             .arg(&image)
             .arg(&reference)
@@ -127,7 +129,7 @@ fn push_to_a_plain_registry_keeps_digests_and_skips_what_is_there() {
 
     // The same image again: nothing is uploaded.
     let again = json(
-        rehost()
+        isolated()
             .args(["push", "--json"])
             .arg(&image)
             .arg(&reference)
@@ -143,7 +145,7 @@ fn push_to_a_plain_registry_keeps_digests_and_skips_what_is_there() {
 
     // Pulled back, it is the same layout, file for file.
     let back = work.join("back.oci");
-    ok(rehost()
+    ok(isolated()
         .args(["pull", &reference, "--tag", "v1", "-o"])
         .arg(&back)
         .output()
@@ -157,7 +159,7 @@ fn push_an_archive_and_mount_blobs_from_another_repository() {
     let work = registry.scratch();
     let (archive, digest) = small_image(&work, "db01", true);
     let base = format!("{}/fleet/base:v1", registry.addr);
-    ok(rehost()
+    ok(isolated()
         .arg("push")
         .arg(&archive)
         .arg(&base)
@@ -167,7 +169,7 @@ fn push_an_archive_and_mount_blobs_from_another_repository() {
 
     let other = format!("{}/fleet/db01:v1", registry.addr);
     let summary = json(
-        rehost()
+        isolated()
             .arg("push")
             .arg(&archive)
             .arg(&other)
@@ -181,7 +183,7 @@ fn push_an_archive_and_mount_blobs_from_another_repository() {
 
     // Pulled as an archive, it reads back as the same image.
     let back = work.join("back.tar");
-    ok(rehost()
+    ok(isolated()
         .args(["pull", &other, "--format", "oci-archive", "-o"])
         .arg(&back)
         .output()
@@ -205,7 +207,7 @@ fn htpasswd_registry_takes_right_credentials_and_refuses_wrong_ones_in_one_line(
     let reference = format!("{}/fleet/app01:v1", registry.addr);
 
     let push_with = |password: &str| {
-        let mut child = rehost()
+        let mut child = isolated()
             .arg("push")
             .arg(&image)
             .arg(&reference)
@@ -229,7 +231,7 @@ fn htpasswd_registry_takes_right_credentials_and_refuses_wrong_ones_in_one_line(
         "{stderr}"
     );
 
-    let anonymous = rehost()
+    let anonymous = isolated()
         .arg("push")
         .arg(&image)
         .arg(&reference)
@@ -255,7 +257,7 @@ fn htpasswd_registry_takes_right_credentials_and_refuses_wrong_ones_in_one_line(
     .unwrap();
     let second = format!("{}/fleet/app01:v2", registry.addr);
     let summary = json(
-        rehost()
+        isolated()
             .env("DOCKER_CONFIG", &docker)
             .args(["push", "--json"])
             .arg(&image)
@@ -292,7 +294,7 @@ echo '{"ServerURL":"ADDR","Username":"ops","Secret":"s3cret"}'
         std::env::var("PATH").unwrap_or_default()
     );
     let third = format!("{}/fleet/app01:v3", registry.addr);
-    ok(rehost()
+    ok(isolated()
         .env("DOCKER_CONFIG", &helped)
         .env("PATH", path)
         .arg("push")
@@ -311,7 +313,7 @@ fn tls_registry_with_a_private_ca() {
     let reference = format!("{}/fleet/mail01:v1", registry.addr);
 
     // Not trusted without the CA: one clear error about the certificate.
-    let untrusted = rehost()
+    let untrusted = isolated()
         .arg("push")
         .arg(&image)
         .arg(&reference)
@@ -322,7 +324,7 @@ fn tls_registry_with_a_private_ca() {
     assert!(stderr.contains("certificate"), "{stderr}");
 
     let summary = json(
-        rehost()
+        isolated()
             .arg("push")
             .arg(&image)
             .arg(&reference)
@@ -338,7 +340,7 @@ fn tls_registry_with_a_private_ca() {
     assert_eq!(skopeo_digest(&reference, &[&cert_arg]), digest);
 
     let back = work.join("back.oci");
-    ok(rehost()
+    ok(isolated()
         .args(["pull", &reference, "--tag", "v1", "--ca-cert"])
         .arg(registry.ca_cert())
         .arg("-o")
@@ -384,7 +386,7 @@ fn a_push_killed_halfway_completes_when_run_again() {
     random_file(&tree.join("data.bin"), 160 << 20);
     let image = work.join("big.oci");
     let summary = json(
-        rehost()
+        isolated()
             .arg("convert")
             .arg(&tree)
             .arg("-o")
@@ -396,7 +398,7 @@ fn a_push_killed_halfway_completes_when_run_again() {
     let digest = summary["manifest_digest"].as_str().unwrap().to_string();
     let reference = format!("{}/fleet/big:v1", registry.addr);
 
-    let mut child = rehost()
+    let mut child = isolated()
         .arg("push")
         .arg(&image)
         .arg(&reference)
@@ -430,7 +432,7 @@ fn a_push_killed_halfway_completes_when_run_again() {
     );
 
     let again = json(
-        rehost()
+        isolated()
             .args(["push", "--json"])
             .arg(&image)
             .arg(&reference)
@@ -440,7 +442,7 @@ fn a_push_killed_halfway_completes_when_run_again() {
     assert_eq!(again["manifest_digest"], digest.as_str());
     assert_eq!(skopeo_digest(&reference, &["--tls-verify=false"]), digest);
     let back = work.join("back.oci");
-    ok(rehost()
+    ok(isolated()
         .args(["pull", &reference, "--tag", "v1", "-o"])
         .arg(&back)
         .output()
@@ -454,7 +456,7 @@ fn errors_name_what_and_where() {
     let work = registry.scratch();
     let (image, _) = small_image(&work, "err01", false);
 
-    let missing = rehost()
+    let missing = isolated()
         .args(["pull", &format!("{}/fleet/none:v1", registry.addr), "-o"])
         .arg(work.join("none.oci"))
         .output()
@@ -470,7 +472,7 @@ fn errors_name_what_and_where() {
         "a failed pull leaves nothing"
     );
 
-    let not_image = rehost()
+    let not_image = isolated()
         .arg("push")
         .arg(&work)
         .arg(format!("{}/fleet/x:v1", registry.addr))
@@ -497,7 +499,7 @@ fn errors_name_what_and_where() {
     let mut bytes = std::fs::read(&layer_path).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&layer_path, bytes).unwrap();
-    let refused = rehost()
+    let refused = isolated()
         .arg("push")
         .arg(&corrupt)
         .arg(format!("{}/fleet/corrupt:v1", registry.addr))
@@ -510,7 +512,7 @@ fn errors_name_what_and_where() {
         "{stderr}"
     );
 
-    let bad_ref = rehost()
+    let bad_ref = isolated()
         .arg("push")
         .arg(&image)
         .arg("Not/A Ref")
@@ -541,7 +543,7 @@ fn the_debian_fixture_pushes_and_repushes_for_nothing() {
     let work = registry.scratch();
     let image = work.join("debian.tar");
     let converted = json(
-        rehost()
+        isolated()
             .arg("convert")
             .arg(fixture.join("rootfs"))
             .arg("-o")
@@ -553,7 +555,7 @@ fn the_debian_fixture_pushes_and_repushes_for_nothing() {
     let digest = converted["manifest_digest"].as_str().unwrap();
     let reference = format!("{}/fleet/debian:bookworm", registry.addr);
     let first = json(
-        rehost()
+        isolated()
             .args(["push", "--json"])
             .arg(&image)
             .arg(&reference)
@@ -563,7 +565,7 @@ fn the_debian_fixture_pushes_and_repushes_for_nothing() {
     assert!(first["bytes_uploaded"].as_u64().unwrap() > 10 << 20);
     assert_eq!(skopeo_digest(&reference, &["--tls-verify=false"]), digest);
     let again = json(
-        rehost()
+        isolated()
             .args(["push", "--json"])
             .arg(&image)
             .arg(&reference)
@@ -574,7 +576,7 @@ fn the_debian_fixture_pushes_and_repushes_for_nothing() {
 
     // The fleet's last step: boot the pushed image straight from the registry and check it.
     let root = work.join("runtime-root");
-    let verified = rehost()
+    let verified = isolated()
         .args([
             "verify",
             "--json",
@@ -612,7 +614,7 @@ fn a_connection_dropped_mid_upload_is_retried() {
     random_file(&tree.join("data.bin"), 16 << 20);
     let image = work.join("flaky.oci");
     let converted = json(
-        rehost()
+        isolated()
             .arg("convert")
             .arg(&tree)
             .arg("-o")
@@ -623,7 +625,7 @@ fn a_connection_dropped_mid_upload_is_retried() {
     );
     let digest = converted["manifest_digest"].as_str().unwrap();
     let reference = format!("{}/fleet/flaky:v1", proxy.addr);
-    let out = rehost()
+    let out = isolated()
         .args(["push", "--json"])
         .arg(&image)
         .arg(&reference)
@@ -646,7 +648,7 @@ fn a_registry_that_refuses_chunks_gets_each_blob_in_one_put() {
     let (image, digest) = small_image(&work, "mono01", false);
     let reference = format!("{}/fleet/mono01:v1", proxy.addr);
     let summary = json(
-        rehost()
+        isolated()
             .args(["push", "--json"])
             .arg(&image)
             .arg(&reference)
@@ -669,7 +671,7 @@ fn bearer_token_registry_takes_right_credentials_and_refuses_wrong_ones() {
     let (image, digest) = small_image(&work, "tok01", false);
     let reference = format!("{}/fleet/tok01:v1", registry.addr);
     let push_with = |password: &str| {
-        let mut child = rehost()
+        let mut child = isolated()
             .arg("push")
             .arg(&image)
             .arg(&reference)

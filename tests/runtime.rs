@@ -5,7 +5,7 @@
 mod common;
 
 use common::runtime::{converted, free_port, listening_ports, Rt};
-use common::scratch;
+use common::{rehost_cmd, scratch};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -924,7 +924,7 @@ fn spawn_attached(
     args: &[&str],
     ready: &dyn Fn() -> bool,
 ) -> std::process::Child {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rehost"))
+    let child = std::process::rehost_cmd()
         .args(["run", "--init", "dumb-init", "--name", name])
         .args(args)
         .args(["/bin/sleep", "1000"])

@@ -18,7 +18,8 @@ use rustix::fs::{
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read};
+use oci::tar::sparse;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -200,8 +201,7 @@ impl Unpacker<'_> {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<()> {
-        let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let mut raw = entry.path_bytes().into_owned();
         let kind = entry.header().entry_type();
         if matches!(
             kind,
@@ -209,6 +209,14 @@ impl Unpacker<'_> {
         ) {
             return Ok(());
         }
+        // A PAX 1.0 sparse file (rehost's own layers write them) has its real name and
+        // size in its records.
+        let sparse = sparse::pax10(|key| pax_record(entry, key))
+            .map_err(|e| self.bad(&String::from_utf8_lossy(&raw), e))?;
+        if let Some(s) = &sparse {
+            raw = s.name.clone();
+        }
+        let shown = String::from_utf8_lossy(&raw).into_owned();
         let parts = components(&raw).map_err(|r| self.bad(&shown, r))?;
         let Some((name, parent_parts)) = parts.split_last() else {
             return Ok(()); // the root itself: its directory already exists
@@ -269,7 +277,20 @@ impl Unpacker<'_> {
                 .make_dir(&parent, &name, mode, uid, gid, &xattrs)
                 .map(|_| self.dir_times.push((parts.clone(), mtime))),
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                self.make_file(&parent, &name, entry, mode, uid, gid, mtime, &xattrs)
+                let meta = FileMeta {
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                    xattrs: &xattrs,
+                };
+                match &sparse {
+                    Some(s) => {
+                        let len = entry.size();
+                        self.make_sparse_file(&parent, &name, entry, s.real_size, len, &meta)
+                    }
+                    None => self.make_file(&parent, &name, entry, &meta),
+                }
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -393,18 +414,8 @@ impl Unpacker<'_> {
         set_owner_mode_xattrs(&fd, uid, gid, mode, xattrs)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn make_file<R: Read>(
-        &self,
-        parent: &OwnedFd,
-        name: &OsStr,
-        data: &mut R,
-        mode: Mode,
-        uid: u32,
-        gid: u32,
-        mtime: u64,
-        xattrs: &[(String, Vec<u8>)],
-    ) -> io::Result<()> {
+    /// A new, empty regular file `name` in `parent` (an earlier entry of that name goes).
+    fn new_file(&self, parent: &OwnedFd, name: &OsStr) -> io::Result<File> {
         self.remove(parent, name)?;
         let fd = rustix::fs::openat(
             parent,
@@ -412,11 +423,43 @@ impl Unpacker<'_> {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
-        let mut file = File::from(fd);
+        Ok(File::from(fd))
+    }
+
+    fn make_file<R: Read>(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        data: &mut R,
+        meta: &FileMeta<'_>,
+    ) -> io::Result<()> {
+        let mut file = self.new_file(parent, name)?;
         io::copy(data, &mut file)?;
-        set_owner_mode_xattrs(&file, uid, gid, mode, xattrs)?;
-        rustix::fs::futimens(&file, &times(mtime))?;
-        Ok(())
+        meta.apply(&file)
+    }
+
+    /// A sparse file: its extents written where they belong, the holes left unallocated.
+    fn make_sparse_file<R: Read>(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        data: &mut R,
+        real_size: u64,
+        entry_len: u64,
+        meta: &FileMeta<'_>,
+    ) -> io::Result<()> {
+        let extents =
+            sparse::read_map(data, real_size, entry_len).map_err(io::Error::other)?;
+        let mut file = self.new_file(parent, name)?;
+        for e in &extents {
+            file.seek(SeekFrom::Start(e.offset))?;
+            let copied = io::copy(&mut data.take(e.len), &mut file)?;
+            if copied < e.len {
+                return Err(io::Error::other("the sparse data is cut short"));
+            }
+        }
+        file.set_len(real_size)?;
+        meta.apply(&file)
     }
 
     fn finish_link(
@@ -460,6 +503,33 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
+}
+
+/// A file's owner, mode, time and extended attributes, set once its content is written.
+struct FileMeta<'a> {
+    mode: Mode,
+    uid: u32,
+    gid: u32,
+    mtime: u64,
+    xattrs: &'a [(String, Vec<u8>)],
+}
+
+impl FileMeta<'_> {
+    fn apply(&self, file: &File) -> io::Result<()> {
+        set_owner_mode_xattrs(file, self.uid, self.gid, self.mode, self.xattrs)?;
+        rustix::fs::futimens(file, &times(self.mtime))?;
+        Ok(())
+    }
+}
+
+/// One PAX record of an entry.
+fn pax_record<R: Read>(entry: &mut tar::Entry<R>, key: &[u8]) -> Option<Vec<u8>> {
+    entry
+        .pax_extensions()
+        .ok()??
+        .filter_map(|r| r.ok())
+        .find(|r| r.key_bytes() == key)
+        .map(|r| r.value_bytes().to_vec())
 }
 
 fn set_owner_mode_xattrs(

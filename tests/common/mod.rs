@@ -4,19 +4,28 @@
 
 pub mod tree;
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The path of the `rehost` built for the tests: every test reaches it through here.
+pub fn rehost_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rehost")
+}
+
+/// The `rehost` command built for the tests.
+pub fn rehost_cmd() -> Command {
+    Command::new(rehost_bin())
+}
+
 /// Runs `rehost` with arguments; returns its output whatever the exit code.
-pub fn rehost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rehost"))
-        .args(args)
-        .output()
-        .expect("rehost runs")
+pub fn rehost<S: AsRef<OsStr> + Debug>(args: &[S]) -> Output {
+    rehost_cmd().args(args).output().expect("rehost runs")
 }
 
 /// Runs `rehost` and insists it succeeds.
-pub fn rehost_ok(args: &[&str]) -> Output {
+pub fn rehost_ok<S: AsRef<OsStr> + Debug>(args: &[S]) -> Output {
     let out = rehost(args);
     assert!(
         out.status.success(),
@@ -48,6 +57,11 @@ pub fn fixture(name: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/build-debian");
     let dir = run(script.to_str().unwrap(), &[name]);
     PathBuf::from(dir.trim())
+}
+
+/// The root filesystem of a real Debian fixture.
+pub fn fixture_rootfs(name: &str) -> PathBuf {
+    fixture(name).join("rootfs")
 }
 
 /// A fresh scratch directory, removed when dropped.

@@ -40,7 +40,7 @@ impl Rt {
     }
 
     pub fn rehost(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rehost"))
+        super::rehost_cmd()
             .args(args)
             .env("REHOST_ROOT", self.root())
             .output()
@@ -52,7 +52,7 @@ impl Rt {
     /// terminal. dash (`script`'s shell when SHELL is unset or /bin/sh) otherwise stays
     /// as its parent, and a Ctrl-C kills it: 130.
     pub fn on_a_terminal(&self, setup: &str, args: &str) -> Command {
-        let inner = format!("{setup} exec {} {args}", env!("CARGO_BIN_EXE_rehost"));
+        let inner = format!("{setup} exec {} {args}", crate::common::rehost_bin());
         let mut c = Command::new("script");
         c.args(["-qec", &inner, "/dev/null"])
             .env("REHOST_ROOT", self.root());

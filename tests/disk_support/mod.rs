@@ -39,12 +39,7 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-pub fn rehost(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rehost"))
-        .args(args)
-        .output()
-        .expect("run rehost")
-}
+pub use crate::common::rehost;
 
 /// What `rehost convert --json` reported.
 pub struct Converted {

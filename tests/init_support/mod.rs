@@ -56,10 +56,7 @@ pub fn init_binary() -> PathBuf {
 }
 
 /// The cached fixture root filesystem.
-pub fn fixture(name: &str) -> PathBuf {
-    let out = run_ok(Command::new(repo().join("fixtures/build-debian")).arg(name));
-    PathBuf::from(out.trim()).join("rootfs")
-}
+pub use crate::common::fixture_rootfs as fixture;
 
 /// A writable copy of a fixture's root filesystem, to add test services to.
 pub fn copy_tree(from: &Path, to: &Path) {
@@ -77,7 +74,7 @@ pub fn write(root: &Path, path: &str, text: &str, mode: u32) {
 /// `rehost convert SOURCE -o IMAGE ARGS…` then `umoci unpack`; returns the rootfs.
 pub fn convert_and_unpack(source: &Path, work: &Path, args: &[&str]) -> PathBuf {
     let image = work.join("image");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
+    let mut cmd = crate::common::rehost_cmd();
     cmd.arg("convert")
         .arg(source)
         .arg("-o")

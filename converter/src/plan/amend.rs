@@ -2,7 +2,9 @@
 //! `--drop`, `--critical`, `--expose`, `--volume`, `--exclude`, `--cmd`), applied to the
 //! plan read from a file or derived from the source, so the builder sees one plan.
 
-use super::{Action, ExcludeRule, InitMode, Plan, PortDecision, ServiceDecision, Volume};
+use super::{
+    Action, ExcludeRule, IdentityAction, InitMode, Plan, PortDecision, ServiceDecision, Volume,
+};
 use crate::error::{Error, Result};
 
 /// The changes asked for on the command line; empty fields change nothing.
@@ -166,7 +168,15 @@ impl Plan {
                 .collect();
         }
         if a.no_default_excludes {
+            // Everything is kept: no profile's excludes, and no identity file left out
+            // (the rehost layer still scrubs what it scrubs).
             self.exclude.clear();
+            for d in &mut self.identity {
+                if matches!(d.action, IdentityAction::Exclude | IdentityAction::Regenerate) {
+                    d.action = IdentityAction::Keep;
+                    d.reason = "--no-default-excludes".into();
+                }
+            }
         }
         if !a.excludes.is_empty() {
             self.exclude.push(ExcludeRule {

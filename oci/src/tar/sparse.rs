@@ -1,0 +1,184 @@
+//! Reading PAX 1.0 sparse files, the format [`super::TarWriter`] writes and GNU tar
+//! `--sparse --format=posix` too: PAX records give the real name and size, and the data
+//! starts with a map (the count of extents, then each one's offset and length, decimal,
+//! one per line, padded to a block) followed by the extents' bytes one after another.
+//! Every number is checked against the real size and the bytes the entry really holds,
+//! so a hostile map can neither write past the file nor make a reader wait for data.
+
+use crate::entry::Extent;
+use std::io::{self, Read};
+
+/// The most extents one file's map may list.
+pub const MAX_EXTENTS: u64 = 1 << 20;
+
+/// A PAX 1.0 sparse file, from its entry's PAX records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparseFile {
+    /// The file's own name (the header holds `…/GNUSparseFile.N/…`).
+    pub name: Vec<u8>,
+    /// The file's logical size, holes included.
+    pub real_size: u64,
+}
+
+/// What is wrong with a sparse entry.
+#[derive(Debug, thiserror::Error)]
+pub enum SparseError {
+    #[error("a sparse file without GNU.sparse.name or a valid GNU.sparse.realsize")]
+    Records,
+    #[error("the sparse map is cut short")]
+    Short,
+    #[error("the sparse map holds something other than numbers")]
+    NotANumber,
+    #[error("a sparse map of {0} extents (at most {MAX_EXTENTS})")]
+    TooMany(u64),
+    #[error("sparse extents out of order or past the file's end")]
+    OutOfBounds,
+    #[error("the sparse data is longer than the entry ({need} bytes, the entry holds {have})")]
+    LongerThanEntry { need: u64, have: u64 },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The sparse file an entry's PAX records describe (`record(key)` gives one record's
+/// value), or `None` when it is no PAX 1.0 sparse file.
+pub fn pax10(
+    mut record: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) -> Result<Option<SparseFile>, SparseError> {
+    let version = (record(b"GNU.sparse.major"), record(b"GNU.sparse.minor"));
+    if version != (Some(b"1".to_vec()), Some(b"0".to_vec())) {
+        return Ok(None);
+    }
+    let name = record(b"GNU.sparse.name").ok_or(SparseError::Records)?;
+    let real_size = record(b"GNU.sparse.realsize")
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(SparseError::Records)?;
+    Ok(Some(SparseFile { name, real_size }))
+}
+
+/// Reads the map at the start of an entry's data of `entry_len` bytes: the data extents
+/// (empty ones left out), after which `data` is at the first extent's bytes. Fails unless
+/// the extents are in order, inside `real_size`, and fit in what the entry holds.
+pub fn read_map(
+    data: &mut impl Read,
+    real_size: u64,
+    entry_len: u64,
+) -> Result<Vec<Extent>, SparseError> {
+    let mut consumed = 0u64;
+    let mut number = |data: &mut dyn Read| -> Result<u64, SparseError> {
+        let mut digits = Vec::new();
+        loop {
+            let mut byte = [0u8; 1];
+            if data.read(&mut byte)? == 0 {
+                return Err(SparseError::Short);
+            }
+            consumed += 1;
+            match byte[0] {
+                b'\n' if !digits.is_empty() => break,
+                b @ b'0'..=b'9' if digits.len() < 20 => digits.push(b),
+                _ => return Err(SparseError::NotANumber),
+            }
+        }
+        String::from_utf8_lossy(&digits)
+            .parse()
+            .map_err(|_| SparseError::NotANumber)
+    };
+    let count = number(data)?;
+    if count > MAX_EXTENTS {
+        return Err(SparseError::TooMany(count));
+    }
+    let mut extents = Vec::new();
+    let mut end = 0u64;
+    for _ in 0..count {
+        let offset = number(data)?;
+        let len = number(data)?;
+        if offset < end || offset.checked_add(len).is_none_or(|e| e > real_size) {
+            return Err(SparseError::OutOfBounds);
+        }
+        end = offset + len;
+        // A zero-length extent only marks where the file ends.
+        if len > 0 {
+            extents.push(Extent { offset, len });
+        }
+    }
+    let padding = (512 - consumed % 512) % 512;
+    let skipped = io::copy(&mut data.take(padding), &mut io::sink())?;
+    if skipped < padding {
+        return Err(SparseError::Short);
+    }
+    let need = consumed + padding + extents.iter().map(|e| e.len).sum::<u64>();
+    if need > entry_len {
+        return Err(SparseError::LongerThanEntry {
+            need,
+            have: entry_len,
+        });
+    }
+    Ok(extents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Entry, Kind};
+    use crate::tar::TarWriter;
+
+    #[test]
+    fn the_writers_map_reads_back() {
+        let mut file = Entry::new(b"var/disk.img".to_vec(), Kind::File);
+        file.mode = 0o644;
+        file.size = 3 * 4096;
+        let extents = vec![
+            Extent {
+                offset: 0,
+                len: 100,
+            },
+            Extent {
+                offset: 8192,
+                len: 4096,
+            },
+        ];
+        file.sparse = Some(extents.clone());
+        let data: Vec<u8> = (0..4196u32).map(|i| (i % 251) as u8 + 1).collect();
+        let mut w = TarWriter::new(Vec::new());
+        w.append(&file, Some(&mut &data[..])).unwrap();
+        let tar = w.finish().unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+        let records: Vec<(Vec<u8>, Vec<u8>)> = entry
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                (r.key_bytes().to_vec(), r.value_bytes().to_vec())
+            })
+            .collect();
+        let record = |k: &[u8]| records.iter().find(|(key, _)| key == k).map(|r| r.1.clone());
+        let sparse = pax10(record).unwrap().unwrap();
+        assert_eq!(sparse.name, b"var/disk.img");
+        assert_eq!(sparse.real_size, 3 * 4096);
+        let len = entry.size();
+        let got = read_map(&mut entry, sparse.real_size, len).unwrap();
+        assert_eq!(got, extents);
+        let mut rest = Vec::new();
+        entry.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, data);
+    }
+
+    #[test]
+    fn hostile_maps_are_refused() {
+        let map = |text: &str, real: u64, len: u64| {
+            let mut block = text.as_bytes().to_vec();
+            block.resize(512, 0);
+            read_map(&mut &block[..], real, len).map(|_| ())
+        };
+        assert!(map("1\n0\n10\n", 100, 1024).is_ok());
+        // 1 EiB of data in a 1 KiB entry.
+        assert!(map("1\n0\n1152921504606846976\n", u64::MAX, 1024).is_err());
+        assert!(map("2\n50\n10\n0\n10\n", 100, 1024).is_err());
+        assert!(map("1\n95\n10\n", 100, 1024).is_err());
+        assert!(map("9999999\n", 100, 1024).is_err());
+        assert!(map("x\n", 100, 1024).is_err());
+        assert!(map("1\n0\n", 100, 1024).is_err());
+    }
+}
