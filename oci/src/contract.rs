@@ -30,8 +30,9 @@ pub const SYSTEMD_MOUNTS_ANNOTATION: &str = "io.rehost.systemd.mounts";
 /// What runs as pid 1 in a container of the image: decided by the plan, recorded in
 /// the image ([`MODE_LABEL`]), chosen again with `rehost run --init`.
 ///
-/// Names: [`InitMode::as_str`] is the name of flags and labels (`rehost`, `sbin-init`);
-/// plans and profiles spell rehost-init's mode `rehost-init`, and also read the init
+/// Names: [`InitMode::as_str`] is the name of flags, labels, the runtime's state and
+/// reports (`rehost`, `sbin-init`), and of serde. Plans spell rehost-init's mode
+/// `rehost-init` ([`serialize_plan_name`]); every reader also takes that, and the init
 /// family names `sysv` and `openrc` for `sbin-init`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -39,7 +40,7 @@ pub enum InitMode {
     /// The image's own systemd (`/sbin/init`) as pid 1.
     Systemd,
     /// rehost-init supervising the kept services from their own definitions.
-    #[serde(rename = "rehost-init", alias = "rehost")]
+    #[serde(alias = "rehost-init")]
     Rehost,
     /// The image's own `/sbin/init` (SysV init or OpenRC) as pid 1, hooks run by
     /// rehost-init around it.
@@ -80,6 +81,12 @@ impl InitMode {
             InitMode::Systemd | InitMode::Rehost | InitMode::SbinInit
         )
     }
+}
+
+/// Writes a mode as a plan spells it ([`InitMode::plan_name`]), for
+/// `#[serde(serialize_with)]` on a plan's field.
+pub fn serialize_plan_name<S: serde::Serializer>(mode: &InitMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(mode.plan_name())
 }
 
 /// An init mode name that is none of [`InitMode`]'s.
@@ -123,8 +130,13 @@ mod tests {
             assert_eq!(m.as_str().parse::<InitMode>().unwrap(), m);
             assert_eq!(m.plan_name().parse::<InitMode>().unwrap(), m);
             let json = serde_json::to_string(&m).unwrap();
-            assert_eq!(json, format!("\"{}\"", m.plan_name()));
+            assert_eq!(json, format!("\"{m}\""));
             assert_eq!(serde_json::from_str::<InitMode>(&json).unwrap(), m);
+            let plan = format!("\"{}\"", m.plan_name());
+            assert_eq!(serde_json::from_str::<InitMode>(&plan).unwrap(), m);
+            let mut written = Vec::new();
+            super::serialize_plan_name(&m, &mut serde_json::Serializer::new(&mut written)).unwrap();
+            assert_eq!(String::from_utf8(written).unwrap(), plan);
         }
         let sysv: InitMode = serde_json::from_str("\"openrc\"").unwrap();
         assert_eq!(sysv, InitMode::SbinInit);

@@ -58,6 +58,7 @@ pub use oci::contract::InitMode;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitDecision {
+    #[serde(serialize_with = "oci::contract::serialize_plan_name")]
     pub mode: InitMode,
     pub reason: String,
     /// The main command, one shell-quoted string: required by `dumb-init`; with
