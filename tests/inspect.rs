@@ -8,7 +8,7 @@ use common::{fixture, rehost, rehost_cmd};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// `rehost inspect ARGS --json`, parsed; panics with stderr when it fails.
 fn inspect_json(source: &Path, extra: &[&str]) -> Value {
@@ -23,7 +23,6 @@ fn inspect_json(source: &Path, extra: &[&str]) -> Value {
     );
     serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
 }
-
 
 fn tree(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -924,7 +924,7 @@ fn spawn_attached(
     args: &[&str],
     ready: &dyn Fn() -> bool,
 ) -> std::process::Child {
-    let child = std::process::rehost_cmd()
+    let child = rehost_cmd()
         .args(["run", "--init", "dumb-init", "--name", name])
         .args(args)
         .args(["/bin/sleep", "1000"])

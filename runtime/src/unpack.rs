@@ -12,13 +12,13 @@
 //! copy fallback), where they delete what the earlier layers put there.
 
 use crate::error::{Error, Result};
+use oci::tar::sparse;
 use rustix::fs::{
     AtFlags, Dev, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
 };
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use oci::tar::sparse;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -448,8 +448,7 @@ impl Unpacker<'_> {
         entry_len: u64,
         meta: &FileMeta<'_>,
     ) -> io::Result<()> {
-        let extents =
-            sparse::read_map(data, real_size, entry_len).map_err(io::Error::other)?;
+        let extents = sparse::read_map(data, real_size, entry_len).map_err(io::Error::other)?;
         let mut file = self.new_file(parent, name)?;
         for e in &extents {
             file.seek(SeekFrom::Start(e.offset))?;

@@ -172,7 +172,10 @@ impl Plan {
             // (the rehost layer still scrubs what it scrubs).
             self.exclude.clear();
             for d in &mut self.identity {
-                if matches!(d.action, IdentityAction::Exclude | IdentityAction::Regenerate) {
+                if matches!(
+                    d.action,
+                    IdentityAction::Exclude | IdentityAction::Regenerate
+                ) {
                     d.action = IdentityAction::Keep;
                     d.reason = "--no-default-excludes".into();
                 }

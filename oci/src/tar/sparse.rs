@@ -153,7 +153,12 @@ mod tests {
                 (r.key_bytes().to_vec(), r.value_bytes().to_vec())
             })
             .collect();
-        let record = |k: &[u8]| records.iter().find(|(key, _)| key == k).map(|r| r.1.clone());
+        let record = |k: &[u8]| {
+            records
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|r| r.1.clone())
+        };
         let sparse = pax10(record).unwrap().unwrap();
         assert_eq!(sparse.name, b"var/disk.img");
         assert_eq!(sparse.real_size, 3 * 4096);
