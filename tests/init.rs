@@ -73,6 +73,8 @@ fn debian_systemd_boots_serves_reaps_and_stops_in_order() {
         &src,
         work.path(),
         &[
+            "--init",
+            "rehost",
             "--service",
             "ssh.service",
             "--service",
@@ -179,6 +181,8 @@ fn debian_systemd_serves_and_stops_cleanly_in_a_user_namespace() {
         &fixture("debian-systemd"),
         work.path(),
         &[
+            "--init",
+            "rehost",
             "--critical",
             "ssh.service",
             "--critical",
@@ -249,6 +253,8 @@ fn a_crash_looping_critical_service_ends_the_container_with_an_error() {
         &src,
         work.path(),
         &[
+            "--init",
+            "rehost",
             "--service",
             "crashy.service",
             "--service",

@@ -1364,3 +1364,63 @@ fn a_failed_start_names_the_cause_and_leaves_nothing() {
         .unwrap_or_default();
     assert!(engine_state.is_empty(), "{engine_state:?}");
 }
+
+/// A file with holes, as databases and VM images are: its bytes and its holes survive
+/// `convert` and the runtime's unpack (PAX 1.0 sparse entries both ways).
+#[test]
+fn a_sparse_file_keeps_its_content_and_its_holes_from_convert_to_run() {
+    use std::os::unix::fs::FileExt;
+    let work = scratch();
+    let tree = work.path().join("tree");
+    let fixture = common::fixture_rootfs("debian-sysvinit");
+    common::run("cp", &["-a", fixture.to_str().unwrap(), tree.to_str().unwrap()]);
+    // 64 MiB, of which 1 MiB at 16 MiB holds data.
+    let holey = tree.join("srv/holey");
+    fs::create_dir_all(holey.parent().unwrap()).unwrap();
+    let file = fs::File::create(&holey).unwrap();
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8 + 1).collect();
+    file.write_all_at(&data, 16 << 20).unwrap();
+    file.set_len(64 << 20).unwrap();
+    drop(file);
+    let want = hex::encode(Sha256::digest(fs::read(&holey).unwrap()));
+    let image = work.path().join("sparse.oci");
+    common::rehost_ok(&[
+        "convert",
+        tree.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--init",
+        "none",
+        "--compression",
+        "zstd",
+        "-q",
+    ]);
+    let mut rt = Rt::new();
+    let name = rt.name("sparse");
+    let out = rt.rehost_ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "none",
+        "--name",
+        &name,
+        image.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "ls /srv; sha256sum /srv/holey; stat -c '%s %b %B' /srv/holey",
+    ]);
+    rt.assert_clean("a run of a sparse file");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"holey"), "{out}");
+    assert!(lines[1].starts_with(&want), "content differs: {out}");
+    let stat: Vec<u64> = lines[2]
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(stat[0], 64 << 20, "{out}");
+    let allocated = stat[1] * stat[2];
+    assert!(
+        allocated <= 4 << 20,
+        "the holes were filled in: {allocated} bytes allocated: {out}"
+    );
+}
