@@ -25,7 +25,26 @@ pub struct Pv {
 pub struct Lv {
     pub vg: String,
     pub name: String,
-    pub dev: Result<Device, String>,
+    pub dev: Result<Device, Unmapped>,
+}
+
+/// Why a logical volume has no device: each names the volume group and the volume.
+#[derive(Debug, thiserror::Error)]
+pub enum Unmapped {
+    #[error("LV {vg}/{lv} is not linear (segment type {kind}); rehost maps linear volumes only")]
+    NotLinear {
+        vg: String,
+        lv: String,
+        kind: String,
+    },
+    #[error("LV {vg}/{lv}: a segment has no extents")]
+    NoExtents { vg: String, lv: String },
+    #[error("LV {vg}/{lv} lies on a physical volume not on this disk")]
+    ForeignPv { vg: String, lv: String },
+    #[error("LV {vg}/{lv} runs past the end of its physical volume (truncated image?)")]
+    Truncated { vg: String, lv: String },
+    #[error("LV {vg}/{lv} has a gap in its extents")]
+    Gap { vg: String, lv: String },
 }
 
 pub fn read_pv(dev: Device) -> io::Result<Pv> {
@@ -135,27 +154,36 @@ fn vg_volumes(vg: &str, section: &Section, pvs: &[Pv]) -> io::Result<Vec<Lv>> {
             let kind = seg.string("type").unwrap_or_default();
             let stripes = seg.list("stripes");
             if kind != "striped" || seg.num("stripe_count") != Some(1) || stripes.len() != 2 {
-                why = Some(format!("LV {vg}/{name} is not linear (segment type {kind}); rehost maps linear volumes only"));
+                why = Some(Unmapped::NotLinear {
+                    vg: vg.to_string(),
+                    lv: name.clone(),
+                    kind: kind.to_string(),
+                });
                 break;
             }
             let (Some(start), Some(count)) = (seg.num("start_extent"), seg.num("extent_count"))
             else {
-                why = Some(format!("LV {vg}/{name}: a segment has no extents"));
+                why = Some(Unmapped::NoExtents {
+                    vg: vg.to_string(),
+                    lv: name.clone(),
+                });
                 break;
             };
             let Some((dev, pe_start)) = devices.get(stripes[0].trim_matches('"')) else {
-                why = Some(format!(
-                    "LV {vg}/{name} lies on a physical volume not on this disk"
-                ));
+                why = Some(Unmapped::ForeignPv {
+                    vg: vg.to_string(),
+                    lv: name.clone(),
+                });
                 break;
             };
             let pe: u64 = stripes[1].parse().map_err(|_| bad("bad stripe start"))?;
             let dev_off = pe_start + pe * extent;
             let len = count * extent;
             if dev_off + len > dev.len() {
-                why = Some(format!(
-                    "LV {vg}/{name} runs past the end of its physical volume (truncated image?)"
-                ));
+                why = Some(Unmapped::Truncated {
+                    vg: vg.to_string(),
+                    lv: name.clone(),
+                });
                 break;
             }
             pieces.push(Piece {
@@ -169,7 +197,10 @@ fn vg_volumes(vg: &str, section: &Section, pvs: &[Pv]) -> io::Result<Vec<Lv>> {
         let mut next = 0;
         for p in &pieces {
             if p.at != next && why.is_none() {
-                why = Some(format!("LV {vg}/{name} has a gap in its extents"));
+                why = Some(Unmapped::Gap {
+                    vg: vg.to_string(),
+                    lv: name.clone(),
+                });
             }
             next = p.at + p.len;
         }

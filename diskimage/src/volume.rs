@@ -74,7 +74,7 @@ pub fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
                 range: None,
                 dev,
             }),
-            Err(why) => notes.push(why),
+            Err(why) => notes.push(why.to_string()),
         }
     }
     Ok((out, notes))

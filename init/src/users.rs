@@ -146,7 +146,7 @@ impl Database {
         user: Option<&str>,
         group: Option<&str>,
         extra: &[String],
-    ) -> Result<Credentials, String> {
+    ) -> Result<Credentials, UnknownId> {
         let user = user.unwrap_or("root");
         let pw = match self.passwd.iter().find(|p| p.name == user) {
             Some(p) => p.clone(),
@@ -163,7 +163,7 @@ impl Database {
                         home: "/".into(),
                         shell: "/bin/sh".into(),
                     }),
-                Err(_) => return Err(format!("user {user:?} is not in /etc/passwd")),
+                Err(_) => return Err(UnknownId::User(user.into())),
             },
         };
         let gid = match group {
@@ -193,14 +193,21 @@ impl Database {
         })
     }
 
-    fn gid(&self, g: &str) -> Result<u32, String> {
+    fn gid(&self, g: &str) -> Result<u32, UnknownId> {
         match self.group.iter().find(|e| e.name == g) {
             Some(e) => Ok(e.gid),
-            None => g
-                .parse()
-                .map_err(|_| format!("group {g:?} is not in /etc/group")),
+            None => g.parse().map_err(|_| UnknownId::Group(g.into())),
         }
     }
+}
+
+/// A `User=` or `Group=` that is neither a name in the image's files nor a number.
+#[derive(Debug, thiserror::Error)]
+pub enum UnknownId {
+    #[error("user {0:?} is not in /etc/passwd")]
+    User(String),
+    #[error("group {0:?} is not in /etc/group")]
+    Group(String),
 }
 
 #[cfg(test)]
@@ -223,6 +230,7 @@ mod tests {
         assert!(db
             .credentials(Some("nobody-here"), None, &[])
             .unwrap_err()
+            .to_string()
             .contains("nobody-here"));
         assert!(db.credentials(Some("root"), Some("nogroup"), &[]).is_err());
     }

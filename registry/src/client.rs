@@ -166,7 +166,7 @@ async fn choose_scheme(
     let https = ping(probe, &format!("https://{registry}/v2/")).await;
     let https_err = match https {
         Ok(p) => return Ok((false, p)),
-        Err(e) => e,
+        Err(e) => error_chain(&e),
     };
     if plain_allowed {
         if let Ok(resp) = probe.get(format!("http://{registry}/v2/")).send().await {
@@ -189,13 +189,12 @@ async fn choose_scheme(
     })
 }
 
-async fn ping(probe: &reqwest::Client, url: &str) -> std::result::Result<Ping, String> {
+async fn ping(probe: &reqwest::Client, url: &str) -> reqwest::Result<Ping> {
     let resp = probe
         .get(url)
         .timeout(Duration::from_secs(60))
         .send()
-        .await
-        .map_err(|e| error_chain(&e))?;
+        .await?;
     Ok(Ping {
         status: resp.status().as_u16(),
         challenge: challenge_of(&resp),

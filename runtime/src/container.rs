@@ -176,9 +176,7 @@ impl Runtime {
         let mode = req
             .mode
             .unwrap_or_else(|| InitMode::default_for(&image_init));
-        let profile = mode
-            .profile(&image_init, &req.command)
-            .map_err(Error::Spec)?;
+        let profile = mode.profile(&image_init, &req.command)?;
         let mut opts = req.options.clone();
         if opts.hostname.is_empty() {
             opts.hostname = name.clone();

@@ -14,8 +14,10 @@
 //! - the loopback interface of the new network namespace is brought up.
 
 mod cgroups;
+mod error;
 
 use crate::console::CallerSocket;
+pub use error::EngineError;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
@@ -75,7 +77,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-fn dispatch(args: &[String]) -> Result<i32, String> {
+fn dispatch(args: &[String]) -> Result<i32, EngineError> {
     let mut it = args.iter().peekable();
     let mut root = None;
     while let Some(a) = it.peek() {
@@ -86,53 +88,42 @@ fn dispatch(args: &[String]) -> Result<i32, String> {
             break;
         }
     }
-    let root = root.ok_or("--root DIR is required")?;
-    fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let cmd = it
-        .next()
-        .ok_or("no command (run, exec, kill, delete, state)")?;
+    let root = root.ok_or(EngineError::Usage("--root DIR is required"))?;
+    fs::create_dir_all(&root).map_err(|e| EngineError::io(&root, e))?;
+    let cmd = it.next().ok_or(EngineError::Usage(
+        "no command (run, exec, kill, delete, state)",
+    ))?;
     let rest: Vec<String> = it.cloned().collect();
     match cmd.as_str() {
         "run" => run(&root, &rest),
         "exec" => exec(&root, &rest),
         "kill" => match rest.as_slice() {
             [id, sig] => kill(&root, id, sig),
-            _ => Err("usage: kill ID SIGNAL".into()),
+            _ => Err(EngineError::Usage("usage: kill ID SIGNAL")),
         },
         "delete" => match rest.as_slice() {
             [force, id] if force == "--force" => delete(&root, id).map(|_| 0),
             [id] => delete(&root, id).map(|_| 0),
-            _ => Err("usage: delete [--force] ID".into()),
+            _ => Err(EngineError::Usage("usage: delete [--force] ID")),
         },
         "state" => match rest.as_slice() {
             [id] => {
                 let (status, pid) =
-                    state(&root, id).ok_or(format!("container `{id}` does not exist"))?;
+                    state(&root, id).ok_or_else(|| EngineError::NoSuchContainer(id.clone()))?;
                 println!(
                     "{}",
                     serde_json::json!({"id": id, "status": status, "pid": pid})
                 );
                 Ok(0)
             }
-            _ => Err("usage: state ID".into()),
+            _ => Err(EngineError::Usage("usage: state ID")),
         },
-        other => Err(format!("unknown command `{other}`")),
-    }
-}
-
-/// An error as the one line the caller shows.
-fn err_line(e: impl std::fmt::Display) -> String {
-    let text = e.to_string();
-    // libcontainer's own cleanup after a failed start cannot remove the cgroup the engine
-    // is in; `discard` removes it right after. Saying so would only mislead.
-    match text.split_once(". error during cleanup:") {
-        Some((cause, _)) => cause.to_string(),
-        None => text,
+        other => Err(EngineError::UnknownCommand(other.to_string())),
     }
 }
 
 /// `run [--detach] [--console-socket S] [--pid-file P] --bundle B ID`.
-fn run(root: &Path, args: &[String]) -> Result<i32, String> {
+fn run(root: &Path, args: &[String]) -> Result<i32, EngineError> {
     let (mut detach, mut console, mut pid_file, mut bundle, mut id) =
         (false, None, None, None, None);
     let mut it = args.iter();
@@ -143,26 +134,28 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
             "--pid-file" => pid_file = it.next().map(PathBuf::from),
             "--bundle" | "-b" => bundle = it.next().map(PathBuf::from),
             s if !s.starts_with('-') && id.is_none() => id = Some(s.to_string()),
-            s => return Err(format!("run: unexpected argument `{s}`")),
+            s => return Err(EngineError::UnexpectedArgument(s.to_string()).during("run")),
         }
     }
-    let bundle = bundle.ok_or("run: --bundle is required")?;
-    let id = id.ok_or("run: no container id")?;
-    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
-        .map_err(|e| format!("{}: {e}", bundle.join("config.json").display()))?;
+    let bundle = bundle.ok_or(EngineError::Usage("run: --bundle is required"))?;
+    let id = id.ok_or(EngineError::Usage("run: no container id"))?;
+    let config = bundle.join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&config).map_err(|source| EngineError::Config {
+        path: config.clone(),
+        source,
+    })?;
     let cgroup = spec
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone())
-        .ok_or("run: the config has no linux.cgroupsPath")?;
+        .ok_or(EngineError::NoCgroupsPath { config })?;
     // Attached on a terminal (the config asks for one, the caller gave no console
     // socket): a terminal of the container's own devpts, joined to the caller's, as
     // runc does. Never the caller's own, which a process inside could type into.
     let attached_terminal = crate::spec::attached_terminal(&spec);
     let own_terminal = (!detach && console.is_none() && attached_terminal.is_some())
         .then(|| CallerSocket::bind("run"))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+        .transpose()?;
     let console = console.or_else(|| own_terminal.as_ref().map(|s| s.path.clone()));
 
     // The engine is in the container's cgroups while libcontainer makes it: the container's
@@ -189,7 +182,15 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
     }
     let mut container = match built {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(discard(root, &id, &cgroup, &placement, err_line(e))),
+        Ok(Err(e)) => {
+            return Err(discard(
+                root,
+                &id,
+                &cgroup,
+                &placement,
+                EngineError::Libcontainer(e),
+            ))
+        }
         Err(e) => return Err(discard(root, &id, &cgroup, &placement, e)),
     };
     let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
@@ -203,17 +204,18 @@ fn run(root: &Path, args: &[String]) -> Result<i32, String> {
             failed => {
                 let _ = delete(root, &id);
                 return Err(match failed {
-                    Err(e) => e.to_string(),
-                    _ => "run: the engine sent no terminal".into(),
+                    Err(e) => e.into(),
+                    _ => EngineError::NoTerminal,
                 });
             }
         },
         None => None,
     };
-    let started = loopback_up(pid).and_then(|_| container.start().map_err(|e| e.to_string()));
+    let started =
+        loopback_up(pid).and_then(|_| container.start().map_err(EngineError::Libcontainer));
     if let Err(e) = started {
         let _ = delete(root, &id);
-        return Err(err_line(e));
+        return Err(e);
     }
     if detach {
         return Ok(0);
@@ -237,8 +239,8 @@ fn discard(
     id: &str,
     cgroup: &Path,
     placement: &cgroups::Placement,
-    e: String,
-) -> String {
+    e: EngineError,
+) -> EngineError {
     placement.leave();
     if root.join(id).join("state.json").is_file() {
         let _ = delete(root, id);
@@ -289,12 +291,14 @@ fn wait_forwarding(pid: i32) -> i32 {
 }
 
 /// `exec [--tty] ID CMD…`: runs CMD in the container with our stdio, waits for it.
-fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
+fn exec(root: &Path, args: &[String]) -> Result<i32, EngineError> {
     let tty = args.first().is_some_and(|a| a == "--tty" || a == "-t");
     let args = if tty { &args[1..] } else { args };
-    let (id, cmd) = args.split_first().ok_or("usage: exec [--tty] ID CMD…")?;
+    let (id, cmd) = args
+        .split_first()
+        .ok_or(EngineError::Usage("usage: exec [--tty] ID CMD…"))?;
     if cmd.is_empty() {
-        return Err("exec: no command".into());
+        return Err(EngineError::Usage("exec: no command"));
     }
     // With a terminal: the command gets one of the container's own (a pty of its devpts,
     // never the caller's), which libcontainer makes for a detached process described by
@@ -304,15 +308,14 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
         .then(|| {
             let c = container
                 .as_ref()
-                .ok_or(format!("exec: container `{id}` does not exist"))?;
+                .ok_or_else(|| EngineError::NoSuchContainer(id.clone()).during("exec"))?;
             TerminalExec::prepare(c, cmd)
         })
         .transpose()?;
     let expected = terminal
         .as_ref()
         .map(|t| crate::console::ExecMaster::expect(&t.socket.listener, &t.socket.path))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+        .transpose()?;
     let build = || {
         ContainerBuilder::new(id.clone(), SyscallType::default())
             .with_root_path(root)
@@ -343,13 +346,11 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, String> {
         }
         None => build(),
     }
-    .map_err(err_line)?
+    .map_err(EngineError::Libcontainer)?
     .as_raw();
     match (terminal, expected) {
         (Some(t), Some(expected)) => {
-            let master = expected
-                .receive(&t.socket.path)
-                .map_err(|e| e.to_string())?;
+            let master = expected.receive(&t.socket.path)?;
             Ok(crate::console::join_terminal(master, false, || {
                 wait_forwarding(pid)
             }))
@@ -367,22 +368,28 @@ struct TerminalExec {
 impl TerminalExec {
     /// The container's own process, with `cmd`, a terminal, as root in `/` (as an exec
     /// without one).
-    fn prepare(c: &Container, cmd: &[String]) -> Result<TerminalExec, String> {
+    fn prepare(c: &Container, cmd: &[String]) -> Result<TerminalExec, EngineError> {
         let config = c.bundle().join("config.json");
-        let spec = oci_spec::runtime::Spec::load(&config)
-            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let spec =
+            oci_spec::runtime::Spec::load(&config).map_err(|source| EngineError::Config {
+                path: config.clone(),
+                source,
+            })?;
         let mut process = spec.process().clone().unwrap_or_default();
         process.set_args(Some(cmd.to_vec()));
         process.set_terminal(Some(true));
         process.set_cwd("/".into());
         process.set_user(Default::default());
         let path = std::env::temp_dir().join(format!("rehost-exec-{}.json", std::process::id()));
-        let text = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
-        fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = serde_json::to_vec(&process).map_err(|source| EngineError::ProcessFile {
+            path: path.clone(),
+            source,
+        })?;
+        fs::write(&path, text).map_err(|e| EngineError::io(&path, e))?;
         let socket = CallerSocket::bind("exec");
         let exec = TerminalExec {
             process: path,
-            socket: socket.map_err(|e| e.to_string())?,
+            socket: socket?,
         };
         Ok(exec)
     }
@@ -396,17 +403,19 @@ impl Drop for TerminalExec {
 
 /// `kill ID SIGNAL`: the signal to the container's pid 1. Done directly, as libcontainer
 /// names no real-time signal (systemd stops on SIGRTMIN+3).
-fn kill(root: &Path, id: &str, sig: &str) -> Result<i32, String> {
+fn kill(root: &Path, id: &str, sig: &str) -> Result<i32, EngineError> {
     let sig: i32 = sig
         .parse()
-        .map_err(|_| format!("kill: `{sig}` is not a signal number"))?;
-    let (status, pid) = state(root, id).ok_or(format!("kill: container `{id}` does not exist"))?;
+        .map_err(|_| EngineError::NotASignal(sig.to_string()).during("kill"))?;
+    let (status, pid) = state(root, id)
+        .ok_or_else(|| EngineError::NoSuchContainer(id.to_string()).during("kill"))?;
     if pid <= 0 || status == "stopped" {
-        return Err(format!("kill: container `{id}` is not running"));
+        return Err(EngineError::NotRunning(id.to_string()).during("kill"));
     }
     // SAFETY: sending a signal.
     if unsafe { libc::kill(pid, sig) } != 0 {
-        return Err(format!("kill: {}", std::io::Error::last_os_error()));
+        let source = std::io::Error::last_os_error();
+        return Err(EngineError::Signal { pid, source }.during("kill"));
     }
     Ok(0)
 }
@@ -414,9 +423,14 @@ fn kill(root: &Path, id: &str, sig: &str) -> Result<i32, String> {
 /// Deletes the container whatever its state: pid 1 (and with it the whole pid namespace)
 /// killed, its cgroups removed depth-first, the poststop hooks run (as libcontainer's
 /// delete runs them), then its state removed.
-fn delete(root: &Path, id: &str) -> Result<(), String> {
-    let mut c =
-        Container::load(root.join(id)).map_err(|e| format!("delete: container `{id}`: {e}"))?;
+fn delete(root: &Path, id: &str) -> Result<(), EngineError> {
+    let mut c = Container::load(root.join(id)).map_err(|source| {
+        EngineError::Load {
+            id: id.to_string(),
+            source,
+        }
+        .during("delete")
+    })?;
     let config = c.spec().ok();
     let cgroup = config
         .as_ref()
@@ -437,17 +451,21 @@ fn delete(root: &Path, id: &str) -> Result<(), String> {
     if let Some(hooks) = config.as_ref().and_then(|cfg| cfg.hooks.as_ref()) {
         c.set_status(ContainerStatus::Stopped);
         libcontainer::hooks::run_hooks(hooks.poststop().as_ref(), Some(&c.state), None, None, None)
-            .map_err(|e| format!("delete: poststop hook: {e}"))?;
+            .map_err(|e| EngineError::PoststopHook(e).during("delete"))?;
     }
-    fs::remove_dir_all(&c.root).map_err(|e| format!("delete: {}: {e}", c.root.display()))
+    fs::remove_dir_all(&c.root).map_err(|e| EngineError::io(&c.root, e).during("delete"))
 }
 
 /// Brings up `lo` in the network namespace of `pid` (made, not yet started).
-fn loopback_up(pid: i32) -> Result<(), String> {
-    let err = |what: &str| format!("loopback: {what}: {}", std::io::Error::last_os_error());
-    let own = fs::File::open("/proc/self/ns/net").map_err(|e| format!("/proc/self/ns/net: {e}"))?;
+fn loopback_up(pid: i32) -> Result<(), EngineError> {
+    let err = |step: &'static str| EngineError::Loopback {
+        step,
+        source: std::io::Error::last_os_error(),
+    };
+    let own =
+        fs::File::open("/proc/self/ns/net").map_err(|e| EngineError::io("/proc/self/ns/net", e))?;
     let path = format!("/proc/{pid}/ns/net");
-    let theirs = fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    let theirs = fs::File::open(&path).map_err(|e| EngineError::io(&path, e))?;
     // SAFETY: this process is single-threaded and does nothing else meanwhile; it goes
     // back to its own namespace before returning.
     unsafe {

@@ -49,6 +49,9 @@ pub enum Error {
     Port { mapping: String, reason: String },
     #[error("OCI runtime config: {0}")]
     Spec(String),
+    /// A mode (`--init`) the image cannot run in.
+    #[error("OCI runtime config: {0}")]
+    Mode(#[from] crate::modes::ModeError),
 }
 
 impl Error {

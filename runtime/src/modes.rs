@@ -114,13 +114,22 @@ impl ImageInit {
     }
 }
 
+/// A mode the image cannot run in.
+#[derive(Debug, thiserror::Error)]
+pub enum ModeError {
+    #[error(
+        "--init {mode} needs rehost-init in the image: convert it with `rehost convert --init {mode}`"
+    )]
+    NeedsRehostInit { mode: InitMode },
+}
+
 /// What the runtime makes of each mode of the image contract.
 pub trait ModeProfiles: Sized {
     /// The mode a container of `image` runs in when the user names none.
     fn default_for(image: &ImageInit) -> Self;
     /// The profile of this mode for `image`; `user_cmd` replaces the image's command
     /// where the mode runs one.
-    fn profile(self, image: &ImageInit, user_cmd: &[String]) -> Result<ModeProfile, String>;
+    fn profile(self, image: &ImageInit, user_cmd: &[String]) -> Result<ModeProfile, ModeError>;
 }
 
 impl ModeProfiles for InitMode {
@@ -136,7 +145,7 @@ impl ModeProfiles for InitMode {
     /// so the prestart hooks (new SSH host keys, a new machine-id) run before the
     /// image's init: the mode it was not built for is asked for in `REHOST_INIT_MODE`.
     /// Without rehost-init, systemd and sbin-init modes run `/sbin/init` directly.
-    fn profile(self, image: &ImageInit, user_cmd: &[String]) -> Result<ModeProfile, String> {
+    fn profile(self, image: &ImageInit, user_cmd: &[String]) -> Result<ModeProfile, ModeError> {
         let cmd = if user_cmd.is_empty() {
             image.cmd.clone()
         } else {
@@ -166,9 +175,7 @@ impl ModeProfiles for InitMode {
             if image.has_rehost_init() {
                 Ok(())
             } else {
-                Err(format!(
-                    "--init {self} needs rehost-init in the image: convert it with `rehost convert --init {self}`"
-                ))
+                Err(ModeError::NeedsRehostInit { mode: self })
             }
         };
         Ok(match self {
@@ -322,7 +329,10 @@ mod tests {
     #[test]
     fn rehost_modes_need_rehost_init() {
         let err = InitMode::Rehost.profile(&plain(), &[]).unwrap_err();
-        assert!(err.contains("rehost convert --init rehost"), "{err}");
+        assert!(
+            err.to_string().contains("rehost convert --init rehost"),
+            "{err}"
+        );
         assert_eq!(InitMode::default_for(&plain()), InitMode::None);
     }
 

@@ -80,32 +80,61 @@ impl PortMapping {
     }
 }
 
+/// A `--publish` value that is not a port mapping: the value, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("`{mapping}`: {fault} (expected [IP:]HOSTPORT:PORT[/udp])")]
+pub struct BadPortMapping {
+    pub mapping: String,
+    pub fault: PortFault,
+}
+
+/// What is wrong with a [`BadPortMapping`].
+#[derive(Debug, thiserror::Error)]
+pub enum PortFault {
+    #[error("unknown protocol `{0}` (tcp, udp)")]
+    Protocol(String),
+    #[error("no `:`")]
+    NoColon,
+    #[error("not an IP address")]
+    NotAnIp,
+    #[error("{what} `{value}` is not a port 1-65535")]
+    NotAPort { what: &'static str, value: String },
+}
+
 impl FromStr for PortMapping {
-    type Err = String;
+    type Err = BadPortMapping;
 
     /// `HOSTPORT:PORT` (on every address, 0.0.0.0, as docker does), `IP:HOSTPORT:PORT`,
     /// `[IPv6]:HOSTPORT:PORT`; an optional `/tcp` or `/udp` suffix.
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let bad = |why: &str| format!("`{s}`: {why} (expected [IP:]HOSTPORT:PORT[/udp])");
+    fn from_str(s: &str) -> std::result::Result<Self, BadPortMapping> {
+        let bad = |fault: PortFault| BadPortMapping {
+            mapping: s.to_string(),
+            fault,
+        };
         let (body, protocol) = match s.rsplit_once('/') {
             Some((b, "tcp")) => (b, Protocol::Tcp),
             Some((b, "udp")) => (b, Protocol::Udp),
-            Some((_, p)) => return Err(bad(&format!("unknown protocol `{p}` (tcp, udp)"))),
+            Some((_, p)) => return Err(bad(PortFault::Protocol(p.to_string()))),
             None => (s, Protocol::Tcp),
         };
-        let (rest, port) = body.rsplit_once(':').ok_or_else(|| bad("no `:`"))?;
+        let (rest, port) = body
+            .rsplit_once(':')
+            .ok_or_else(|| bad(PortFault::NoColon))?;
         let (ip, host_port) = match rest.rsplit_once(':') {
             Some((ip, hp)) => {
                 let ip = ip.trim_start_matches('[').trim_end_matches(']');
-                let ip: IpAddr = ip.parse().map_err(|_| bad("not an IP address"))?;
+                let ip: IpAddr = ip.parse().map_err(|_| bad(PortFault::NotAnIp))?;
                 (ip, hp)
             }
             None => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), rest),
         };
-        let num = |p: &str, what: &str| -> std::result::Result<u16, String> {
+        let num = |p: &str, what: &'static str| -> std::result::Result<u16, BadPortMapping> {
             match p.parse::<u16>() {
                 Ok(n) if n > 0 => Ok(n),
-                _ => Err(bad(&format!("{what} `{p}` is not a port 1-65535"))),
+                _ => Err(bad(PortFault::NotAPort {
+                    what,
+                    value: p.to_string(),
+                })),
             }
         };
         Ok(PortMapping {
@@ -512,7 +541,7 @@ mod tests {
             "53:53/sctp",
         ] {
             let e = bad.parse::<PortMapping>().unwrap_err();
-            assert!(e.contains(bad), "{e}");
+            assert!(e.to_string().contains(bad), "{e}");
         }
     }
 }

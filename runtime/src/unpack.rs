@@ -89,13 +89,18 @@ struct Unpacker<'a> {
     stats: Stats,
 }
 
+/// An entry name (or link target) with a `..` component.
+#[derive(Debug, thiserror::Error)]
+#[error("`..` would leave the root")]
+struct LeavesRoot;
+
 /// An entry name as components, without `.` and empty ones; `..` is refused.
-fn components(raw: &[u8]) -> std::result::Result<Vec<OsString>, String> {
+fn components(raw: &[u8]) -> std::result::Result<Vec<OsString>, LeavesRoot> {
     let mut out = Vec::new();
     for part in raw.split(|&b| b == b'/') {
         match part {
             b"" | b"." => {}
-            b".." => return Err("`..` would leave the root".into()),
+            b".." => return Err(LeavesRoot),
             p => out.push(OsStr::from_bytes(p).to_os_string()),
         }
     }

@@ -32,14 +32,19 @@ impl Compression {
     }
 }
 
+/// A name that is not a [`Compression`] (what `--compression` was given).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown compression `{0}` (gzip, zstd, none)")]
+pub struct UnknownCompression(pub String);
+
 impl std::str::FromStr for Compression {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownCompression;
+    fn from_str(s: &str) -> Result<Self, UnknownCompression> {
         match s {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
             "none" => Ok(Compression::None),
-            _ => Err(format!("unknown compression `{s}` (gzip, zstd, none)")),
+            _ => Err(UnknownCompression(s.to_string())),
         }
     }
 }

@@ -7,5 +7,5 @@ pub mod compress;
 pub mod layer;
 pub mod rich;
 
-pub use compress::Compression;
+pub use compress::{Compression, UnknownCompression};
 pub use layer::{build_layer, BuiltLayer, LayerOptions, LayerStats, Progress};

@@ -11,6 +11,7 @@ pub mod output;
 pub mod procs;
 pub mod signals;
 pub mod spawn;
+pub mod start_error;
 pub mod status;
 pub mod timers;
 
@@ -21,6 +22,7 @@ use crate::units::systemd::{ExecCommand, KillMode, RestartPolicy, ServiceType};
 use crate::users::{Credentials, Database};
 use budget::Budget;
 use spawn::{spawn, SpawnSpec, Stream};
+use start_error::StartError;
 use status::{ServiceStatus, Status};
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::AsRawFd;
@@ -618,7 +620,7 @@ impl Supervisor {
             }
         }
         if let Err(e) = self.prepare(i) {
-            self.fail_now(i, e, Outcome::Resources);
+            self.fail_now(i, e.to_string(), Outcome::Resources);
             return;
         }
         let s = &mut self.svcs[i];
@@ -647,7 +649,7 @@ impl Supervisor {
     }
 
     /// Resolves the user, builds the environment, and creates the service's directories.
-    fn prepare(&mut self, i: usize) -> Result<(), String> {
+    fn prepare(&mut self, i: usize) -> Result<(), StartError> {
         let def = &self.svcs[i].def;
         let svc = &def.service;
         let creds = self.users.credentials(
@@ -679,14 +681,17 @@ impl Supervisor {
             let mut paths = Vec::new();
             for d in list.iter() {
                 let p = format!("{base}/{d}");
-                std::fs::create_dir_all(&p).map_err(|e| format!("cannot create {p}: {e}"))?;
+                std::fs::create_dir_all(&p).map_err(|source| StartError::CreateDir {
+                    path: p.clone(),
+                    source,
+                })?;
                 let _ = std::fs::set_permissions(
                     &p,
                     std::fs::Permissions::from_mode(svc.directory_mode),
                 );
                 if base != "/etc" {
-                    let c =
-                        std::ffi::CString::new(p.clone()).map_err(|_| format!("bad path {p}"))?;
+                    let c = std::ffi::CString::new(p.clone())
+                        .map_err(|_| StartError::BadPath(p.clone()))?;
                     // SAFETY: chown(2) with a valid C string.
                     unsafe {
                         libc::chown(c.as_ptr(), creds.uid, creds.gid);
@@ -707,7 +712,12 @@ impl Supervisor {
                     }
                 }
                 Err(_) if *optional => {}
-                Err(e) => return Err(format!("EnvironmentFile={path}: {e}")),
+                Err(source) => {
+                    return Err(StartError::EnvironmentFile {
+                        path: path.clone(),
+                        source,
+                    })
+                }
             }
         }
         if let Some((dir, optional)) = &svc.working_directory {
@@ -717,7 +727,7 @@ impl Supervisor {
                 dir.clone()
             };
             if !std::path::Path::new(&d).is_dir() && !optional {
-                return Err(format!("WorkingDirectory={d} does not exist"));
+                return Err(StartError::NoWorkingDirectory(d));
             }
         }
         let s = &mut self.svcs[i];
@@ -749,7 +759,7 @@ impl Supervisor {
     }
 
     /// Starts one process of service `i`; `main` selects the main-process settings.
-    fn spawn_for(&mut self, i: usize, cmd: &ExecCommand, main: bool) -> Result<i32, String> {
+    fn spawn_for(&mut self, i: usize, cmd: &ExecCommand, main: bool) -> Result<i32, StartError> {
         let cwd = self.cwd(i);
         let s = &self.svcs[i];
         let svc = &s.def.service;
@@ -773,7 +783,7 @@ impl Supervisor {
         };
         let argv = cmd.expand_argv(&env);
         if argv.is_empty() {
-            return Err(format!("{} expands to nothing", cmd.path));
+            return Err(StartError::EmptyCommand(cmd.path.clone()));
         }
         let path = if cmd.flags.argv0 {
             cmd.path.clone()
@@ -798,7 +808,10 @@ impl Supervisor {
             stderr,
             new_session: true,
         };
-        let spawned = spawn(&spec).map_err(|e| e.to_string())?;
+        let spawned = spawn(&spec).map_err(|source| StartError::Spawn {
+            command: path.clone(),
+            source,
+        })?;
         let name = s.def.syslog_name();
         if let Some(fd) = spawned.stdout {
             self.pump.add(fd, &name, false);
@@ -828,7 +841,7 @@ impl Supervisor {
                     {
                         continue;
                     }
-                    self.phase_failed(i, e, Outcome::Resources);
+                    self.phase_failed(i, e.to_string(), Outcome::Resources);
                     return;
                 }
             }
@@ -911,7 +924,7 @@ impl Supervisor {
                     }
                     Err(e) => {
                         log(&format!("{}: {e}", self.svcs[i].def.name));
-                        self.phase_failed(i, e, Outcome::Resources);
+                        self.phase_failed(i, e.to_string(), Outcome::Resources);
                     }
                 }
             }

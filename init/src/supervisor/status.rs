@@ -4,6 +4,23 @@
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 
+/// Why the status file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("{path}: {source} (is rehost-init running as pid 1 in this container?)")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// One service's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
@@ -74,11 +91,15 @@ impl Status {
     }
 
     /// Reads the file.
-    pub fn read(path: &str) -> Result<Status, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!("{path}: {e} (is rehost-init running as pid 1 in this container?)")
+    pub fn read(path: &str) -> Result<Status, StatusError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StatusError::Read {
+            path: path.into(),
+            source,
         })?;
-        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+        serde_json::from_str(&text).map_err(|source| StatusError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// A table for people.

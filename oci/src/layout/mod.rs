@@ -6,4 +6,4 @@ mod read;
 mod write;
 
 pub use read::{BlobLocation, Layout, LayoutManifest};
-pub use write::{BlobWriter, LayoutWriter, OutputFormat};
+pub use write::{BlobWriter, LayoutWriter, OutputFormat, UnknownFormat};

@@ -21,13 +21,18 @@ pub enum OutputFormat {
     OciArchive,
 }
 
+/// A name that is not an [`OutputFormat`] (what `--format` was given).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown format `{0}` (oci, oci-archive)")]
+pub struct UnknownFormat(pub String);
+
 impl std::str::FromStr for OutputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
         match s {
             "oci" | "oci-dir" => Ok(OutputFormat::Oci),
             "oci-archive" => Ok(OutputFormat::OciArchive),
-            _ => Err(format!("unknown format `{s}` (oci, oci-archive)")),
+            _ => Err(UnknownFormat(s.to_string())),
         }
     }
 }

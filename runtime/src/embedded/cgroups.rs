@@ -13,6 +13,7 @@
 //! makes the process. Its resource limits (memory, pids, devices) still go to the real
 //! files.
 
+use super::EngineError;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -95,7 +96,7 @@ fn under(mount: &Path, cgroup: &Path) -> PathBuf {
 
 /// Creates `dir` under the hierarchy mounted at `mount`. In a cpuset hierarchy each new
 /// level gets its parent's cpus and memory nodes: a task cannot join an empty cpuset.
-fn create(mount: &Path, dir: &Path, cpuset: bool) -> Result<(), String> {
+fn create(mount: &Path, dir: &Path, cpuset: bool) -> Result<(), EngineError> {
     let rel = dir.strip_prefix(mount).unwrap_or(dir);
     let mut at = mount.to_path_buf();
     for part in rel.components() {
@@ -104,7 +105,7 @@ fn create(mount: &Path, dir: &Path, cpuset: bool) -> Result<(), String> {
         match fs::create_dir(&at) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("{}: {e}", at.display())),
+            Err(e) => return Err(EngineError::io(&at, e)),
         }
         if cpuset {
             for file in ["cpuset.cpus", "cpuset.mems"] {
@@ -112,7 +113,7 @@ fn create(mount: &Path, dir: &Path, cpuset: bool) -> Result<(), String> {
                 if mine.trim().is_empty() {
                     let theirs = fs::read_to_string(parent.join(file)).unwrap_or_default();
                     fs::write(at.join(file), theirs.trim())
-                        .map_err(|e| format!("{}: {e}", at.join(file).display()))?;
+                        .map_err(|e| EngineError::io(at.join(file), e))?;
                 }
             }
         }
@@ -122,8 +123,8 @@ fn create(mount: &Path, dir: &Path, cpuset: bool) -> Result<(), String> {
 
 /// Moves the calling thread into the cgroup whose `tasks` file this is. Writing `0` (the
 /// caller itself) to `tasks` is the one move the kernel makes without its global lock.
-fn move_self(tasks: &Path) -> Result<(), String> {
-    fs::write(tasks, "0").map_err(|e| format!("{}: {e}", tasks.display()))
+fn move_self(tasks: &Path) -> Result<(), EngineError> {
+    fs::write(tasks, "0").map_err(|e| EngineError::io(tasks, e))
 }
 
 /// The engine inside a container's cgroups, until it leaves them.
@@ -141,9 +142,9 @@ impl Placement {
     /// there. The engine must be single-threaded: only the calling thread moves, and the
     /// processes it forks inherit its cgroups. On hosts with only cgroup v2 this does
     /// nothing: libcontainer places the processes.
-    pub fn join(cgroup: &Path) -> Result<Placement, String> {
+    pub fn join(cgroup: &Path) -> Result<Placement, EngineError> {
         let proc_cgroup = fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+            .map_err(|e| EngineError::io("/proc/self/cgroup", e))?;
         let mut placement = Placement {
             mounts: Vec::new(),
             dirs: Vec::new(),
@@ -180,7 +181,7 @@ impl Placement {
     /// mount namespace left before returning. When that namespace cannot be set up,
     /// `make` runs as it is and libcontainer moves its process itself (slower, the same
     /// result).
-    pub fn masked<T>(&self, make: impl FnOnce() -> T) -> Result<T, String> {
+    pub fn masked<T>(&self, make: impl FnOnce() -> T) -> Result<T, EngineError> {
         if self.dirs.is_empty() {
             return Ok(make());
         }
@@ -194,10 +195,7 @@ impl Placement {
         // SAFETY: back to the namespace we came from, by a descriptor opened above.
         let back = || match unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWNS) } {
             0 => Ok(()),
-            _ => Err(format!(
-                "back to the engine's mount namespace: {}",
-                std::io::Error::last_os_error()
-            )),
+            _ => Err(EngineError::MountNamespace(std::io::Error::last_os_error())),
         };
         if self.mask().is_err() {
             back()?;

@@ -25,47 +25,92 @@ pub fn listening(c: &Inside) -> Vec<u16> {
     ports
 }
 
+/// Why an HTTP check got no status code; each names the namespace or port it was at.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpCheckError {
+    #[error("the container is not running")]
+    NotRunning,
+    #[error("{ns}: {source}")]
+    OpenNamespace {
+        ns: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("entering {ns}: {source}")]
+    EnterNamespace {
+        ns: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connect to port {port}: {source}")]
+    Connect {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("send: {source}")]
+    Send {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("read: {source}")]
+    Read {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The first line of what the port answered.
+    #[error("not an HTTP answer: {answer:?}")]
+    NotHttp { port: u16, answer: String },
+    #[error("the HTTP check panicked")]
+    Panicked,
+}
+
 /// An HTTP GET on 127.0.0.1:PORT inside the container's network namespace; the status
 /// code it answered.
-pub fn http_get(pid: i32, port: u16, path: &str, timeout: Duration) -> Result<u16, String> {
+pub fn http_get(pid: i32, port: u16, path: &str, timeout: Duration) -> Result<u16, HttpCheckError> {
     let ns = format!("/proc/{pid}/ns/net");
     let path = path.to_string();
     // setns(CLONE_NEWNET) changes only the calling thread: a thread of its own enters the
     // container's network and ends there.
     std::thread::spawn(move || {
-        let f = std::fs::File::open(&ns).map_err(|e| format!("{ns}: {e}"))?;
+        let f = std::fs::File::open(&ns).map_err(|source| HttpCheckError::OpenNamespace {
+            ns: ns.clone(),
+            source,
+        })?;
         // SAFETY: a valid descriptor of a network namespace; affects this thread only.
         if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0 {
-            return Err(format!(
-                "entering {ns}: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(HttpCheckError::EnterNamespace {
+                ns,
+                source: std::io::Error::last_os_error(),
+            });
         }
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut s = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("connect to port {port}: {e}"))?;
+            .map_err(|source| HttpCheckError::Connect { port, source })?;
         s.set_read_timeout(Some(timeout)).ok();
         write!(
             s,
             "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: rehost-verify\r\n\r\n"
         )
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(|source| HttpCheckError::Send { port, source })?;
         let mut head = [0u8; 64];
-        let n = s.read(&mut head).map_err(|e| format!("read: {e}"))?;
+        let n = s
+            .read(&mut head)
+            .map_err(|source| HttpCheckError::Read { port, source })?;
         let line = String::from_utf8_lossy(&head[..n]);
         line.split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
             .filter(|_| line.starts_with("HTTP/"))
-            .ok_or_else(|| {
-                format!(
-                    "not an HTTP answer: {:?}",
-                    line.lines().next().unwrap_or("")
-                )
+            .ok_or_else(|| HttpCheckError::NotHttp {
+                port,
+                answer: line.lines().next().unwrap_or("").to_string(),
             })
     })
     .join()
-    .unwrap_or_else(|_| Err("the HTTP check panicked".into()))
+    .unwrap_or(Err(HttpCheckError::Panicked))
 }
 
 /// What a hook phase recorded (rehost-init writes `/var/lib/rehost/hooks/PHASE.json`).

@@ -286,7 +286,7 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
             let label = format!("GET :{}{}", h.port, h.path);
             let got = match inside.pid() {
                 Some(pid) => checks::http_get(pid, h.port, &h.path, Duration::from_secs(10)),
-                None => Err("the container is not running".into()),
+                None => Err(checks::HttpCheckError::NotRunning),
             };
             checks.push(match got {
                 Ok(code) => {
@@ -296,7 +296,7 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
                     };
                     CheckResult::new("http", label, passed, format!("HTTP {code}"))
                 }
-                Err(e) => CheckResult::new("http", label, false, e),
+                Err(e) => CheckResult::new("http", label, false, e.to_string()),
             });
         }
         for cmd in &opts.checks.commands {
