@@ -549,6 +549,7 @@ fn the_debian_fixture_pushes_and_repushes_for_nothing() {
             .arg("-o")
             .arg(&image)
             .args(["--format", "oci-archive", "--tag", "bookworm", "--json"])
+            .args(["--init", "rehost"])
             .output()
             .unwrap(),
     );

@@ -1373,7 +1373,10 @@ fn a_sparse_file_keeps_its_content_and_its_holes_from_convert_to_run() {
     let work = scratch();
     let tree = work.path().join("tree");
     let fixture = common::fixture_rootfs("debian-sysvinit");
-    common::run("cp", &["-a", fixture.to_str().unwrap(), tree.to_str().unwrap()]);
+    common::run(
+        "cp",
+        &["-a", fixture.to_str().unwrap(), tree.to_str().unwrap()],
+    );
     // 64 MiB, of which 1 MiB at 16 MiB holds data.
     let holey = tree.join("srv/holey");
     fs::create_dir_all(holey.parent().unwrap()).unwrap();

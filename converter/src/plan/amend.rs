@@ -3,7 +3,8 @@
 //! plan read from a file or derived from the source, so the builder sees one plan.
 
 use super::{
-    Action, ExcludeRule, IdentityAction, InitMode, Plan, PortDecision, ServiceDecision, Volume,
+    Action, CheckKind, ExcludeRule, IdentityAction, InitMode, Plan, PortDecision, ServiceDecision,
+    Volume,
 };
 use crate::error::{Error, Result};
 
@@ -156,6 +157,20 @@ impl Plan {
                     })
                 })
                 .collect::<Result<_>>()?;
+        }
+        if self.init.mode == InitMode::DumbInit {
+            // One command runs, no service: the services' ports and checks do not apply.
+            self.port.retain(|p| p.service.is_none());
+            let ports: Vec<String> = self
+                .port
+                .iter()
+                .map(|p| format!("{}/{}", p.port, p.protocol))
+                .collect();
+            self.check.retain(|c| match c.kind {
+                CheckKind::ServiceRunning => false,
+                CheckKind::PortListening => ports.contains(&c.target),
+                _ => true,
+            });
         }
         if !a.volumes.is_empty() {
             self.volume = a
