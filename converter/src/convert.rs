@@ -84,6 +84,11 @@ pub fn convert(options: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> 
         &options.source,
         &OpenOptions {
             include_mounts: options.include_mounts.clone(),
+            filter: source::remote::Filter::new(
+                &options.profiles,
+                &options.excludes,
+                options.family_profiles,
+            ),
         },
     )?;
     let out = LayoutWriter::create(&options.output, options.format, options.force)?;

@@ -33,6 +33,9 @@ pub enum Error {
     /// An OCI image layout that cannot be read or written.
     #[error("{path}: {reason}")]
     Layout { path: PathBuf, reason: String },
+    /// A remote server that cannot be reached or captured (ssh://).
+    #[error("{host}: {reason}")]
+    Remote { host: String, reason: String },
     /// The output already exists and would be overwritten.
     #[error("{0}: already exists (remove it, or pass --force)")]
     OutputExists(PathBuf),

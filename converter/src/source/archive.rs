@@ -79,6 +79,16 @@ impl ArchiveSource {
         Self::from_reader(path, rest, compression)
     }
 
+    /// Reads an archive from any stream (a remote server's), its compression found from
+    /// its first bytes; `name` names it in messages.
+    pub(crate) fn from_stream(name: &Path, mut raw: Box<dyn Read + '_>) -> Result<Self> {
+        let mut magic = [0u8; 512];
+        let n = read_full(&mut raw, &mut magic).at(name)?;
+        let compression = detect(name, &magic[..n])?;
+        let head = io::Cursor::new(magic[..n].to_vec());
+        Self::from_reader(name, Box::new(head.chain(raw)), compression)
+    }
+
     fn from_reader(path: &Path, raw: Box<dyn Read + '_>, compression: Compression) -> Result<Self> {
         let decoded: Box<dyn Read> = match compression {
             Compression::Gzip => {
