@@ -167,7 +167,15 @@ impl ArchiveSource {
                     .find(|(k, _)| k == key)
                     .map(|(_, v)| v.clone())
             };
-            let raw_path = record(b"path")
+            // A PAX 1.0 sparse file (GNU tar's, and rehost's own layers): its real name
+            // and size are in records, its data starts with the map of its extents.
+            let sparse_size = (record(b"GNU.sparse.major").as_deref() == Some(b"1"))
+                .then(|| record(b"GNU.sparse.realsize"))
+                .flatten();
+            let raw_path = sparse_size
+                .as_ref()
+                .and_then(|_| record(b"GNU.sparse.name"))
+                .or(record(b"path"))
                 .or(long_name.take())
                 .unwrap_or_else(|| item.path_bytes().into_owned());
             let raw_link = record(b"linkpath")
@@ -267,7 +275,25 @@ impl ArchiveSource {
                 }
                 Kind::File => {
                     e.size = item.size();
-                    if header.entry_type() == tar::EntryType::GNUSparse {
+                    if let Some(real) = &sparse_size {
+                        let real = String::from_utf8_lossy(real)
+                            .trim()
+                            .parse::<u64>()
+                            .map_err(|_| at("bad GNU.sparse.realsize"))?;
+                        let file = match &mut side {
+                            Some(f) => f,
+                            None => side.insert(tempfile::tempfile().at(std::env::temp_dir())?),
+                        };
+                        let extents = expand_sparse(&mut item, real, file, side_len)
+                            .map_err(|why| at(&format!("corrupt sparse file: {why}")))?;
+                        data = DataAt {
+                            offset: side_len,
+                            side: true,
+                        };
+                        side_len += real;
+                        e.size = real;
+                        e.sparse = Some(extents);
+                    } else if header.entry_type() == tar::EntryType::GNUSparse {
                         let file = match &mut side {
                             Some(f) => f,
                             None => side.insert(tempfile::tempfile().at(std::env::temp_dir())?),
@@ -585,6 +611,89 @@ type PaxRecord = (Vec<u8>, Vec<u8>);
 /// The most an extended header (PAX records, a GNU long name) may hold.
 const MAX_EXTENSION: u64 = 1 << 20;
 
+/// The most extents a sparse file's map may list.
+const MAX_EXTENTS: u64 = 1 << 20;
+
+/// Reads a PAX 1.0 sparse file's data (its map, then its data extents one after
+/// another) and writes the content at `base` of `side`, holes left as holes; gives the
+/// data extents. Everything is checked against the real size and the entry's length.
+fn expand_sparse(
+    item: &mut impl Read,
+    real_size: u64,
+    side: &File,
+    base: u64,
+) -> std::result::Result<Vec<crate::entry::Extent>, String> {
+    let mut consumed = 0u64;
+    let mut number = |item: &mut dyn Read| -> std::result::Result<u64, String> {
+        let mut digits = Vec::new();
+        loop {
+            let mut byte = [0u8; 1];
+            if item.read(&mut byte).map_err(|e| e.to_string())? == 0 {
+                return Err("the map is cut short".into());
+            }
+            consumed += 1;
+            match byte[0] {
+                b'\n' => break,
+                b @ b'0'..=b'9' if digits.len() < 20 => digits.push(b),
+                _ => return Err("the map holds something other than numbers".into()),
+            }
+        }
+        String::from_utf8_lossy(&digits)
+            .parse()
+            .map_err(|_| "an empty number in the map".to_string())
+    };
+    let count = number(item)?;
+    if count > MAX_EXTENTS {
+        return Err(format!("{count} extents (more than {MAX_EXTENTS})"));
+    }
+    let mut extents = Vec::new();
+    let mut end = 0u64;
+    for _ in 0..count {
+        let offset = number(item)?;
+        let len = number(item)?;
+        if offset < end || offset.checked_add(len).is_none_or(|e| e > real_size) {
+            return Err("extents out of order or past the end of the file".into());
+        }
+        end = offset + len;
+        // A zero-length extent only marks where the file ends.
+        if len > 0 {
+            extents.push(crate::entry::Extent { offset, len });
+        }
+    }
+    drop(number);
+    let padding = (512 - consumed % 512) % 512;
+    io::copy(&mut item.take(padding), &mut io::sink()).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1 << 16];
+    for x in &extents {
+        let mut left = x.len;
+        let mut at = base + x.offset;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = item.read(&mut buf[..want]).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the data is cut short".into());
+            }
+            side.write_all_at(&buf[..n], at)
+                .map_err(|e| e.to_string())?;
+            at += n as u64;
+            left -= n as u64;
+        }
+    }
+    side.set_len(
+        side.metadata()
+            .map_err(|e| e.to_string())?
+            .len()
+            .max(base + real_size),
+    )
+    .map_err(|e| e.to_string())?;
+    // The next expanded entry is appended after this one.
+    let mut cursor = side;
+    cursor
+        .seek(io::SeekFrom::Start(base + real_size))
+        .map_err(|e| e.to_string())?;
+    Ok(extents)
+}
+
 /// PAX records: "LEN key=value\n", where LEN counts the whole record, so a value may
 /// hold any byte, newlines included.
 fn parse_pax_records(mut data: &[u8]) -> std::result::Result<Vec<PaxRecord>, String> {
@@ -629,4 +738,53 @@ fn parse_pax_time(v: &[u8]) -> (i64, u32) {
         digits.push('0');
     }
     (secs, digits.parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Extent;
+    use crate::image::tar::TarWriter;
+
+    #[test]
+    fn a_pax_sparse_file_reads_back_with_its_holes() {
+        let mut dir = Entry::new(b"var".to_vec(), Kind::Dir);
+        dir.mode = 0o755;
+        let mut file = Entry::new(b"var/disk.img".to_vec(), Kind::File);
+        file.mode = 0o644;
+        file.size = 3 * 4096;
+        let extents = vec![
+            Extent {
+                offset: 0,
+                len: 100,
+            },
+            Extent {
+                offset: 8192,
+                len: 4096,
+            },
+        ];
+        file.sparse = Some(extents.clone());
+        let data: Vec<u8> = (0..4196u32).map(|i| (i % 251) as u8 + 1).collect();
+        let mut w = TarWriter::new(Vec::new());
+        w.append(&dir, None).unwrap();
+        w.append(&file, Some(&mut &data[..])).unwrap();
+        let tar = w.finish().unwrap();
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), &tar).unwrap();
+
+        let source = ArchiveSource::open(tmp.path()).unwrap();
+        let got = source.metadata(b"var/disk.img").unwrap();
+        assert_eq!(got.size, 3 * 4096);
+        assert_eq!(got.sparse, Some(extents));
+        let mut content = Vec::new();
+        source
+            .open(b"var/disk.img")
+            .unwrap()
+            .read_to_end(&mut content)
+            .unwrap();
+        let mut want = vec![0u8; 3 * 4096];
+        want[..100].copy_from_slice(&data[..100]);
+        want[8192..].copy_from_slice(&data[100..]);
+        assert!(content == want, "the content differs");
+    }
 }

@@ -58,7 +58,7 @@ impl Session {
             remote_dir: None,
             sudo: false,
         };
-        let mut master = Command::new("ssh");
+        let mut master = ssh_command();
         master
             .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-N"])
             .args(session.common_args())
@@ -118,7 +118,7 @@ impl Session {
 
     /// `ssh` running `script` with `/bin/sh` on the server, through the master.
     fn remote(&self, script: &str) -> Command {
-        let mut cmd = Command::new("ssh");
+        let mut cmd = ssh_command();
         cmd.args(["-o", "ControlMaster=no", "-T"])
             .args(self.common_args())
             .arg(format!("/bin/sh -c {}", quote(script)));
@@ -282,7 +282,7 @@ impl Drop for Session {
             return;
         }
         self.remove_dir();
-        let _ = Command::new("ssh")
+        let _ = ssh_command()
             .args(["-O", "exit"])
             .args(self.common_args())
             .stdin(Stdio::null())
@@ -370,6 +370,24 @@ fn collect_stderr(stderr: impl Read, host: &str) -> Said {
         }
     }
     said
+}
+
+/// The system's `ssh`, ended by the kernel if rehost dies first (killed, not just
+/// Ctrl-C, which the whole process group gets): a master left running would keep the
+/// server's session, and the helper, alive.
+fn ssh_command() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("ssh");
+    // SAFETY: prctl is async-signal-safe and touches only the child being made.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// Quotes a string for a POSIX shell.
