@@ -293,6 +293,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     };
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
+    crate::remote::show_transfer(&bar, &args.source);
     let summary = convert::convert(&options, &mut |p| {
         if p.entries % 256 == 0 {
             bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)));

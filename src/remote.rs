@@ -14,6 +14,29 @@ use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Shows a remote capture's progress on the command's spinner: files, bytes, the rate
+/// and the time left.
+pub fn show_transfer(bar: &indicatif::ProgressBar, source: &std::path::Path) {
+    if !remote::is_remote(source) {
+        return;
+    }
+    let bar = bar.clone();
+    remote::progress::on_progress(move |t| {
+        let left = t
+            .eta()
+            .map(|d| format!(", {} s left", d.as_secs()))
+            .unwrap_or_default();
+        bar.set_message(format!(
+            "receiving: {} of {} files, {} of {}, {}/s{left}",
+            t.files,
+            t.total_files,
+            crate::output::bytes(t.bytes),
+            crate::output::bytes(t.total_bytes),
+            crate::output::bytes(t.rate() as u64),
+        ));
+    });
+}
+
 /// What the helper is asked for an inspect.
 #[derive(Serialize, Deserialize)]
 struct InspectRequest {

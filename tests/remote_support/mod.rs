@@ -216,7 +216,10 @@ impl Prepared {
             netns: netns.clone(),
         };
         let _ = server.sshd.wait();
-        let client_address = server.prepared.address.replace(".2", ".1");
+        let client_address = match server.prepared.address.rsplit_once('.') {
+            Some((net, _)) => format!("{net}.1"),
+            None => unreachable!("an IPv4 address"),
+        };
         for ns in &netns {
             sh("ip", &["netns", "add", ns]);
         }
@@ -439,6 +442,8 @@ pub fn layer_listing(image: &Path) -> BTreeMap<String, String> {
         let mut pax: Vec<String> = entry
             .pax_extensions()
             .unwrap()
+            .into_iter()
+            .flatten()
             .map(|ext| {
                 let ext = ext.unwrap();
                 format!(

@@ -15,6 +15,7 @@
 //! When the helper cannot run (a noexec `/tmp`, another architecture), the server's
 //! own `tar` sends the whole tree instead, and a warning says what is lost.
 
+pub mod progress;
 mod session;
 mod url;
 
@@ -351,8 +352,13 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
     let excludes = Excludes::new(&rules, &request.filter.excludes)?;
     let lenient = Lenient {
         inner: source,
+        root: root.to_path_buf(),
         unreadable: Mutex::new(Vec::new()),
+        grown: Mutex::new(Vec::new()),
     };
+    let (files, bytes) = progress::measure(&lenient, &excludes)?;
+    eprintln!("{}total {files} {bytes}", progress::PREFIX);
+    let mut reporter = progress::Reporter::new();
     let stdout = std::io::stdout().lock();
     let buffered = std::io::BufWriter::with_capacity(1 << 20, stdout);
     let mut encoder = zstd::stream::write::Encoder::new(buffered, 3).at("the stream")?;
@@ -363,12 +369,15 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
         let _ = encoder.multithread(workers);
     }
     let (encoder, stats) =
-        crate::image::layer::write_tree(&lenient, &excludes, encoder, &mut |_| {})?;
+        crate::image::layer::write_tree(&lenient, &excludes, encoder, &mut |p| {
+            reporter.report(p.entries, p.bytes)
+        })?;
     encoder
         .finish()
         .and_then(|mut out| out.flush())
         .at("the stream")?;
     let unreadable = lenient.unreadable.into_inner().unwrap_or_default();
+    let grown = lenient.grown.into_inner().unwrap_or_default();
     let mut ledger = Ledger::default();
     for s in stats.skipped {
         // An unreadable file reaches the builder as one that vanished: say why.
@@ -382,6 +391,10 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
             reason,
         });
     }
+    ledger.skipped.extend(grown.into_iter().map(|g| LedgerItem {
+        path: g.path,
+        reason: g.reason,
+    }));
     let mut err = std::io::stderr().lock();
     writeln!(
         err,
@@ -393,10 +406,12 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
 }
 
 /// A live tree in which a file that cannot be opened is left out and listed, not the
-/// end of the capture.
+/// end of the capture, and a file that grows while it is read is listed.
 struct Lenient {
     inner: Box<dyn Source>,
+    root: PathBuf,
     unreadable: Mutex<Vec<Skipped>>,
+    grown: Mutex<Vec<Skipped>>,
 }
 
 impl Lenient {
@@ -437,12 +452,57 @@ impl Source for Lenient {
     }
 
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
-        self.inner.open(path).map_err(|e| self.note(path, e))
+        let inner = self.inner.open(path).map_err(|e| self.note(path, e))?;
+        Ok(Box::new(Watched {
+            inner,
+            read: 0,
+            path: path.to_vec(),
+            tree: self,
+        }))
     }
 
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
         self.inner
             .open_extents(path, extents)
             .map_err(|e| self.note(path, e))
+    }
+}
+
+/// A file being read: when the builder is done with it (it reads the size the walk
+/// saw), a file now longer than that grew during the capture, and is listed.
+struct Watched<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    read: u64,
+    path: Vec<u8>,
+    tree: &'a Lenient,
+}
+
+impl Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        use std::os::unix::ffi::OsStrExt;
+        let full = self.tree.root.join(std::ffi::OsStr::from_bytes(&self.path));
+        let Ok(now) = std::fs::symlink_metadata(full) else {
+            return;
+        };
+        if now.len() > self.read {
+            if let Ok(mut list) = self.tree.grown.lock() {
+                list.push(Skipped {
+                    path: format!("/{}", String::from_utf8_lossy(&self.path)),
+                    reason: format!(
+                        "grew while reading (kept its first {} bytes, now {})",
+                        self.read,
+                        now.len()
+                    ),
+                });
+            }
+        }
     }
 }

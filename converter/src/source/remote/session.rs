@@ -145,8 +145,9 @@ impl Session {
 
     /// Root, or a sudo that needs no password: the walk must read every file.
     pub fn become_root(&mut self) -> Result<()> {
+        // The last line: a noisy shell startup file may print before the command.
         let uid = self.output("id -u", None)?;
-        if String::from_utf8_lossy(&uid).trim() == "0" {
+        if String::from_utf8_lossy(&uid).lines().last().map(str::trim) == Some("0") {
             return Ok(());
         }
         let mut cmd = self.remote("sudo -n true");
@@ -178,6 +179,9 @@ impl Session {
              then echo \"$d\"; else rm -rf \"$d\"; exit 1; fi"
         );
         let dir = String::from_utf8_lossy(&self.output(&script, Some(file))?)
+            .lines()
+            .last()
+            .unwrap_or_default()
             .trim()
             .to_string();
         if !dir.starts_with('/') || dir.contains('\'') {
@@ -230,7 +234,7 @@ impl Session {
         let script = format!(
             "cd {} || exit 1\n\
              z=cat; command -v gzip >/dev/null 2>&1 && z='gzip -1'\n\
-             {}tar --create --file=- --numeric-owner --one-file-system --sparse \
+             {}tar --create --file=- --numeric-owner --one-file-system --sparse --sparse-version=1.0 \
              --xattrs --xattrs-include='*' --acls --format=posix . | $z",
             quote(path),
             if self.sudo { "sudo -n " } else { "" },
@@ -359,10 +363,14 @@ impl Running {
 
 fn collect_stderr(stderr: impl Read, host: &str) -> Said {
     let mut said = Said::default();
+    let started = std::time::Instant::now();
+    let mut transfer = super::progress::Transfer::default();
     for line in BufReader::new(stderr).split(b'\n') {
         let Ok(line) = line else { break };
         let line = String::from_utf8_lossy(&line).trim_end().to_string();
-        if let Some(ledger) = line.strip_prefix(LEDGER_PREFIX) {
+        if let Some(report) = line.strip_prefix(super::progress::PREFIX) {
+            super::progress::received(report, &mut transfer, started);
+        } else if let Some(ledger) = line.strip_prefix(LEDGER_PREFIX) {
             said.ledger = Some(ledger.to_string());
         } else if !line.is_empty() {
             tracing::info!("{host}: {line}");
