@@ -17,7 +17,8 @@ use std::process::ExitCode;
 )]
 pub struct Args {
     /// The server: a directory, the live root /, a root filesystem archive (- for stdin),
-    /// or a VM disk image (raw, qcow2, vmdk, vhd, ova).
+    /// a VM disk image (raw, qcow2, vmdk, vhd, ova), or a remote server
+    /// (ssh://[USER@]HOST[:PORT][/PATH], nothing installed on it).
     source: PathBuf,
     /// Where to write the image.
     #[arg(short, long, value_name = "IMAGE")]

@@ -18,7 +18,8 @@ use std::process::ExitCode;
     The plan is a TOML file; edit it, then give it to `rehost convert --plan` and \
     `rehost verify --plan`. docs/plan.md describes every field.")]
 pub struct Args {
-    /// The server: a directory, the live root /, or a root filesystem archive (- for stdin).
+    /// The server: a directory, the live root /, a root filesystem archive (- for stdin),
+    /// a VM disk image, or a remote server (ssh://[USER@]HOST[:PORT][/PATH]).
     pub(crate) source: PathBuf,
     /// Print the inventory and the plan as JSON on standard output.
     #[arg(long)]

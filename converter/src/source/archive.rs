@@ -660,7 +660,6 @@ fn expand_sparse(
             extents.push(crate::entry::Extent { offset, len });
         }
     }
-    drop(number);
     let padding = (512 - consumed % 512) % 512;
     io::copy(&mut item.take(padding), &mut io::sink()).map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 1 << 16];
