@@ -127,3 +127,24 @@ impl Reporter {
         eprintln!("{PREFIX}{files} {bytes}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_and_the_time_left_follow_the_reports() {
+        let started = Instant::now() - Duration::from_secs(2);
+        let mut t = Transfer::default();
+        received("total 10 4000", &mut t, started);
+        assert_eq!((t.total_files, t.total_bytes), (10, 4000));
+        assert_eq!(t.eta(), None, "no rate before the first bytes");
+        received("5 1000", &mut t, started);
+        assert_eq!((t.files, t.bytes), (5, 1000));
+        // 1000 bytes in about 2 s: about 6 s for the 3000 left.
+        let left = t.eta().unwrap().as_secs_f64();
+        assert!((5.0..=6.5).contains(&left), "{left}");
+        received("garbage", &mut t, started);
+        assert_eq!(t.bytes, 1000);
+    }
+}
