@@ -275,3 +275,57 @@ fn the_static_rehost_runs_with_no_libc_and_on_bullseye_where_the_dynamic_one_can
         .unwrap_or_default();
     assert!(system.contains("11"), "{report}");
 }
+
+#[test]
+fn a_file_that_grows_during_the_capture_is_listed_and_the_run_finishes() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let prepared = Prepared::new("debian-sysvinit");
+    // Big enough that reading it takes a while, during which it keeps growing.
+    let big = prepared.root.join("srv/growing.log");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    sh(
+        "dd",
+        &[
+            "if=/dev/zero",
+            &format!("of={}", big.display()),
+            "bs=1M",
+            "count=200",
+            "status=none",
+        ],
+    );
+    let server = prepared.start(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let big = big.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(big).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"another line\n").unwrap();
+            }
+        })
+    };
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("ssh.oci");
+    let url = server.url("root", "/");
+    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    let run = server.rehost("config", &args);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok(&run, "convert over ssh of a changing server")).unwrap();
+    let skipped = summary["stats"]["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["path"] == "/srv/growing.log"
+            && s["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("grew while reading")),
+        "the growing file is not in the ledger: {skipped:?}"
+    );
+    assert!(image.join("index.json").is_file(), "no image");
+    server.assert_nothing_left("a capture of a changing server");
+}
