@@ -7,6 +7,7 @@ use converter::image::rich::HookPhase;
 use converter::image::Compression;
 use converter::plan::amend::Amendments;
 use converter::plan::Plan;
+use converter::source::remote::Filter;
 use converter::source::{self, OpenOptions};
 use oci::layout::OutputFormat;
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ use std::process::ExitCode;
 )]
 pub struct Args {
     /// The server: a directory, the live root /, a root filesystem archive (- for stdin),
-    /// or a VM disk image (raw, qcow2, vmdk, vhd, ova).
+    /// a VM disk image (raw, qcow2, vmdk, vhd, ova), or a remote server
+    /// (ssh://[USER@]HOST[:PORT][/PATH], nothing installed on it).
     source: PathBuf,
     /// Where to write the image.
     #[arg(short, long, value_name = "IMAGE")]
@@ -136,15 +138,22 @@ impl InitArgs {
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
+    let given = args.plan.as_deref().map(Plan::read).transpose()?;
+    // A remote server leaves out what the plan will, before anything crosses the network.
+    let filter = match &given {
+        Some(plan) => Filter::of_plan(plan, &args.exclude),
+        None => Filter::of_profiles(&args.profile, args.no_default_excludes, &args.exclude)?,
+    };
     let source = source::open(
         &args.source,
         &OpenOptions {
             include_mounts: args.include_mount.clone(),
+            filter,
         },
     )?;
     // The plan: the operator's, or the one `inspect` would write; the flags amend it.
-    let mut plan = match &args.plan {
-        Some(path) => Plan::read(path)?,
+    let mut plan = match given {
+        Some(plan) => plan,
         None => Plan::derive(source.as_ref(), &args.profile)?,
     };
     plan.amend(&args.init.amendments(&args))?;
@@ -170,6 +179,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     };
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
+    crate::remote::show_transfer(&bar, &args.source);
     let summary = convert::convert(source.as_ref(), &plan, &options, &mut |p| {
         if p.entries % 256 == 0 {
             bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)));

@@ -18,27 +18,28 @@ use std::process::ExitCode;
     The plan is a TOML file; edit it, then give it to `rehost convert --plan` and \
     `rehost verify --plan`. docs/plan.md describes every field.")]
 pub struct Args {
-    /// The server: a directory, the live root /, or a root filesystem archive (- for stdin).
-    source: PathBuf,
+    /// The server: a directory, the live root /, a root filesystem archive (- for stdin),
+    /// a VM disk image, or a remote server (ssh://[USER@]HOST[:PORT][/PATH]).
+    pub(crate) source: PathBuf,
     /// Print the inventory and the plan as JSON on standard output.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Write the plan (every decision, with its reason) to this TOML file.
     #[arg(long, value_name = "FILE")]
-    plan: Option<PathBuf>,
+    pub(crate) plan: Option<PathBuf>,
     /// Replace the plan file if it exists.
     #[arg(long)]
-    force: bool,
+    pub(crate) force: bool,
     /// Profiles the plan's decisions come from (built-in names or files), instead of
     /// `base` plus the distribution family's own.
     #[arg(long, value_name = "NAME|FILE")]
-    profile: Vec<String>,
+    pub(crate) profile: Vec<String>,
     /// Skip the metadata walk (sizes, sparse files, keys outside the usual places).
     #[arg(long)]
-    no_walk: bool,
+    pub(crate) no_walk: bool,
     /// For a live root: also look at this mount point's filesystem.
     #[arg(long, value_name = "PATH")]
-    include_mount: Vec<PathBuf>,
+    pub(crate) include_mount: Vec<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -50,64 +51,104 @@ struct Report<'a> {
 }
 
 pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
+    if converter::source::remote::is_remote(&args.source) {
+        return crate::remote::inspect(args, quiet);
+    }
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
     let source = source::open(
         &args.source,
         &OpenOptions {
             include_mounts: args.include_mount.clone(),
+            ..OpenOptions::default()
         },
     )
     .with_context(|| format!("inspecting {}", args.source.display()))?;
-    let inventory = inventory::inspect(
-        source.as_ref(),
-        &InspectOptions {
-            walk: !args.no_walk,
-        },
-    );
+    let profiles = args
+        .profile
+        .iter()
+        .map(|p| Profile::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let examined = examine(source.as_ref(), &profiles, !args.no_walk)
+        .with_context(|| format!("inspecting {}", args.source.display()))?;
     bar.finish_and_clear();
+    let report = render(&examined, args.json)?;
+    finish(&args, quiet, &report, &examined.plan)
+}
 
-    let profiles = Profile::choose(&args.profile, &inventory.os.family)?;
+/// What inspect finds and decides about one source.
+pub(crate) struct Examined {
+    pub inventory: Inventory,
+    pub plan: Plan,
+    /// Bytes of content the image will hold after the plan's excludes (with the walk).
+    pub image_bytes: Option<u64>,
+}
+
+/// The inventory, the plan (from `profiles`, or from `base` and the distribution
+/// family's own when none) and the image's size.
+pub(crate) fn examine(
+    source: &dyn converter::source::Source,
+    profiles: &[Profile],
+    walk: bool,
+) -> Result<Examined> {
+    let inventory = inventory::inspect(source, &InspectOptions { walk });
+    let profiles = Profile::or_family(profiles.to_vec(), &inventory.os.family)?;
     let plan = Plan::decide(&inventory, &profiles);
-    let image_bytes = if args.no_walk {
-        None
+    let image_bytes = if walk {
+        Some(plan.image_bytes(source).context("sizing the image")?)
     } else {
-        Some(
-            plan.image_bytes(source.as_ref())
-                .with_context(|| format!("sizing the image of {}", args.source.display()))?,
-        )
+        None
     };
+    Ok(Examined {
+        inventory,
+        plan,
+        image_bytes,
+    })
+}
+
+/// The report as the user reads it: text, or JSON.
+pub(crate) fn render(examined: &Examined, json: bool) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if json {
+        let report = Report {
+            inventory: &examined.inventory,
+            plan: &examined.plan,
+            image_bytes: examined.image_bytes,
+        };
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        out.push(b'\n');
+    } else {
+        print_report(
+            &mut out,
+            &examined.inventory,
+            &examined.plan,
+            examined.image_bytes,
+        )?;
+    }
+    Ok(out)
+}
+
+/// Writes the plan file and prints the report.
+pub(crate) fn finish(args: &Args, quiet: bool, report: &[u8], plan: &Plan) -> Result<ExitCode> {
     if let Some(path) = &args.plan {
         plan.write(path, args.force)
             .with_context(|| format!("writing the plan {}", path.display()))?;
     }
-    if args.json {
-        let report = Report {
-            inventory: &inventory,
-            plan: &plan,
-            image_bytes,
-        };
-        let json = serde_json::to_string_pretty(&report)?;
-        match writeln!(std::io::stdout(), "{json}") {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.context("writing the report")?,
-        }
+    if quiet && !args.json {
         return Ok(ExitCode::SUCCESS);
     }
-    if !quiet {
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        let printed = print_report(&mut out, &inventory, &plan, image_bytes).and_then(|()| {
-            if let Some(path) = &args.plan {
-                writeln!(out, "\nplan written to {}", path.display())?;
-            }
-            out.flush()
-        });
-        match printed {
-            // The reader went away (`| head`): nothing more to say.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.context("writing the report")?,
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let printed = out.write_all(report).and_then(|()| {
+        if let (Some(path), false) = (&args.plan, args.json) {
+            writeln!(out, "\nplan written to {}", path.display())?;
         }
+        out.flush()
+    });
+    match printed {
+        // The reader went away (`| head`): nothing more to say.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.context("writing the report")?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ mod output;
 mod ps;
 mod pull;
 mod push;
+mod remote;
 mod rm;
 mod run;
 mod stop;
@@ -25,8 +26,9 @@ use std::process::ExitCode;
     version,
     about = "Move legacy servers and VMs into rich OCI containers",
     long_about = "Move legacy servers and VMs into rich OCI containers.\n\n\
-        A SOURCE is a live root (/), a directory, or a root filesystem archive \
-        (tar, tar.gz, tar.zst; - reads one from standard input).\n\
+        A SOURCE is a live root (/), a directory, a root filesystem archive \
+        (tar, tar.gz, tar.zst; - reads one from standard input), a VM disk image \
+        or a remote server (ssh://[USER@]HOST[:PORT][/PATH]).\n\
         An IMAGE is an OCI image layout directory or an OCI archive; \
         a REF is an image in a registry (REGISTRY/REPOSITORY:TAG)."
 )]
@@ -80,6 +82,13 @@ fn main() -> ExitCode {
     {
         let code = runtime::embedded::main(argv.collect());
         return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    // The helper's side of an ssh:// source, on the server (hidden, not a user command).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == converter::source::remote::HELPER_SUBCOMMAND)
+    {
+        return remote::helper_main(std::env::args_os().skip(2).collect());
     }
     let cli = Cli::parse();
     output::init_logging(cli.verbose, cli.quiet);

@@ -36,6 +36,9 @@ pub enum Error {
     /// The rehost-init binary to ship is missing or would not run in every image.
     #[error("{0}")]
     InitBinary(String),
+    /// A remote server that cannot be reached or captured (ssh://).
+    #[error("{host}: {reason}")]
+    Remote { host: String, reason: String },
     /// The output already exists and would be overwritten.
     #[error("{0}: already exists (remove it, or pass --force)")]
     OutputExists(PathBuf),

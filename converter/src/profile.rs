@@ -156,10 +156,20 @@ impl Profile {
     /// none is named, `base` and those of the source's distribution family. `inspect` and
     /// `convert` both choose here.
     pub fn choose(names: &[String], family: &str) -> Result<Vec<Self>> {
-        if names.is_empty() {
+        let named = names
+            .iter()
+            .map(|n| Self::load(n))
+            .collect::<Result<Vec<_>>>()?;
+        Self::or_family(named, family)
+    }
+
+    /// The profiles already loaded, or `base` and the family's when there are none (a
+    /// remote inspection loads them here and decides on the server).
+    pub fn or_family(named: Vec<Self>, family: &str) -> Result<Vec<Self>> {
+        if named.is_empty() {
             Self::for_family(family)
         } else {
-            names.iter().map(|n| Self::load(n)).collect()
+            Ok(named)
         }
     }
 

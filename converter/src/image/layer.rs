@@ -123,6 +123,32 @@ pub fn build_layer(
     })
 }
 
+/// Streams every entry of `source` that `excludes` keeps as one plain tar into `out`,
+/// with the same walk and encoding as a layer (what a remote capture sends back).
+pub fn write_tree<W: io::Write>(
+    source: &dyn Source,
+    excludes: &Excludes,
+    out: W,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(W, LayerStats)> {
+    let mut tar = TarWriter::new(out);
+    let mut stats = LayerStats::default();
+    let mut builder = Builder {
+        source,
+        excludes,
+        epoch: None,
+        excluded_dir: None,
+        first_name: HashMap::new(),
+        kept: HashMap::new(),
+        progress: Progress::default(),
+    };
+    let skipped = source.walk(&mut |entry| builder.add(entry, &mut tar, &mut stats, progress))?;
+    stats.skipped.extend(skipped);
+    stats.tar_bytes = tar.written();
+    let out = tar.finish().map_err(|e| Error::io("tar stream", e))?;
+    Ok((out, stats))
+}
+
 struct Builder<'a> {
     source: &'a dyn Source,
     excludes: &'a Excludes,

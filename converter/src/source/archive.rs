@@ -79,6 +79,16 @@ impl ArchiveSource {
         Self::from_reader(path, rest, compression)
     }
 
+    /// Reads an archive from any stream (a remote server's), its compression found from
+    /// its first bytes; `name` names it in messages.
+    pub(crate) fn from_stream(name: &Path, mut raw: Box<dyn Read + '_>) -> Result<Self> {
+        let mut magic = [0u8; 512];
+        let n = read_full(&mut raw, &mut magic).at(name)?;
+        let compression = detect(name, &magic[..n])?;
+        let head = io::Cursor::new(magic[..n].to_vec());
+        Self::from_reader(name, Box::new(head.chain(raw)), compression)
+    }
+
     fn from_reader(path: &Path, raw: Box<dyn Read + '_>, compression: Compression) -> Result<Self> {
         let decoded: Box<dyn Read> = match compression {
             Compression::Gzip => {
@@ -157,7 +167,18 @@ impl ArchiveSource {
                     .find(|(k, _)| k == key)
                     .map(|(_, v)| v.clone())
             };
-            let raw_path = record(b"path")
+            // A PAX 1.0 sparse file (GNU tar's, and rehost's own layers): its real name
+            // and size are in records, its data starts with the map of its extents.
+            let sparse = oci::tar::sparse::pax10(&record).map_err(|e| {
+                bad(format!(
+                    "entry `{}`: {e}",
+                    String::from_utf8_lossy(&item.path_bytes())
+                ))
+            })?;
+            let raw_path = sparse
+                .as_ref()
+                .map(|s| s.name.clone())
+                .or(record(b"path"))
                 .or(long_name.take())
                 .unwrap_or_else(|| item.path_bytes().into_owned());
             let raw_link = record(b"linkpath")
@@ -257,7 +278,22 @@ impl ArchiveSource {
                 }
                 Kind::File => {
                     e.size = item.size();
-                    if header.entry_type() == tar::EntryType::GNUSparse {
+                    if let Some(real) = sparse.as_ref().map(|s| s.real_size) {
+                        let entry_len = item.size();
+                        let file = match &mut side {
+                            Some(f) => f,
+                            None => side.insert(tempfile::tempfile().at(std::env::temp_dir())?),
+                        };
+                        let extents = expand_sparse(&mut item, real, entry_len, file, side_len)
+                            .map_err(|why| at(&format!("corrupt sparse file: {why}")))?;
+                        data = DataAt {
+                            offset: side_len,
+                            side: true,
+                        };
+                        side_len += real;
+                        e.size = real;
+                        e.sparse = Some(extents);
+                    } else if header.entry_type() == tar::EntryType::GNUSparse {
                         let file = match &mut side {
                             Some(f) => f,
                             None => side.insert(tempfile::tempfile().at(std::env::temp_dir())?),
@@ -578,6 +614,49 @@ type PaxRecord = (Vec<u8>, Vec<u8>);
 /// The most an extended header (PAX records, a GNU long name) may hold.
 const MAX_EXTENSION: u64 = 1 << 20;
 
+/// Reads a PAX 1.0 sparse file's data (its map, then its data extents one after
+/// another) and writes the content at `base` of `side`, holes left as holes; gives the
+/// data extents. Everything is checked against the real size and the entry's length.
+fn expand_sparse(
+    item: &mut impl Read,
+    real_size: u64,
+    entry_len: u64,
+    side: &File,
+    base: u64,
+) -> std::result::Result<Vec<crate::entry::Extent>, String> {
+    let extents =
+        oci::tar::sparse::read_map(item, real_size, entry_len).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1 << 16];
+    for x in &extents {
+        let mut left = x.len;
+        let mut at = base + x.offset;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = item.read(&mut buf[..want]).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the data is cut short".into());
+            }
+            side.write_all_at(&buf[..n], at)
+                .map_err(|e| e.to_string())?;
+            at += n as u64;
+            left -= n as u64;
+        }
+    }
+    side.set_len(
+        side.metadata()
+            .map_err(|e| e.to_string())?
+            .len()
+            .max(base + real_size),
+    )
+    .map_err(|e| e.to_string())?;
+    // The next expanded entry is appended after this one.
+    let mut cursor = side;
+    cursor
+        .seek(io::SeekFrom::Start(base + real_size))
+        .map_err(|e| e.to_string())?;
+    Ok(extents)
+}
+
 /// PAX records: "LEN key=value\n", where LEN counts the whole record, so a value may
 /// hold any byte, newlines included.
 fn parse_pax_records(mut data: &[u8]) -> std::result::Result<Vec<PaxRecord>, String> {
@@ -622,4 +701,53 @@ fn parse_pax_time(v: &[u8]) -> (i64, u32) {
         digits.push('0');
     }
     (secs, digits.parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Extent;
+    use oci::tar::TarWriter;
+
+    #[test]
+    fn a_pax_sparse_file_reads_back_with_its_holes() {
+        let mut dir = Entry::new(b"var".to_vec(), Kind::Dir);
+        dir.mode = 0o755;
+        let mut file = Entry::new(b"var/disk.img".to_vec(), Kind::File);
+        file.mode = 0o644;
+        file.size = 3 * 4096;
+        let extents = vec![
+            Extent {
+                offset: 0,
+                len: 100,
+            },
+            Extent {
+                offset: 8192,
+                len: 4096,
+            },
+        ];
+        file.sparse = Some(extents.clone());
+        let data: Vec<u8> = (0..4196u32).map(|i| (i % 251) as u8 + 1).collect();
+        let mut w = TarWriter::new(Vec::new());
+        w.append(&dir, None).unwrap();
+        w.append(&file, Some(&mut &data[..])).unwrap();
+        let tar = w.finish().unwrap();
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), &tar).unwrap();
+
+        let source = ArchiveSource::open(tmp.path()).unwrap();
+        let got = source.metadata(b"var/disk.img").unwrap();
+        assert_eq!(got.size, 3 * 4096);
+        assert_eq!(got.sparse, Some(extents));
+        let mut content = Vec::new();
+        source
+            .open(b"var/disk.img")
+            .unwrap()
+            .read_to_end(&mut content)
+            .unwrap();
+        let mut want = vec![0u8; 3 * 4096];
+        want[..100].copy_from_slice(&data[..100]);
+        want[8192..].copy_from_slice(&data[100..]);
+        assert!(content == want, "the content differs");
+    }
 }

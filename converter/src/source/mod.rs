@@ -7,6 +7,7 @@
 mod archive;
 mod dir;
 pub mod disk;
+pub mod remote;
 
 pub use archive::ArchiveSource;
 pub use dir::{DirOptions, DirSource};
@@ -92,12 +93,18 @@ pub trait Source: Send + Sync {
 pub struct OpenOptions {
     /// For a live root: other filesystems to include (their mount points).
     pub include_mounts: Vec<std::path::PathBuf>,
+    /// For a remote server: the excludes it applies before sending anything.
+    pub filter: remote::Filter,
 }
 
 /// Opens SOURCE: a directory (the live root `/` included), a root filesystem archive
-/// (tar, tar.gz, tar.zst; `-` reads one from standard input) or a VM disk image. The kind is found from the
+/// (tar, tar.gz, tar.zst; `-` reads one from standard input), a VM disk image or a
+/// remote server (`ssh://`). The kind is found from the
 /// content, not the name.
 pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
+    if remote::is_remote(path) {
+        return remote::open(&path.to_string_lossy(), options);
+    }
     if path == Path::new("-") {
         return Ok(Box::new(ArchiveSource::from_stdin()?));
     }

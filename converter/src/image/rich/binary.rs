@@ -38,8 +38,9 @@ pub fn find() -> Result<PathBuf> {
     )))
 }
 
-/// Whether an ELF file has no program interpreter (is statically linked).
-fn is_static(path: &Path) -> Result<bool> {
+/// Whether an ELF file has no program interpreter (is statically linked); an error for
+/// a file that is no 64-bit little-endian ELF executable.
+pub fn is_static(path: &Path) -> Result<bool> {
     use std::io::Read;
     let mut head = Vec::new();
     std::fs::File::open(path)

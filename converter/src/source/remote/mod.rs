@@ -1,0 +1,519 @@
+//! A remote server as a source: `ssh://[USER@]HOST[:PORT][/PATH]`, read agentlessly.
+//!
+//! rehost sends its static self (the helper) over one multiplexed OpenSSH connection
+//! into a private temporary directory, runs it as root (or through `sudo -n`), and
+//! removes it at the end. On the server the helper walks the tree, applies the
+//! profiles' and the user's excludes (excluded bytes never cross the network) and
+//! streams what is kept as one tar, zstd-compressed, with the same encoding as a layer.
+//! Here the stream is read once into an [`ArchiveSource`], so the rest of rehost reads
+//! a remote server as it reads an archive.
+//!
+//! Files that vanish, shrink or cannot be read on the live server do not end the run:
+//! they are listed (path and why) in the ledger the helper sends after the tree, which
+//! the walk reports as skipped entries.
+//!
+//! When the helper cannot run (a noexec `/tmp`, another architecture), the server's
+//! own `tar` sends the whole tree instead, and a warning says what is lost.
+
+pub mod progress;
+mod session;
+mod url;
+
+pub use session::{Helper, Running, Said, Session, HELPER_SUBCOMMAND, LEDGER_PREFIX, PROBE_ANSWER};
+pub use url::{SshUrl, SCHEME};
+
+use super::{ArchiveSource, OpenOptions, Skipped, Source, Visit};
+use crate::entry::{Entry, Extent};
+use crate::error::{Error, IoContext, Result};
+use crate::image::rich::binary::is_static;
+use crate::profile::{ExcludeRule, Excludes, Profile};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Whether SOURCE names a remote server.
+pub fn is_remote(source: &Path) -> bool {
+    source
+        .as_os_str()
+        .as_encoded_bytes()
+        .starts_with(SCHEME.as_bytes())
+}
+
+/// What the server applies before sending anything: the excludes of a convert.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Filter {
+    /// The profiles' rules, by profile name, in order.
+    pub profiles: Vec<NamedRules>,
+    /// The user's own globs (`--exclude`).
+    pub excludes: Vec<String>,
+    /// Add the profiles of the server's distribution family, as a local convert does.
+    pub family_profiles: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamedRules {
+    pub name: String,
+    pub exclude: Vec<ExcludeRule>,
+}
+
+impl Filter {
+    /// What a plan leaves out, and the user's own globs.
+    pub fn of_plan(plan: &crate::plan::Plan, excludes: &[String]) -> Self {
+        Filter {
+            profiles: vec![NamedRules {
+                name: "plan".into(),
+                exclude: plan.excludes(),
+            }],
+            excludes: excludes.to_vec(),
+            family_profiles: false,
+        }
+    }
+
+    /// What the plan derived from the profiles named (none: `base` and the server's
+    /// family's, found on the server) will leave out, and the user's own globs.
+    pub fn of_profiles(
+        names: &[String],
+        no_default_excludes: bool,
+        excludes: &[String],
+    ) -> crate::Result<Self> {
+        let profiles = if no_default_excludes {
+            Vec::new()
+        } else if names.is_empty() {
+            vec![Profile::builtin("base")?]
+        } else {
+            names
+                .iter()
+                .map(|n| Profile::load(n))
+                .collect::<crate::Result<_>>()?
+        };
+        Ok(Self::new(
+            &profiles,
+            excludes,
+            names.is_empty() && !no_default_excludes,
+        ))
+    }
+
+    pub fn new(profiles: &[Profile], excludes: &[String], family_profiles: bool) -> Self {
+        Filter {
+            profiles: profiles
+                .iter()
+                .map(|p| NamedRules {
+                    name: p.name.clone(),
+                    exclude: p.exclude.clone(),
+                })
+                .collect(),
+            excludes: excludes.to_vec(),
+            family_profiles,
+        }
+    }
+}
+
+/// What the helper is asked for a capture (the first line of its input, as
+/// `{"capture": …}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaptureRequest {
+    /// The directory on the server.
+    pub path: String,
+    pub filter: Filter,
+    pub include_mounts: Vec<PathBuf>,
+}
+
+/// What the helper reports after the tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ledger {
+    /// Entries not sent, and why (vanished, unreadable, sockets, other filesystems…).
+    pub skipped: Vec<LedgerItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LedgerItem {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Captures a remote server's tree: connects, runs the helper (or the server's tar),
+/// reads the stream, cleans up.
+pub fn open(address: &str, options: &OpenOptions) -> Result<Box<dyn Source>> {
+    let url = SshUrl::parse(address)?;
+    let helper = find_helper()?;
+    let mut session = Session::connect(&url)?;
+    session.become_root()?;
+    let captured = match session.install_helper(&helper)? {
+        Helper::Ready => capture(&session, options)?,
+        Helper::Unusable(why) => {
+            tracing::warn!("{}: {why}", url.destination());
+            warn_fallback(&url);
+            capture_with_tar(&session)?
+        }
+    };
+    drop(session);
+    Ok(Box::new(captured))
+}
+
+/// The warning for a capture by the server's own tar: what it loses.
+pub fn warn_fallback(url: &SshUrl) {
+    tracing::warn!(
+        "{}: falling back to the server's tar: the whole tree crosses the network and excludes \
+         apply here; ports come from daemons' configuration, not the live socket table; \
+         nanosecond times and files tar cannot read are lost (tar's warnings are kept as skipped)",
+        url.destination()
+    );
+}
+
+fn capture(session: &Session, options: &OpenOptions) -> Result<RemoteSource> {
+    let url = session.url().clone();
+    let request = CaptureRequest {
+        path: url.path.clone(),
+        filter: options.filter.clone(),
+        include_mounts: options.include_mounts.clone(),
+    };
+    let request = serde_json::json!({ "capture": request });
+    let mut running = session.run_helper(&request)?;
+    let stdout = running.stdout();
+    let name = PathBuf::from(url.to_string());
+    let mut reader = Shared::new(stdout);
+    let archive = ArchiveSource::from_stream(&name, Box::new(reader.clone()));
+    let (status, said) = running.finish(reader.detach())?;
+    let host = url.destination();
+    if !status.success() || said.ledger.is_none() {
+        return Err(Running::error(&host, status, &said, "the capture"));
+    }
+    let archive = archive?;
+    let ledger: Ledger =
+        serde_json::from_str(said.ledger.as_deref().unwrap_or_default()).map_err(|e| {
+            Error::Remote {
+                host: host.clone(),
+                reason: format!("the helper's ledger is unreadable: {e}"),
+            }
+        })?;
+    Ok(RemoteSource {
+        inner: archive,
+        name: url.to_string(),
+        ledger: ledger
+            .skipped
+            .into_iter()
+            .map(|i| Skipped {
+                path: i.path,
+                reason: i.reason,
+            })
+            .collect(),
+    })
+}
+
+/// The fallback: the server's tar of the whole tree; its warnings become the ledger.
+pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
+    let url = session.url().clone();
+    let mut running = session.run_tar(&url.path)?;
+    let stdout = running.stdout();
+    let name = PathBuf::from(url.to_string());
+    let mut reader = Shared::new(stdout);
+    let archive = ArchiveSource::from_stream(&name, Box::new(reader.clone()));
+    let (status, said) = running.finish(reader.detach())?;
+    // GNU tar exits 1 when files changed or vanished while it read them: kept, listed.
+    if !(status.success() || status.code() == Some(1)) {
+        return Err(Running::error(
+            &url.destination(),
+            status,
+            &said,
+            "the server's tar",
+        ));
+    }
+    let archive = archive?;
+    let ledger = said
+        .lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("tar: "))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(path, why)| Skipped {
+            path: format!("/{}", path.trim_start_matches("./")),
+            reason: why.to_string(),
+        })
+        .collect();
+    Ok(RemoteSource {
+        inner: archive,
+        name: url.to_string(),
+        ledger,
+    })
+}
+
+/// A captured server: the tree it sent, named by its address, with its ledger.
+pub struct RemoteSource {
+    inner: ArchiveSource,
+    name: String,
+    ledger: Vec<Skipped>,
+}
+
+impl Source for RemoteSource {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+        let mut skipped = self.inner.walk(visit)?;
+        skipped.extend(self.ledger.iter().cloned());
+        Ok(skipped)
+    }
+
+    fn metadata(&self, path: &[u8]) -> Result<Entry> {
+        self.inner.metadata(path)
+    }
+
+    fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.inner.read_dir(path)
+    }
+
+    fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
+        self.inner.open(path)
+    }
+
+    fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
+        self.inner.open_extents(path, extents)
+    }
+}
+
+/// The stream of a running command, read by the archive reader and then drained by
+/// [`Running::finish`].
+#[derive(Clone)]
+struct Shared(std::sync::Arc<Mutex<Option<std::process::ChildStdout>>>);
+
+impl Shared {
+    fn new(out: std::process::ChildStdout) -> Self {
+        Shared(std::sync::Arc::new(Mutex::new(Some(out))))
+    }
+
+    fn detach(&mut self) -> Option<std::process::ChildStdout> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.lock().ok().as_mut().and_then(|o| o.as_mut()) {
+            Some(out) => out.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+/// The static rehost to send: `REHOST_HELPER`, this program when it is static, or the
+/// one scripts/build-static leaves in `target/static/` of a source tree.
+pub fn find_helper() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("REHOST_HELPER") {
+        let path = PathBuf::from(path);
+        return match is_static(&path)? {
+            true => Ok(path),
+            false => Err(Error::BadSource {
+                path,
+                reason: "REHOST_HELPER is dynamically linked; build the static rehost with scripts/build-static".into(),
+            }),
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::io("the rehost executable", e))?;
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let candidates = [
+        exe.clone(),
+        dir.join("../static/rehost"),
+        dir.join("static/rehost"),
+    ];
+    for c in &candidates {
+        if is_static(c).unwrap_or(false) {
+            return Ok(c.clone());
+        }
+    }
+    Err(Error::BadSource {
+        path: exe,
+        reason: "no static rehost to send to the server (build it with scripts/build-static, or set REHOST_HELPER)".into(),
+    })
+}
+
+/// On the server: answers a capture request on standard output, then writes the
+/// ledger on standard error.
+pub fn serve_capture(request: CaptureRequest) -> Result<()> {
+    let root = Path::new(&request.path);
+    let source = super::open(
+        root,
+        &OpenOptions {
+            include_mounts: request.include_mounts.clone(),
+            ..OpenOptions::default()
+        },
+    )?;
+    let mut names: Vec<String> = request
+        .filter
+        .profiles
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let mut rules: Vec<ExcludeRule> = request
+        .filter
+        .profiles
+        .iter()
+        .flat_map(|p| p.exclude.clone())
+        .collect();
+    if request.filter.family_profiles {
+        let family =
+            crate::inventory::os::detect(&crate::inventory::fs::Root::new(source.as_ref())).family;
+        for p in Profile::for_family(&family)? {
+            if !names.contains(&p.name) {
+                names.push(p.name.clone());
+                rules.extend(p.exclude);
+            }
+        }
+    }
+    let excludes = Excludes::new(&rules, &request.filter.excludes)?;
+    let lenient = Lenient {
+        inner: source,
+        root: root.to_path_buf(),
+        unreadable: Mutex::new(Vec::new()),
+        grown: Mutex::new(Vec::new()),
+    };
+    let (files, bytes) = progress::measure(&lenient, &excludes)?;
+    eprintln!("{}total {files} {bytes}", progress::PREFIX);
+    let mut reporter = progress::Reporter::new();
+    let stdout = std::io::stdout().lock();
+    let buffered = std::io::BufWriter::with_capacity(1 << 20, stdout);
+    let mut encoder = zstd::stream::write::Encoder::new(buffered, 3).at("the stream")?;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get().min(4) as u32)
+        .unwrap_or(1);
+    if workers > 1 {
+        let _ = encoder.multithread(workers);
+    }
+    let (encoder, stats) =
+        crate::image::layer::write_tree(&lenient, &excludes, encoder, &mut |p| {
+            reporter.report(p.entries, p.bytes)
+        })?;
+    encoder
+        .finish()
+        .and_then(|mut out| out.flush())
+        .at("the stream")?;
+    let unreadable = lenient.unreadable.into_inner().unwrap_or_default();
+    let grown = lenient.grown.into_inner().unwrap_or_default();
+    let mut ledger = Ledger::default();
+    for s in stats.skipped {
+        // An unreadable file reaches the builder as one that vanished: say why.
+        let reason = unreadable
+            .iter()
+            .find(|u| u.path == s.path)
+            .map(|u| u.reason.clone())
+            .unwrap_or(s.reason);
+        ledger.skipped.push(LedgerItem {
+            path: s.path,
+            reason,
+        });
+    }
+    ledger.skipped.extend(grown.into_iter().map(|g| LedgerItem {
+        path: g.path,
+        reason: g.reason,
+    }));
+    let mut err = std::io::stderr().lock();
+    writeln!(
+        err,
+        "{LEDGER_PREFIX}{}",
+        serde_json::to_string(&ledger).expect("the ledger serializes")
+    )
+    .at("standard error")?;
+    Ok(())
+}
+
+/// A live tree in which a file that cannot be opened is left out and listed, not the
+/// end of the capture, and a file that grows while it is read is listed.
+struct Lenient {
+    inner: Box<dyn Source>,
+    root: PathBuf,
+    unreadable: Mutex<Vec<Skipped>>,
+    grown: Mutex<Vec<Skipped>>,
+}
+
+impl Lenient {
+    fn note(&self, path: &[u8], error: Error) -> Error {
+        if error.is_vanished() {
+            return error;
+        }
+        let shown = format!("/{}", String::from_utf8_lossy(path));
+        let reason = match &error {
+            Error::Io { source, .. } => format!("unreadable: {source}"),
+            other => format!("unreadable: {other}"),
+        };
+        if let Ok(mut list) = self.unreadable.lock() {
+            list.push(Skipped {
+                path: shown.clone(),
+                reason,
+            });
+        }
+        Error::NotFound(shown)
+    }
+}
+
+impl Source for Lenient {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+        self.inner.walk(visit)
+    }
+
+    fn metadata(&self, path: &[u8]) -> Result<Entry> {
+        self.inner.metadata(path)
+    }
+
+    fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.inner.read_dir(path)
+    }
+
+    fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
+        let inner = self.inner.open(path).map_err(|e| self.note(path, e))?;
+        Ok(Box::new(Watched {
+            inner,
+            read: 0,
+            path: path.to_vec(),
+            tree: self,
+        }))
+    }
+
+    fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
+        self.inner
+            .open_extents(path, extents)
+            .map_err(|e| self.note(path, e))
+    }
+}
+
+/// A file being read: when the builder is done with it (it reads the size the walk
+/// saw), a file now longer than that grew during the capture, and is listed.
+struct Watched<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    read: u64,
+    path: Vec<u8>,
+    tree: &'a Lenient,
+}
+
+impl Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        use std::os::unix::ffi::OsStrExt;
+        let full = self.tree.root.join(std::ffi::OsStr::from_bytes(&self.path));
+        let Ok(now) = std::fs::symlink_metadata(full) else {
+            return;
+        };
+        if now.len() > self.read {
+            if let Ok(mut list) = self.tree.grown.lock() {
+                list.push(Skipped {
+                    path: format!("/{}", String::from_utf8_lossy(&self.path)),
+                    reason: format!(
+                        "grew while reading (kept its first {} bytes, now {})",
+                        self.read,
+                        now.len()
+                    ),
+                });
+            }
+        }
+    }
+}

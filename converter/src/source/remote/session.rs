@@ -1,0 +1,427 @@
+//! One OpenSSH connection to a server, multiplexed (ControlMaster) for every command
+//! of a run, and the static helper rehost sends there.
+//!
+//! The system's `ssh` is used, so the operator's `~/.ssh/config`, agent, `ProxyJump`
+//! and `known_hosts` apply as they do for their own `ssh`. Everything rehost leaves
+//! on the server lives in one private directory made by `mktemp -d`; the command that
+//! runs the helper removes it when the helper ends (also when the connection drops:
+//! the helper then sees its standard input close and exits), and dropping the
+//! [`Session`] removes it again and closes the connection.
+
+use super::url::SshUrl;
+use crate::error::{Error, Result};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the helper writes on its standard error before its ledger (one JSON line).
+pub const LEDGER_PREFIX: &str = "\u{1e}rehost-ledger ";
+
+/// The hidden subcommand of `rehost` that serves a remote run on the server.
+pub const HELPER_SUBCOMMAND: &str = "__remote";
+
+/// What the helper answers to `--probe`: it runs, and it is ours.
+pub const PROBE_ANSWER: &str = "rehost-helper";
+
+pub struct Session {
+    url: SshUrl,
+    /// Holds the control socket and the master's messages.
+    local: tempfile::TempDir,
+    master: Option<Child>,
+    /// The private directory on the server that holds the helper.
+    remote_dir: Option<String>,
+    sudo: bool,
+}
+
+/// Whether the helper can run on the server.
+pub enum Helper {
+    Ready,
+    /// It cannot (noexec temporary directory, another architecture): why.
+    Unusable(String),
+}
+
+impl Session {
+    /// Opens the master connection; returns once it is authenticated.
+    pub fn connect(url: &SshUrl) -> Result<Session> {
+        let local = tempfile::Builder::new()
+            .prefix("rehost-ssh.")
+            .tempdir()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let log_path = local.path().join("master.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        let mut session = Session {
+            url: url.clone(),
+            local,
+            master: None,
+            remote_dir: None,
+            sudo: false,
+        };
+        let mut master = ssh_command();
+        master
+            .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-N"])
+            .args(session.common_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = master
+            .spawn()
+            .map_err(|e| session.fail(format!("cannot run ssh: {e}")))?;
+        session.master = Some(child);
+        let control = session.control();
+        loop {
+            if control.exists() {
+                return Ok(session);
+            }
+            let master = session.master.as_mut().expect("set above");
+            if let Ok(Some(status)) = master.try_wait() {
+                session.master = None;
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(session.fail(format!(
+                    "cannot connect ({}){}",
+                    describe_status(status),
+                    last_lines(&said, ": ")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> &SshUrl {
+        &self.url
+    }
+
+    pub(crate) fn fail(&self, reason: String) -> Error {
+        Error::Remote {
+            host: self.url.destination(),
+            reason,
+        }
+    }
+
+    fn control(&self) -> PathBuf {
+        self.local.path().join("control")
+    }
+
+    fn common_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "-o".to_string(),
+            format!("ControlPath={}", self.control().display()),
+        ];
+        if let Some(port) = self.url.port {
+            args.extend(["-p".into(), port.to_string()]);
+        }
+        args.push("--".into());
+        args.push(self.url.destination());
+        args
+    }
+
+    /// `ssh` running `script` with `/bin/sh` on the server, through the master.
+    fn remote(&self, script: &str) -> Command {
+        let mut cmd = ssh_command();
+        cmd.args(["-o", "ControlMaster=no", "-T"])
+            .args(self.common_args())
+            .arg(format!("/bin/sh -c {}", quote(script)));
+        cmd
+    }
+
+    /// Runs a short script; its standard output, or an error with what it said.
+    fn output(&self, script: &str, input: Option<std::fs::File>) -> Result<Vec<u8>> {
+        let mut cmd = self.remote(script);
+        cmd.stdin(input.map(Stdio::from).unwrap_or_else(Stdio::null));
+        let out = cmd
+            .output()
+            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
+        if !out.status.success() {
+            return Err(self.fail(format!(
+                "`{}` failed ({}){}",
+                script.lines().next().unwrap_or_default(),
+                describe_status(out.status),
+                last_lines(&String::from_utf8_lossy(&out.stderr), ": ")
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Root, or a sudo that needs no password: the walk must read every file.
+    pub fn become_root(&mut self) -> Result<()> {
+        // The last line: a noisy shell startup file may print before the command.
+        let uid = self.output("id -u", None)?;
+        if String::from_utf8_lossy(&uid).lines().last().map(str::trim) == Some("0") {
+            return Ok(());
+        }
+        let mut cmd = self.remote("sudo -n true");
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
+        if !out.status.success() {
+            return Err(self.fail(format!(
+                "not root, and `sudo -n` refuses (it wants a password, or this user may not use sudo): \
+                 rehost needs root or passwordless sudo on the server{}",
+                last_lines(&String::from_utf8_lossy(&out.stderr), "; sudo said: ")
+            )));
+        }
+        self.sudo = true;
+        Ok(())
+    }
+
+    /// Sends the static helper to a new private directory on the server and checks
+    /// that it runs there.
+    pub fn install_helper(&mut self, helper: &Path) -> Result<Helper> {
+        let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
+        let size = file.metadata().map_err(|e| Error::io(helper, e))?.len();
+        // The size check catches an upload cut short, which must not be run.
+        let script = format!(
+            "umask 077\n\
+             d=$(mktemp -d \"${{TMPDIR:-/tmp}}/rehost.XXXXXXXX\") || exit 1\n\
+             if cat > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
+             then echo \"$d\"; else rm -rf \"$d\"; exit 1; fi"
+        );
+        let dir = String::from_utf8_lossy(&self.output(&script, Some(file))?)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if !dir.starts_with('/') || dir.contains('\'') {
+            return Err(self.fail(format!("mktemp gave an unusable directory `{dir}`")));
+        }
+        self.remote_dir = Some(dir.clone());
+        let probe = self
+            .remote(&format!(
+                "{}/rehost {HELPER_SUBCOMMAND} --probe",
+                quote(&dir)
+            ))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
+        if probe.status.code() == Some(255) {
+            return Err(self.fail("the connection was lost".into()));
+        }
+        if !String::from_utf8_lossy(&probe.stdout).starts_with(PROBE_ANSWER) {
+            self.remove_dir();
+            let said = String::from_utf8_lossy(&probe.stderr);
+            return Ok(Helper::Unusable(format!(
+                "the rehost helper cannot run in {dir}{}",
+                last_lines(&said, ": ")
+            )));
+        }
+        Ok(Helper::Ready)
+    }
+
+    /// Runs the helper (as root) with `request` as its first line of input; the helper's
+    /// directory goes when it ends.
+    pub fn run_helper(&self, request: &serde_json::Value) -> Result<Running> {
+        let dir = self
+            .remote_dir
+            .as_deref()
+            .ok_or_else(|| self.fail("the helper is not installed".into()))?;
+        let script = format!(
+            "cd / || exit 1\n{}{}/rehost {HELPER_SUBCOMMAND}\nrc=$?\nrm -rf {}\nexit $rc",
+            if self.sudo { "sudo -n " } else { "" },
+            quote(dir),
+            quote(dir)
+        );
+        let mut line = serde_json::to_vec(request).expect("a request serializes");
+        line.push(b'\n');
+        self.spawn(&script, Some(line))
+    }
+
+    /// The server's own tar of `path` (the fallback when the helper cannot run),
+    /// compressed with gzip when the server has it.
+    pub fn run_tar(&self, path: &str) -> Result<Running> {
+        let script = format!(
+            "cd {} || exit 1\n\
+             z=cat; command -v gzip >/dev/null 2>&1 && z='gzip -1'\n\
+             {}tar --create --file=- --numeric-owner --one-file-system --sparse --sparse-version=1.0 \
+             --xattrs --xattrs-include='*' --acls --format=posix . | $z",
+            quote(path),
+            if self.sudo { "sudo -n " } else { "" },
+        );
+        self.spawn(&script, None)
+    }
+
+    fn spawn(&self, script: &str, input: Option<Vec<u8>>) -> Result<Running> {
+        let mut cmd = self.remote(script);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
+        let mut stdin = child.stdin.take();
+        if let (Some(pipe), Some(bytes)) = (stdin.as_mut(), input) {
+            pipe.write_all(&bytes)
+                .and_then(|()| pipe.flush())
+                .map_err(|e| self.fail(format!("sending the request: {e}")))?;
+        }
+        let stderr = child.stderr.take().expect("piped");
+        let host = self.url.destination();
+        let messages = std::thread::spawn(move || collect_stderr(stderr, &host));
+        Ok(Running {
+            stdout: child.stdout.take(),
+            child,
+            stdin,
+            messages,
+            host: self.url.destination(),
+        })
+    }
+
+    fn remove_dir(&mut self) {
+        if let Some(dir) = self.remote_dir.take() {
+            let _ = self
+                .remote(&format!("rm -rf {}", quote(&dir)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.master.is_none() {
+            return;
+        }
+        self.remove_dir();
+        let _ = ssh_command()
+            .args(["-O", "exit"])
+            .args(self.common_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(mut master) = self.master.take() {
+            let _ = master.kill();
+            let _ = master.wait();
+        }
+    }
+}
+
+/// A command running on the server: its output stream, and what it said.
+pub struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    messages: JoinHandle<Said>,
+    host: String,
+}
+
+/// What a remote command wrote on its standard error.
+#[derive(Debug, Default)]
+pub struct Said {
+    /// The helper's ledger line (JSON), when it got that far.
+    pub ledger: Option<String>,
+    pub lines: Vec<String>,
+}
+
+impl Running {
+    pub fn stdout(&mut self) -> ChildStdout {
+        self.stdout.take().expect("taken once")
+    }
+
+    /// Waits for the command, after its output was read; an error says what the server
+    /// said or that the connection went.
+    pub fn finish(mut self, stdout: Option<ChildStdout>) -> Result<(ExitStatus, Said)> {
+        // The rest of the stream (the compressor's end) must be read, or the helper
+        // would block on a full pipe and never exit.
+        if let Some(mut out) = stdout.or(self.stdout.take()) {
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        }
+        drop(self.stdin.take());
+        let status = self.child.wait().map_err(|e| Error::Remote {
+            host: self.host.clone(),
+            reason: format!("waiting for ssh: {e}"),
+        })?;
+        let said = self.messages.join().unwrap_or_default();
+        Ok((status, said))
+    }
+
+    /// The error for a run that failed: the server's own words when there are some.
+    pub fn error(host: &str, status: ExitStatus, said: &Said, what: &str) -> Error {
+        let text = said.lines.join("\n");
+        let reason = if status.code() == Some(255) && said.ledger.is_none() {
+            format!(
+                "the connection was lost during {what}{}",
+                last_lines(&text, ": ")
+            )
+        } else {
+            format!(
+                "{what} failed ({}){}",
+                describe_status(status),
+                last_lines(&text, ": ")
+            )
+        };
+        Error::Remote {
+            host: host.to_string(),
+            reason,
+        }
+    }
+}
+
+fn collect_stderr(stderr: impl Read, host: &str) -> Said {
+    let mut said = Said::default();
+    let started = std::time::Instant::now();
+    let mut transfer = super::progress::Transfer::default();
+    for line in BufReader::new(stderr).split(b'\n') {
+        let Ok(line) = line else { break };
+        let line = String::from_utf8_lossy(&line).trim_end().to_string();
+        if let Some(report) = line.strip_prefix(super::progress::PREFIX) {
+            super::progress::received(report, &mut transfer, started);
+        } else if let Some(ledger) = line.strip_prefix(LEDGER_PREFIX) {
+            said.ledger = Some(ledger.to_string());
+        } else if !line.is_empty() {
+            tracing::info!("{host}: {line}");
+            said.lines.push(line);
+        }
+    }
+    said
+}
+
+/// The system's `ssh`, ended by the kernel if rehost dies first (killed, not just
+/// Ctrl-C, which the whole process group gets): a master left running would keep the
+/// server's session, and the helper, alive.
+fn ssh_command() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("ssh");
+    // SAFETY: prctl is async-signal-safe and touches only the child being made.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Quotes a string for a POSIX shell.
+pub(crate) fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (_, Some(s)) => format!("killed by signal {s}"),
+        _ => "failed".into(),
+    }
+}
+
+/// The last few non-empty lines of a message, joined, after `lead`; nothing if empty.
+fn last_lines(text: &str, lead: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(3)..];
+    format!("{lead}{}", tail.join("; "))
+}

@@ -1,0 +1,331 @@
+//! Agentless `ssh://` sources and the static rehost, end to end, against real OpenSSH
+//! servers (a fixture's own sshd in a copy of its root, in a network namespace the test
+//! makes): converting `ssh://` gives the tree converting the server's directory gives,
+//! inspecting it gives the same inventory and plan plus the live ports, refusals are one
+//! clear line, a noexec /tmp falls back to the server's tar, and nothing stays on the
+//! server after any run.
+
+mod remote_support;
+
+use remote_support::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn local_rehost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args(args)
+        .output()
+        .expect("run rehost")
+}
+
+/// The flags of every convert here: the tree alone (no rehost layer, which carries the
+/// capture time), uncompressed so the layer reads as a plain tar.
+const CONVERT: [&str; 5] = ["--init", "none", "--compression", "none", "--json"];
+
+/// The listing of the tree without the mount points the running server has and the
+/// directory does not (their own metadata is the mounted filesystem's), which must be
+/// empty in both.
+fn tree(image: &Path, mounts: &[&str]) -> BTreeMap<String, String> {
+    let mut listing = layer_listing(image);
+    // A running server changes these directories itself (sshd's pid file in /run, the
+    // helper's private directory made and removed in /tmp): their times are not the tree's.
+    for dir in ["run/", "tmp/"] {
+        if let Some(line) = listing.get_mut(dir) {
+            let mut fields: Vec<&str> = line.split(' ').collect();
+            fields[4] = "-";
+            *line = fields.join(" ");
+        }
+    }
+    for m in mounts {
+        let dir = format!("{m}/");
+        assert!(
+            listing.remove(&dir).is_some(),
+            "{dir} is missing from {}",
+            image.display()
+        );
+        assert!(
+            !listing.keys().any(|k| k.starts_with(&dir)),
+            "{dir} is not empty in {}",
+            image.display()
+        );
+    }
+    listing
+}
+
+fn assert_same_tree(want: &BTreeMap<String, String>, got: &BTreeMap<String, String>) {
+    let diff = differences(want, got);
+    assert!(
+        diff.is_empty(),
+        "the trees differ in {} entries (directory / ssh://):\n{}",
+        diff.len(),
+        diff.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// The inventory and plan facts that must not depend on how the server was reached.
+fn comparable(report: &serde_json::Value) -> serde_json::Value {
+    let inv = &report["inventory"];
+    let plan = &report["plan"];
+    serde_json::json!({
+        "os": inv["os"], "architecture": inv["architecture"], "packages": inv["packages"],
+        "init": inv["init"], "services": inv["services"], "scheduled": inv["scheduled"],
+        "users": inv["users"], "data_dirs": inv["data_dirs"], "identity": inv["identity"],
+        "secrets": inv["secrets"],
+        "plan_init": plan["init"], "plan_services": plan["services"],
+        "plan_identity": plan["identity"], "plan_exclude": plan["exclude"],
+        "plan_volume": plan["volume"], "plan_profiles": plan["profiles"],
+    })
+}
+
+/// Converts and inspects the prepared root as a directory (before its server runs: a
+/// directory walk must not meet the mounted /proc).
+fn reference(prepared: &Prepared) -> (tempfile::TempDir, serde_json::Value) {
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("dir.oci");
+    let root = prepared.root.to_str().unwrap();
+    let mut args = vec!["convert", root, "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    ok(&local_rehost(&args), "convert of the directory");
+    let report = ok(
+        &local_rehost(&["inspect", root, "--json"]),
+        "inspect of the directory",
+    );
+    (out, serde_json::from_str(&report).unwrap())
+}
+
+/// Converts and inspects `ssh://USER@server/` and checks both against the directory's.
+fn same_as_directory(
+    server: &Server,
+    user: &str,
+    want_tree: &BTreeMap<String, String>,
+    want_report: &serde_json::Value,
+) {
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("ssh.oci");
+    let url = server.url(user, "/");
+    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok(&server.rehost("config", &args), "convert over ssh")).unwrap();
+    assert_eq!(summary["source"], url.as_str());
+    server.assert_nothing_left(&format!("convert as {user}"));
+    assert_same_tree(want_tree, &tree(&image, &["proc"]));
+
+    let report = ok(
+        &server.rehost("config", &["inspect", url.as_str(), "--json"]),
+        "inspect over ssh",
+    );
+    server.assert_nothing_left(&format!("inspect as {user}"));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["inventory"]["source"], url.as_str());
+    assert_eq!(comparable(&report), comparable(want_report));
+    // Plus the ports really listening: the server's own sshd.
+    assert_eq!(report["inventory"]["ports_live"], true);
+    let ports = report["inventory"]["ports"].as_array().unwrap();
+    assert!(
+        ports.iter().any(|p| p["port"] == 22),
+        "the listening sshd is not among the ports: {ports:?}"
+    );
+
+    // The human report says where it came from, and shows the port.
+    let text = ok(
+        &server.rehost("config", &["inspect", url.as_str()]),
+        "inspect over ssh",
+    );
+    assert!(text.contains(&url), "{text}");
+    assert!(text.contains("22/tcp"), "{text}");
+    server.assert_nothing_left(&format!("the second inspect as {user}"));
+}
+
+#[test]
+fn convert_and_inspect_as_root_give_what_the_directory_gives() {
+    let prepared = Prepared::new("debian-sysvinit");
+    let (dir, want_report) = reference(&prepared);
+    let want = tree(&dir.path().join("dir.oci"), &["proc"]);
+    let server = prepared.start(false);
+    same_as_directory(&server, "root", &want, &want_report);
+}
+
+#[test]
+fn a_user_with_passwordless_sudo_on_bullseye_gets_the_same() {
+    let prepared = Prepared::new("debian-bullseye");
+    let (dir, want_report) = reference(&prepared);
+    let want = tree(&dir.path().join("dir.oci"), &["proc"]);
+    let server = prepared.start(false);
+    same_as_directory(&server, "tester", &want, &want_report);
+}
+
+#[test]
+fn refusals_are_one_clear_line_and_leave_nothing() {
+    let server = Prepared::new("debian-bullseye").start(false);
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("x.oci");
+    let image = image.to_str().unwrap();
+    for (config, user, says) in [
+        ("config", "asker", "sudo"),
+        (
+            "config-unknown-host",
+            "root",
+            "Host key verification failed",
+        ),
+        ("config-refused-key", "root", "Permission denied"),
+    ] {
+        let url = server.url(user, "/");
+        for args in [
+            vec!["convert", url.as_str(), "-o", image, "--init", "none"],
+            vec!["inspect", url.as_str()],
+        ] {
+            let run = server.rehost(config, &args);
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(1), "{config} {args:?}: {stderr}");
+            let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+            assert_eq!(errors.len(), 1, "{config} {args:?}: {stderr}");
+            assert!(errors[0].contains(says), "{config} {args:?}: {stderr}");
+            assert!(errors[0].contains(&server.prepared.address), "{stderr}");
+            assert!(!Path::new(image).exists(), "a refused run left an image");
+            server.assert_nothing_left(&format!("{config} {args:?}"));
+        }
+    }
+    // The password case says what to do.
+    let run = server.rehost("config", &["inspect", &server.url("asker", "/")]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("passwordless sudo"), "{stderr}");
+}
+
+#[test]
+fn a_noexec_tmp_falls_back_to_the_servers_tar() {
+    let prepared = Prepared::new("debian-sysvinit");
+    let (dir, _) = reference(&prepared);
+    let want = tree(&dir.path().join("dir.oci"), &["proc", "tmp"]);
+    let server = prepared.start(true);
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("ssh.oci");
+    let url = server.url("root", "/");
+    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    let run = server.rehost("config", &args);
+    ok(&run, "convert over ssh with a noexec /tmp");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("falling back to the server's tar") && stderr.contains("lost"),
+        "no word of the fallback and what it loses: {stderr}"
+    );
+    server.assert_nothing_left("the fallback");
+    // /tmp is a mount point on the server (its own tmpfs), empty in both.
+    assert_same_tree(&want, &tree(&image, &["proc", "tmp"]));
+}
+
+#[test]
+fn the_static_rehost_runs_with_no_libc_and_on_bullseye_where_the_dynamic_one_cannot() {
+    let fixed = static_rehost();
+    // An empty root: no libc, no loader, nothing but the binary.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::copy(&fixed, empty.path().join("rehost")).unwrap();
+    let version = sh(
+        "chroot",
+        &[empty.path().to_str().unwrap(), "/rehost", "--version"],
+    );
+    assert!(version.starts_with("rehost "), "{version}");
+
+    // Debian 11: glibc 2.31.
+    let prepared = Prepared::new("debian-bullseye");
+    let bin = prepared.root.join("usr/local/bin");
+    std::fs::copy(&fixed, bin.join("rehost-static")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_rehost"), bin.join("rehost-dynamic")).unwrap();
+    let root = prepared.root.to_str().unwrap();
+    let dynamic = Command::new("chroot")
+        .args([root, "/usr/local/bin/rehost-dynamic", "--version"])
+        .output()
+        .unwrap();
+    assert!(
+        !dynamic.status.success(),
+        "the dynamic rehost ran on bullseye"
+    );
+    assert!(
+        String::from_utf8_lossy(&dynamic.stderr).contains("GLIBC_"),
+        "{}",
+        String::from_utf8_lossy(&dynamic.stderr)
+    );
+    // The static one does real work there: it inspects the system it runs on.
+    let report = sh(
+        "chroot",
+        &[
+            root,
+            "/usr/local/bin/rehost-static",
+            "inspect",
+            "/",
+            "--no-walk",
+            "--json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let system = report["inventory"]["os"]["pretty_name"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(system.contains("11"), "{report}");
+}
+
+#[test]
+fn a_file_that_grows_during_the_capture_is_listed_and_the_run_finishes() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let prepared = Prepared::new("debian-sysvinit");
+    // Big enough that reading it takes a while, during which it keeps growing.
+    let big = prepared.root.join("srv/growing.log");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    sh(
+        "dd",
+        &[
+            "if=/dev/zero",
+            &format!("of={}", big.display()),
+            "bs=1M",
+            "count=200",
+            "status=none",
+        ],
+    );
+    let server = prepared.start(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let big = big.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(big).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"another line\n").unwrap();
+            }
+        })
+    };
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("ssh.oci");
+    let url = server.url("root", "/");
+    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    let run = server.rehost("config", &args);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok(&run, "convert over ssh of a changing server")).unwrap();
+    let skipped = summary["stats"]["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["path"] == "/srv/growing.log"
+            && s["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("grew while reading")),
+        "the growing file is not in the ledger: {skipped:?}"
+    );
+    assert!(image.join("index.json").is_file(), "no image");
+    server.assert_nothing_left("a capture of a changing server");
+}
