@@ -191,13 +191,14 @@ fn without_overlayfs_the_layers_are_copied_and_the_cache_stays_pristine() {
         fs::read_to_string(rt.root().join("containers").join(&a).join("upper/etc/motd")).unwrap(),
         "changed\n"
     );
+    // The cached layer that holds /etc/motd (the server's, not the rehost layer).
     let cached = fs::read_dir(rt.root().join("layers/sha256"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("etc/motd").exists())
+        .expect("a cached layer with /etc/motd");
     assert_ne!(
-        fs::read_to_string(cached.path().join("etc/motd")).unwrap(),
+        fs::read_to_string(cached.join("etc/motd")).unwrap(),
         "changed\n"
     );
 }
