@@ -1206,9 +1206,12 @@ fn crun_runs_the_same_bundle_or_says_why_it_cannot() {
     let err = String::from_utf8_lossy(&out.stderr);
     rt.assert_clean("a run under crun");
     if hybrid_cgroups() && err.contains("cgroups in hybrid mode not supported") {
-        eprintln!(
-            "SKIPPED: crun refuses this host's hybrid cgroups (v1 controllers + cgroup2): {}",
-            err.trim()
+        common::cannot_run_here(
+            "crun",
+            &format!(
+                "crun refuses this host's hybrid cgroups (v1 controllers + cgroup2): {}",
+                err.trim()
+            ),
         );
         return;
     }
