@@ -761,3 +761,58 @@ fn archive_records_with_newlines_keep_xattrs_and_acls() {
     );
     assert!(acl.contains("user:1000:r--"), "{acl}");
 }
+
+/// GNU tar's own sparse archives (`--sparse --format=posix`, PAX 1.0) as a SOURCE: the
+/// file keeps its name, its size, its bytes and its holes.
+#[test]
+fn a_gnu_tar_sparse_archive_gives_the_file_with_its_holes() {
+    use std::os::unix::fs::FileExt;
+    let work = scratch();
+    let tree = work.path().join("tree");
+    fs::create_dir_all(tree.join("data")).unwrap();
+    let holey = tree.join("data/holey");
+    let file = fs::File::create(&holey).unwrap();
+    let data: Vec<u8> = (0..256u32 << 10).map(|i| (i % 253) as u8 + 1).collect();
+    file.write_all_at(&data, 8 << 20).unwrap();
+    file.write_all_at(b"tail", (32 << 20) - 4).unwrap();
+    drop(file);
+    let archive = work.path().join("sparse.tar");
+    run(
+        "tar",
+        &[
+            "--sparse",
+            "--format=posix",
+            "-C",
+            tree.to_str().unwrap(),
+            "-cf",
+            archive.to_str().unwrap(),
+            ".",
+        ],
+    );
+    let image = work.path().join("img");
+    rehost_ok(&[
+        "convert",
+        archive.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--init",
+        "none",
+        "--no-default-excludes",
+        "-q",
+    ]);
+    let unpacked = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    let got = unpacked.join("data/holey");
+    assert!(
+        !unpacked.join("data/GNUSparseFile.0").exists(),
+        "the sparse file kept its header name"
+    );
+    assert_eq!(fs::read(&got).unwrap(), fs::read(&holey).unwrap());
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(&got).unwrap();
+    assert_eq!(meta.len(), 32 << 20);
+    assert!(
+        meta.blocks() * 512 <= 4 << 20,
+        "the holes were filled in: {} bytes allocated",
+        meta.blocks() * 512
+    );
+}
