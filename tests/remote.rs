@@ -5,6 +5,7 @@
 //! clear line, a noexec /tmp falls back to the server's tar, and nothing stays on the
 //! server after any run.
 
+mod common;
 mod remote_support;
 
 use remote_support::*;

@@ -21,19 +21,7 @@ pub fn repo() -> PathBuf {
 }
 
 /// Runs a command that must succeed; gives its standard output.
-pub fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} cannot run: {e} (scripts/install-deps installs it)"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use crate::common::run as sh;
 
 /// A fixture's root filesystem: `debian-sysvinit` (bookworm) or `debian-bullseye`.
 pub fn fixture_root(name: &str) -> PathBuf {

@@ -79,6 +79,59 @@ pub struct Progress {
     pub bytes: u64,
 }
 
+/// The tar stream of a layer being written: hashed (its diff_id), compressed, hashed
+/// again and written into a blob of the layout, in one pass.
+pub type LayerTar = TarWriter<HashingWriter<Box<dyn compress::FinishWrite<BlobFile>>>>;
+type BlobFile = HashingWriter<std::io::BufWriter<std::fs::File>>;
+
+/// A layer blob being written; [`LayerBlob::finish`] commits it by its digest.
+pub struct LayerBlob {
+    pub tar: LayerTar,
+    blob_path: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    compression: Compression,
+}
+
+impl LayerBlob {
+    pub fn create(out: &LayoutWriter, compression: Compression, threads: usize) -> Result<Self> {
+        let blob = out.blob()?;
+        let blob_path = blob.path().to_path_buf();
+        let (dir, path, writer) = blob.into_writer();
+        let compressed = compress::writer(writer, compression, threads).at(&blob_path)?;
+        Ok(LayerBlob {
+            tar: TarWriter::new(HashingWriter::new(compressed)),
+            blob_path,
+            dir,
+            tmp: path,
+            compression,
+        })
+    }
+
+    /// Where the blob is written, for messages.
+    pub fn path(&self) -> &std::path::Path {
+        &self.blob_path
+    }
+
+    /// Ends the tar, the compression and the blob; gives the layer.
+    pub fn finish(self, mut stats: LayerStats) -> Result<BuiltLayer> {
+        let hashed = self.tar.finish().at(&self.blob_path)?;
+        let (diff_id, tar_bytes, compressed) = hashed.finish();
+        stats.tar_bytes = tar_bytes;
+        let writer = compressed
+            .finish_into()
+            .map_err(|e| Error::io(&self.blob_path, e))?;
+        let (digest, size) = BlobWriter::commit_parts(&self.dir, &self.tmp, writer)?;
+        Ok(BuiltLayer {
+            digest,
+            diff_id,
+            size,
+            media_type: self.compression.layer_media_type().into(),
+            stats,
+        })
+    }
+}
+
 /// Streams every entry of `source` that `excludes` keeps into one layer blob.
 pub fn build_layer(
     source: &dyn Source,
@@ -87,12 +140,7 @@ pub fn build_layer(
     out: &LayoutWriter,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<BuiltLayer> {
-    let blob = out.blob()?;
-    let blob_path = blob.path().to_path_buf();
-    let (dir, path, writer) = blob.into_writer();
-    let compressed =
-        compress::writer(writer, options.compression, options.threads).at(&blob_path)?;
-    let mut tar = TarWriter::new(HashingWriter::new(compressed));
+    let mut blob = LayerBlob::create(out, options.compression, options.threads)?;
 
     let mut stats = LayerStats::default();
     let mut builder = Builder {
@@ -104,23 +152,10 @@ pub fn build_layer(
         kept: HashMap::new(),
         progress: Progress::default(),
     };
-    let skipped = source.walk(&mut |entry| builder.add(entry, &mut tar, &mut stats, progress))?;
+    let skipped =
+        source.walk(&mut |entry| builder.add(entry, &mut blob.tar, &mut stats, progress))?;
     stats.skipped.extend(skipped);
-
-    let hashed = tar.finish().at(&blob_path)?;
-    let (diff_id, tar_bytes, compressed) = hashed.finish();
-    stats.tar_bytes = tar_bytes;
-    let writer = compressed
-        .finish_into()
-        .map_err(|e| Error::io(&blob_path, e))?;
-    let (digest, size) = BlobWriter::commit_parts(&dir, &path, writer)?;
-    Ok(BuiltLayer {
-        digest,
-        diff_id,
-        size,
-        media_type: options.compression.layer_media_type().into(),
-        stats,
-    })
+    blob.finish(stats)
 }
 
 /// Streams every entry of `source` that `excludes` keeps as one plain tar into `out`,

@@ -2,12 +2,10 @@
 
 use crate::entry::{Entry, Kind};
 use crate::error::{Error, IoContext, Result};
-use crate::image::compress::{self, Compression};
-use crate::image::layer::{BuiltLayer, LayerStats};
+use crate::image::compress::Compression;
+use crate::image::layer::{BuiltLayer, LayerBlob, LayerStats};
 use crate::source::Source;
-use oci::digest::HashingWriter;
-use oci::layout::{BlobWriter, LayoutWriter};
-use oci::tar::TarWriter;
+use oci::layout::LayoutWriter;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -78,11 +76,9 @@ pub fn write(
             (rel.to_string(), Some(item)),
         );
     }
-    let blob = out.blob()?;
+    let mut blob = LayerBlob::create(out, compression, threads)?;
     let blob_path = blob.path().to_path_buf();
-    let (dir, path, writer) = blob.into_writer();
-    let compressed = compress::writer(writer, compression, threads).at(&blob_path)?;
-    let mut tar = TarWriter::new(HashingWriter::new(compressed));
+    let tar = &mut blob.tar;
     let mut stats = LayerStats::default();
     for (rel, item) in all.values() {
         let mut entry = Entry::new(rel.as_bytes().to_vec(), Kind::Dir);
@@ -150,20 +146,7 @@ pub fn write(
             }
         }
     }
-    let hashed = tar.finish().at(&blob_path)?;
-    let (diff_id, tar_bytes, compressed) = hashed.finish();
-    stats.tar_bytes = tar_bytes;
-    let writer = compressed
-        .finish_into()
-        .map_err(|e| Error::io(&blob_path, e))?;
-    let (digest, size) = BlobWriter::commit_parts(&dir, &path, writer)?;
-    Ok(BuiltLayer {
-        digest,
-        diff_id,
-        size,
-        media_type: compression.layer_media_type().into(),
-        stats,
-    })
+    blob.finish(stats)
 }
 
 #[cfg(test)]
