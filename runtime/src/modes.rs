@@ -58,6 +58,9 @@ pub struct ImageInit {
     /// The image's own inits that run the poststop hooks (`systemd`, `sysv`, `openrc`:
     /// label `io.rehost.init.hooks`), whatever mode it was built for.
     pub hook_inits: Vec<String>,
+    /// Where the image's rehost-init is: its Entrypoint (convert puts it in /sbin when
+    /// the image's /usr/sbin is not a directory of its own), else [`INIT_PATH`].
+    pub init_path: String,
 }
 
 impl ImageInit {
@@ -83,6 +86,14 @@ impl ImageInit {
                         .collect()
                 })
                 .unwrap_or_default(),
+            init_path: run
+                .entrypoint
+                .iter()
+                .flatten()
+                .next()
+                .filter(|p| p.ends_with("/rehost-init"))
+                .cloned()
+                .unwrap_or_else(|| INIT_PATH.to_string()),
         }
     }
 
@@ -154,7 +165,7 @@ impl ModeProfiles for InitMode {
         let built = image.built_for == Some(self);
         let mut base = ModeProfile {
             mode: self,
-            pid1: vec![INIT_PATH.to_string()],
+            pid1: vec![image.init_path.clone()],
             stop_signal: libc::SIGTERM,
             run_tmpfs: true,
             cgroup_writable: false,
@@ -217,7 +228,7 @@ impl ModeProfiles for InitMode {
                 // The image's own Entrypoint is rehost-init: the command is what follows.
                 let main: Vec<String> = if user_cmd.is_empty() {
                     cmd.into_iter()
-                        .skip_while(|a| a == INIT_PATH || a == "--")
+                        .skip_while(|a| *a == image.init_path || a == "--")
                         .collect()
                 } else {
                     cmd
@@ -227,7 +238,7 @@ impl ModeProfiles for InitMode {
                         // The image's configuration names the command.
                         base.pid1.clone()
                     } else {
-                        [vec![INIT_PATH.to_string(), "--".into()], main].concat()
+                        [vec![image.init_path.clone(), "--".into()], main].concat()
                     },
                     run_tmpfs: false,
                     ..base
@@ -278,6 +289,7 @@ mod tests {
             stop_signal: Some(libc::SIGQUIT),
             built_for: None,
             hook_inits: Vec::new(),
+            init_path: INIT_PATH.into(),
         }
     }
 
@@ -287,6 +299,7 @@ mod tests {
             stop_signal: Some(libc::SIGINT),
             built_for: Some(mode),
             hook_inits: vec!["sysv".into()],
+            init_path: INIT_PATH.into(),
         }
     }
 
