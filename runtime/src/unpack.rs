@@ -12,14 +12,15 @@
 //! copy fallback), where they delete what the earlier layers put there.
 
 use crate::error::{Error, Result};
-use oci::tar::sparse;
+use oci::entry::Extent;
+use oci::tar::{sparse, EntryType, Header, Reader};
 use rustix::fs::{
     AtFlags, Dev, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
 };
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -64,11 +65,9 @@ pub fn unpack<R: Read>(tar: R, root: &Path, whiteouts: Whiteouts, layer: &str) -
         dir_times: Vec::new(),
         stats: Stats::default(),
     };
-    let mut archive = tar::Archive::new(tar);
-    let entries = archive.entries().map_err(|e| u.bad("(archive)", e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| u.bad("(archive)", e))?;
-        u.entry(&mut entry)?;
+    let mut archive = oci::tar::Reader::new(tar);
+    while let Some(header) = archive.next_entry().map_err(|e| u.bad("(archive)", e))? {
+        u.entry(&header, &mut archive)?;
     }
     // Directory times last, deepest first, as writing children changed them.
     for (parts, time) in std::mem::take(&mut u.dir_times).into_iter().rev() {
@@ -205,24 +204,10 @@ impl Unpacker<'_> {
         }
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<()> {
-        let mut raw = entry.path_bytes().into_owned();
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName
-        ) {
-            return Ok(());
-        }
-        // A PAX 1.0 sparse file (rehost's own layers write them) has its real name and
-        // size in its records.
-        let sparse = sparse::pax10(|key| pax_record(entry, key))
-            .map_err(|e| self.bad(&String::from_utf8_lossy(&raw), e))?;
-        if let Some(s) = &sparse {
-            raw = s.name.clone();
-        }
-        let shown = String::from_utf8_lossy(&raw).into_owned();
-        let parts = components(&raw).map_err(|r| self.bad(&shown, r))?;
+    fn entry<R: Read>(&mut self, header: &Header, archive: &mut Reader<R>) -> Result<()> {
+        let raw = &header.path;
+        let shown = String::from_utf8_lossy(raw).into_owned();
+        let parts = components(raw).map_err(|r| self.bad(&shown, r))?;
         let Some((name, parent_parts)) = parts.split_last() else {
             return Ok(()); // the root itself: its directory already exists
         };
@@ -270,18 +255,18 @@ impl Unpacker<'_> {
         }
 
         self.stats.entries += 1;
-        let xattrs = xattrs(entry);
-        let header = entry.header().clone();
-        let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
-        let uid = header.uid().unwrap_or(0) as u32;
-        let gid = header.gid().unwrap_or(0) as u32;
-        let mtime = header.mtime().unwrap_or(0);
+        let xattrs = xattrs(header);
+        let mode = Mode::from_raw_mode(header.mode & 0o7777);
+        let (Ok(uid), Ok(gid)) = (u32::try_from(header.uid), u32::try_from(header.gid)) else {
+            return Err(self.bad(&shown, "uid or gid out of range"));
+        };
+        let mtime = header.mtime.max(0) as u64;
 
-        let result = match kind {
-            tar::EntryType::Directory => self
+        let result = match header.kind {
+            EntryType::Dir => self
                 .make_dir(&parent, &name, mode, uid, gid, &xattrs)
                 .map(|_| self.dir_times.push((parts.clone(), mtime))),
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            EntryType::File => {
                 let meta = FileMeta {
                     mode,
                     uid,
@@ -289,19 +274,25 @@ impl Unpacker<'_> {
                     mtime,
                     xattrs: &xattrs,
                 };
-                match &sparse {
+                match &header.sparse {
                     Some(s) => {
-                        let len = entry.size();
-                        self.make_sparse_file(&parent, &name, entry, s.real_size, len, &meta)
+                        let extents = archive
+                            .sparse_extents(header)
+                            .map_err(|e| self.bad(&shown, e))?;
+                        self.make_sparse_file(
+                            &parent,
+                            &name,
+                            &mut archive.data(),
+                            &extents,
+                            s.real_size,
+                            &meta,
+                        )
                     }
-                    None => self.make_file(&parent, &name, entry, &meta),
+                    None => self.make_file(&parent, &name, &mut archive.data(), &meta),
                 }
             }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| self.bad(&shown, "symlink without a target"))?
-                    .into_owned();
+            EntryType::Symlink => {
+                let target = header.link.clone().unwrap_or_default();
                 self.remove(&parent, &name)
                     .and_then(|_| {
                         Ok(rustix::fs::symlinkat(
@@ -312,11 +303,8 @@ impl Unpacker<'_> {
                     })
                     .and_then(|_| self.finish_link(&parent, &name, uid, gid, mtime, &xattrs))
             }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| self.bad(&shown, "hardlink without a target"))?
-                    .into_owned();
+            EntryType::Hardlink => {
+                let target = header.link.clone().unwrap_or_default();
                 let tparts = components(&target).map_err(|r| self.bad(&shown, r))?;
                 let Some((tname, tparent)) = tparts.split_last() else {
                     return Err(self.bad(&shown, "hardlink to the root"));
@@ -339,16 +327,13 @@ impl Unpacker<'_> {
                     )?)
                 })
             }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let ftype = match kind {
-                    tar::EntryType::Char => FileType::CharacterDevice,
-                    tar::EntryType::Block => FileType::BlockDevice,
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let ftype = match header.kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                let dev: Dev = rustix::fs::makedev(
-                    header.device_major().ok().flatten().unwrap_or(0),
-                    header.device_minor().ok().flatten().unwrap_or(0),
-                );
+                let dev: Dev = rustix::fs::makedev(header.major, header.minor);
                 self.remove(&parent, &name)
                     .and_then(|_| {
                         Ok(rustix::fs::mknodat(
@@ -377,8 +362,12 @@ impl Unpacker<'_> {
                         Ok(())
                     })
             }
-            other => {
-                tracing::warn!("layer {}: skipping `{shown}` of type {other:?}", self.layer);
+            EntryType::Other(byte) => {
+                tracing::warn!(
+                    "layer {}: skipping `{shown}` of type {:?}",
+                    self.layer,
+                    byte as char
+                );
                 self.stats.skipped += 1;
                 return Ok(());
             }
@@ -449,20 +438,12 @@ impl Unpacker<'_> {
         parent: &OwnedFd,
         name: &OsStr,
         data: &mut R,
+        extents: &[Extent],
         real_size: u64,
-        entry_len: u64,
         meta: &FileMeta<'_>,
     ) -> io::Result<()> {
-        let extents = sparse::read_map(data, real_size, entry_len).map_err(io::Error::other)?;
-        let mut file = self.new_file(parent, name)?;
-        for e in &extents {
-            file.seek(SeekFrom::Start(e.offset))?;
-            let copied = io::copy(&mut data.take(e.len), &mut file)?;
-            if copied < e.len {
-                return Err(io::Error::other("the sparse data is cut short"));
-            }
-        }
-        file.set_len(real_size)?;
+        let file = self.new_file(parent, name)?;
+        sparse::expand(data, extents, real_size, &file, 0)?;
         meta.apply(&file)
     }
 
@@ -526,16 +507,6 @@ impl FileMeta<'_> {
     }
 }
 
-/// One PAX record of an entry.
-fn pax_record<R: Read>(entry: &mut tar::Entry<R>, key: &[u8]) -> Option<Vec<u8>> {
-    entry
-        .pax_extensions()
-        .ok()??
-        .filter_map(|r| r.ok())
-        .find(|r| r.key_bytes() == key)
-        .map(|r| r.value_bytes().to_vec())
-}
-
 fn set_owner_mode_xattrs(
     fd: &impl AsFd,
     uid: u32,
@@ -564,14 +535,12 @@ fn set_owner_mode_xattrs(
 
 /// The entry's extended attributes (PAX `SCHILY.xattr.*`), without overlayfs' own, which
 /// a layer must not be able to forge.
-fn xattrs<R: Read>(entry: &mut tar::Entry<R>) -> Vec<(String, Vec<u8>)> {
-    let Ok(Some(exts)) = entry.pax_extensions() else {
-        return Vec::new();
-    };
-    exts.filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let key = e.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_string();
-            (!key.starts_with("trusted.overlay.")).then(|| (key, e.value_bytes().to_vec()))
+fn xattrs(header: &Header) -> Vec<(String, Vec<u8>)> {
+    header
+        .xattrs()
+        .filter_map(|(name, value)| {
+            let key = std::str::from_utf8(name).ok()?.to_string();
+            (!key.starts_with("trusted.overlay.")).then(|| (key, value.to_vec()))
         })
         .collect()
 }

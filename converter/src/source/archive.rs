@@ -14,7 +14,8 @@
 use super::{Skipped, Source, Visit};
 use crate::entry::{normalize, walk_order_key, Entry, Kind};
 use crate::error::{Error, IoContext, Result};
-use std::collections::BTreeMap;
+use oci::tar::EntryType;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
@@ -111,99 +112,37 @@ impl ArchiveSource {
             archive: path.to_path_buf(),
             reason,
         };
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = oci::tar::Reader::new(reader);
         let mut index = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut side: Option<File> = None;
         let mut side_len = 0u64;
         let mut acls = Vec::new();
-        let entries = archive
-            .entries()
-            .map_err(|e| bad(format!("not a readable tar archive: {e}")))?
-            // Raw: PAX and GNU long-name headers come to us as entries, so their records
-            // are parsed by their length (values may hold newlines: ACL text, binary xattrs).
-            .raw(true);
-        let mut pax: Vec<PaxRecord> = Vec::new();
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
-        for (number, item) in entries.enumerate() {
-            let mut item = item
-                .map_err(|e| bad(format!("corrupt or truncated at entry {}: {e}", number + 1)))?;
-            let header = item.header().clone();
-            let extension = matches!(
-                header.entry_type(),
-                tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
-            );
-            if extension {
-                let mut data = Vec::new();
-                (&mut item)
-                    .take(MAX_EXTENSION)
-                    .read_to_end(&mut data)
-                    .map_err(|e| {
-                        bad(format!("corrupt or truncated at entry {}: {e}", number + 1))
-                    })?;
-                if data.len() as u64 >= MAX_EXTENSION {
-                    return Err(bad(format!(
-                        "entry {}: extended header larger than {MAX_EXTENSION} bytes (refused)",
-                        number + 1
-                    )));
-                }
-                match header.entry_type() {
-                    tar::EntryType::XHeader => {
-                        pax.extend(parse_pax_records(&data).map_err(|why| {
-                            bad(format!("entry {}: malformed PAX header: {why}", number + 1))
-                        })?)
-                    }
-                    tar::EntryType::GNULongName => long_name = Some(trim_nul(data)),
-                    _ => long_link = Some(trim_nul(data)),
-                }
-                continue;
-            }
-            let records = std::mem::take(&mut pax);
-            let record = |key: &[u8]| {
-                records
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
+        // Paths that hardlinks point at: a later entry must not replace them.
+        let mut link_targets: HashSet<Vec<u8>> = HashSet::new();
+        loop {
+            let header = match archive.next_entry() {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return Err(read_error(path, e)),
             };
-            // A PAX 1.0 sparse file (GNU tar's, and rehost's own layers): its real name
-            // and size are in records, its data starts with the map of its extents.
-            let sparse = oci::tar::sparse::pax10(&record).map_err(|e| {
-                bad(format!(
-                    "entry `{}`: {e}",
-                    String::from_utf8_lossy(&item.path_bytes())
-                ))
-            })?;
-            let raw_path = sparse
-                .as_ref()
-                .map(|s| s.name.clone())
-                .or(record(b"path"))
-                .or(long_name.take())
-                .unwrap_or_else(|| item.path_bytes().into_owned());
-            let raw_link = record(b"linkpath")
-                .or(long_link.take())
-                .or_else(|| item.link_name_bytes().map(|l| l.into_owned()));
-            let shown = String::from_utf8_lossy(&raw_path).into_owned();
+            let shown = String::from_utf8_lossy(&header.path).into_owned();
             let at = |what: &str| bad(format!("entry `{shown}`: {what}"));
-            let Some(path) = normalize(&raw_path) else {
+            let Some(path) = normalize(&header.path) else {
                 return Err(at("climbs out of the root with `..` (refused)"));
             };
-            let kind = match header.entry_type() {
-                tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::GNUSparse => Kind::File,
-                tar::EntryType::Directory => Kind::Dir,
-                tar::EntryType::Symlink => Kind::Symlink,
-                tar::EntryType::Link => Kind::Hardlink,
-                tar::EntryType::Char => Kind::Char,
-                tar::EntryType::Block => Kind::Block,
-                tar::EntryType::Fifo => Kind::Fifo,
-                tar::EntryType::XGlobalHeader => continue,
-                other => {
+            let kind = match header.kind {
+                EntryType::File => Kind::File,
+                EntryType::Dir => Kind::Dir,
+                EntryType::Symlink => Kind::Symlink,
+                EntryType::Hardlink => Kind::Hardlink,
+                EntryType::Char => Kind::Char,
+                EntryType::Block => Kind::Block,
+                EntryType::Fifo => Kind::Fifo,
+                EntryType::Other(byte) => {
                     skipped.push(Skipped {
                         path: format!("/{shown}"),
-                        reason: format!("unsupported tar entry type {:?}", other.as_byte() as char),
+                        reason: format!("unsupported tar entry type {:?}", byte as char),
                     });
                     continue;
                 }
@@ -211,17 +150,23 @@ impl ArchiveSource {
             if path.is_empty() {
                 continue; // the root directory itself
             }
-            let mut e = Entry::new(path.clone(), kind);
-            e.mode = header.mode().map_err(|err| at(&err.to_string()))? & 0o7777;
-            e.uid = header.uid().map_err(|err| at(&err.to_string()))? as u32;
-            e.gid = header.gid().map_err(|err| at(&err.to_string()))? as u32;
-            e.mtime = header.mtime().map_err(|err| at(&err.to_string()))? as i64;
-            if matches!(kind, Kind::Char | Kind::Block) {
-                e.major = header.device_major().ok().flatten().unwrap_or(0);
-                e.minor = header.device_minor().ok().flatten().unwrap_or(0);
+            let key = walk_order_key(&path);
+            if link_targets.contains(&key) {
+                return Err(at(
+                    "replaces a file that an earlier hardlink names (refused)",
+                ));
             }
-            for (key, value) in &records {
-                let number = |v: &[u8]| String::from_utf8_lossy(v).trim().parse::<u32>().ok();
+            let mut e = Entry::new(path.clone(), kind);
+            e.mode = header.mode;
+            e.uid = id(header.uid).ok_or_else(|| at("uid out of range"))?;
+            e.gid = id(header.gid).ok_or_else(|| at("gid out of range"))?;
+            e.mtime = header.mtime;
+            e.mtime_nsec = header.mtime_nsec;
+            if matches!(kind, Kind::Char | Kind::Block) {
+                e.major = header.major;
+                e.minor = header.minor;
+            }
+            for (key, value) in &header.records {
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                     e.xattrs.push((name.to_vec(), value.clone()));
                 } else if key == b"SCHILY.acl.access" || key == b"SCHILY.acl.default" {
@@ -231,105 +176,95 @@ impl ArchiveSource {
                         b"system.posix_acl_default"
                     };
                     acls.push((path.clone(), name.to_vec(), value.clone()));
-                } else if key == b"mtime" {
-                    let (secs, nsec) = parse_pax_time(value);
-                    e.mtime = secs;
-                    e.mtime_nsec = nsec;
-                } else if key == b"uid" {
-                    e.uid = number(value).ok_or_else(|| at("bad PAX uid"))?;
-                } else if key == b"gid" {
-                    e.gid = number(value).ok_or_else(|| at("bad PAX gid"))?;
                 }
             }
             e.xattrs.sort();
             let mut data = DataAt {
-                offset: item.raw_file_position(),
+                offset: header.data_offset,
                 side: false,
             };
             match kind {
-                Kind::Symlink | Kind::Hardlink => {
-                    let target = raw_link
-                        .clone()
-                        .ok_or_else(|| at("link without a target"))?;
-                    if kind == Kind::Hardlink {
-                        let Some(target) = normalize(&target) else {
-                            return Err(at("hardlink climbs out of the root with `..` (refused)"));
-                        };
-                        match index.get(&walk_order_key(&target)) {
-                            Some(Indexed { entry: t, .. })
-                                if matches!(t.kind, Kind::File | Kind::Hardlink) =>
-                            {
-                                // Point straight at the first name, as the walk will have it.
-                                e.link = if t.kind == Kind::Hardlink {
-                                    t.link.clone()
-                                } else {
-                                    target
-                                };
-                            }
-                            _ => {
-                                return Err(at(
-                                    "hardlink to a file not earlier in the archive (refused)",
-                                ))
-                            }
+                Kind::Symlink => e.link = header.link.clone().unwrap_or_default(),
+                Kind::Hardlink => {
+                    let target = header.link.clone().unwrap_or_default();
+                    let Some(target) = normalize(&target) else {
+                        return Err(at("hardlink climbs out of the root with `..` (refused)"));
+                    };
+                    if target == path {
+                        return Err(at("hardlink to itself (refused)"));
+                    }
+                    match index.get(&walk_order_key(&target)) {
+                        Some(Indexed { entry: t, .. })
+                            if matches!(t.kind, Kind::File | Kind::Hardlink) =>
+                        {
+                            // Point straight at the first name, as the walk will have it.
+                            e.link = if t.kind == Kind::Hardlink {
+                                t.link.clone()
+                            } else {
+                                target
+                            };
+                            link_targets.insert(walk_order_key(&e.link));
                         }
-                    } else {
-                        e.link = target;
+                        _ => {
+                            return Err(at(
+                                "hardlink to a file not earlier in the archive (refused)",
+                            ))
+                        }
                     }
                 }
                 Kind::File => {
-                    e.size = item.size();
-                    if let Some(real) = sparse.as_ref().map(|s| s.real_size) {
-                        let entry_len = item.size();
+                    e.size = header.size;
+                    if let Some(sparse) = &header.sparse {
+                        let extents = archive
+                            .sparse_extents(&header)
+                            .map_err(|err| at(&format!("corrupt sparse file: {err}")))?;
                         let file = match &mut side {
                             Some(f) => f,
                             None => side.insert(tempfile::tempfile().at(std::env::temp_dir())?),
                         };
-                        let extents = expand_sparse(&mut item, real, entry_len, file, side_len)
-                            .map_err(|why| at(&format!("corrupt sparse file: {why}")))?;
+                        oci::tar::sparse::expand(
+                            &mut archive.data(),
+                            &extents,
+                            sparse.real_size,
+                            file,
+                            side_len,
+                        )
+                        .map_err(|err| at(&format!("corrupt sparse file: {err}")))?;
                         data = DataAt {
                             offset: side_len,
                             side: true,
                         };
-                        side_len += real;
-                        e.size = real;
+                        side_len += sparse.real_size;
+                        e.size = sparse.real_size;
                         e.sparse = Some(extents);
-                    } else if header.entry_type() == tar::EntryType::GNUSparse {
-                        let file = match &mut side {
-                            Some(f) => f,
-                            None => side.insert(tempfile::tempfile().at(std::env::temp_dir())?),
-                        };
-                        let copied = io::copy(&mut item, file)
-                            .map_err(|err| at(&format!("corrupt sparse data: {err}")))?;
-                        data = DataAt {
-                            offset: side_len,
-                            side: true,
-                        };
-                        side_len += copied;
-                        e.size = copied;
                     }
                 }
                 _ => {}
             }
-            index.insert(walk_order_key(&path), Indexed { entry: e, data });
+            index.insert(key, Indexed { entry: e, data });
         }
         // The spool must hold the whole stream: read what the tar reader left (padding).
         let mut rest = archive.into_inner();
         io::copy(&mut rest, &mut io::sink())
-            .map_err(|e| bad(format!("corrupt or truncated at its end: {e}")))?;
+            .map_err(|e| read_error(path, oci::tar::TarError::Io(e)))?;
         drop(rest);
 
-        // An entry under a symlink or a file would be written through it by an unpacker.
+        // An entry under a symlink or a file, at any depth, would be written through it
+        // by an unpacker. In walk order an entry's descendants follow it at once, so the
+        // last entry that is no directory is the only one to check against.
+        let mut last_leaf: Option<&[u8]> = None;
         for (key, item) in &index {
-            if let Some(cut) = key.iter().rposition(|&b| b == 0) {
-                if let Some(parent) = index.get(&key[..cut]) {
-                    if parent.entry.kind != Kind::Dir {
-                        return Err(bad(format!(
-                            "entry `{}` lies under `{}`, which is not a directory (refused)",
-                            String::from_utf8_lossy(&item.entry.path),
-                            String::from_utf8_lossy(&parent.entry.path)
-                        )));
-                    }
+            if let Some(leaf) = last_leaf {
+                if key.len() > leaf.len() && key.starts_with(leaf) && key[leaf.len()] == 0 {
+                    return Err(bad(format!(
+                        "entry `{}` lies under `{}`, which is not a directory (refused)",
+                        String::from_utf8_lossy(&item.entry.path),
+                        String::from_utf8_lossy(&index[leaf].entry.path)
+                    )));
                 }
+            }
+            if item.entry.kind != Kind::Dir {
+                last_leaf = Some(key);
             }
         }
         regroup_hardlinks(&mut index);
@@ -481,10 +416,15 @@ fn regroup_hardlinks(index: &mut BTreeMap<Vec<u8>, Indexed>) {
             continue; // the data already comes first
         }
         let first = first.clone();
+        if first == target_key || !index.contains_key(&first) {
+            continue; // refused while indexing; nothing to regroup
+        }
         let Some(mut data) = index.remove(&target_key) else {
             continue;
         };
-        let link_entry = index.remove(&first).expect("link is indexed");
+        let Some(link_entry) = index.remove(&first) else {
+            continue;
+        };
         let first_path = link_entry.entry.path.clone();
         // The old holder of the data becomes a link with its own name.
         let mut old = link_entry;
@@ -535,9 +475,10 @@ struct Tee<R, W: Write> {
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
+        let spool = |e: io::Error| io::Error::new(e.kind(), SpoolError(e));
+        self.copy.write_all(&buf[..n]).map_err(spool)?;
         if n == 0 {
-            self.copy.flush()?;
+            self.copy.flush().map_err(spool)?;
         }
         Ok(n)
     }
@@ -608,100 +549,53 @@ fn tar_checksum_ok(h: &[u8]) -> bool {
     sum == want
 }
 
-/// One PAX record: key and value, as bytes.
-type PaxRecord = (Vec<u8>, Vec<u8>);
+/// A uid or gid as the image keeps it (32 bits).
+fn id(n: u64) -> Option<u32> {
+    u32::try_from(n).ok()
+}
 
-/// The most an extended header (PAX records, a GNU long name) may hold.
-const MAX_EXTENSION: u64 = 1 << 20;
-
-/// Reads a PAX 1.0 sparse file's data (its map, then its data extents one after
-/// another) and writes the content at `base` of `side`, holes left as holes; gives the
-/// data extents. Everything is checked against the real size and the entry's length.
-fn expand_sparse(
-    item: &mut impl Read,
-    real_size: u64,
-    entry_len: u64,
-    side: &File,
-    base: u64,
-) -> std::result::Result<Vec<crate::entry::Extent>, String> {
-    let extents =
-        oci::tar::sparse::read_map(item, real_size, entry_len).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 1 << 16];
-    for x in &extents {
-        let mut left = x.len;
-        let mut at = base + x.offset;
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            let n = item.read(&mut buf[..want]).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("the data is cut short".into());
-            }
-            side.write_all_at(&buf[..n], at)
-                .map_err(|e| e.to_string())?;
-            at += n as u64;
-            left -= n as u64;
+/// An error while reading the archive, said for what it is: the archive's fault, the
+/// spool's (a full disk), or a compression the decoder refuses.
+fn read_error(archive: &Path, e: oci::tar::TarError) -> Error {
+    if let oci::tar::TarError::Io(io) = &e {
+        if let Some(spool) = io.get_ref().and_then(|i| i.downcast_ref::<SpoolError>()) {
+            return Error::BadSource {
+                path: archive.to_path_buf(),
+                reason: format!(
+                    "cannot spool the decompressed archive to {}: {} (set TMPDIR to a \
+                     directory with more space, or give an uncompressed tar file)",
+                    std::env::temp_dir().display(),
+                    spool.0
+                ),
+            };
+        }
+        let text = io.to_string();
+        if text.contains("too much memory") || text.contains("Frame requires") {
+            return Error::Archive {
+                archive: archive.to_path_buf(),
+                reason: "zstd window larger than 128 MiB (made with `zstd --long=28` or \
+                         more): recompress with `--long=27` or less, or decompress it first"
+                    .into(),
+            };
         }
     }
-    side.set_len(
-        side.metadata()
-            .map_err(|e| e.to_string())?
-            .len()
-            .max(base + real_size),
-    )
-    .map_err(|e| e.to_string())?;
-    // The next expanded entry is appended after this one.
-    let mut cursor = side;
-    cursor
-        .seek(io::SeekFrom::Start(base + real_size))
-        .map_err(|e| e.to_string())?;
-    Ok(extents)
+    Error::Archive {
+        archive: archive.to_path_buf(),
+        reason: format!("corrupt or truncated: {e}"),
+    }
 }
 
-/// PAX records: "LEN key=value\n", where LEN counts the whole record, so a value may
-/// hold any byte, newlines included.
-fn parse_pax_records(mut data: &[u8]) -> std::result::Result<Vec<PaxRecord>, String> {
-    let mut out = Vec::new();
-    while !data.is_empty() && data[0] != 0 {
-        let space = data
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or("record without a length")?;
-        let len: usize = std::str::from_utf8(&data[..space])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or("record length is not a number")?;
-        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
-            return Err(format!("record length {len} does not fit"));
-        }
-        let body = &data[space + 1..len - 1];
-        let eq = body
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("record without `=`")?;
-        out.push((body[..eq].to_vec(), body[eq + 1..].to_vec()));
-        data = &data[len..];
+/// A failed write to the spool of a compressed archive.
+#[derive(Debug)]
+struct SpoolError(io::Error);
+
+impl std::fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
-    Ok(out)
 }
 
-fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
-    while v.last() == Some(&0) {
-        v.pop();
-    }
-    v
-}
-
-/// A PAX time: seconds with an optional decimal fraction.
-fn parse_pax_time(v: &[u8]) -> (i64, u32) {
-    let s = String::from_utf8_lossy(v);
-    let (secs, frac) = s.split_once('.').unwrap_or((&s, ""));
-    let secs = secs.parse().unwrap_or(0);
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    (secs, digits.parse().unwrap_or(0))
-}
+impl std::error::Error for SpoolError {}
 
 #[cfg(test)]
 mod tests {
@@ -749,5 +643,95 @@ mod tests {
         want[..100].copy_from_slice(&data[..100]);
         want[8192..].copy_from_slice(&data[100..]);
         assert!(content == want, "the content differs");
+    }
+
+    /// Raw tar entries, exactly as a hostile archive writes them.
+    fn raw(entries: &[(&str, u8, &str, &[u8])]) -> tempfile::NamedTempFile {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, link, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(tar::EntryType::new(*kind));
+            h.set_mode(0o755);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), b.into_inner().unwrap()).unwrap();
+        tmp
+    }
+
+    fn refused(tmp: &tempfile::NamedTempFile) -> String {
+        match ArchiveSource::open(tmp.path()) {
+            Ok(_) => panic!("the archive was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_entry_two_levels_under_a_symlink_is_refused() {
+        let tmp = raw(&[
+            ("l", b'2', "/etc", b""),
+            ("l/cron.d/evil", b'0', "", b"* * * * * root sh"),
+        ]);
+        let e = refused(&tmp);
+        assert!(e.contains("`l/cron.d/evil` lies under `l`"), "{e}");
+        // A directory of the same name elsewhere is fine.
+        let tmp = raw(&[("l", b'2', "/etc", b""), ("l2/cron.d/ok", b'0', "", b"x")]);
+        ArchiveSource::open(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn a_hardlink_to_itself_is_refused_without_a_panic() {
+        let tmp = raw(&[("a", b'0', "", b"data"), ("a", b'1', "a", b"")]);
+        assert!(refused(&tmp).contains("hardlink to itself"));
+        // A later entry that replaces a hardlink's target.
+        let tmp = raw(&[
+            ("a", b'0', "", b"data"),
+            ("b", b'1', "a", b""),
+            ("a", b'2', "/etc/shadow", b""),
+        ]);
+        assert!(refused(&tmp).contains("earlier hardlink"));
+    }
+
+    /// GNU tar writes files of 8 GiB and more as ustar size 0 plus a PAX size: the
+    /// content must stay the file's, not become entries (here a setuid file).
+    #[test]
+    fn the_pax_size_record_gives_the_files_content() {
+        let mut inner = tar::Header::new_gnu();
+        inner.set_path("etc/injected").unwrap();
+        inner.set_mode(0o4755);
+        inner.set_size(0);
+        inner.set_cksum();
+        let mut content = inner.as_bytes().to_vec();
+        content.extend_from_slice(&[0u8; 1024]);
+        let record = format!("size={}\n", content.len());
+        let record = format!("{} {record}", record.len() + 3);
+        let mut x = tar::Header::new_ustar();
+        x.set_path("PaxHeaders/big").unwrap();
+        x.set_entry_type(tar::EntryType::XHeader);
+        x.set_size(record.len() as u64);
+        x.set_cksum();
+        let mut bytes = x.as_bytes().to_vec();
+        bytes.extend_from_slice(record.as_bytes());
+        bytes.resize(1024, 0);
+        let mut h = tar::Header::new_ustar();
+        h.set_path("big").unwrap();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        bytes.extend_from_slice(h.as_bytes());
+        bytes.extend_from_slice(&content);
+        bytes.extend_from_slice(&[0u8; 1024]);
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), &bytes).unwrap();
+
+        let source = ArchiveSource::open(tmp.path()).unwrap();
+        assert!(source.metadata(b"etc/injected").is_err());
+        let mut got = Vec::new();
+        source.open(b"big").unwrap().read_to_end(&mut got).unwrap();
+        assert!(got == content);
     }
 }

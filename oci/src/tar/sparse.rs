@@ -116,6 +116,44 @@ pub fn read_map(
     Ok(extents)
 }
 
+/// Writes a sparse file's data extents, read one after another from `data`, at `base`
+/// plus each extent's offset in `file`, and makes the file at least `base + real_size`
+/// long: the holes stay holes, whatever their size.
+pub fn expand(
+    data: &mut impl Read,
+    extents: &[Extent],
+    real_size: u64,
+    file: &std::fs::File,
+    base: u64,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 16];
+    for x in extents {
+        let mut left = x.len;
+        let mut at = base + x.offset;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = data.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the sparse data is cut short",
+                ));
+            }
+            file.write_all_at(&buf[..n], at)?;
+            at += n as u64;
+            left -= n as u64;
+        }
+    }
+    let end = base
+        .checked_add(real_size)
+        .ok_or_else(|| io::Error::other("sparse file size out of range"))?;
+    if file.metadata()?.len() < end {
+        file.set_len(end)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

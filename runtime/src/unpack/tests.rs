@@ -203,3 +203,42 @@ fn owners_modes_and_times_are_kept() {
     assert_eq!(m.gid(), 42);
     assert_eq!(m.mtime(), 1234);
 }
+
+/// An old GNU sparse header (`S`) declaring a huge file with no data: the unpacker
+/// makes the file with its hole and writes no zeros (the tar crate's expansion wrote
+/// zeros until the disk was full).
+#[test]
+fn a_huge_sparse_entry_costs_no_disk() {
+    let mut h = tar::Header::new_gnu();
+    h.set_path("var/log/lastlog").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_size(0);
+    let real = 1u64 << 32; // as much as 11 octal digits hold
+    h.as_gnu_mut().unwrap().realsize = *format!("{real:011o}\0").as_bytes().first_chunk().unwrap();
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend_from_slice(&[0u8; 1024]);
+    let work = tempfile::tempdir().unwrap();
+    unpack(&tar[..], work.path(), Whiteouts::Overlay, "test").unwrap();
+    let meta = fs::metadata(work.path().join("var/log/lastlog")).unwrap();
+    assert_eq!(meta.len(), real);
+    assert!(meta.blocks() <= 8, "{} blocks allocated", meta.blocks());
+}
+
+/// PAX headers of any size used to be held whole: now more than 1 MiB is refused.
+#[test]
+fn a_huge_extension_header_is_refused() {
+    let mut h = tar::Header::new_ustar();
+    h.set_path("././@PaxHeader").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(64 << 20);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.resize(512 + (2 << 20), b'1');
+    let work = tempfile::tempdir().unwrap();
+    let e = unpack(&tar[..], work.path(), Whiteouts::Overlay, "test")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("larger than 1048576 bytes"), "{e}");
+}
