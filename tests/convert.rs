@@ -762,10 +762,17 @@ fn archive_records_with_newlines_keep_xattrs_and_acls() {
     assert!(acl.contains("user:1000:r--"), "{acl}");
 }
 
-/// GNU tar's own sparse archives (`--sparse --format=posix`, PAX 1.0) as a SOURCE: the
+/// GNU tar's own sparse archives (`--sparse`, gnu and posix formats) as a SOURCE: the
 /// file keeps its name, its size, its bytes and its holes.
 #[test]
 fn a_gnu_tar_sparse_archive_gives_the_file_with_its_holes() {
+    // The old GNU format (`S` headers) and PAX (1.0 maps), as GNU tar writes them.
+    for format in ["gnu", "posix"] {
+        gnu_tar_sparse(format);
+    }
+}
+
+fn gnu_tar_sparse(format: &str) {
     use std::os::unix::fs::FileExt;
     let work = scratch();
     let tree = work.path().join("tree");
@@ -781,7 +788,7 @@ fn a_gnu_tar_sparse_archive_gives_the_file_with_its_holes() {
         "tar",
         &[
             "--sparse",
-            "--format=posix",
+            &format!("--format={format}"),
             "-C",
             tree.to_str().unwrap(),
             "-cf",
@@ -832,4 +839,73 @@ fn a_gnu_tar_sparse_archive_gives_the_file_with_its_holes() {
         stored < 1 << 20,
         "the layer stores {stored} bytes of a 32 MiB file with 260 KiB of data"
     );
+}
+
+/// A guest symlink that points at the host's /etc (`interfaces.d -> /etc`) is read
+/// inside the guest: no byte of the host's files reaches the image, and the identity
+/// scrubbing does not list through the symlink.
+#[test]
+fn a_directory_source_never_reads_the_hosts_files_through_a_symlink() {
+    let work = scratch();
+    let tree = work.path().join("tree");
+    fs::create_dir_all(tree.join("etc/network")).unwrap();
+    fs::write(
+        tree.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    fs::write(tree.join("etc/hostname"), "guest\n").unwrap();
+    std::os::unix::fs::symlink("/etc", tree.join("etc/network/interfaces.d")).unwrap();
+    // A second way in: a symlinked directory on the way to a file the builder reads.
+    std::os::unix::fs::symlink("/etc", tree.join("etc/ssh")).unwrap();
+    let image = work.path().join("img");
+    rehost_ok(&[
+        "convert",
+        tree.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--compression",
+        "none",
+        "-q",
+    ]);
+    let unpacked = umoci_unpack(&image, "latest", &work.path().join("bundle"));
+    let host_shadow = fs::read("/etc/shadow").unwrap();
+    let host_hostname = fs::read("/etc/hostname").unwrap_or_default();
+    for entry in walkdir(&unpacked) {
+        let meta = fs::symlink_metadata(&entry).unwrap();
+        if meta.is_file() && meta.len() > 0 {
+            let content = fs::read(&entry).unwrap();
+            assert!(
+                content != host_shadow,
+                "{} holds the host's /etc/shadow",
+                entry.display()
+            );
+            if host_hostname.len() > 1 && host_hostname != b"guest\n" {
+                assert!(
+                    content != host_hostname,
+                    "{} holds the host's hostname",
+                    entry.display()
+                );
+            }
+        }
+    }
+    assert!(
+        !unpacked
+            .join("etc/rehost/original/etc/network/interfaces.d")
+            .exists(),
+        "the scrubbing listed the host's /etc"
+    );
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let meta = fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            out.extend(walkdir(&p));
+        }
+        out.push(p);
+    }
+    out
 }

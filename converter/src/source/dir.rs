@@ -3,10 +3,11 @@
 use super::{Skipped, Source, Visit};
 use crate::entry::{Entry, Extent, Kind};
 use crate::error::{Error, IoContext, Result};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
-use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -26,8 +27,27 @@ const VIRTUAL: [&[u8]; 4] = [b"proc", b"sys", b"dev", b"run"];
 
 pub struct DirSource {
     root: PathBuf,
+    /// The root, opened once: every path of the tree is resolved from it, inside it.
+    root_fd: OwnedFd,
     options: DirOptions,
     allowed_devs: HashSet<u64>,
+}
+
+/// A directory of the tree, opened inside the root. Calls that take a path reach its
+/// entries as `/proc/self/fd/N/NAME`: the kernel goes straight to the directory the
+/// descriptor holds, and NAME is one component, so no symlink of the tree (absolute,
+/// or with `..`) can lead a read onto the host's files. A mounted disk of server A
+/// converted on machine B never reads B's /etc.
+struct DirAt(OwnedFd);
+
+impl DirAt {
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
+    }
+
+    fn child(&self, name: &[u8]) -> PathBuf {
+        self.path().join(OsStr::from_bytes(name))
+    }
 }
 
 impl DirSource {
@@ -42,13 +62,21 @@ impl DirSource {
             })?;
             allowed_devs.insert(m.dev());
         }
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(root, e.into()))?;
         Ok(DirSource {
             root: root.to_path_buf(),
+            root_fd,
             options,
             allowed_devs,
         })
     }
 
+    /// The path as messages show it (never opened).
     fn full(&self, path: &[u8]) -> PathBuf {
         if path.is_empty() {
             self.root.clone()
@@ -57,8 +85,84 @@ impl DirSource {
         }
     }
 
-    fn entry(&self, path: &[u8], meta: &std::fs::Metadata) -> io::Result<Option<Entry>> {
-        let full = self.full(path);
+    /// The directory `dir` of the tree, every symlink on the way resolved inside the
+    /// root (`openat2(RESOLVE_IN_ROOT)`), as a chroot would.
+    fn open_dir(&self, dir: &[u8]) -> io::Result<DirAt> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let rel: &[u8] = if dir.is_empty() { b"." } else { dir };
+        match rustix::fs::openat2(
+            &self.root_fd,
+            OsStr::from_bytes(rel),
+            flags,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => Ok(DirAt(fd)),
+            // Kernels before 5.6 (the legacy servers rehost runs on) have no openat2:
+            // resolve in user space, then open what that gave without following it.
+            Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
+                let resolved = self.resolve_slowly(rel)?;
+                let path: &[u8] = if resolved.is_empty() { b"." } else { &resolved };
+                let fd = rustix::fs::openat(
+                    &self.root_fd,
+                    OsStr::from_bytes(path),
+                    flags | OFlags::NOFOLLOW,
+                    Mode::empty(),
+                )?;
+                Ok(DirAt(fd))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `path` resolved inside the root one component at a time (see [`Self::open_dir`]).
+    fn resolve_slowly(&self, path: &[u8]) -> io::Result<Vec<u8>> {
+        use rehost_init::model::fs::{resolve_in_root, Node};
+        let root = &self.root;
+        let mut node = |p: &[u8]| -> io::Result<Option<Node>> {
+            let full = root.join(OsStr::from_bytes(p));
+            match std::fs::symlink_metadata(&full) {
+                Ok(m) if m.is_dir() => Ok(Some(Node::Dir)),
+                Ok(m) if m.file_type().is_symlink() => Ok(Some(Node::Link(
+                    std::fs::read_link(&full)?.into_os_string().into_vec(),
+                ))),
+                Ok(_) => Ok(Some(Node::Other)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        resolve_in_root(path, true, &mut node)
+            .map_err(|e| e.into_io(&String::from_utf8_lossy(path)))
+    }
+
+    /// The directory that holds `path`, opened inside the root, and `path`'s last name.
+    fn parent_of<'p>(&self, path: &'p [u8]) -> io::Result<(DirAt, &'p [u8])> {
+        match path.iter().rposition(|&b| b == b'/') {
+            Some(cut) => Ok((self.open_dir(&path[..cut])?, &path[cut + 1..])),
+            None => Ok((self.open_dir(b"")?, path)),
+        }
+    }
+
+    /// `path` as a path the kernel resolves inside the root: its directory held open,
+    /// its last component not followed by the calls that use it.
+    fn confined(&self, path: &[u8]) -> io::Result<(DirAt, PathBuf)> {
+        if path.is_empty() {
+            let dir = self.open_dir(b"")?;
+            let p = dir.path();
+            return Ok((dir, p));
+        }
+        let (dir, name) = self.parent_of(path)?;
+        let p = dir.child(name);
+        Ok((dir, p))
+    }
+
+    /// `full` is where `path` is reached (inside its directory's descriptor).
+    fn entry(
+        &self,
+        path: &[u8],
+        full: &Path,
+        meta: &std::fs::Metadata,
+    ) -> io::Result<Option<Entry>> {
         let ft = meta.file_type();
         let kind = if ft.is_file() {
             Kind::File
@@ -91,11 +195,11 @@ impl DirSource {
                 }
                 // Fewer blocks than the size needs: there are holes worth keeping as holes.
                 if meta.blocks() * 512 < meta.len() {
-                    e.sparse = Some(data_extents(&full, meta.len())?);
+                    e.sparse = Some(data_extents(full, meta.len())?);
                 }
             }
             Kind::Symlink => {
-                e.link = std::fs::read_link(&full)?.into_os_string().into_vec();
+                e.link = std::fs::read_link(full)?.into_os_string().into_vec();
             }
             Kind::Char | Kind::Block => {
                 let rdev = meta.rdev();
@@ -105,7 +209,7 @@ impl DirSource {
             _ => {}
         }
         if kind != Kind::Socket {
-            e.xattrs = read_xattrs(&full)?;
+            e.xattrs = read_xattrs(full)?;
         }
         Ok(Some(e))
     }
@@ -117,8 +221,9 @@ impl DirSource {
         visit: &mut Visit<'_>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<()> {
-        let names = match self.list(dir) {
-            Ok(names) => names,
+        let listed = self.open_dir(dir).and_then(|at| Ok((list(&at)?, at)));
+        let (names, at) = match listed {
+            Ok(found) => found,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 skipped.push(skip(dir, "vanished while reading"));
                 return Ok(());
@@ -126,12 +231,13 @@ impl DirSource {
             Err(e) => return Err(Error::io(self.full(dir), e)),
         };
         for name in names {
+            let full = at.child(&name);
             let path = if dir.is_empty() {
                 name
             } else {
                 [dir, b"/", &name].concat()
             };
-            let meta = match std::fs::symlink_metadata(self.full(&path)) {
+            let meta = match std::fs::symlink_metadata(&full) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     skipped.push(skip(&path, "vanished while reading"));
@@ -139,7 +245,7 @@ impl DirSource {
                 }
                 Err(e) => return Err(Error::io(self.full(&path), e)),
             };
-            let entry = match self.entry(&path, &meta) {
+            let entry = match self.entry(&path, &full, &meta) {
                 Ok(Some(e)) => e,
                 Ok(None) => {
                     skipped.push(skip(&path, "unsupported file type"));
@@ -182,15 +288,16 @@ impl DirSource {
         }
         Ok(())
     }
+}
 
-    fn list(&self, dir: &[u8]) -> io::Result<Vec<Vec<u8>>> {
-        let mut names = Vec::new();
-        for item in std::fs::read_dir(self.full(dir))? {
-            names.push(item?.file_name().into_vec());
-        }
-        names.sort();
-        Ok(names)
+/// The sorted names in a directory.
+fn list(dir: &DirAt) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    for item in std::fs::read_dir(dir.path())? {
+        names.push(item?.file_name().into_vec());
     }
+    names.sort();
+    Ok(names)
 }
 
 fn skip(path: &[u8], reason: &str) -> Skipped {
@@ -217,19 +324,23 @@ impl Source for DirSource {
     }
 
     fn metadata(&self, path: &[u8]) -> Result<Entry> {
-        let full = self.full(path);
-        let meta = std::fs::symlink_metadata(&full).at(&full)?;
-        self.entry(path, &meta)
-            .at(&full)?
-            .ok_or_else(|| Error::NotFound(full.display().to_string()))
+        let shown = self.full(path);
+        let (_dir, full) = self.confined(path).at(&shown)?;
+        let meta = std::fs::symlink_metadata(&full).at(&shown)?;
+        self.entry(path, &full, &meta)
+            .at(&shown)?
+            .ok_or_else(|| Error::NotFound(shown.display().to_string()))
     }
 
     fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.list(path).at(self.full(path))
+        self.open_dir(path)
+            .and_then(|dir| list(&dir))
+            .at(self.full(path))
     }
 
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
-        let full = self.full(path);
+        let shown = self.full(path);
+        let (_dir, full) = self.confined(path).at(&shown)?;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NOATIME)
@@ -241,21 +352,28 @@ impl Source for DirSource {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&full)
             })
-            .at(&full)?;
+            .at(&shown)?;
         Ok(Box::new(file))
     }
 
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
-        let full = self.full(path);
-        let file = File::open(&full).at(&full)?;
+        let shown = self.full(path);
+        let (_dir, full) = self.confined(path).at(&shown)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&full)
+            .at(&shown)?;
         Ok(Box::new(oci::tar::ExtentReader::new(file, extents)))
     }
 }
 
 /// The data extents of a file with holes, from SEEK_DATA / SEEK_HOLE.
 fn data_extents(path: &Path, size: u64) -> io::Result<Vec<Extent>> {
-    use std::os::fd::AsRawFd;
-    let file = File::open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
     let fd = file.as_raw_fd();
     let mut extents = Vec::new();
     let mut pos: i64 = 0;

@@ -61,8 +61,18 @@ pub fn scrub(source: &dyn Source, fs: &Root<'_>, items: &mut Items) -> Vec<Strin
         };
     keep_original("/etc/fstab", Some("# rehost: the container runtime provides the mounts; the server's fstab is in\n# /etc/rehost/original/etc/fstab\n"), items, "neutralised");
     keep_original("/etc/network/interfaces", Some("# rehost: the container runtime configures the network; the server's file is in\n# /etc/rehost/original/etc/network/interfaces\nauto lo\niface lo inet loopback\n"), items, "neutralised");
+    // Only a real directory is listed: through a symlinked one (`interfaces.d -> /etc`)
+    // the files named would be others, and the whiteouts would lie under a symlink.
     let listed = |dir: &str| -> Vec<String> {
-        let mut v = fs.read_dir(dir).unwrap_or_default();
+        if !super::is_dir(source, dir) {
+            return Vec::new();
+        }
+        let mut v: Vec<String> = source
+            .read_dir(dir.trim_start_matches('/').as_bytes())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| String::from_utf8(n).ok())
+            .collect();
         v.sort();
         v.into_iter().map(|n| format!("{dir}/{n}")).collect()
     };
