@@ -176,7 +176,7 @@ impl Profile {
     pub fn parse(origin: &str, text: &str) -> Result<Self> {
         let profile: Profile = toml::from_str(text).map_err(|e| Error::Profile {
             path: origin.into(),
-            reason: e.to_string().trim().replace('\n', " "),
+            reason: rehost_init::config::toml_error(text, &e),
         })?;
         for name in profile.service.iter().flat_map(|r| &r.names) {
             Glob::new(name).map_err(|e| Error::Profile {

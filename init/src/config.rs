@@ -175,12 +175,45 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A TOML error as one short line: where (line and column) and what, never the text
+/// itself, whose lines (or values the message quotes) may be megabytes long.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    const MAX: usize = 200;
+    let mut what: String = e
+        .message()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if what.len() > MAX {
+        let mut cut = MAX;
+        while !what.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        what.truncate(cut);
+        what.push('…');
+    }
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.len()
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
+}
+
 impl InitConfig {
     /// Parses the text of a configuration file (`path` names it in errors).
     pub fn parse(path: &str, text: &str) -> Result<InitConfig, ConfigError> {
         let cfg: InitConfig = toml::from_str(text).map_err(|e| ConfigError {
             path: path.to_string(),
-            message: e.to_string().trim().replace('\n', " "),
+            message: toml_error(text, &e),
         })?;
         if cfg.mode == Mode::DumbInit && cfg.cmd.is_empty() {
             return Err(ConfigError {
@@ -245,5 +278,20 @@ mod tests {
         assert!(e.to_string().starts_with("/etc/rehost/init.toml: "), "{e}");
         assert!(InitConfig::parse("x", "mode = \"dumb-init\"").is_err());
         assert!(InitConfig::parse("x", "[[service]]\nname = \"a\"\nbogus = 1\n").is_err());
+    }
+
+    /// A 50 MB line used to be quoted whole in the error.
+    #[test]
+    fn a_toml_error_is_one_short_line() {
+        let text = format!(
+            "mode = \"rehost\"\ncmd = [\"{}\" \"x\"]\n",
+            "a".repeat(50 << 20)
+        );
+        let e = InitConfig::parse("init.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 400, "{} bytes", e.len());
+        assert!(e.contains("line 2, column"), "{e}");
+        assert!(!e.contains('\n'));
     }
 }

@@ -463,7 +463,7 @@ impl Plan {
     pub fn parse(origin: &str, text: &str) -> Result<Plan> {
         let plan: Plan = toml::from_str(text).map_err(|e| Error::Profile {
             path: origin.into(),
-            reason: e.to_string().trim().replace('\n', " "),
+            reason: rehost_init::config::toml_error(text, &e),
         })?;
         if plan.version != VERSION {
             return Err(Error::Profile {
@@ -662,5 +662,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("p.toml:") && err.contains("maybe"), "{err}");
+    }
+
+    /// A plan whose bad line is 50 MB long gives a short error, not the line.
+    #[test]
+    fn a_bad_plan_is_named_in_one_short_line() {
+        let text = format!("version = 1\nsource = \"{}\n", "x".repeat(50 << 20));
+        let e = Plan::parse("plan.toml", &text).unwrap_err().to_string();
+        assert!(
+            e.len() < 400 && e.starts_with("plan.toml"),
+            "{}",
+            &e[..e.len().min(400)]
+        );
+        assert!(e.contains("line 2"), "{e}");
     }
 }
