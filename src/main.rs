@@ -93,10 +93,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
-        Command::Convert(args) => convert::run(args, cli.quiet),
-        Command::Inspect(args) => inspect::run(args, cli.quiet),
+        Command::Convert(args) => {
+            oci::cleanup::on_interrupt();
+            convert::run(args, cli.quiet)
+        }
+        Command::Inspect(args) => {
+            oci::cleanup::on_interrupt();
+            inspect::run(args, cli.quiet)
+        }
         Command::Push(args) => push::run(args, cli.quiet),
-        Command::Pull(args) => pull::run(args, cli.quiet),
+        Command::Pull(args) => {
+            oci::cleanup::on_interrupt();
+            pull::run(args, cli.quiet)
+        }
         Command::Run(args) => run::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Stop(args) => stop::run(args),

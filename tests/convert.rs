@@ -909,3 +909,51 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// SIGINT or SIGTERM in the middle of a convert leaves nothing beside the output: no
+/// hidden temporary layout, no half-written image.
+#[test]
+fn an_interrupted_convert_leaves_nothing() {
+    let rootfs = fixture("debian-systemd").join("rootfs");
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let work = scratch();
+        let out = work.path().join("out");
+        fs::create_dir(&out).unwrap();
+        let image = out.join("image");
+        let mut child = rehost_cmd()
+            .args([
+                "convert",
+                rootfs.to_str().unwrap(),
+                "-o",
+                image.to_str().unwrap(),
+            ])
+            .args(["--init", "none", "--compression", "gzip", "-q"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until the temporary layout holds a blob being written.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let started = loop {
+            let busy = fs::read_dir(&out)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .any(|e| e.path().join("blobs/sha256").is_dir());
+            if busy || std::time::Instant::now() > deadline {
+                break busy;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(started, "convert made no temporary layout");
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "signal {signal}");
+        let left: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "signal {signal} left {left:?}");
+    }
+}

@@ -12,6 +12,7 @@
 //!
 //! It depends on no other rehost crate and holds no async code.
 
+pub mod cleanup;
 pub mod contract;
 pub mod digest;
 pub mod entry;

@@ -47,6 +47,8 @@ pub struct LayoutWriter {
     force: bool,
     committed: bool,
     blobs: std::sync::atomic::AtomicU64,
+    /// Removes the temporary layout (and archive) if rehost is interrupted.
+    _on_interrupt: [crate::cleanup::Registered; 2],
 }
 
 impl LayoutWriter {
@@ -74,6 +76,10 @@ impl LayoutWriter {
         }
         let tmp = parent.join(format!(".{name}.rehost-tmp-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
+        let on_interrupt = [
+            crate::cleanup::remove_on_interrupt(tmp.clone()),
+            crate::cleanup::remove_on_interrupt(tmp.with_extension("tar")),
+        ];
         fs::create_dir_all(tmp.join("blobs/sha256")).at(&tmp)?;
         fs::write(tmp.join("oci-layout"), OCI_LAYOUT).at(&tmp)?;
         Ok(LayoutWriter {
@@ -83,6 +89,7 @@ impl LayoutWriter {
             force,
             committed: false,
             blobs: Default::default(),
+            _on_interrupt: on_interrupt,
         })
     }
 
