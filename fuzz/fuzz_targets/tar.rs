@@ -3,7 +3,6 @@
 //! a hang or an allocation the input merely asks for.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use std::io::Read;
 
 fuzz_target!(|data: &[u8]| {
     let mut reader = oci::tar::Reader::new(data);

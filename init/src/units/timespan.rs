@@ -55,7 +55,10 @@ pub fn parse(text: &str, default_unit: Duration) -> Option<TimeSpan> {
         } else {
             unit_duration(unit)?
         };
-        total += scale.mul_f64(number);
+        // A span past what a Duration holds is refused, as systemd refuses it (ERANGE),
+        // instead of overflowing (a unit's `TimeoutSec=77777777777777777777` did).
+        let part = Duration::try_from_secs_f64(scale.as_secs_f64() * number).ok()?;
+        total = total.checked_add(part)?;
     }
     Some(TimeSpan::Finite(total))
 }
@@ -97,5 +100,13 @@ mod tests {
         assert_eq!(parse_sec("infinity"), Some(TimeSpan::Infinity));
         assert_eq!(parse_sec("soon"), None);
         assert_eq!(parse_sec("5 parsecs"), None);
+    }
+
+    /// Found by fuzzing: a span too large for a Duration panicked rehost-init.
+    #[test]
+    fn an_overflowing_span_is_refused_not_a_panic() {
+        assert_eq!(parse_sec("77777777777777777777"), None);
+        assert_eq!(parse_sec("18446744073709551615s 1s"), None);
+        assert_eq!(parse_sec("9999999999999y"), None);
     }
 }
