@@ -94,16 +94,16 @@ fn main() -> ExitCode {
     output::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Convert(args) => {
-            oci::cleanup::on_interrupt();
+            oci::cleanup::install();
             convert::run(args, cli.quiet)
         }
         Command::Inspect(args) => {
-            oci::cleanup::on_interrupt();
+            oci::cleanup::install();
             inspect::run(args, cli.quiet)
         }
         Command::Push(args) => push::run(args, cli.quiet),
         Command::Pull(args) => {
-            oci::cleanup::on_interrupt();
+            oci::cleanup::install();
             pull::run(args, cli.quiet)
         }
         Command::Run(args) => run::run(args),

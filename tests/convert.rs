@@ -915,7 +915,8 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn an_interrupted_convert_leaves_nothing() {
     let rootfs = fixture("debian-systemd").join("rootfs");
-    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+    use std::os::unix::process::ExitStatusExt;
+    for signal in [libc::SIGINT, libc::SIGTERM] {
         let work = scratch();
         let out = work.path().join("out");
         fs::create_dir(&out).unwrap();
@@ -949,7 +950,8 @@ fn an_interrupted_convert_leaves_nothing() {
             libc::kill(child.id() as i32, signal);
         }
         let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(code), "signal {signal}");
+        // It dies of the signal, as it would without its cleanup (a shell sees 128+N).
+        assert_eq!(status.signal(), Some(signal), "{status}");
         let left: Vec<_> = fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().path())

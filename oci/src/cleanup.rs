@@ -1,44 +1,52 @@
-//! What an interrupt must undo. Work in progress that lives outside the process (a
-//! temporary layout beside the output, a mount, a loop device) registers how to undo
-//! it; [`on_interrupt`] makes SIGINT, SIGTERM and SIGHUP run every undo still
-//! registered, then end the process as the signal would have. Finished work drops its
-//! registration, so nothing it made is touched.
+//! Undoing what must not outlive rehost (a temporary layout beside the output, a
+//! mount, a loop device) when the user interrupts it. Whoever makes such a thing
+//! registers its undoing with [`on_interrupt`] and keeps the returned [`Registration`]
+//! while the thing exists. Once [`install`] has run (the CLI does, for the commands that
+//! make such things), SIGINT, SIGTERM or SIGHUP run the registered cleanups, newest
+//! first, and then the process dies of that signal as it would have without them.
+//!
+//! The signal handler itself only writes the signal's number to a pipe (the one thing a
+//! handler may safely do); a watcher thread reads it and runs the cleanups. Handlers,
+//! not blocked signals, so the programs rehost starts get the default dispositions
+//! back when they exec. Installing is explicit: the runtime has its own handling while
+//! a container runs, which a registration made on its way must not replace.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, Once};
 
-type Undo = Box<dyn FnOnce() + Send>;
+type Cleanup = Box<dyn FnOnce() + Send>;
 
-static PENDING: Mutex<Vec<(u64, Undo)>> = Mutex::new(Vec::new());
-static NEXT: AtomicU64 = AtomicU64::new(0);
-/// The write end of the pipe the signal handler wakes the cleaning thread with.
-static WAKE: AtomicI32 = AtomicI32::new(-1);
+static CLEANUPS: Mutex<BTreeMap<u64, Cleanup>> = Mutex::new(BTreeMap::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+static INSTALL: Once = Once::new();
+/// The pipe's write end, for the handler.
+static PIPE: AtomicI32 = AtomicI32::new(-1);
 
-/// A registered undo; dropping it forgets the undo (the work finished or was undone).
-#[must_use = "dropping the registration forgets the undo at once"]
-pub struct Registered(u64);
+const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-impl Drop for Registered {
+/// A cleanup registered to run on an interrupt; dropping it unregisters the cleanup
+/// without running it (its owner finished, or undid the thing itself).
+#[must_use = "the cleanup is unregistered when this is dropped"]
+pub struct Registration(u64);
+
+impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut pending) = PENDING.lock() {
-            pending.retain(|(id, _)| *id != self.0);
-        }
+        lock().remove(&self.0);
     }
 }
 
-/// Registers `undo`, to run if the process is interrupted before the registration drops.
-pub fn register(undo: impl FnOnce() + Send + 'static) -> Registered {
-    let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut pending) = PENDING.lock() {
-        pending.push((id, Box::new(undo)));
-    }
-    Registered(id)
+/// Runs `cleanup` if the process is interrupted while the registration is kept.
+pub fn on_interrupt(cleanup: impl FnOnce() + Send + 'static) -> Registration {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    lock().insert(id, Box::new(cleanup));
+    Registration(id)
 }
 
 /// Registers the removal of a temporary directory (or file) and all it holds.
-pub fn remove_on_interrupt(path: PathBuf) -> Registered {
-    register(move || {
+pub fn remove_on_interrupt(path: PathBuf) -> Registration {
+    on_interrupt(move || {
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             let _ = std::fs::remove_dir_all(&path);
         } else {
@@ -47,67 +55,79 @@ pub fn remove_on_interrupt(path: PathBuf) -> Registered {
     })
 }
 
-/// Runs every registered undo, newest first.
-pub fn run_all() {
-    let pending = match PENDING.lock() {
-        Ok(mut p) => std::mem::take(&mut *p),
-        Err(_) => return,
-    };
-    for (_, undo) in pending.into_iter().rev() {
-        undo();
+/// From now on, SIGINT, SIGTERM and SIGHUP run the registered cleanups first.
+pub fn install() {
+    INSTALL.call_once(install_once);
+}
+
+fn lock() -> MutexGuard<'static, BTreeMap<u64, Cleanup>> {
+    // A cleanup that panicked leaves the map as it was: still usable.
+    CLEANUPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+extern "C" fn handler(signal: libc::c_int) {
+    let fd = PIPE.load(Ordering::Relaxed);
+    let byte = signal as u8;
+    // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
+    unsafe {
+        libc::write(fd, (&byte as *const u8).cast(), 1);
     }
 }
 
-extern "C" fn wake(sig: libc::c_int) {
-    let fd = WAKE.load(Ordering::SeqCst);
-    if fd >= 0 {
-        let byte = sig as u8;
-        // SAFETY: write(2) is async-signal-safe; the buffer is one valid byte.
-        unsafe {
-            libc::write(fd, (&byte as *const u8).cast(), 1);
-        }
-    }
-}
-
-/// From now on SIGINT, SIGTERM and SIGHUP run the registered undos and end the process
-/// with 128 + the signal's number. Handlers (not blocked signals) are used, so the
-/// programs rehost starts get the default dispositions back when they exec.
-pub fn on_interrupt() {
-    if WAKE.load(Ordering::SeqCst) >= 0 {
-        return;
-    }
+fn install_once() {
     let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
+    // SAFETY: pipe2 fills the two-element array it is given.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return;
     }
-    WAKE.store(fds[1], Ordering::SeqCst);
-    let read_end = fds[0];
-    std::thread::spawn(move || {
-        let mut byte = 0u8;
-        loop {
-            // SAFETY: reads one byte into a valid buffer.
-            let n = unsafe { libc::read(read_end, (&mut byte as *mut u8).cast(), 1) };
-            if n == 1 {
-                break;
-            }
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        let sig = byte as libc::c_int;
-        eprintln!("rehost: interrupted; removing what was half made");
-        run_all();
-        std::process::exit(128 + sig);
-    });
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only calls write(2), which is async-signal-safe.
+    let [read_end, write_end] = fds;
+    PIPE.store(write_end, Ordering::Relaxed);
+    let spawned = std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(move || watch(read_end));
+    if spawned.is_err() {
+        return;
+    }
+    for signal in SIGNALS {
+        // SAFETY: a zeroed sigaction with a handler that only calls write(2).
         unsafe {
-            libc::signal(
-                sig,
-                wake as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            );
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = handler as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
+}
+
+/// Waits for a signal, runs the cleanups, then dies of the signal.
+fn watch(read_end: libc::c_int) {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads one byte into a local.
+        let n = unsafe { libc::read(read_end, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return;
+    }
+    let signal = byte as libc::c_int;
+    eprintln!("rehost: interrupted; removing what was half made");
+    // The map stays locked to the end: a registration dropped meanwhile by another
+    // thread waits, and so cannot undo the same thing twice.
+    let mut cleanups = lock();
+    while let Some((_, cleanup)) = cleanups.pop_last() {
+        cleanup();
+    }
+    // SAFETY: restores the default action and raises the signal: the process ends as
+    // it would have without the handler (a shell sees 128 + the signal).
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+    // A signal whose default is not to end the process: end it all the same.
+    std::process::exit(128 + signal);
 }

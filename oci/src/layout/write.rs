@@ -48,7 +48,7 @@ pub struct LayoutWriter {
     committed: bool,
     blobs: std::sync::atomic::AtomicU64,
     /// Removes the temporary layout (and archive) if rehost is interrupted.
-    _on_interrupt: [crate::cleanup::Registered; 2],
+    _on_interrupt: [crate::cleanup::Registration; 2],
 }
 
 impl LayoutWriter {
