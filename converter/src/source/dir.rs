@@ -156,6 +156,42 @@ impl DirSource {
         Ok((dir, p))
     }
 
+    /// The file `path` for reading, resolved inside the root, its last component not
+    /// followed: one `openat2` call, no dearer than the plain open it replaces.
+    fn open_file(&self, path: &[u8]) -> io::Result<std::fs::File> {
+        let open = |noatime: bool| {
+            let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            if noatime {
+                flags |= OFlags::NOATIME;
+            }
+            rustix::fs::openat2(
+                &self.root_fd,
+                OsStr::from_bytes(path),
+                flags,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            )
+        };
+        // O_NOATIME is refused (EPERM) on files we do not own when not root.
+        match open(true).or_else(|e| {
+            if e == rustix::io::Errno::PERM {
+                open(false)
+            } else {
+                Err(e)
+            }
+        }) {
+            Ok(fd) => Ok(fd.into()),
+            Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
+                let (_dir, full) = self.confined(path)?;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(full)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// `full` is where `path` is reached (inside its directory's descriptor).
     fn entry(
         &self,
@@ -339,31 +375,11 @@ impl Source for DirSource {
     }
 
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
-        let shown = self.full(path);
-        let (_dir, full) = self.confined(path).at(&shown)?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NOATIME)
-            .open(&full)
-            // O_NOATIME is refused on files we do not own when not root; retry without.
-            .or_else(|_| {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&full)
-            })
-            .at(&shown)?;
-        Ok(Box::new(file))
+        Ok(Box::new(self.open_file(path).at(self.full(path))?))
     }
 
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
-        let shown = self.full(path);
-        let (_dir, full) = self.confined(path).at(&shown)?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&full)
-            .at(&shown)?;
+        let file = self.open_file(path).at(self.full(path))?;
         Ok(Box::new(oci::tar::ExtentReader::new(file, extents)))
     }
 }
