@@ -959,3 +959,81 @@ fn an_interrupted_convert_leaves_nothing() {
         assert!(left.is_empty(), "signal {signal} left {left:?}");
     }
 }
+
+/// A valid archive the decoder will not take, and a full disk while spooling, are said
+/// for what they are, not called corrupt.
+#[test]
+fn a_long_window_zstd_and_a_full_spool_are_named_for_what_they_are() {
+    let fx = fixture("debian-sysvinit");
+    let work = scratch();
+    let tar = fx.join("rootfs.tar");
+    let long = work.path().join("long.tar.zst");
+    run(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "zstd -q -1 --long=31 -c {} > {}",
+                tar.display(),
+                long.display()
+            ),
+        ],
+    );
+    let image = work.path().join("img");
+    let out = rehost(&[
+        "convert",
+        long.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("zstd window larger than 128 MiB"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("corrupt"), "{stderr}");
+
+    // The spool of a compressed archive on a 4 MiB TMPDIR.
+    let small = work.path().join("small");
+    fs::create_dir(&small).unwrap();
+    run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=4m",
+            "tmpfs",
+            small.to_str().unwrap(),
+        ],
+    );
+    let gz = work.path().join("root.tar.gz");
+    run(
+        "sh",
+        &[
+            "-c",
+            &format!("gzip -1 -c {} > {}", tar.display(), gz.display()),
+        ],
+    );
+    let out = rehost_cmd()
+        .env("TMPDIR", &small)
+        .args([
+            "convert",
+            gz.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    run("umount", &[small.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot spool the decompressed archive"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("corrupt"), "{stderr}");
+    assert!(!image.exists());
+}
