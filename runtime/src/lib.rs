@@ -15,6 +15,7 @@ pub mod image;
 pub mod layers;
 pub mod modes;
 pub mod ports;
+pub mod private_dir;
 pub mod rootfs;
 pub mod sidecar;
 pub mod signals;
