@@ -7,6 +7,7 @@ use common::runtime::{converted, Rt};
 use common::scratch;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// A command run as `nobody`, with no groups: another user of the host.
@@ -97,4 +98,150 @@ fn a_runtime_directory_below_one_others_can_write_is_refused() {
         "{err}"
     );
     assert!(!root.exists());
+}
+
+/// Rewrites the config of the only image in the layout `dir` (manifest and index follow).
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    use sha2::{Digest, Sha256};
+    let blob = |d: &str| dir.join("blobs/sha256").join(&d[7..]);
+    let put = |b: &[u8]| {
+        let d = format!("sha256:{}", hex::encode(Sha256::digest(b)));
+        fs::write(blob(&d), b).unwrap();
+        (d, b.len())
+    };
+    let read =
+        |p: &Path| -> serde_json::Value { serde_json::from_slice(&fs::read(p).unwrap()).unwrap() };
+    let mut index = read(&dir.join("index.json"));
+    let mut manifest = read(&blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let mut config = read(&blob(manifest["config"]["digest"].as_str().unwrap()));
+    edit(&mut config);
+    let (cfg, csize) = put(config.to_string().as_bytes());
+    manifest["config"]["digest"] = cfg.into();
+    manifest["config"]["size"] = csize.into();
+    let (man, msize) = put(manifest.to_string().as_bytes());
+    index["manifests"][0]["digest"] = man.into();
+    index["manifests"][0]["size"] = msize.into();
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+/// A layer holding one entry at `name`: a FIFO, or a symlink to `link`.
+fn one_entry_layer(name: &str, link: Option<&str>) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    match link {
+        Some(target) => {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_link_name(target).unwrap();
+        }
+        None => h.set_entry_type(tar::EntryType::Fifo),
+    }
+    h.set_mode(0o644);
+    h.set_size(0);
+    b.append_data(&mut h, name, &[][..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// `rehost ARGS` with this runtime root, ended after two minutes: a hang is a failure
+/// (124), not a stuck test.
+fn rehost_bounded(rt: &Rt, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["-k", "10", "120", common::rehost_bin()])
+        .args(args)
+        .env("REHOST_ROOT", rt.root())
+        .output()
+        .expect("timeout runs rehost")
+}
+
+/// The one line of a failed command, which must say `want`.
+fn assert_one_line_error(out: &Output, want: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("rehost: error: ") && err.contains(want),
+        "wanted `{want}`: {err}"
+    );
+}
+
+/// User 4294967295 (-1 to setuid, "unchanged") would run pid 1 as root: refused, as runc
+/// does, before anything is made.
+#[test]
+fn a_user_id_out_of_range_is_refused_before_anything_runs() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    edit_config(&image, |c| {
+        c["config"]["User"] = "4294967295:4294967295".into();
+    });
+    let mut rt = Rt::new();
+    let name = rt.name("uid");
+    let img = image.to_str().unwrap();
+    let out = rehost_bounded(
+        &rt,
+        &[
+            "run", "--rm", "--init", "none", "--name", &name, img, "/bin/sh", "-c", "id -u",
+        ],
+    );
+    assert_one_line_error(&out, "uid 4294967295 is out of range (0-2147483647)");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!rt.root().join("containers").join(&name).exists());
+    rt.assert_clean("a refused user");
+}
+
+/// A user name is looked up in the image's own /etc/passwd: a link to a host file is
+/// followed inside the image (where it names nothing), and a FIFO is refused at once.
+#[test]
+fn the_user_is_looked_up_inside_the_image_never_on_the_host() {
+    let work = scratch();
+    let host_passwd = work.path().join("host-passwd");
+    fs::write(&host_passwd, "www-data:x:4242:4242::/:/bin/sh\n").unwrap();
+    let base = converted("debian-sysvinit", work.path());
+    let mut rt = Rt::new();
+    for (what, link, want) in [
+        (
+            "a link to a host file",
+            Some(host_passwd.to_str().unwrap()),
+            "user `www-data` is not in the image's /etc/passwd",
+        ),
+        (
+            "a FIFO",
+            None,
+            "user `www-data`: the image's /etc/passwd: not a regular file",
+        ),
+    ] {
+        let image = work.path().join("user.oci");
+        let _ = fs::remove_dir_all(&image);
+        common::run(
+            "cp",
+            &["-a", base.to_str().unwrap(), image.to_str().unwrap()],
+        );
+        common::runtime::add_layer(&image, &one_entry_layer("etc/passwd", link));
+        edit_config(&image, |c| c["config"]["User"] = "www-data".into());
+        let name = rt.name("user");
+        let out = rehost_bounded(
+            &rt,
+            &[
+                "run",
+                "--rm",
+                "--init",
+                "none",
+                "--name",
+                &name,
+                image.to_str().unwrap(),
+                "/bin/sh",
+                "-c",
+                "id -u",
+            ],
+        );
+        assert_ne!(out.status.code(), Some(124), "{what}: run hangs");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("4242"),
+            "{what}: the host's passwd was read"
+        );
+        assert_one_line_error(&out, want);
+    }
+    rt.assert_clean("refused users");
 }

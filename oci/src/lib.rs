@@ -6,6 +6,7 @@
 //! - [`layout`]: the one reader and writer of OCI image layouts and oci-archives;
 //! - [`tar`]: the one tar writer of layers and archives;
 //! - [`entry`]: one filesystem entry, as sources describe it and tar carries it;
+//! - [`text`]: untrusted text fit for a one-line message;
 //! - [`reference`]: image references (`registry/repo:tag`) and local `PATH[:TAG]`;
 //! - [`contract`]: what builder and runtime agree on inside an image (labels, the
 //!   init's path, the init modes).
@@ -20,5 +21,6 @@ pub mod image;
 pub mod layout;
 pub mod reference;
 pub mod tar;
+pub mod text;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@
 //! it never depends on `converter` or `registry`, so it carries no async code; a
 //! registry reference is pulled by the command before the runtime sees it.
 
+pub mod confined;
 pub mod console;
 pub mod container;
 pub mod embedded;

@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::modes::ModeProfile;
 use oci::image::ImageConfig;
+use oci::text::one_line;
 use oci_spec::runtime::{
     Capability, HookBuilder, HooksBuilder, LinuxBuilder, LinuxCapabilitiesBuilder,
     LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
@@ -280,9 +281,15 @@ fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
+/// The largest uid or gid, as runc has it (2^31 - 1, for 32-bit systems). Above it is
+/// 4294967295, which is -1 to setuid(2), "unchanged": pid 1 would stay root.
+pub const MAX_ID: u64 = (1 << 31) - 1;
+
 /// The image's `User` (`name`, `uid`, `name:group`, `uid:gid`) as numbers, names looked
-/// up in the rootfs' own /etc/passwd and /etc/group (read inside the rootfs: a link there
-/// never reaches the host's files).
+/// up in the rootfs' own /etc/passwd and /etc/group, read inside the rootfs by the kernel
+/// ([`crate::confined`]: a link there never reaches the host's files, a FIFO never
+/// blocks) and parsed by the one parser of `rehost_init::users`. Every id is checked
+/// against [`MAX_ID`].
 fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
     if user.is_empty() {
         return Ok((0, 0));
@@ -291,24 +298,69 @@ fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let db = rehost_init::users::Database::read(&rehost_init::model::HostRoot::new(rootfs));
-    let (uid, primary) = match u.parse::<u32>() {
-        Ok(n) => (n, 0),
-        Err(_) => db
-            .user(u)
-            .map(|p| (p.uid, p.gid))
-            .ok_or_else(|| Error::Spec(format!("user `{u}` is not in the image's /etc/passwd")))?,
+    let bad = |why: String| Error::Spec(format!("user `{}`: {why}", one_line(user, 80)));
+    let checked = |what: &str, id: u64| {
+        u32::try_from(id)
+            .ok()
+            .filter(|&id| u64::from(id) <= MAX_ID)
+            .ok_or_else(|| bad(format!("{what} {id} is out of range (0-{MAX_ID})")))
+    };
+    // A number: digits only (runc's rule), however many.
+    let number = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
+    };
+    let mut db = None;
+    let mut database = || -> Result<rehost_init::users::Database> {
+        if db.is_none() {
+            db = Some(image_users(rootfs).map_err(|e| bad(format!("the image's {e}")))?);
+        }
+        Ok(db.clone().unwrap_or_default())
+    };
+    let (uid, primary) = match number(u) {
+        Some(n) => (checked("uid", n)?, 0),
+        None => {
+            let entry = database()?.user(u).cloned().ok_or_else(|| {
+                Error::Spec(format!(
+                    "user `{}` is not in the image's /etc/passwd",
+                    one_line(u, 80)
+                ))
+            })?;
+            (
+                checked("uid", entry.uid.into())?,
+                checked("gid", entry.gid.into())?,
+            )
+        }
     };
     let gid = match g {
         None => primary,
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => db.group(g).map(|e| e.gid).ok_or_else(|| {
-                Error::Spec(format!("group `{g}` is not in the image's /etc/group"))
-            })?,
+        Some(g) => match number(g) {
+            Some(n) => checked("gid", n)?,
+            None => {
+                let gid = database()?.group(g).map(|e| e.gid).ok_or_else(|| {
+                    Error::Spec(format!(
+                        "group `{}` is not in the image's /etc/group",
+                        one_line(g, 80)
+                    ))
+                })?;
+                checked("gid", gid.into())?
+            }
         },
     };
     Ok((uid, gid))
+}
+
+/// The image's /etc/passwd and /etc/group (a missing one is empty).
+fn image_users(rootfs: &Path) -> std::io::Result<rehost_init::users::Database> {
+    use rehost_init::users::{parse_group, parse_passwd, Database};
+    let text = |path: &str| -> std::io::Result<String> {
+        let bytes = crate::confined::read(rootfs, path)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    Ok(Database {
+        passwd: parse_passwd(&text("/etc/passwd")?),
+        group: parse_group(&text("/etc/group")?),
+    })
 }
 
 #[cfg(test)]
@@ -419,6 +471,18 @@ mod tests {
         assert_eq!(
             resolve_user("1000:1000", root.path()).unwrap(),
             (1000, 1000)
+        );
+        for user in [
+            "4294967295:4294967295",
+            "2147483648",
+            "0:99999999999999999999",
+        ] {
+            let e = resolve_user(user, root.path()).unwrap_err().to_string();
+            assert!(e.contains("is out of range (0-2147483647)"), "{user}: {e}");
+        }
+        assert_eq!(
+            resolve_user("2147483647:0", root.path()).unwrap(),
+            (2147483647, 0)
         );
         let e = resolve_user("nobody2", root.path()).unwrap_err();
         assert_eq!(

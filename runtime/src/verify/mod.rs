@@ -369,14 +369,22 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
     })
 }
 
-/// A file the stopped container wrote: in its upper layer, or its copied rootfs.
+/// A file the stopped container wrote: in its upper layer, or its copied rootfs. The
+/// container shaped that tree: the path is resolved inside it and read bounded
+/// ([`crate::confined`]); a link, a FIFO or a huge file there gives no record.
 fn container_file(rt: &Runtime, name: &str, kind: RootfsKind, path: &str) -> Option<String> {
     let dir = rt.container_dir(name);
     let base: PathBuf = match kind {
         RootfsKind::Overlay => dir.join("upper"),
         RootfsKind::Copy => crate::rootfs::rootfs_path(&dir),
     };
-    std::fs::read_to_string(base.join(path.trim_start_matches('/'))).ok()
+    match crate::confined::read(&base, path) {
+        Ok(bytes) => bytes.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        Err(e) => {
+            tracing::warn!("{name}: {e}");
+            None
+        }
+    }
 }
 
 /// The enabled services that run (not one-shot): what the server ran before.
