@@ -245,3 +245,43 @@ fn the_user_is_looked_up_inside_the_image_never_on_the_host() {
     }
     rt.assert_clean("refused users");
 }
+
+/// An Env entry without `=` or with a NUL (in the image or from -e), or an environment
+/// larger than the kernel takes: one line naming the entry, and nothing made.
+#[test]
+fn a_bad_environment_is_refused_with_one_line_before_anything_is_made() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let img = image.to_str().unwrap();
+    let mut rt = Rt::new();
+    let many: Vec<String> = (0..100_000).map(|i| format!("K{i}=v")).collect();
+    let cases: [(Vec<String>, &[&str], &str); 4] = [
+        (
+            vec!["NOEQUALS".into()],
+            &[],
+            "the image's Env: entry `NOEQUALS`: not KEY=VALUE",
+        ),
+        (
+            vec!["A=b\0c\x1b[2J".into()],
+            &[],
+            "the image's Env: entry `A=b\\u{0}c\\u{1b}[2J`: holds a NUL byte",
+        ),
+        (
+            vec![],
+            &["-e", "JUSTANAME"],
+            "-e: entry `JUSTANAME`: not KEY=VALUE",
+        ),
+        (many, &[], "holds 100000 entries"),
+    ];
+    for (env, flags, want) in cases {
+        edit_config(&image, |c| c["config"]["Env"] = env.into());
+        let name = rt.name("env");
+        let mut args = vec!["run", "--rm", "--init", "none", "--name", &name];
+        args.extend_from_slice(flags);
+        args.extend([img, "/bin/true"]);
+        let out = rehost_bounded(&rt, &args);
+        assert_one_line_error(&out, want);
+        assert!(!rt.root().join("containers").join(&name).exists(), "{want}");
+    }
+    rt.assert_clean("refused environments");
+}

@@ -149,6 +149,8 @@ impl Runtime {
     pub fn create(&self, req: &RunRequest, detached: bool) -> Result<ContainerState> {
         self.prepare_root()?;
         let image = Image::open(&req.image)?;
+        // Before anything is made: a bad entry would fail inside the engine.
+        spec::check_env(&image.config.config.env, &req.options.env)?;
         let name = match &req.name {
             Some(n) if !valid_name(n) => {
                 return Err(Error::Container {

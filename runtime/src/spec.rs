@@ -86,6 +86,7 @@ pub fn generate(
         .build()
         .map_err(spec_err)?;
 
+    check_env(&run.env, &opts.env)?;
     let (uid, gid) = resolve_user(run.user.as_deref().unwrap_or(""), rootfs)?;
     let mut env = merge_env(&run.env, &profile.env);
     env = merge_env(&env, &opts.env);
@@ -260,6 +261,45 @@ fn mounts(profile: &ModeProfile) -> Result<Vec<Mount>> {
     // Every process of a whole server shares one /tmp: give it a fresh one.
     mounts.push(mount("/tmp", "tmpfs", &["nosuid", "nodev", "mode=1777"])?);
     Ok(mounts)
+}
+
+/// The most environment entries pid 1 gets, and their most bytes: the kernel takes at
+/// most 2 MiB of arguments and environment together (a quarter of the stack limit, 8 MiB
+/// by default), and fails the exec past it with nothing said.
+pub const MAX_ENV_ENTRIES: usize = 4096;
+pub const MAX_ENV_BYTES: usize = 1 << 20;
+
+/// Checks the image's Env and the user's `-e` entries before anything is made: each is
+/// `KEY=VALUE` with a key and no NUL byte (the engine cannot pass one on), and all fit
+/// what the kernel takes. The error names the bad entry, escaped and cut.
+pub fn check_env(image: &[String], user: &[String]) -> Result<()> {
+    for (whose, list) in [("the image's Env", image), ("-e", user)] {
+        for entry in list {
+            let why = if entry.contains('\0') {
+                "holds a NUL byte"
+            } else if !entry.contains('=') {
+                "not KEY=VALUE"
+            } else if entry.starts_with('=') {
+                "no name before `=`"
+            } else {
+                continue;
+            };
+            return Err(Error::Spec(format!(
+                "{whose}: entry `{}`: {why}",
+                one_line(entry, 80)
+            )));
+        }
+    }
+    let count = image.len() + user.len();
+    let bytes: usize = image.iter().chain(user).map(|e| e.len() + 1).sum();
+    if count > MAX_ENV_ENTRIES || bytes > MAX_ENV_BYTES {
+        return Err(Error::Spec(format!(
+            "the environment (the image's Env and -e) holds {count} entries, {bytes} bytes: \
+             at most {MAX_ENV_ENTRIES} entries and {} MiB",
+            MAX_ENV_BYTES >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// `KEY=VALUE` lists merged, later keys replacing earlier ones in place.
@@ -449,6 +489,31 @@ mod tests {
         assert_eq!(console(InitMode::SbinInit, true), Some(true));
         assert_eq!(console(InitMode::Systemd, false), None);
         assert_eq!(console(InitMode::None, true), Some(false));
+    }
+
+    #[test]
+    fn env_entries_are_key_value_without_nul_and_bounded() {
+        let ok = vec!["A=1".to_string(), "B=".into()];
+        check_env(&ok, &["C=x=y".into()]).unwrap();
+        let err = |image: &[&str], user: &[&str]| {
+            let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            check_env(&v(image), &v(user)).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(&["A=1", "NOEQUALS"], &[]),
+            "OCI runtime config: the image's Env: entry `NOEQUALS`: not KEY=VALUE"
+        );
+        assert_eq!(
+            err(&["A=b\0\x1b[2J"], &[]),
+            "OCI runtime config: the image's Env: entry `A=b\\u{0}\\u{1b}[2J`: holds a NUL byte"
+        );
+        assert_eq!(
+            err(&[], &["=x"]),
+            "OCI runtime config: -e: entry `=x`: no name before `=`"
+        );
+        let many: Vec<String> = (0..100_000).map(|i| format!("K{i}=v")).collect();
+        let e = check_env(&many, &[]).unwrap_err().to_string();
+        assert!(e.contains("holds 100000 entries"), "{e}");
     }
 
     #[test]
