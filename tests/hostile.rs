@@ -285,3 +285,54 @@ fn a_bad_environment_is_refused_with_one_line_before_anything_is_made() {
     }
     rt.assert_clean("refused environments");
 }
+
+/// A check command inside that writes gigabytes: verify keeps a bounded tail of it (it
+/// runs here with 1 GiB of address space), reports the check with its last lines, and
+/// leaves no container behind.
+#[test]
+fn verify_keeps_a_bounded_tail_of_a_chatty_command_and_cleans_up() {
+    let work = scratch();
+    let image = converted("debian-sysvinit", work.path());
+    let rt = Rt::new();
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "10",
+            "300",
+            "prlimit",
+            "--as=1073741824",
+            common::rehost_bin(),
+        ])
+        .args([
+            "verify",
+            "--json",
+            "--timeout",
+            "90",
+            image.to_str().unwrap(),
+        ])
+        .args([
+            "--check",
+            "head -c 3000000000 /dev/zero; echo; echo last words; exit 3",
+        ])
+        .env("REHOST_ROOT", rt.root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "command")
+        .unwrap_or_else(|| panic!("no command check: {report:#}"));
+    assert_eq!(check["passed"], false);
+    assert_eq!(check["detail"], "exit 3 (expected 0)");
+    let log = check["log"].as_array().unwrap();
+    assert_eq!(log.last().unwrap(), "last words", "{log:?}");
+    rt.assert_clean("a verify with a chatty command");
+    let containers: Vec<_> = fs::read_dir(rt.root().join("containers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(containers.is_empty(), "{containers:?}");
+}

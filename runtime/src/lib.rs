@@ -21,6 +21,7 @@ pub mod rootfs;
 pub mod sidecar;
 pub mod signals;
 pub mod spec;
+pub mod tail;
 pub mod unpack;
 pub mod verify;
 

@@ -90,7 +90,9 @@ struct Cleanup<'a> {
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        let _ = self.rt.remove(&self.name, true);
+        if let Err(e) = self.rt.remove(&self.name, true) {
+            tracing::warn!("removing {}: {e}", self.name);
+        }
     }
 }
 
@@ -137,10 +139,11 @@ impl Inside<'_> {
         }
     }
 
-    /// Everything pid 1 wrote.
+    /// The end of what pid 1 wrote (the last [`crate::tail::TAIL`] bytes: a chatty
+    /// container writes without end).
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.rt.log_path(self.name)).unwrap_or_default())
-            .into_owned()
+        let tail = crate::tail::file_tail(&self.rt.log_path(self.name), crate::tail::TAIL);
+        String::from_utf8_lossy(&tail.unwrap_or_default()).into_owned()
     }
 
     fn pid(&self) -> Option<i32> {
