@@ -336,3 +336,60 @@ fn verify_keeps_a_bounded_tail_of_a_chatty_command_and_cleans_up() {
         .collect();
     assert!(containers.is_empty(), "{containers:?}");
 }
+
+fn make_fifo(path: &Path) {
+    let _ = fs::remove_file(path);
+    common::run("mkfifo", &[path.to_str().unwrap()]);
+}
+
+/// A layout whose index.json is a FIFO, or whose manifest is a link to /dev/zero: `run`
+/// and `push` say so in one line at once, instead of waiting or reading without end.
+#[test]
+fn a_layout_with_a_fifo_or_a_link_to_a_device_is_refused_at_once() {
+    let work = scratch();
+    let base = converted("debian-sysvinit", work.path());
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(base.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
+    let rt = Rt::new();
+    type Spoil = fn(&Path, &str);
+    let cases: [(&str, Spoil, &str); 3] = [
+        (
+            "a FIFO index.json",
+            |l, _| make_fifo(&l.join("index.json")),
+            "index.json: not a regular file",
+        ),
+        (
+            "a manifest linked to /dev/zero",
+            |l, m| {
+                let p = l.join("blobs/sha256").join(m);
+                fs::remove_file(&p).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+            },
+            "a symlink that leaves the layout",
+        ),
+        (
+            "a FIFO manifest",
+            |l, m| make_fifo(&l.join("blobs/sha256").join(m)),
+            "not a regular file",
+        ),
+    ];
+    for (what, spoil, want) in cases {
+        let image = work.path().join("spoilt.oci");
+        let _ = fs::remove_dir_all(&image);
+        common::run(
+            "cp",
+            &["-a", base.to_str().unwrap(), image.to_str().unwrap()],
+        );
+        spoil(&image, &manifest);
+        let img = image.to_str().unwrap();
+        for args in [
+            vec!["run", "--rm", "--init", "none", img, "/bin/true"],
+            vec!["push", img, "127.0.0.1:9/hostile/image:v1"],
+        ] {
+            let out = rehost_bounded(&rt, &args);
+            assert_ne!(out.status.code(), Some(124), "{what}: {} hangs", args[0]);
+            assert_one_line_error(&out, want);
+        }
+    }
+}
