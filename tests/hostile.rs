@@ -393,3 +393,172 @@ fn a_layout_with_a_fifo_or_a_link_to_a_device_is_refused_at_once() {
         }
     }
 }
+
+/// What the hostile registry does.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// A manifest that never ends.
+    EndlessManifest,
+    /// A manifest whose layer the registry sends without end.
+    EndlessBlob,
+    /// 404 with terminal escape sequences in the body.
+    EscapesInError,
+}
+
+/// A registry on 127.0.0.1 that answers `/v2/` and then as `answer` says. Its loops are
+/// bounded: at most 50 connections, and no body longer than 2 GiB; writes stop when the
+/// client hangs up.
+fn hostile_registry(answer: Answer) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let layer = vec![b'x'; 1000];
+    let layer_digest = {
+        use sha2::{Digest, Sha256};
+        format!("sha256:{}", hex::encode(Sha256::digest(&layer)))
+    };
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = {
+        use sha2::{Digest, Sha256};
+        format!("sha256:{}", hex::encode(Sha256::digest(config)))
+    };
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            let manifest = manifest.clone();
+            let config_digest = config_digest.clone();
+            std::thread::spawn(move || {
+                let mut first = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                if reader.read_line(&mut first).is_err() {
+                    return;
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+                let head = |status: &str, kind: &str, len: Option<usize>| {
+                    let len = len.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
+                    format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{len}Connection: close\r\n\r\n")
+                };
+                let endless = |stream: &mut std::net::TcpStream, start: &[u8]| {
+                    let _ = stream.write_all(start);
+                    let chunk = vec![b' '; 1 << 20];
+                    for _ in 0..2048 {
+                        if stream.write_all(&chunk).is_err() {
+                            return;
+                        }
+                    }
+                };
+                let json = "application/vnd.oci.image.manifest.v1+json";
+                if path == "/v2/" || path == "/v2" {
+                    let _ =
+                        stream.write_all(head("200 OK", "application/json", Some(2)).as_bytes());
+                    let _ = stream.write_all(b"{}");
+                    return;
+                }
+                match answer {
+                    Answer::EscapesInError => {
+                        let body = "\x1b[2J\x1b]0;pwned\x07NAME_UNKNOWN\r\nfake: ok";
+                        let _ = stream.write_all(
+                            head("404 Not Found", "text/plain", Some(body.len())).as_bytes(),
+                        );
+                        let _ = stream.write_all(body.as_bytes());
+                    }
+                    Answer::EndlessManifest if path.contains("/manifests/") => {
+                        let _ = stream.write_all(head("200 OK", json, None).as_bytes());
+                        endless(&mut stream, b"{\"schemaVersion\":2,\"x\":\"");
+                    }
+                    Answer::EndlessBlob if path.contains("/manifests/") => {
+                        let _ =
+                            stream.write_all(head("200 OK", json, Some(manifest.len())).as_bytes());
+                        let _ = stream.write_all(manifest.as_bytes());
+                    }
+                    Answer::EndlessBlob if path.ends_with(&config_digest) => {
+                        let _ = stream.write_all(
+                            head("200 OK", "application/octet-stream", Some(config.len()))
+                                .as_bytes(),
+                        );
+                        let _ = stream.write_all(config);
+                    }
+                    Answer::EndlessBlob if path.contains("/blobs/") => {
+                        let _ = stream
+                            .write_all(head("200 OK", "application/octet-stream", None).as_bytes());
+                        endless(&mut stream, &[]);
+                    }
+                    _ => {
+                        let _ = stream
+                            .write_all(head("404 Not Found", "text/plain", Some(0)).as_bytes());
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `rehost pull` from a hostile registry: one line saying what, nothing left in the
+/// output's directory (not even the hidden temporary layout), no hang.
+fn pull_refused(answer: Answer, want: &str) -> String {
+    let addr = hostile_registry(answer);
+    let work = scratch();
+    let out_dir = work.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = Command::new("timeout")
+        .args(["-k", "10", "120", common::rehost_bin()])
+        .args(["pull", &format!("{addr}/hostile/image:v1"), "-o"])
+        .arg(out_dir.join("image.oci"))
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .env("REGISTRY_AUTH_FILE", "/nonexistent")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(124), "pull hangs");
+    assert_one_line_error(&out, want);
+    let left: Vec<_> = fs::read_dir(&out_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    stderr(&out)
+}
+
+#[test]
+fn an_endless_manifest_is_refused_at_4_mib_and_leaves_nothing() {
+    pull_refused(
+        Answer::EndlessManifest,
+        "the registry sent a manifest of more than 4 MiB (refused)",
+    );
+}
+
+#[test]
+fn a_blob_longer_than_its_descriptor_is_refused_at_the_first_extra_byte() {
+    pull_refused(
+        Answer::EndlessBlob,
+        "the registry sent more than the 1000 bytes its descriptor says (refused)",
+    );
+}
+
+#[test]
+fn control_characters_of_a_registry_error_never_reach_the_terminal() {
+    let err = pull_refused(Answer::EscapesInError, "404 Not Found: ");
+    assert!(
+        !err.contains('\x1b') && !err.contains('\x07') && !err.contains('\r'),
+        "{err:?}"
+    );
+    assert!(err.contains("\\u{1b}[2J"), "{err:?}");
+}
