@@ -30,9 +30,7 @@ impl Image {
             path: path.clone(),
             reason,
         };
-        let config: ImageConfig =
-            serde_json::from_slice(&layout.read_blob(&chosen.manifest.config)?)
-                .map_err(|e| bad(format!("config {}: {e}", chosen.manifest.config.digest)))?;
+        let config = layout.config(&chosen.manifest)?;
         if config.rootfs.diff_ids.len() != chosen.manifest.layers.len() {
             return Err(bad(format!(
                 "config lists {} layers, manifest {}",

@@ -9,7 +9,7 @@
 
 use crate::digest;
 use crate::error::{Error, Result};
-use crate::image::{Descriptor, Index, Manifest, ANNOTATION_REF_NAME, MAX_JSON};
+use crate::image::{Descriptor, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME, MAX_JSON};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use std::collections::HashMap;
 use std::fs::File;
@@ -229,38 +229,9 @@ impl Layout {
 
     /// The image tagged `tag`, or the only one when `tag` is None.
     pub fn manifest(&self, tag: Option<&str>) -> Result<LayoutManifest> {
-        let index_bytes = self.read_small("index.json")?;
-        let index: Index = serde_json::from_slice(&index_bytes)
-            .map_err(|e| Error::layout(&self.path, format!("index.json: {e}")))?;
-        let tag_of = |d: &Descriptor| d.annotations.get(ANNOTATION_REF_NAME).cloned();
-        let found: Vec<&Descriptor> = index
-            .manifests
-            .iter()
-            .filter(|d| tag.is_none_or(|t| tag_of(d).as_deref() == Some(t)))
-            .collect();
-        let descriptor = match (found.as_slice(), tag) {
-            ([one], _) => (*one).clone(),
-            ([], Some(t)) => {
-                return Err(Error::layout(&self.path, format!("no image tagged `{t}`")))
-            }
-            ([], None) => return Err(Error::layout(&self.path, "holds no image")),
-            _ => {
-                return Err(Error::layout(
-                    &self.path,
-                    "holds several images: name one as IMAGE:TAG",
-                ))
-            }
-        };
+        let descriptor = select(&self.path, &self.read_small("index.json")?, tag)?;
         let bytes = self.read_blob(&descriptor)?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::layout(
-                &self.path,
-                format!(
-                    "manifest {}: not an image manifest ({e})",
-                    descriptor.digest
-                ),
-            )
-        })?;
+        let manifest = parse_manifest(&self.path, &descriptor, &bytes)?;
         let media_type = manifest
             .media_type
             .clone()
@@ -272,6 +243,53 @@ impl Layout {
             media_type,
         })
     }
+
+    /// The config of `manifest`, read, checked against its digest and parsed.
+    pub fn config(&self, manifest: &Manifest) -> Result<ImageConfig> {
+        parse_config(
+            &self.path,
+            &manifest.config,
+            &self.read_blob(&manifest.config)?,
+        )
+    }
+}
+
+/// The entry of the index `index` (index.json's bytes, of the layout at `path`) tagged
+/// `tag`, or its only entry when `tag` is None.
+pub fn select(path: &Path, index: &[u8], tag: Option<&str>) -> Result<Descriptor> {
+    let index: Index = serde_json::from_slice(index)
+        .map_err(|e| Error::layout(path, format!("index.json: {e}")))?;
+    let tag_of = |d: &Descriptor| d.annotations.get(ANNOTATION_REF_NAME).cloned();
+    let found: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| tag.is_none_or(|t| tag_of(d).as_deref() == Some(t)))
+        .collect();
+    match (found.as_slice(), tag) {
+        ([one], _) => Ok((*one).clone()),
+        ([], Some(t)) => Err(Error::layout(path, format!("no image tagged `{t}`"))),
+        ([], None) => Err(Error::layout(path, "holds no image")),
+        _ => Err(Error::layout(
+            path,
+            "holds several images: name one as IMAGE:TAG",
+        )),
+    }
+}
+
+/// The image manifest `bytes` (described by `desc`, of the layout at `path`), parsed.
+pub fn parse_manifest(path: &Path, desc: &Descriptor, bytes: &[u8]) -> Result<Manifest> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::layout(
+            path,
+            format!("manifest {}: not an image manifest ({e})", desc.digest),
+        )
+    })
+}
+
+/// The image config `bytes` (described by `desc`, of the layout at `path`), parsed.
+pub fn parse_config(path: &Path, desc: &Descriptor, bytes: &[u8]) -> Result<ImageConfig> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::layout(path, format!("config {}: {e}", desc.digest)))
 }
 
 /// Every regular file of a tar archive: name → (data offset, size). Only headers are read.
