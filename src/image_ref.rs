@@ -31,6 +31,8 @@ pub fn resolve(arg: &str, registry: &RegistryArgs, root: &Path) -> Result<LocalI
             pulled: None,
         });
     }
+    // The pull lands under the runtime's directory: private before anything is written.
+    runtime::private_dir::ensure(root)?;
     let dir = root.join("pulls");
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let out = dir.join(format!("image-{}", std::process::id()));

@@ -9,6 +9,10 @@ pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The most bytes of one JSON document of an image (an index, a manifest, a config), as
+/// containerd has it: real ones are a few KiB; anything larger is refused while reading.
+pub const MAX_JSON: u64 = 4 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
     #[serde(rename = "mediaType")]

@@ -4,8 +4,10 @@
 //! - [`image`]: the OCI image types (descriptor, manifest, config, index);
 //! - [`digest`]: sha256 digests of what streams through;
 //! - [`layout`]: the one reader and writer of OCI image layouts and oci-archives;
-//! - [`tar`]: the one tar writer of layers and archives;
+//! - [`tar`]: the one tar reader and writer of layers and archives;
+//! - [`cleanup`]: what an interrupt must undo;
 //! - [`entry`]: one filesystem entry, as sources describe it and tar carries it;
+//! - [`text`]: untrusted text fit for a one-line message;
 //! - [`reference`]: image references (`registry/repo:tag`) and local `PATH[:TAG]`;
 //! - [`contract`]: what builder and runtime agree on inside an image (labels, the
 //!   init's path, the init modes).
@@ -21,5 +23,6 @@ pub mod image;
 pub mod layout;
 pub mod reference;
 pub mod tar;
+pub mod text;
 
 pub use error::{Error, Result};

@@ -276,13 +276,59 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn one_line(s: &str) -> String {
+/// A registry's text (an error body, a message) for one line: whitespace runs made one
+/// space, control characters escaped (none reaches the terminal raw), cut at 300
+/// characters.
+pub(crate) fn one_line(s: &str) -> String {
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.len() > 300 {
-        format!("{}…", &s[..s.floor_char_boundary(300)])
-    } else {
-        s
+    oci::text::one_line(&s, 300)
+}
+
+/// The most bytes of an error body read: its message is cut to one line anyway.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// The Authorization header for `operation` on `target`: the registry's bearer token when
+/// it hands out tokens, else the user's Basic credentials, else none. For the requests
+/// made here, not through oci-client.
+pub(crate) async fn authorization(
+    conn: &Connection,
+    target: &Reference,
+    operation: RegistryOperation,
+) -> Result<Option<reqwest::header::HeaderValue>, OciDistributionError> {
+    let token = conn.client.auth(target, &conn.auth, operation).await?;
+    let value = match (token, &conn.auth) {
+        (Some(token), _) => format!("Bearer {token}"),
+        (None, RegistryAuth::Basic(user, password)) => {
+            use base64::Engine;
+            let pair = format!("{user}:{password}");
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        }
+        (None, RegistryAuth::Bearer(token)) => format!("Bearer {token}"),
+        (None, RegistryAuth::Anonymous) => return Ok(None),
+    };
+    reqwest::header::HeaderValue::from_str(&value)
+        .map(Some)
+        .map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))
+}
+
+/// Turns an unexpected answer into oci-client's error (its body read up to
+/// [`ERROR_BODY_LIMIT`]), so that one mapping to messages and one retry policy serve
+/// both paths.
+pub(crate) async fn unexpected(mut resp: reqwest::Response) -> OciDistributionError {
+    let code = resp.status().as_u16();
+    let url = resp.url().to_string();
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY_LIMIT - body.len())]);
+        if body.len() >= ERROR_BODY_LIMIT {
+            break;
+        }
     }
+    let message = String::from_utf8_lossy(&body).into_owned();
+    OciDistributionError::ServerError { code, url, message }
 }
 
 /// The registry's JSON error body as `CODE: message; …`, or the body itself.
@@ -308,8 +354,13 @@ fn registry_message(body: &str) -> String {
     }
 }
 
-/// The HTTP status (when there was one) and the registry's message.
+/// The HTTP status (when there was one) and the registry's message, on one line.
 pub(crate) fn status_and_message(e: &OciDistributionError) -> (Option<u16>, String) {
+    let (status, message) = raw_status_and_message(e);
+    (status, one_line(&message))
+}
+
+fn raw_status_and_message(e: &OciDistributionError) -> (Option<u16>, String) {
     match e {
         OciDistributionError::ServerError { code, message, .. } => {
             (Some(*code), registry_message(message))
@@ -441,5 +492,13 @@ mod tests {
             "BLOB_UNKNOWN: blob unknown to registry"
         );
         assert_eq!(registry_message("plain\ntext"), "plain text");
+        // Escapes reach no terminal; a long body is cut.
+        let (_, message) = status_and_message(&OciDistributionError::ServerError {
+            code: 404,
+            url: String::new(),
+            message: format!("\x1b]0;title\x07{}", "x".repeat(1000)),
+        });
+        assert!(message.starts_with("\\u{1b}]0;title\\u{7}xxx"), "{message}");
+        assert!(message.ends_with('…') && message.chars().count() == 301);
     }
 }

@@ -5,11 +5,14 @@ use crate::client::{self, connect, status_and_message, ConnectOptions, Connectio
 use crate::error::{RegistryError, Result};
 use futures_util::StreamExt;
 use oci::digest;
-use oci::image::{Descriptor, ImageConfig, Index, Manifest, Platform, MEDIA_INDEX, MEDIA_MANIFEST};
+use oci::image::{
+    Descriptor, ImageConfig, Index, Manifest, Platform, MAX_JSON, MEDIA_INDEX, MEDIA_MANIFEST,
+};
 use oci::layout::{BlobWriter, LayoutWriter, OutputFormat};
 use oci::reference::parse as parse_reference;
 use oci_client::errors::OciDistributionError;
 use oci_client::{Reference, RegistryOperation};
+use reqwest::header::{ACCEPT, AUTHORIZATION};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -64,6 +67,16 @@ pub fn pull(
                 reference: source.whole(),
                 reason: format!("not an image manifest: {e}"),
             })?;
+        if manifest.config.size > MAX_JSON {
+            return Err(RegistryError::BadContent {
+                reference: source.whole(),
+                reason: format!(
+                    "its config is {} bytes, more than the {} MiB a config may have (refused)",
+                    manifest.config.size,
+                    MAX_JSON >> 20
+                ),
+            });
+        }
         let mut blobs: Vec<&Descriptor> = Vec::new();
         for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
             if !blobs.iter().any(|b| b.digest == d.digest) {
@@ -75,8 +88,7 @@ pub fn pull(
         let mut config = Vec::new();
         for desc in &blobs {
             // The config is small: kept to name the image's platform in index.json.
-            let keep = (desc.digest == manifest.config.digest && desc.size < 16 << 20)
-                .then_some(&mut config);
+            let keep = (desc.digest == manifest.config.digest).then_some(&mut config);
             pull_blob(&conn, &source, &writer, desc, keep, &mut |n| {
                 done = done.wrapping_add(n);
                 progress(done, total);
@@ -136,12 +148,16 @@ async fn fetch_image_manifest(
     let accepted = [MEDIA_MANIFEST, DOCKER_MANIFEST, MEDIA_INDEX, DOCKER_LIST];
     let mut current = reference.clone();
     for _ in 0..2 {
-        let (bytes, _) = client::retry("manifest", || {
-            conn.client
-                .pull_manifest_raw(&current, &conn.auth, &accepted)
-        })
-        .await
-        .map_err(|e| manifest_error(&current, &e))?;
+        let bytes = client::retry("manifest", || get_manifest(conn, &current, &accepted))
+            .await
+            .map_err(|e| manifest_error(&current, &e))?
+            .ok_or_else(|| RegistryError::BadContent {
+                reference: current.whole(),
+                reason: format!(
+                    "the registry sent a manifest of more than {} MiB (refused)",
+                    MAX_JSON >> 20
+                ),
+            })?;
         let digest = digest::of(&bytes);
         if let Some(expected) = current.digest() {
             if expected != digest {
@@ -201,7 +217,48 @@ async fn fetch_image_manifest(
     })
 }
 
-/// One blob into the layout, streamed; started over on a dropped connection.
+/// The manifest `reference` names, read up to [`MAX_JSON`] bytes: `None` when the
+/// registry sends more (announced or not), which is no manifest (containerd's limit).
+/// A request of our own: oci-client reads a manifest whole, however long it is.
+async fn get_manifest(
+    conn: &Connection,
+    reference: &Reference,
+    accepted: &[&str],
+) -> Result<Option<Vec<u8>>, OciDistributionError> {
+    let auth = client::authorization(conn, reference, RegistryOperation::Pull).await?;
+    let name = reference
+        .digest()
+        .or(reference.tag())
+        .unwrap_or("latest")
+        .to_string();
+    let url = format!(
+        "{}/v2/{}/manifests/{name}",
+        conn.base_url,
+        reference.repository()
+    );
+    let mut req = conn.http.get(url).header(ACCEPT, accepted.join(", "));
+    if let Some(h) = auth {
+        req = req.header(AUTHORIZATION, h);
+    }
+    let mut resp = req.send().await?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(client::unexpected(resp).await);
+    }
+    if resp.content_length().is_some_and(|n| n > MAX_JSON) {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if (bytes.len() + chunk.len()) as u64 > MAX_JSON {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
+}
+
+/// One blob into the layout, streamed; started over on a dropped connection. No byte
+/// past the descriptor's size is written: the registry sending more is an error there.
 async fn pull_blob(
     conn: &Connection,
     reference: &Reference,
@@ -232,6 +289,7 @@ async fn pull_blob(
         if let Some(k) = keep.as_deref_mut() {
             k.clear();
         }
+        let mut longer = false;
         let result: Result<(), OciDistributionError> = async {
             let mut body = conn
                 .client
@@ -239,6 +297,10 @@ async fn pull_blob(
                 .await?;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
+                if got + chunk.len() as u64 > desc.size {
+                    longer = true;
+                    return Ok(());
+                }
                 out.write_all(&chunk)?;
                 if let Some(k) = keep.as_deref_mut() {
                     k.extend_from_slice(&chunk);
@@ -250,6 +312,19 @@ async fn pull_blob(
         }
         .await;
         match result {
+            Ok(()) if longer => {
+                drop(out);
+                let _ = std::fs::remove_file(&path);
+                return Err(RegistryError::Blob {
+                    digest: desc.digest.clone(),
+                    registry: conn.registry.clone(),
+                    status: String::new(),
+                    message: format!(
+                        "the registry sent more than the {} bytes its descriptor says (refused)",
+                        desc.size
+                    ),
+                });
+            }
             Ok(()) => {
                 let (found, size) = BlobWriter::commit_parts(&dir, &path, out)?;
                 if found != desc.digest || size != desc.size {

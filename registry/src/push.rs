@@ -13,7 +13,7 @@ use oci_client::{Reference, RegistryOperation};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 /// Blobs are read and sent in pieces of this size: memory stays bounded whatever the
 /// blob's size.
@@ -328,8 +328,8 @@ async fn file_stream(
     progress: PushProgress,
     sent: Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<impl Stream<Item = Result<Bytes, OciDistributionError>> + Send + 'static> {
-    let mut file = tokio::fs::File::open(&loc.path).await?;
-    file.seek(std::io::SeekFrom::Start(loc.offset)).await?;
+    // Opened as the layout reader opens it: confined to the layout, a regular file.
+    let file = tokio::fs::File::from_std(loc.open()?);
     let state = (file, loc.len);
     Ok(stream::try_unfold(state, move |(mut file, remaining)| {
         let digest = digest.clone();

@@ -7,41 +7,15 @@
 //! local registry. It uses oci-client's client for the registry's token, and the same
 //! reqwest stack for the requests.
 
-use crate::client::Connection;
+use crate::client::{authorization, unexpected, Connection};
 use bytes::Bytes;
 use futures_util::Stream;
 use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode, Url};
 
 type Result<T> = std::result::Result<T, OciDistributionError>;
-
-/// The Authorization header for a push to `target`: the registry's bearer token when it
-/// hands out tokens, else the user's Basic credentials, else none.
-async fn authorization(conn: &Connection, target: &Reference) -> Result<Option<HeaderValue>> {
-    let token = conn
-        .client
-        .auth(target, &conn.auth, RegistryOperation::Push)
-        .await?;
-    let value = match (token, &conn.auth) {
-        (Some(token), _) => format!("Bearer {token}"),
-        (None, RegistryAuth::Basic(user, password)) => {
-            use base64::Engine;
-            let pair = format!("{user}:{password}");
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )
-        }
-        (None, RegistryAuth::Bearer(token)) => format!("Bearer {token}"),
-        (None, RegistryAuth::Anonymous) => return Ok(None),
-    };
-    HeaderValue::from_str(&value)
-        .map(Some)
-        .map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))
-}
 
 /// The next upload URL, from the Location header (relative or absolute).
 fn next_location(base: &Url, resp: &Response) -> Result<Url> {
@@ -54,15 +28,6 @@ fn next_location(base: &Url, resp: &Response) -> Result<Url> {
         .map_err(|e| OciDistributionError::UrlParseError(e.to_string()))
 }
 
-/// Turns an unexpected answer into oci-client's error, so that one mapping to messages
-/// and one retry policy serve both paths.
-async fn unexpected(resp: Response) -> OciDistributionError {
-    let code = resp.status().as_u16();
-    let url = resp.url().to_string();
-    let message = resp.text().await.unwrap_or_default();
-    OciDistributionError::ServerError { code, url, message }
-}
-
 /// Uploads one blob as a single streamed PATCH.
 pub(crate) async fn streamed_upload(
     conn: &Connection,
@@ -70,7 +35,7 @@ pub(crate) async fn streamed_upload(
     digest: &str,
     body: impl Stream<Item = Result<Bytes>> + Send + Sync + 'static,
 ) -> Result<()> {
-    let auth = authorization(conn, target).await?;
+    let auth = authorization(conn, target, RegistryOperation::Push).await?;
     let with_auth = |req: reqwest::RequestBuilder| match &auth {
         Some(h) => req.header(AUTHORIZATION, h.clone()),
         None => req,

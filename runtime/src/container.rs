@@ -135,13 +135,22 @@ impl Runtime {
         self.root.join("containers").join(name)
     }
 
+    /// Makes the runtime's directory, or checks it: private to its owner (see
+    /// [`crate::private_dir`]). Everything that writes under it calls this first.
+    pub fn prepare_root(&self) -> Result<()> {
+        crate::private_dir::ensure(&self.root)
+    }
+
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.container_dir(name).join("log")
     }
 
     /// Prepares the bundle (rootfs + config) and records the container; nothing runs yet.
     pub fn create(&self, req: &RunRequest, detached: bool) -> Result<ContainerState> {
+        self.prepare_root()?;
         let image = Image::open(&req.image)?;
+        // Before anything is made: a bad entry would fail inside the engine.
+        spec::check_env(&image.config.config.env, &req.options.env)?;
         let name = match &req.name {
             Some(n) if !valid_name(n) => {
                 return Err(Error::Container {

@@ -78,9 +78,7 @@ impl OciRuntime {
 
     /// Runs `cmd` to completion, its stderr kept for the error.
     fn checked(&self, action: &str, mut cmd: Command) -> Result<String> {
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
+        let out = crate::tail::output(cmd.stdin(Stdio::null()))
             .map_err(|e| self.err(action, e.to_string()))?;
         if !out.status.success() {
             return Err(self.err(action, why_failed(out.status, &out.stderr)));
@@ -104,8 +102,7 @@ impl OciRuntime {
             .status()
             .map_err(|e| self.err("run", e.to_string()))?;
         if !status.success() {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(self.err("run", last_line(&text)));
+            return Err(self.err("run", last_line(&log_tail(log))));
         }
         Ok(())
     }
@@ -140,8 +137,7 @@ impl OciRuntime {
         let _ = std::fs::remove_file(&sock);
         let status = child.wait().map_err(|e| self.err("run", e.to_string()))?;
         if !status.success() {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(self.err("run", last_line(&text)));
+            return Err(self.err("run", last_line(&log_tail(log))));
         }
         let Some(master) = master? else {
             return Err(self.err("run", "exited without sending the console"));
@@ -262,16 +258,24 @@ impl OciRuntime {
             .map_err(|e| self.err("exec", e.to_string()))
     }
 
-    /// Runs `args` in the container, capturing its output.
+    /// Runs `args` in the container, capturing the last [`crate::tail::TAIL`] bytes of
+    /// its output (a command inside may write without end).
     pub fn exec_output(&self, id: &str, args: &[String]) -> Result<std::process::Output> {
-        self.command()
-            .arg("exec")
-            .arg(id)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| self.err("exec", e.to_string()))
+        crate::tail::output(
+            self.command()
+                .arg("exec")
+                .arg(id)
+                .args(args)
+                .stdin(Stdio::null()),
+        )
+        .map_err(|e| self.err("exec", e.to_string()))
     }
+}
+
+/// The end of the container's log, as text.
+fn log_tail(log: &Path) -> String {
+    let tail = crate::tail::file_tail(log, crate::tail::TAIL).unwrap_or_default();
+    String::from_utf8_lossy(&tail).into_owned()
 }
 
 /// Where the engine writes pid 1's pid: in the bundle, the container's directory.

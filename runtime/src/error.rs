@@ -18,6 +18,9 @@ pub enum Error {
     Image(#[from] oci::Error),
     #[error("{path}: {reason}")]
     BadImage { path: PathBuf, reason: String },
+    /// A directory of the runtime that others could read or change.
+    #[error("{path}: {reason}")]
+    Insecure { path: PathBuf, reason: String },
     /// A layer whose bytes do not match the digest that names them.
     #[error("layer {digest}: {what} is {actual}, expected {expected}")]
     Digest {

@@ -3,7 +3,7 @@
 //! crate. Archives are read in place and blobs streamed from there.
 
 use crate::error::{Error, Result};
-use oci::image::{ImageConfig, Manifest};
+use oci::image::{Descriptor, ImageConfig, Manifest};
 use oci::layout::Layout;
 use oci::reference::split_image_arg;
 use std::io::Read;
@@ -30,9 +30,7 @@ impl Image {
             path: path.clone(),
             reason,
         };
-        let config: ImageConfig =
-            serde_json::from_slice(&layout.read_blob(&chosen.manifest.config)?)
-                .map_err(|e| bad(format!("config {}: {e}", chosen.manifest.config.digest)))?;
+        let config = layout.config(&chosen.manifest)?;
         if config.rootfs.diff_ids.len() != chosen.manifest.layers.len() {
             return Err(bad(format!(
                 "config lists {} layers, manifest {}",
@@ -49,8 +47,9 @@ impl Image {
         })
     }
 
-    /// A stream of the blob's bytes, unchecked: the caller hashes what it reads.
-    pub fn blob(&self, digest: &str) -> Result<Box<dyn Read + Send>> {
-        Ok(Box::new(self.layout.open_blob(digest)?))
+    /// A stream of the blob's bytes, no more than its descriptor's size; the caller
+    /// hashes what it reads.
+    pub fn blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(self.layout.open_blob(desc)?))
     }
 }

@@ -22,7 +22,7 @@ pub fn unpack_checked(
     dir: &Path,
     whiteouts: Whiteouts,
 ) -> Result<unpack::Stats> {
-    let mut blob = HashingReader::new(image.blob(&desc.digest)?);
+    let mut blob = HashingReader::new(image.blob(desc)?);
     let stats;
     let diff;
     {

@@ -6,6 +6,7 @@
 //! it never depends on `converter` or `registry`, so it carries no async code; a
 //! registry reference is pulled by the command before the runtime sees it.
 
+pub mod confined;
 pub mod console;
 pub mod container;
 pub mod embedded;
@@ -15,10 +16,12 @@ pub mod image;
 pub mod layers;
 pub mod modes;
 pub mod ports;
+pub mod private_dir;
 pub mod rootfs;
 pub mod sidecar;
 pub mod signals;
 pub mod spec;
+pub mod tail;
 pub mod unpack;
 pub mod verify;
 

@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::modes::ModeProfile;
 use oci::image::ImageConfig;
+use oci::text::one_line;
 use oci_spec::runtime::{
     Capability, HookBuilder, HooksBuilder, LinuxBuilder, LinuxCapabilitiesBuilder,
     LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
@@ -85,6 +86,7 @@ pub fn generate(
         .build()
         .map_err(spec_err)?;
 
+    check_env(&run.env, &opts.env)?;
     let (uid, gid) = resolve_user(run.user.as_deref().unwrap_or(""), rootfs)?;
     let mut env = merge_env(&run.env, &profile.env);
     env = merge_env(&env, &opts.env);
@@ -261,6 +263,45 @@ fn mounts(profile: &ModeProfile) -> Result<Vec<Mount>> {
     Ok(mounts)
 }
 
+/// The most environment entries pid 1 gets, and their most bytes: the kernel takes at
+/// most 2 MiB of arguments and environment together (a quarter of the stack limit, 8 MiB
+/// by default), and fails the exec past it with nothing said.
+pub const MAX_ENV_ENTRIES: usize = 4096;
+pub const MAX_ENV_BYTES: usize = 1 << 20;
+
+/// Checks the image's Env and the user's `-e` entries before anything is made: each is
+/// `KEY=VALUE` with a key and no NUL byte (the engine cannot pass one on), and all fit
+/// what the kernel takes. The error names the bad entry, escaped and cut.
+pub fn check_env(image: &[String], user: &[String]) -> Result<()> {
+    for (whose, list) in [("the image's Env", image), ("-e", user)] {
+        for entry in list {
+            let why = if entry.contains('\0') {
+                "holds a NUL byte"
+            } else if !entry.contains('=') {
+                "not KEY=VALUE"
+            } else if entry.starts_with('=') {
+                "no name before `=`"
+            } else {
+                continue;
+            };
+            return Err(Error::Spec(format!(
+                "{whose}: entry `{}`: {why}",
+                one_line(entry, 80)
+            )));
+        }
+    }
+    let count = image.len() + user.len();
+    let bytes: usize = image.iter().chain(user).map(|e| e.len() + 1).sum();
+    if count > MAX_ENV_ENTRIES || bytes > MAX_ENV_BYTES {
+        return Err(Error::Spec(format!(
+            "the environment (the image's Env and -e) holds {count} entries, {bytes} bytes: \
+             at most {MAX_ENV_ENTRIES} entries and {} MiB",
+            MAX_ENV_BYTES >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// `KEY=VALUE` lists merged, later keys replacing earlier ones in place.
 fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     let mut out: Vec<String> = base.to_vec();
@@ -280,9 +321,15 @@ fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
+/// The largest uid or gid, as runc has it (2^31 - 1, for 32-bit systems). Above it is
+/// 4294967295, which is -1 to setuid(2), "unchanged": pid 1 would stay root.
+pub const MAX_ID: u64 = (1 << 31) - 1;
+
 /// The image's `User` (`name`, `uid`, `name:group`, `uid:gid`) as numbers, names looked
-/// up in the rootfs' own /etc/passwd and /etc/group (read inside the rootfs: a link there
-/// never reaches the host's files).
+/// up in the rootfs' own /etc/passwd and /etc/group, read inside the rootfs by the kernel
+/// ([`crate::confined`]: a link there never reaches the host's files, a FIFO never
+/// blocks) and parsed by the one parser of `rehost_init::users`. Every id is checked
+/// against [`MAX_ID`].
 fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
     if user.is_empty() {
         return Ok((0, 0));
@@ -291,24 +338,69 @@ fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let db = rehost_init::users::Database::read(&rehost_init::model::HostRoot::new(rootfs));
-    let (uid, primary) = match u.parse::<u32>() {
-        Ok(n) => (n, 0),
-        Err(_) => db
-            .user(u)
-            .map(|p| (p.uid, p.gid))
-            .ok_or_else(|| Error::Spec(format!("user `{u}` is not in the image's /etc/passwd")))?,
+    let bad = |why: String| Error::Spec(format!("user `{}`: {why}", one_line(user, 80)));
+    let checked = |what: &str, id: u64| {
+        u32::try_from(id)
+            .ok()
+            .filter(|&id| u64::from(id) <= MAX_ID)
+            .ok_or_else(|| bad(format!("{what} {id} is out of range (0-{MAX_ID})")))
+    };
+    // A number: digits only (runc's rule), however many.
+    let number = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
+    };
+    let mut db = None;
+    let mut database = || -> Result<rehost_init::users::Database> {
+        if db.is_none() {
+            db = Some(image_users(rootfs).map_err(|e| bad(format!("the image's {e}")))?);
+        }
+        Ok(db.clone().unwrap_or_default())
+    };
+    let (uid, primary) = match number(u) {
+        Some(n) => (checked("uid", n)?, 0),
+        None => {
+            let entry = database()?.user(u).cloned().ok_or_else(|| {
+                Error::Spec(format!(
+                    "user `{}` is not in the image's /etc/passwd",
+                    one_line(u, 80)
+                ))
+            })?;
+            (
+                checked("uid", entry.uid.into())?,
+                checked("gid", entry.gid.into())?,
+            )
+        }
     };
     let gid = match g {
         None => primary,
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => db.group(g).map(|e| e.gid).ok_or_else(|| {
-                Error::Spec(format!("group `{g}` is not in the image's /etc/group"))
-            })?,
+        Some(g) => match number(g) {
+            Some(n) => checked("gid", n)?,
+            None => {
+                let gid = database()?.group(g).map(|e| e.gid).ok_or_else(|| {
+                    Error::Spec(format!(
+                        "group `{}` is not in the image's /etc/group",
+                        one_line(g, 80)
+                    ))
+                })?;
+                checked("gid", gid.into())?
+            }
         },
     };
     Ok((uid, gid))
+}
+
+/// The image's /etc/passwd and /etc/group (a missing one is empty).
+fn image_users(rootfs: &Path) -> std::io::Result<rehost_init::users::Database> {
+    use rehost_init::users::{parse_group, parse_passwd, Database};
+    let text = |path: &str| -> std::io::Result<String> {
+        let bytes = crate::confined::read(rootfs, path)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    Ok(Database {
+        passwd: parse_passwd(&text("/etc/passwd")?),
+        group: parse_group(&text("/etc/group")?),
+    })
 }
 
 #[cfg(test)]
@@ -400,6 +492,31 @@ mod tests {
     }
 
     #[test]
+    fn env_entries_are_key_value_without_nul_and_bounded() {
+        let ok = vec!["A=1".to_string(), "B=".into()];
+        check_env(&ok, &["C=x=y".into()]).unwrap();
+        let err = |image: &[&str], user: &[&str]| {
+            let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            check_env(&v(image), &v(user)).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(&["A=1", "NOEQUALS"], &[]),
+            "OCI runtime config: the image's Env: entry `NOEQUALS`: not KEY=VALUE"
+        );
+        assert_eq!(
+            err(&["A=b\0\x1b[2J"], &[]),
+            "OCI runtime config: the image's Env: entry `A=b\\u{0}\\u{1b}[2J`: holds a NUL byte"
+        );
+        assert_eq!(
+            err(&[], &["=x"]),
+            "OCI runtime config: -e: entry `=x`: no name before `=`"
+        );
+        let many: Vec<String> = (0..100_000).map(|i| format!("K{i}=v")).collect();
+        let e = check_env(&many, &[]).unwrap_err().to_string();
+        assert!(e.contains("holds 100000 entries"), "{e}");
+    }
+
+    #[test]
     fn env_merges_and_users_resolve_in_the_rootfs() {
         let env = merge_env(
             &["PATH=/bin".into(), "A=1".into()],
@@ -419,6 +536,18 @@ mod tests {
         assert_eq!(
             resolve_user("1000:1000", root.path()).unwrap(),
             (1000, 1000)
+        );
+        for user in [
+            "4294967295:4294967295",
+            "2147483648",
+            "0:99999999999999999999",
+        ] {
+            let e = resolve_user(user, root.path()).unwrap_err().to_string();
+            assert!(e.contains("is out of range (0-2147483647)"), "{user}: {e}");
+        }
+        assert_eq!(
+            resolve_user("2147483647:0", root.path()).unwrap(),
+            (2147483647, 0)
         );
         let e = resolve_user("nobody2", root.path()).unwrap_err();
         assert_eq!(

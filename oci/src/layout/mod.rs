@@ -5,5 +5,5 @@
 mod read;
 mod write;
 
-pub use read::{BlobLocation, Layout, LayoutManifest};
+pub use read::{parse_config, parse_manifest, select, BlobLocation, Layout, LayoutManifest};
 pub use write::{BlobWriter, LayoutWriter, OutputFormat, UnknownFormat};

@@ -258,18 +258,20 @@ pub fn orphan_reaped(c: &Inside, timeout: Duration) -> CheckResult {
 }
 
 /// A file as a layer directory stack has it: the topmost layer that holds the path or
-/// whites it out decides.
+/// whites it out decides. The path comes from inside the container: each layer is read
+/// confined to itself and bounded ([`crate::confined`]).
 pub fn file_in_layers(lowers: &[impl AsRef<Path>], path: &str) -> Option<Vec<u8>> {
     let rel = path.trim_start_matches('/');
     let (dir, base) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let whiteout = format!("{dir}/.wh.{base}");
     for layer in lowers.iter().rev() {
         let layer = layer.as_ref();
-        if layer.join(dir).join(format!(".wh.{base}")).exists() {
+        let present = |p: &str| crate::confined::exists(layer, p);
+        if present(&whiteout) {
             return None;
         }
-        let p = layer.join(rel);
-        if p.symlink_metadata().is_ok() {
-            return std::fs::read(p).ok();
+        if present(rel) {
+            return crate::confined::read(layer, rel).ok().flatten();
         }
     }
     None

@@ -90,7 +90,9 @@ struct Cleanup<'a> {
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        let _ = self.rt.remove(&self.name, true);
+        if let Err(e) = self.rt.remove(&self.name, true) {
+            tracing::warn!("removing {}: {e}", self.name);
+        }
     }
 }
 
@@ -137,10 +139,11 @@ impl Inside<'_> {
         }
     }
 
-    /// Everything pid 1 wrote.
+    /// The end of what pid 1 wrote (the last [`crate::tail::TAIL`] bytes: a chatty
+    /// container writes without end).
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.rt.log_path(self.name)).unwrap_or_default())
-            .into_owned()
+        let tail = crate::tail::file_tail(&self.rt.log_path(self.name), crate::tail::TAIL);
+        String::from_utf8_lossy(&tail.unwrap_or_default()).into_owned()
     }
 
     fn pid(&self) -> Option<i32> {
@@ -369,14 +372,22 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
     })
 }
 
-/// A file the stopped container wrote: in its upper layer, or its copied rootfs.
+/// A file the stopped container wrote: in its upper layer, or its copied rootfs. The
+/// container shaped that tree: the path is resolved inside it and read bounded
+/// ([`crate::confined`]); a link, a FIFO or a huge file there gives no record.
 fn container_file(rt: &Runtime, name: &str, kind: RootfsKind, path: &str) -> Option<String> {
     let dir = rt.container_dir(name);
     let base: PathBuf = match kind {
         RootfsKind::Overlay => dir.join("upper"),
         RootfsKind::Copy => crate::rootfs::rootfs_path(&dir),
     };
-    std::fs::read_to_string(base.join(path.trim_start_matches('/'))).ok()
+    match crate::confined::read(&base, path) {
+        Ok(bytes) => bytes.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        Err(e) => {
+            tracing::warn!("{name}: {e}");
+            None
+        }
+    }
 }
 
 /// The enabled services that run (not one-shot): what the server ran before.
