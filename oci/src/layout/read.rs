@@ -294,18 +294,25 @@ pub fn parse_config(path: &Path, desc: &Descriptor, bytes: &[u8]) -> Result<Imag
 
 /// Every regular file of a tar archive: name → (data offset, size). Only headers are read.
 fn index_archive(file: File, path: &Path) -> Result<HashMap<String, (u64, u64)>> {
-    let mut archive = tar::Archive::new(file);
-    let bad =
-        |e: std::io::Error| Error::layout(path, format!("not an OCI image layout or archive: {e}"));
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut archive = crate::tar::Reader::seekable(file);
+    let bad = |e: crate::tar::TarError| {
+        Error::layout(path, format!("not an OCI image layout or archive: {e}"))
+    };
     let mut members = HashMap::new();
-    for entry in archive.entries_with_seek().map_err(bad)? {
-        let entry = entry.map_err(bad)?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+    while let Some(entry) = archive.next_entry().map_err(bad)? {
+        if entry.kind != crate::tar::EntryType::File || entry.sparse.is_some() {
             continue;
         }
-        let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        if entry.data_offset.saturating_add(entry.size) > len {
+            return Err(Error::layout(
+                path,
+                "cut short (a member ends past the file's end)",
+            ));
+        }
+        let name = String::from_utf8_lossy(&entry.path).into_owned();
         let name = name.trim_start_matches("./").to_string();
-        members.insert(name, (entry.raw_file_position(), entry.size()));
+        members.insert(name, (entry.data_offset, entry.size));
     }
     Ok(members)
 }

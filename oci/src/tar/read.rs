@@ -117,6 +117,8 @@ pub struct Reader<R> {
     left: u64,
     padding: u64,
     done: bool,
+    /// Skips data by seeking, for a stream that can (see [`Reader::seekable`]).
+    seek: Option<fn(&mut R, u64) -> io::Result<()>>,
 }
 
 impl<R: Read> Reader<R> {
@@ -127,6 +129,7 @@ impl<R: Read> Reader<R> {
             left: 0,
             padding: 0,
             done: false,
+            seek: None,
         }
     }
 
@@ -437,12 +440,31 @@ impl<R: Read> Reader<R> {
     }
 
     fn skip(&mut self, n: u64) -> Result<(), TarError> {
+        if let Some(seek) = self.seek {
+            // What lies past the end shows as a missing header or short data later.
+            seek(&mut self.inner, n)?;
+            self.pos += n;
+            return Ok(());
+        }
         let got = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
         self.pos += got;
         if got < n {
             return Err(TarError::Truncated { at: self.pos });
         }
         Ok(())
+    }
+}
+
+impl<R: Read + io::Seek> Reader<R> {
+    /// A reader that skips the data it is not asked for by seeking (an archive file
+    /// indexed without reading its blobs).
+    pub fn seekable(inner: R) -> Self {
+        let mut reader = Reader::new(inner);
+        reader.seek = Some(|r, n| {
+            let n = i64::try_from(n).map_err(io::Error::other)?;
+            r.seek(io::SeekFrom::Current(n)).map(|_| ())
+        });
+        reader
     }
 }
 
