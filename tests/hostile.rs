@@ -399,6 +399,8 @@ fn a_layout_with_a_fifo_or_a_link_to_a_device_is_refused_at_once() {
 enum Answer {
     /// A manifest that never ends.
     EndlessManifest,
+    /// A manifest that says it is 200 MB long.
+    HugeManifest,
     /// A manifest whose layer the registry sends without end.
     EndlessBlob,
     /// 404 with terminal escape sequences in the body.
@@ -482,6 +484,11 @@ fn hostile_registry(answer: Answer) -> String {
                         let _ = stream.write_all(head("200 OK", json, None).as_bytes());
                         endless(&mut stream, b"{\"schemaVersion\":2,\"x\":\"");
                     }
+                    Answer::HugeManifest if path.contains("/manifests/") => {
+                        let _ =
+                            stream.write_all(head("200 OK", json, Some(200_000_000)).as_bytes());
+                        endless(&mut stream, b"{\"schemaVersion\":2,\"x\":\"");
+                    }
                     Answer::EndlessBlob if path.contains("/manifests/") => {
                         let _ =
                             stream.write_all(head("200 OK", json, Some(manifest.len())).as_bytes());
@@ -541,6 +548,14 @@ fn pull_refused(answer: Answer, want: &str) -> String {
 fn an_endless_manifest_is_refused_at_4_mib_and_leaves_nothing() {
     pull_refused(
         Answer::EndlessManifest,
+        "the registry sent a manifest of more than 4 MiB (refused)",
+    );
+}
+
+#[test]
+fn a_200_mb_manifest_is_refused() {
+    pull_refused(
+        Answer::HugeManifest,
         "the registry sent a manifest of more than 4 MiB (refused)",
     );
 }
