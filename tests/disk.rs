@@ -326,3 +326,155 @@ fn inspect_gives_the_directory_inventory_from_every_image_kind() {
 fn tree(root: &Path) -> BTreeMap<Vec<u8>, Facts> {
     facts(root, &|_| false)
 }
+
+fn qemu_img(args: &[&std::ffi::OsStr]) {
+    run(Command::new("qemu-img").args(args));
+}
+
+fn mkfifo(path: &Path) {
+    run(Command::new("mkfifo").arg(path));
+}
+
+/// A qcow2 overlay in `dir` whose backing file is named `backing` (not checked).
+fn overlay_naming(dir: &Path, name: &str, backing: &str) -> PathBuf {
+    let img = dir.join(name);
+    qemu_img(&[
+        "create".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        img.as_os_str(),
+        "8M".as_ref(),
+    ]);
+    qemu_img(&[
+        "rebase".as_ref(),
+        "-q".as_ref(),
+        "-u".as_ref(),
+        "-F".as_ref(),
+        "raw".as_ref(),
+        "-b".as_ref(),
+        backing.as_ref(),
+        img.as_os_str(),
+    ]);
+    img
+}
+
+#[test]
+fn a_qcow2_backing_file_outside_the_image_directory_is_refused() {
+    let dir = scratch("backing-outside");
+    // A valid root filesystem outside the image's directory: followed, its files (the
+    // host's) would end up in the image.
+    let host = small_fs(&dir.join("outside"));
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::os::unix::fs::symlink(&host, images.join("link.img")).unwrap();
+    let absolute = host.to_str().unwrap();
+    for (name, backing, shown) in [
+        ("abs.qcow2", absolute, absolute),
+        ("rel.qcow2", "../outside/small.img", "../outside/small.img"),
+        ("link.qcow2", "link.img", absolute),
+        ("shadow.qcow2", "/etc/shadow", "/etc/shadow"),
+    ] {
+        let img = overlay_naming(&images, name, backing);
+        let err = convert_refused(&img, &dir, &[]);
+        assert!(err.contains(name), "{err}");
+        assert!(err.contains(shown), "{err}");
+        assert!(err.contains("--allow-backing"), "{err}");
+    }
+    // Allowed by the user, the same overlay converts, with the backing disk's files.
+    let img = images.join("rel.qcow2");
+    let out = dir.join("allowed.oci");
+    let o = rehost(&[
+        "convert".as_ref(),
+        img.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--allow-backing".as_ref(),
+        dir.join("outside").as_os_str(),
+        "--init".as_ref(),
+        "none".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let root = unpack(&out, &dir.join("unpacked"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("a/b/file")).unwrap(),
+        "content\n"
+    );
+}
+
+#[test]
+fn a_vmdk_extent_outside_the_image_directory_is_refused() {
+    let dir = scratch("vmdk-extent-outside");
+    let host = small_fs(&dir.join("outside"));
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let sectors = std::fs::metadata(&host).unwrap().len() / 512;
+    for (name, extent) in [
+        ("abs.vmdk", host.to_str().unwrap()),
+        ("rel.vmdk", "../outside/small.img"),
+    ] {
+        let img = images.join(name);
+        std::fs::write(
+            &img,
+            format!(
+                "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
+                 createType=\"monolithicFlat\"\n\n# Extent description\n\
+                 RW {sectors} FLAT \"{extent}\" 0\n"
+            ),
+        )
+        .unwrap();
+        let err = convert_refused(&img, &dir, &[]);
+        assert!(err.contains(name), "{err}");
+        assert!(err.contains(extent), "{err}");
+        assert!(err.contains("--allow-backing"), "{err}");
+    }
+}
+
+#[test]
+fn a_fifo_as_image_backing_file_or_extent_fails_without_blocking() {
+    let dir = scratch("fifo");
+    let fifo = dir.join("fifo.img");
+    mkfifo(&fifo);
+    let err = convert_refused(&fifo, &dir, &[]);
+    assert!(err.contains("fifo.img"), "{err}");
+    assert!(err.contains("FIFO"), "{err}");
+
+    let img = overlay_naming(&dir, "over.qcow2", "fifo.img");
+    let err = convert_refused(&img, &dir, &[]);
+    assert!(err.contains("over.qcow2"), "{err}");
+    assert!(err.contains("FIFO"), "{err}");
+
+    let img = dir.join("desc.vmdk");
+    std::fs::write(
+        &img,
+        "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\n\
+         RW 16384 FLAT \"fifo.img\" 0\n",
+    )
+    .unwrap();
+    let err = convert_refused(&img, &dir, &[]);
+    assert!(err.contains("desc.vmdk"), "{err}");
+    assert!(err.contains("FIFO"), "{err}");
+}
+
+#[test]
+fn a_deep_backing_chain_is_refused_in_one_short_line() {
+    let dir = scratch("deep-chain");
+    let mut below = dir.join("0.qcow2");
+    qemu_img(&[
+        "create".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        below.as_os_str(),
+        "8M".as_ref(),
+    ]);
+    for i in 1..40 {
+        let name = format!("layer-number-{i:02}-of-a-long-chain.qcow2");
+        let below_name = below.file_name().unwrap().to_str().unwrap().to_string();
+        below = overlay_naming(&dir, &name, &below_name);
+    }
+    let err = convert_refused(&below, &dir, &[]);
+    assert!(err.contains("layer-number-39"), "{err}");
+    assert!(err.contains("16"), "{err}");
+    assert!(err.len() < 300, "{} bytes: {err}", err.len());
+}

@@ -44,8 +44,13 @@ pub struct FileDevice {
 }
 
 impl FileDevice {
+    /// Opens the image the user named (a symlink to it is followed); only a regular
+    /// file is opened.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = File::open(path)?;
+        Self::from_file(crate::confine::open_regular(path, true)?)
+    }
+
+    pub fn from_file(file: File) -> io::Result<Self> {
         let len = file.metadata()?.len();
         Ok(FileDevice { file, len })
     }

@@ -8,11 +8,13 @@
 //! decompress the whole cluster again. Compressed clusters after the one being read are
 //! decompressed ahead by worker threads ([`ClusterCache`]).
 
+use crate::confine::Confinement;
 use crate::device::{
     be32, be64, corrupt, read_vec, BlockDevice, BufferCache as Cache, Device, FileDevice,
 };
 use crate::readahead::{inflate, ClusterCache};
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,8 +23,9 @@ pub const MAGIC: &[u8] = b"QFI\xfb";
 const CLUSTER_CACHE_BYTES: usize = 64 << 20;
 /// L2 tables kept, in bytes.
 const L2_CACHE_BYTES: usize = 32 << 20;
-/// Longest backing chain followed; a longer one is taken for a loop.
-const MAX_CHAIN: usize = 32;
+/// Longest backing chain followed, the image itself included; qemu's own chains are
+/// rarely more than a few deep.
+const MAX_CHAIN: usize = 16;
 
 const L2_COMPRESSED: u64 = 1 << 62;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
@@ -52,24 +55,32 @@ enum Mapping {
     },
 }
 
+/// Opens a qcow2 image and its backing chain, each backing file confined.
+pub fn open(path: &Path, confine: &Confinement) -> io::Result<Device> {
+    let file = FileDevice::open(path)?;
+    let mut chain = Chain {
+        confine,
+        seen: vec![path.canonicalize()?],
+    };
+    Ok(Arc::new(Qcow2::open(
+        file,
+        path,
+        "qcow2".into(),
+        &mut chain,
+    )?))
+}
+
+/// The backing chain opened so far: where its files may lie, and the images already in
+/// it (resolved), to refuse a loop.
+struct Chain<'a> {
+    confine: &'a Confinement,
+    seen: Vec<PathBuf>,
+}
+
 impl Qcow2 {
-    /// Opens an image and, recursively, its backing chain. `seen` holds the images
-    /// already in the chain, to refuse a loop.
-    pub fn open(path: &Path, seen: &mut Vec<PathBuf>) -> io::Result<Self> {
-        let canonical = path.canonicalize()?;
-        if seen.contains(&canonical) || seen.len() >= MAX_CHAIN {
-            return Err(corrupt(format!(
-                "the backing file chain loops back to an image already in it (or is longer than {MAX_CHAIN})"
-            )));
-        }
-        seen.push(canonical);
-        // The image itself is named by the caller; a backing file is named here.
-        let name = if seen.len() == 1 {
-            "qcow2".to_string()
-        } else {
-            format!("qcow2 backing file {}", path.display())
-        };
-        let file = FileDevice::open(path)?;
+    /// Opens one image of a chain from its file at `path`; `name` is how messages call
+    /// it (the top image is named by the caller).
+    fn open(file: FileDevice, path: &Path, name: String, chain: &mut Chain) -> io::Result<Self> {
         let bad = |what: String| corrupt(format!("{name}: {what}"));
         let h = read_vec(&file, 0, 104.min(file.len() as usize))?;
         if h.len() < 72 || &h[..4] != MAGIC {
@@ -142,15 +153,10 @@ impl Qcow2 {
                 return Err(bad("backing file name is too long".into()));
             }
             let raw = read_vec(&file, backing_offset, backing_len)?;
-            let rel = PathBuf::from(String::from_utf8_lossy(&raw).into_owned());
-            let full = if rel.is_absolute() {
-                rel
-            } else {
-                path.parent().unwrap_or(Path::new(".")).join(rel)
-            };
-            Some(open_backing(&full, seen).map_err(|e| {
-                io::Error::new(e.kind(), format!("backing file {}: {e}", full.display()))
-            })?)
+            let named = PathBuf::from(std::ffi::OsString::from_vec(raw));
+            // Errors below name the file at fault themselves; wrapping them here would
+            // repeat every name of a long chain on one line.
+            Some(open_backing(path, &named, chain)?)
         } else {
             None
         };
@@ -338,13 +344,35 @@ impl BlockDevice for Qcow2 {
     }
 }
 
-/// A backing file: qcow2 again, or a raw image.
-fn open_backing(path: &Path, seen: &mut Vec<PathBuf>) -> io::Result<Device> {
+/// A backing file: qcow2 again, or a raw image. `by` is the image naming it.
+fn open_backing(by: &Path, named: &Path, chain: &mut Chain) -> io::Result<Device> {
+    if chain.seen.len() >= MAX_CHAIN {
+        return Err(corrupt(format!(
+            "the backing file chain is more than {MAX_CHAIN} images deep: refused"
+        )));
+    }
+    let (resolved, file) = chain.confine.open(by, named, "backing file")?;
+    if chain.seen.contains(&resolved) {
+        return Err(corrupt(format!(
+            "the backing file chain loops back to {}",
+            named.display()
+        )));
+    }
+    chain.seen.push(resolved.clone());
+    let file = FileDevice::from_file(file)?;
     let mut head = [0u8; 4];
-    let n = std::io::Read::read(&mut std::fs::File::open(path)?, &mut head)?;
-    if n == 4 && head == MAGIC {
-        Ok(Arc::new(Qcow2::open(path, seen)?))
+    if file.len() >= 4 {
+        file.read_at(&mut head, 0)?;
+    }
+    if head == MAGIC {
+        let name = format!("qcow2 backing file {}", named.display());
+        // Its own backing file is named relative to where it was found, as qemu does.
+        let path = match by.parent() {
+            Some(dir) if named.is_relative() => dir.join(named),
+            _ => named.to_path_buf(),
+        };
+        Ok(Arc::new(Qcow2::open(file, &path, name, chain)?))
     } else {
-        Ok(Arc::new(FileDevice::open(path)?))
+        Ok(Arc::new(file))
     }
 }
