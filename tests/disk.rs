@@ -478,3 +478,196 @@ fn a_deep_backing_chain_is_refused_in_one_short_line() {
     assert!(err.contains("16"), "{err}");
     assert!(err.len() < 300, "{} bytes: {err}", err.len());
 }
+
+/// A raw image holding one XFS filesystem, filled by `fill` through a loop mount (which
+/// needs root and the kernel's XFS); `None` when this machine cannot make one.
+fn xfs_image(dir: &Path, fill: impl FnOnce(&Path)) -> Option<PathBuf> {
+    let img = dir.join("xfs.img");
+    // mkfs.xfs wants 300 MB at least; the file stays sparse.
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(320 << 20)
+        .unwrap();
+    let made = Command::new("mkfs.xfs").arg("-q").arg(&img).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return None;
+    }
+    let mnt = dir.join("fill");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&mnt)
+        .output()
+        .ok()?;
+    if !mounted.status.success() {
+        return None;
+    }
+    fill(&mnt);
+    run(Command::new("umount").arg(&mnt));
+    Some(img)
+}
+
+/// Mount points under `dir` in this mount namespace, with their options.
+fn mounts_under(dir: &Path) -> Vec<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let point = f.get(4)?.to_string();
+            let options = f.get(5)?.to_string();
+            point
+                .starts_with(dir.to_str().unwrap())
+                .then_some((point, options))
+        })
+        .collect()
+}
+
+/// Loop devices whose backing file is `img`.
+fn loops_of(img: &Path) -> String {
+    let o = Command::new("losetup")
+        .args(["--list", "--noheadings", "--output", "NAME,BACK-FILE"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.ends_with(img.to_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Nothing the XFS fallback made is left: no mount and no directory under `tmp`, no
+/// loop device on `img` (the kernel frees a lazily detached one a moment after exit).
+fn assert_nothing_left(tmp: &Path, img: &Path) {
+    assert_eq!(mounts_under(tmp), vec![], "a mount is left");
+    let left: Vec<_> = std::fs::read_dir(tmp).unwrap().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    for _ in 0..50 {
+        if loops_of(img).is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("a loop device is left: {}", loops_of(img));
+}
+
+#[test]
+fn an_interrupted_xfs_convert_leaves_no_mount_loop_device_or_directory() {
+    let fixture = disks().join("xfs.img");
+    if !fixture.exists() {
+        common::cannot_run_here("xfs", "no xfs.img (fixtures/build-disks makes it as root)");
+        return;
+    }
+    let dir = scratch("xfs-interrupt");
+    // A name of its own for the image, so its loop device is told from other tests'.
+    let img = dir.join("mine.img");
+    if std::fs::hard_link(&fixture, &img).is_err() {
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&fixture)
+            .arg(&img));
+    }
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = common::rehost_cmd()
+            .arg("convert")
+            .arg(&img)
+            .arg("-o")
+            .arg(dir.join("image.oci"))
+            .args(["--force", "--init", "none"])
+            .env("TMPDIR", &tmp)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let options = loop {
+            if let Some((_, options)) = mounts_under(&tmp).pop() {
+                break options;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "convert ended unmounted"
+            );
+            assert!(start.elapsed().as_secs() < 60, "never mounted");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        for o in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(options.split(',').any(|x| x == o), "{o} not in {options}");
+        }
+        // SAFETY: kill(2) on the child we started.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "an interrupted convert succeeded");
+        assert_nothing_left(&tmp, &img);
+    }
+}
+
+#[test]
+fn an_xfs_guest_link_to_etc_reads_no_host_file() {
+    let dir = scratch("xfs-link");
+    let host_shadow = std::fs::read("/etc/shadow").unwrap();
+    assert!(!host_shadow.is_empty());
+    let made = xfs_image(&dir, |root| {
+        std::fs::create_dir_all(root.join("etc/network")).unwrap();
+        std::fs::write(root.join("etc/os-release"), "ID=debian\nVERSION_ID=12\n").unwrap();
+        std::fs::write(root.join("etc/shadow"), "root:guest:::::::\n").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc/network/interfaces.d")).unwrap();
+    });
+    let Some(img) = made else {
+        common::cannot_run_here("xfs", "cannot make and loop-mount an XFS filesystem");
+        return;
+    };
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let image = dir.join("image.oci");
+    let o = common::rehost_cmd()
+        .arg("convert")
+        .arg(&img)
+        .arg("-o")
+        .arg(&image)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_nothing_left(&tmp, &img);
+    let root = unpack(&image, &dir.join("unpacked"));
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                assert_ne!(std::fs::read(&p).unwrap(), host_shadow, "{}", p.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn an_xfs_filesystem_that_is_no_root_fails_and_leaves_nothing() {
+    let dir = scratch("xfs-noroot");
+    let Some(img) = xfs_image(&dir, |root| {
+        std::fs::write(root.join("data"), "not a root\n").unwrap();
+    }) else {
+        common::cannot_run_here("xfs", "cannot make and loop-mount an XFS filesystem");
+        return;
+    };
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let o = common::rehost_cmd()
+        .arg("convert")
+        .arg(&img)
+        .arg("-o")
+        .arg(dir.join("image.oci"))
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("xfs.img"), "{err}");
+    assert_nothing_left(&tmp, &img);
+}
