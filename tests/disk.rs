@@ -671,3 +671,53 @@ fn an_xfs_filesystem_that_is_no_root_fails_and_leaves_nothing() {
     assert!(err.contains("xfs.img"), "{err}");
     assert_nothing_left(&tmp, &img);
 }
+
+#[test]
+fn a_partition_smaller_than_64_kib_is_skipped_and_the_rest_converted() {
+    let dir = scratch("tiny-partition");
+    let fs = small_fs(&dir);
+    let img = dir.join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    // Partition 1: 8 KiB (a BIOS boot partition is often this small); 2: the root.
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"start=2048, size=16, type=83\nstart=4096, size=16384, type=83\n")
+        .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let mut data = std::fs::read(&img).unwrap();
+    let root = std::fs::read(&fs).unwrap();
+    data[4096 * 512..4096 * 512 + root.len()].copy_from_slice(&root);
+    std::fs::write(&img, data).unwrap();
+    let image = dir.join("image.oci");
+    let o = rehost(&[
+        "convert".as_ref(),
+        img.as_os_str(),
+        "-o".as_ref(),
+        image.as_os_str(),
+        "--init".as_ref(),
+        "none".as_ref(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("partition 1"),
+        "the small partition is reported: {err}"
+    );
+    let root = unpack(&image, &dir.join("unpacked"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("a/b/file")).unwrap(),
+        "content\n"
+    );
+}

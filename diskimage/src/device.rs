@@ -105,6 +105,10 @@ pub fn read_vec(dev: &dyn BlockDevice, offset: u64, len: usize) -> io::Result<Ve
 /// Reads up to `len` bytes at `offset`, fewer when the device ends first.
 pub fn read_head(dev: &dyn BlockDevice, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     let avail = dev.len().saturating_sub(offset).min(len as u64) as usize;
+    if avail == 0 {
+        // Nothing there (a probe past the end of a small partition): not an error.
+        return Ok(Vec::new());
+    }
     read_vec(dev, offset, avail)
 }
 
@@ -161,5 +165,31 @@ impl BufferCache {
                 self.map.remove(&old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A device over bytes in memory, for the parsers' tests.
+    pub struct Mem(pub Vec<u8>);
+
+    impl BlockDevice for Mem {
+        fn len(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            check_range(self.len(), buf.len(), offset, "memory")?;
+            buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_head_read_past_the_end_of_a_small_device_is_empty() {
+        let small = Mem(vec![0; 8192]);
+        assert!(read_head(&small, 0x10040, 8).unwrap().is_empty());
+        assert_eq!(read_head(&small, 8190, 8).unwrap().len(), 2);
     }
 }
