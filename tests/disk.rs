@@ -721,3 +721,122 @@ fn a_partition_smaller_than_64_kib_is_skipped_and_the_rest_converted() {
         "content\n"
     );
 }
+
+/// Runs debugfs commands on an ext image; gives what it printed.
+fn debugfs(img: &Path, writable: bool, commands: &str) -> String {
+    let script = img.with_extension("debugfs");
+    std::fs::write(&script, commands).unwrap();
+    let mut cmd = Command::new("debugfs");
+    if writable {
+        cmd.arg("-w");
+    }
+    let o = cmd.arg("-f").arg(&script).arg(img).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn hardlinked_directories_fanning_out_fail_cleanly() {
+    let dir = scratch("fan-out");
+    let img = small_fs(&dir);
+    // d0 holds two links to d1, d1 two to d2, …: 2^24 paths to walk, but 25 directories.
+    let mut cmds = String::new();
+    for i in 0..25 {
+        cmds += &format!("mkdir /d{i}\n");
+    }
+    for i in 0..24 {
+        cmds += &format!("link /d{} /d{i}/x\nlink /d{} /d{i}/y\n", i + 1, i + 1);
+    }
+    debugfs(&img, true, &cmds);
+    let err = convert_refused(&img, &dir, &[]);
+    assert!(err.contains("small.img"), "{err}");
+    assert!(err.contains("reached a second time"), "{err}");
+    assert!(err.contains("/d0/"), "{err}");
+}
+
+#[test]
+fn an_extent_tree_whose_index_entries_share_blocks_fails_cleanly() {
+    let dir = scratch("shared-extents");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    std::fs::write(tree.join("etc/os-release"), "ID=test\n").unwrap();
+    std::fs::write(tree.join("a/b/file"), "content\n").unwrap();
+    let img = dir.join("small.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&tree)
+        .arg(&img));
+    let num = |text: &str, after: &str| -> u64 {
+        let rest = &text[text.find(after).unwrap() + after.len()..];
+        let word = rest
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches(',');
+        match word.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).unwrap(),
+            None => word.parse().unwrap(),
+        }
+    };
+    let free = debugfs(&img, false, "ffb 4 1000\n");
+    let blocks: Vec<u64> = free
+        .split("found:")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(|b| b.parse().unwrap())
+        .collect();
+    let imap = debugfs(&img, false, "imap /a/b/file\n");
+    let inode_at = num(&imap, "located at block") * 4096 + num(&imap, "offset");
+    // A node: header (magic, entries, max, depth) and 12-byte entries.
+    let node = |entries: u16, depth: u16, entry: &dyn Fn(u16) -> [u8; 12]| -> Vec<u8> {
+        let mut n = Vec::new();
+        for v in [0xF30A, entries, entries, depth] {
+            n.extend_from_slice(&u16::to_le_bytes(v));
+        }
+        n.extend_from_slice(&[0; 4]);
+        for i in 0..entries {
+            n.extend_from_slice(&entry(i));
+        }
+        n
+    };
+    let index = |to: u64| {
+        move |_: u16| {
+            let mut e = [0u8; 12];
+            e[4..8].copy_from_slice(&(to as u32).to_le_bytes());
+            e
+        }
+    };
+    let mut data = std::fs::read(&img).unwrap();
+    // Four levels of index nodes, each entry of each pointing at the same next node.
+    for level in 0..3 {
+        let at = blocks[level] as usize * 4096;
+        let n = node(340, 3 - level as u16, &index(blocks[level + 1]));
+        data[at..at + n.len()].copy_from_slice(&n);
+    }
+    let leaf = node(340, 0, &|i| {
+        let mut e = [0u8; 12];
+        e[0..4].copy_from_slice(&(i as u32).to_le_bytes());
+        e[4..6].copy_from_slice(&1u16.to_le_bytes());
+        e[8..12].copy_from_slice(&(blocks[3] as u32).to_le_bytes());
+        e
+    });
+    let at = blocks[3] as usize * 4096;
+    data[at..at + leaf.len()].copy_from_slice(&leaf);
+    let root = node(4, 4, &index(blocks[0]));
+    let i = inode_at as usize;
+    data[i + 0x28..i + 0x28 + root.len()].copy_from_slice(&root);
+    // A size of 1 TiB, so a walk bounded by the size alone runs (and allocates) on.
+    data[i + 0x4..i + 0x8].copy_from_slice(&0u32.to_le_bytes());
+    data[i + 0x6C..i + 0x70].copy_from_slice(&256u32.to_le_bytes());
+    std::fs::write(&img, data).unwrap();
+    let err = convert_refused(&img, &dir, &[]);
+    assert!(err.contains("small.img"), "{err}");
+    assert!(err.contains("/a/b/file"), "{err}");
+    assert!(err.contains("extent tree"), "{err}");
+}
