@@ -168,27 +168,29 @@ impl BufferCache {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// A device over bytes in memory: an image read by the fuzz targets and the tests.
+pub struct MemDevice(pub Vec<u8>);
 
-    /// A device over bytes in memory, for the parsers' tests.
-    pub struct Mem(pub Vec<u8>);
-
-    impl BlockDevice for Mem {
-        fn len(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-            check_range(self.len(), buf.len(), offset, "memory")?;
-            buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
-            Ok(())
-        }
+impl BlockDevice for MemDevice {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
     }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_range(self.len(), buf.len(), offset, "image")?;
+        let start = offset as usize;
+        buf.copy_from_slice(&self.0[start..start + buf.len()]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn a_head_read_past_the_end_of_a_small_device_is_empty() {
-        let small = Mem(vec![0; 8192]);
+        let small = MemDevice(vec![0; 8192]);
         assert!(read_head(&small, 0x10040, 8).unwrap().is_empty());
         assert_eq!(read_head(&small, 8190, 8).unwrap().len(), 2);
     }

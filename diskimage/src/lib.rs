@@ -15,7 +15,7 @@
 mod confine;
 pub mod device;
 pub mod ext4;
-mod lvm;
+pub mod lvm;
 mod ova;
 pub mod partition;
 mod qcow2;
@@ -25,7 +25,7 @@ mod vmdk;
 pub mod volume;
 
 pub use confine::OpenOptions;
-pub use device::{BlockDevice, Device};
+pub use device::{BlockDevice, Device, MemDevice};
 pub use volume::Volume;
 
 use device::FileDevice;
@@ -118,3 +118,27 @@ pub fn open(path: &Path, format: Format, options: &OpenOptions) -> std::io::Resu
         Format::Ova => ova::open(path, file()?)?,
     })
 }
+
+/// Opens a disk image held by a device (one in memory, say) as the device of its
+/// virtual disk. Nothing else is opened: an image that names a backing file is refused.
+pub fn open_device(format: Format, dev: Device) -> std::io::Result<Device> {
+    match format {
+        Format::Raw => Ok(dev),
+        Format::Qcow2 => qcow2::open_device(dev),
+        Format::Vmdk => Ok(Arc::new(vmdk::Vmdk::open(dev)?)),
+        Format::Vhd => vhd::open(dev),
+        Format::VmdkDescriptor | Format::Ova => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a {} is opened from its file", format.name()),
+        )),
+    }
+}
+
+/// A VMDK text descriptor's disk, its one extent read from `extent` whatever file the
+/// descriptor names.
+pub fn open_vmdk_descriptor(text: &[u8], extent: Device) -> std::io::Result<Device> {
+    vmdk::parse_descriptor(text, |_| Ok(extent))
+}
+
+#[cfg(test)]
+mod tests;

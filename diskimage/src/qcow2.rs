@@ -31,7 +31,7 @@ const L2_COMPRESSED: u64 = 1 << 62;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 
 pub struct Qcow2 {
-    file: Arc<FileDevice>,
+    file: Device,
     name: String,
     cluster_bits: u32,
     size: u64,
@@ -57,9 +57,9 @@ enum Mapping {
 
 /// Opens a qcow2 image and its backing chain, each backing file confined.
 pub fn open(path: &Path, confine: &Confinement) -> io::Result<Device> {
-    let file = FileDevice::open(path)?;
+    let file: Device = Arc::new(FileDevice::open(path)?);
     let mut chain = Chain {
-        confine,
+        confine: Some(confine),
         seen: vec![path.canonicalize()?],
     };
     Ok(Arc::new(Qcow2::open(
@@ -70,19 +70,34 @@ pub fn open(path: &Path, confine: &Confinement) -> io::Result<Device> {
     )?))
 }
 
+/// Opens a qcow2 image held by a device (in memory, say), which may name no backing file.
+pub fn open_device(file: Device) -> io::Result<Device> {
+    let mut chain = Chain {
+        confine: None,
+        seen: Vec::new(),
+    };
+    Ok(Arc::new(Qcow2::open(
+        file,
+        Path::new(""),
+        "qcow2".into(),
+        &mut chain,
+    )?))
+}
+
 /// The backing chain opened so far: where its files may lie, and the images already in
 /// it (resolved), to refuse a loop.
 struct Chain<'a> {
-    confine: &'a Confinement,
+    /// Where backing files may lie; none may be opened without it.
+    confine: Option<&'a Confinement>,
     seen: Vec<PathBuf>,
 }
 
 impl Qcow2 {
     /// Opens one image of a chain from its file at `path`; `name` is how messages call
     /// it (the top image is named by the caller).
-    fn open(file: FileDevice, path: &Path, name: String, chain: &mut Chain) -> io::Result<Self> {
+    fn open(file: Device, path: &Path, name: String, chain: &mut Chain) -> io::Result<Self> {
         let bad = |what: String| corrupt(format!("{name}: {what}"));
-        let h = read_vec(&file, 0, 104.min(file.len() as usize))?;
+        let h = read_vec(file.as_ref(), 0, 104.min(file.len()) as usize)?;
         if h.len() < 72 || &h[..4] != MAGIC {
             return Err(bad("header is truncated".into()));
         }
@@ -124,7 +139,7 @@ impl Qcow2 {
             }
             let header_len = be32(&h, 100) as usize;
             if incompat & 0x8 != 0 && header_len > 104 {
-                let t = read_vec(&file, 104, 1)?;
+                let t = read_vec(file.as_ref(), 104, 1)?;
                 zstd = match t[0] {
                     0 => false,
                     1 => true,
@@ -140,10 +155,14 @@ impl Qcow2 {
                 "L1 table of {l1_size} entries does not fit the disk size {size}"
             )));
         }
-        if !l1_offset.is_multiple_of(cluster) || l1_offset + l1_size * 8 > file.len() {
+        if !l1_offset.is_multiple_of(cluster)
+            || l1_offset
+                .checked_add(l1_size * 8)
+                .is_none_or(|end| end > file.len())
+        {
             return Err(bad("L1 table lies outside the image (truncated?)".into()));
         }
-        let raw = read_vec(&file, l1_offset, (l1_size * 8) as usize)?;
+        let raw = read_vec(file.as_ref(), l1_offset, (l1_size * 8) as usize)?;
         let l1 = (0..l1_size as usize).map(|i| be64(&raw, i * 8)).collect();
 
         let backing_offset = be64(&h, 8);
@@ -152,7 +171,7 @@ impl Qcow2 {
             if backing_len > 1023 {
                 return Err(bad("backing file name is too long".into()));
             }
-            let raw = read_vec(&file, backing_offset, backing_len)?;
+            let raw = read_vec(file.as_ref(), backing_offset, backing_len)?;
             let named = PathBuf::from(std::ffi::OsString::from_vec(raw));
             // Errors below name the file at fault themselves; wrapping them here would
             // repeat every name of a long chain on one line.
@@ -160,7 +179,6 @@ impl Qcow2 {
         } else {
             None
         };
-        let file = Arc::new(file);
         let clusters = {
             let (file, name) = (file.clone(), name.clone());
             let size = 1usize << cluster_bits;
@@ -194,7 +212,9 @@ impl Qcow2 {
             return Ok(t);
         }
         if !offset.is_multiple_of(self.cluster_size())
-            || offset + self.cluster_size() > self.file.len()
+            || offset
+                .checked_add(self.cluster_size())
+                .is_none_or(|end| end > self.file.len())
         {
             return Err(self.bad(format!(
                 "L2 table at {offset} lies outside the image (truncated or corrupt)"
@@ -268,18 +288,23 @@ impl Qcow2 {
 
 /// Reads and decompresses the compressed cluster at `offset` (`len` bytes there).
 fn decompress(
-    file: &FileDevice,
+    file: &Device,
     name: &str,
     zstd: bool,
     size: usize,
     offset: u64,
     len: usize,
 ) -> io::Result<Vec<u8>> {
-    let input = read_vec(file, offset, len)?;
+    let input = read_vec(file.as_ref(), offset, len)?;
     let out = if zstd {
+        // The cluster's sectors hold its one frame and then whatever follows it (the
+        // next cluster's data): only the frame is decompressed.
+        let frame = zstd::zstd_safe::find_frame_compressed_size(&input).unwrap_or(input.len());
         let mut out = vec![0u8; size];
         let mut d = zstd::bulk::Decompressor::new()?;
-        let n = d.decompress_to_buffer(&input, &mut out).unwrap_or(0);
+        let n = d
+            .decompress_to_buffer(&input[..frame.min(input.len())], &mut out)
+            .unwrap_or(0);
         out.truncate(n);
         out
     } else {
@@ -325,7 +350,10 @@ impl BlockDevice for Qcow2 {
                 },
                 Mapping::Zero => out.fill(0),
                 Mapping::Data(host) => {
-                    if host + within + n as u64 > self.file.len() {
+                    if (host + within)
+                        .checked_add(n as u64)
+                        .is_none_or(|end| end > self.file.len())
+                    {
                         return Err(self.bad(format!(
                             "data cluster at {host} lies beyond the end of the image (truncated?)"
                         )));
@@ -351,7 +379,13 @@ fn open_backing(by: &Path, named: &Path, chain: &mut Chain) -> io::Result<Device
             "the backing file chain is more than {MAX_CHAIN} images deep: refused"
         )));
     }
-    let (resolved, file) = chain.confine.open(by, named, "backing file")?;
+    let Some(confine) = chain.confine else {
+        return Err(corrupt(format!(
+            "names a backing file, {}, which is not opened here",
+            named.display()
+        )));
+    };
+    let (resolved, file) = confine.open(by, named, "backing file")?;
     if chain.seen.contains(&resolved) {
         return Err(corrupt(format!(
             "the backing file chain loops back to {}",
@@ -359,7 +393,7 @@ fn open_backing(by: &Path, named: &Path, chain: &mut Chain) -> io::Result<Device
         )));
     }
     chain.seen.push(resolved.clone());
-    let file = FileDevice::from_file(file)?;
+    let file: Device = Arc::new(FileDevice::from_file(file)?);
     let mut head = [0u8; 4];
     if file.len() >= 4 {
         file.read_at(&mut head, 0)?;
@@ -373,6 +407,6 @@ fn open_backing(by: &Path, named: &Path, chain: &mut Chain) -> io::Result<Device
         };
         Ok(Arc::new(Qcow2::open(file, &path, name, chain)?))
     } else {
-        Ok(Arc::new(file))
+        Ok(file)
     }
 }

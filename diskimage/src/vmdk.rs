@@ -60,10 +60,16 @@ impl Vmdk {
             return Err(corrupt(format!("VMDK version {version} is not supported")));
         }
         let flags = le32(&h, 8);
-        let capacity = le64(&h, 12) * SECTOR;
-        let grain = le64(&h, 20) * SECTOR;
+        // Sector counts from the header: one whose bytes overflow is impossible.
+        let sectors = |at: usize| {
+            le64(&h, at)
+                .checked_mul(SECTOR)
+                .ok_or_else(|| corrupt("VMDK header has an impossible size"))
+        };
+        let capacity = sectors(12)?;
+        let grain = sectors(20)?;
         let gtes_per_gt = le32(&h, 44) as u64;
-        let gd_offset = le64(&h, 56) * SECTOR;
+        let gd_offset = sectors(56)?;
         let compressed = flags & FLAG_COMPRESSED != 0;
         if compressed && le16(&h, 77) != 1 {
             return Err(corrupt(format!(
@@ -79,7 +85,11 @@ impl Vmdk {
             return Err(corrupt("VMDK header has an impossible grain geometry"));
         }
         let gd_entries = capacity.div_ceil(grain).div_ceil(gtes_per_gt);
-        if gd_entries > 1 << 24 || gd_offset + gd_entries * 4 > file.len() {
+        if gd_entries > 1 << 24
+            || gd_offset
+                .checked_add(gd_entries * 4)
+                .is_none_or(|end| end > file.len())
+        {
             return Err(corrupt(
                 "VMDK grain directory lies outside the image (truncated?)",
             ));
