@@ -840,3 +840,79 @@ fn an_extent_tree_whose_index_entries_share_blocks_fails_cleanly() {
     assert!(err.contains("/a/b/file"), "{err}");
     assert!(err.contains("extent tree"), "{err}");
 }
+
+#[test]
+fn a_filesystem_fstab_mounts_twice_is_grafted_once() {
+    let dir = scratch("fstab-twice");
+    let tree = dir.join("tree");
+    for d in ["etc", "var", "srv"] {
+        std::fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    std::fs::write(tree.join("etc/os-release"), "ID=test\n").unwrap();
+    std::fs::write(
+        tree.join("etc/fstab"),
+        "/dev/sda2 /var ext4 defaults 0 2\n/dev/sda2 /srv ext4 defaults 0 2\n",
+    )
+    .unwrap();
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("d")).unwrap();
+    std::fs::write(data.join("d/f"), "data\n").unwrap();
+    let mut parts = Vec::new();
+    for (name, from) in [("root.img", &tree), ("data.img", &data)] {
+        let img = dir.join(name);
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(from)
+            .arg(&img));
+        parts.push(std::fs::read(&img).unwrap());
+    }
+    let img = dir.join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(10 << 20)
+        .unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"start=2048, size=8192, type=83\nstart=10240, size=8192, type=83\n")
+        .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let mut disk = std::fs::read(&img).unwrap();
+    for (part, start) in parts.iter().zip([2048usize, 10240]) {
+        disk[start * 512..start * 512 + part.len()].copy_from_slice(part);
+    }
+    std::fs::write(&img, disk).unwrap();
+    let image = dir.join("image.oci");
+    let o = rehost(&[
+        "convert".as_ref(),
+        img.as_os_str(),
+        "-o".as_ref(),
+        image.as_os_str(),
+        "--init".as_ref(),
+        "none".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let skipped = summary["stats"]["skipped"].to_string();
+    // The first line wins; the second is reported.
+    assert!(skipped.contains("taken once, at /var"), "{skipped}");
+    let root = unpack(&image, &dir.join("unpacked"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("var/d/f")).unwrap(),
+        "data\n"
+    );
+    assert!(!root.join("srv/d").exists());
+}

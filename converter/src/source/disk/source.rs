@@ -268,9 +268,19 @@ impl DiskSource {
                 );
                 continue;
             };
-            // The root, or a filesystem already grafted elsewhere (its directories
-            // would each have two parents).
-            if fs == 0 || self.mounts.values().any(|&m| m == fs) {
+            if fs == 0 {
+                continue;
+            }
+            // Grafted twice, its directories would each have two parents.
+            if let Some((other, _)) = self.mounts.iter().find(|(_, &m)| m == fs) {
+                let other = format!("/{}", String::from_utf8_lossy(other));
+                skip(
+                    self,
+                    format!(
+                        "fstab mounts {} here too; it is taken once, at {other}",
+                        volumes[vi].name
+                    ),
+                );
                 continue;
             }
             // The mount point must be a directory of the tree as mounted so far.
