@@ -53,6 +53,10 @@ pub struct Args {
     /// For a live root: also take this mount point's filesystem (e.g. /var).
     #[arg(long, value_name = "PATH")]
     include_mount: Vec<PathBuf>,
+    /// For a disk image: let its backing files (qcow2) and extents (VMDK) lie in DIR too
+    /// (repeatable). By default they must lie in the image's own directory.
+    #[arg(long, value_name = "DIR")]
+    allow_backing: Vec<PathBuf>,
     /// Layer compression: gzip, zstd or none.
     #[arg(long, default_value = "gzip", value_name = "KIND")]
     compression: Compression,
@@ -148,6 +152,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         &args.source,
         &OpenOptions {
             include_mounts: args.include_mount.clone(),
+            allow_backing: args.allow_backing.clone(),
             filter,
         },
     )?;

@@ -40,6 +40,10 @@ pub struct Args {
     /// For a live root: also look at this mount point's filesystem.
     #[arg(long, value_name = "PATH")]
     pub(crate) include_mount: Vec<PathBuf>,
+    /// For a disk image: let its backing files (qcow2) and extents (VMDK) lie in DIR too
+    /// (repeatable). By default they must lie in the image's own directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) allow_backing: Vec<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +64,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         &args.source,
         &OpenOptions {
             include_mounts: args.include_mount.clone(),
+            allow_backing: args.allow_backing.clone(),
             ..OpenOptions::default()
         },
     )

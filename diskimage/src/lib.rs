@@ -12,9 +12,10 @@
 //! ranges. The converter puts the volumes together as the guest mounts them and turns
 //! inodes into its tree entries.
 
+mod confine;
 pub mod device;
 pub mod ext4;
-mod lvm;
+pub mod lvm;
 mod ova;
 pub mod partition;
 mod qcow2;
@@ -23,7 +24,8 @@ mod vhd;
 mod vmdk;
 pub mod volume;
 
-pub use device::{BlockDevice, Device};
+pub use confine::OpenOptions;
+pub use device::{BlockDevice, Device, MemDevice};
 pub use volume::Volume;
 
 use device::FileDevice;
@@ -57,9 +59,10 @@ impl Format {
 }
 
 /// Whether a file is a disk image, and which format; `None` for anything else (an
-/// archive, say). Only content decides.
+/// archive, say). Only content decides. Anything but a regular file is an error, given
+/// without blocking (a FIFO would wait for a writer forever).
 pub fn sniff(path: &Path) -> std::io::Result<Option<Format>> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = confine::open_regular(path, true)?;
     let mut head = vec![0u8; 4096];
     let mut n = 0;
     while n < head.len() {
@@ -101,15 +104,41 @@ pub fn sniff(path: &Path) -> std::io::Result<Option<Format>> {
 }
 
 /// Opens a disk image as the random-access device of its virtual disk, its format
-/// already found by [`sniff`].
-pub fn open(path: &Path, format: Format) -> std::io::Result<Device> {
+/// already found by [`sniff`]. The image opens no other file but the backing files and
+/// extents it names inside its own directory or one `options` allows.
+pub fn open(path: &Path, format: Format, options: &OpenOptions) -> std::io::Result<Device> {
     let file = || -> std::io::Result<Device> { Ok(Arc::new(FileDevice::open(path)?)) };
+    let confined = || confine::Confinement::new(path, options);
     Ok(match format {
         Format::Raw => file()?,
-        Format::Qcow2 => Arc::new(qcow2::Qcow2::open(path, &mut Vec::new())?),
+        Format::Qcow2 => qcow2::open(path, &confined()?)?,
         Format::Vmdk => Arc::new(vmdk::Vmdk::open(file()?)?),
-        Format::VmdkDescriptor => vmdk::open_descriptor(path)?,
+        Format::VmdkDescriptor => vmdk::open_descriptor(path, &confined()?)?,
         Format::Vhd => vhd::open(file()?)?,
         Format::Ova => ova::open(path, file()?)?,
     })
 }
+
+/// Opens a disk image held by a device (one in memory, say) as the device of its
+/// virtual disk. Nothing else is opened: an image that names a backing file is refused.
+pub fn open_device(format: Format, dev: Device) -> std::io::Result<Device> {
+    match format {
+        Format::Raw => Ok(dev),
+        Format::Qcow2 => qcow2::open_device(dev),
+        Format::Vmdk => Ok(Arc::new(vmdk::Vmdk::open(dev)?)),
+        Format::Vhd => vhd::open(dev),
+        Format::VmdkDescriptor | Format::Ova => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a {} is opened from its file", format.name()),
+        )),
+    }
+}
+
+/// A VMDK text descriptor's disk, its one extent read from `extent` whatever file the
+/// descriptor names.
+pub fn open_vmdk_descriptor(text: &[u8], extent: Device) -> std::io::Result<Device> {
+    vmdk::parse_descriptor(text, |_| Ok(extent))
+}
+
+#[cfg(test)]
+mod tests;

@@ -88,6 +88,10 @@ pub fn read_pv(dev: Device) -> io::Result<Pv> {
 }
 
 fn read_metadata(dev: &Device, mda: u64, mda_size: u64) -> io::Result<String> {
+    let end = mda.checked_add(mda_size).filter(|&end| end <= dev.len());
+    if end.is_none() {
+        return Err(corrupt("LVM metadata area lies beyond the physical volume"));
+    }
     let h = read_vec(dev.as_ref(), mda, 512)?;
     if &h[4..20] != MDA_MAGIC {
         return Err(corrupt("LVM metadata area has no magic"));
@@ -108,18 +112,27 @@ fn read_metadata(dev: &Device, mda: u64, mda_size: u64) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
+/// The logical volumes that the metadata `text` maps onto one physical volume `dev`
+/// whose UUID (without dashes) is `uuid`: the metadata parser alone, for fuzzing.
+pub fn from_metadata(text: &str, uuid: &str, dev: Device) -> io::Result<Vec<Lv>> {
+    logical_volumes(&[Pv {
+        uuid: uuid.to_string(),
+        dev,
+        metadata: Some(text.to_string()),
+    }])
+}
+
 /// The logical volumes of every volume group whose PVs are given.
 pub fn logical_volumes(pvs: &[Pv]) -> io::Result<Vec<Lv>> {
     let mut out = Vec::new();
-    let mut seen_vgs = Vec::new();
+    let mut seen_vgs = std::collections::HashSet::new();
     for pv in pvs {
         let Some(text) = &pv.metadata else { continue };
         let root = parse(text)?;
         for (vg, section) in root.sections() {
-            if seen_vgs.contains(vg) {
+            if !seen_vgs.insert(vg.clone()) {
                 continue;
             }
-            seen_vgs.push(vg.clone());
             out.extend(vg_volumes(vg, section, pvs)?);
         }
     }
@@ -130,14 +143,15 @@ fn vg_volumes(vg: &str, section: &Section, pvs: &[Pv]) -> io::Result<Vec<Lv>> {
     let bad = |what: &str| corrupt(format!("LVM volume group {vg}: {what}"));
     let extent = section
         .num("extent_size")
-        .ok_or_else(|| bad("no extent_size"))?
-        * SECTOR;
+        .and_then(|n| n.checked_mul(SECTOR))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| bad("no usable extent_size"))?;
     // pv0 → (device, first extent's byte offset)
     let mut devices: BTreeMap<String, (Device, u64)> = BTreeMap::new();
     if let Some(phys) = section.section("physical_volumes") {
         for (name, p) in phys.sections() {
             let id = p.string("id").unwrap_or_default().replace('-', "");
-            let pe_start = p.num("pe_start").unwrap_or(0) * SECTOR;
+            let pe_start = p.num("pe_start").unwrap_or(0).saturating_mul(SECTOR);
             if let Some(pv) = pvs.iter().find(|pv| pv.uuid == id) {
                 devices.insert(name.clone(), (pv.dev.clone(), pe_start));
             }
@@ -177,9 +191,22 @@ fn vg_volumes(vg: &str, section: &Section, pvs: &[Pv]) -> io::Result<Vec<Lv>> {
                 break;
             };
             let pe: u64 = stripes[1].parse().map_err(|_| bad("bad stripe start"))?;
-            let dev_off = pe_start + pe * extent;
-            let len = count * extent;
-            if dev_off + len > dev.len() {
+            // Numbers from the metadata: any product past the device is a truncation.
+            let dev_off = pe
+                .checked_mul(extent)
+                .and_then(|o| o.checked_add(*pe_start));
+            let len = count.checked_mul(extent);
+            let at = start.checked_mul(extent);
+            let (Some(dev_off), Some(len), Some(at)) = (dev_off, len, at) else {
+                why = Some(Unmapped::Truncated {
+                    vg: vg.to_string(),
+                    lv: name.clone(),
+                });
+                break;
+            };
+            if dev_off.checked_add(len).is_none_or(|end| end > dev.len())
+                || at.checked_add(len).is_none()
+            {
                 why = Some(Unmapped::Truncated {
                     vg: vg.to_string(),
                     lv: name.clone(),
@@ -187,7 +214,7 @@ fn vg_volumes(vg: &str, section: &Section, pvs: &[Pv]) -> io::Result<Vec<Lv>> {
                 break;
             }
             pieces.push(Piece {
-                at: start * extent,
+                at,
                 len,
                 dev: dev.clone(),
                 dev_off,

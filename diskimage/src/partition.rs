@@ -139,7 +139,10 @@ fn read_gpt(disk: &Device) -> io::Result<Vec<Partition>> {
         }
         let array_at = entries_lba
             .checked_mul(lba)
-            .filter(|at| at + count as u64 * size <= disk.len())
+            .filter(|at| {
+                at.checked_add(count as u64 * size)
+                    .is_some_and(|end| end <= disk.len())
+            })
             .ok_or_else(|| corrupt("GPT partition array lies beyond the end of the disk"))?;
         let array = read_vec(disk.as_ref(), array_at, (count as u64 * size) as usize)?;
         let mut parts = Vec::new();
@@ -157,7 +160,7 @@ fn read_gpt(disk: &Device) -> io::Result<Vec<Partition>> {
                 )));
             }
             let start = first.saturating_mul(lba);
-            let len = (last - first + 1).saturating_mul(lba);
+            let len = (last - first).saturating_add(1).saturating_mul(lba);
             parts.push(partition(
                 disk,
                 i as u32 + 1,

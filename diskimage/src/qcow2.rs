@@ -8,11 +8,13 @@
 //! decompress the whole cluster again. Compressed clusters after the one being read are
 //! decompressed ahead by worker threads ([`ClusterCache`]).
 
+use crate::confine::Confinement;
 use crate::device::{
     be32, be64, corrupt, read_vec, BlockDevice, BufferCache as Cache, Device, FileDevice,
 };
 use crate::readahead::{inflate, ClusterCache};
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,14 +23,15 @@ pub const MAGIC: &[u8] = b"QFI\xfb";
 const CLUSTER_CACHE_BYTES: usize = 64 << 20;
 /// L2 tables kept, in bytes.
 const L2_CACHE_BYTES: usize = 32 << 20;
-/// Longest backing chain followed; a longer one is taken for a loop.
-const MAX_CHAIN: usize = 32;
+/// Longest backing chain followed, the image itself included; qemu's own chains are
+/// rarely more than a few deep.
+const MAX_CHAIN: usize = 16;
 
 const L2_COMPRESSED: u64 = 1 << 62;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 
 pub struct Qcow2 {
-    file: Arc<FileDevice>,
+    file: Device,
     name: String,
     cluster_bits: u32,
     size: u64,
@@ -52,26 +55,49 @@ enum Mapping {
     },
 }
 
+/// Opens a qcow2 image and its backing chain, each backing file confined.
+pub fn open(path: &Path, confine: &Confinement) -> io::Result<Device> {
+    let file: Device = Arc::new(FileDevice::open(path)?);
+    let mut chain = Chain {
+        confine: Some(confine),
+        seen: vec![path.canonicalize()?],
+    };
+    Ok(Arc::new(Qcow2::open(
+        file,
+        path,
+        "qcow2".into(),
+        &mut chain,
+    )?))
+}
+
+/// Opens a qcow2 image held by a device (in memory, say), which may name no backing file.
+pub fn open_device(file: Device) -> io::Result<Device> {
+    let mut chain = Chain {
+        confine: None,
+        seen: Vec::new(),
+    };
+    Ok(Arc::new(Qcow2::open(
+        file,
+        Path::new(""),
+        "qcow2".into(),
+        &mut chain,
+    )?))
+}
+
+/// The backing chain opened so far: where its files may lie, and the images already in
+/// it (resolved), to refuse a loop.
+struct Chain<'a> {
+    /// Where backing files may lie; none may be opened without it.
+    confine: Option<&'a Confinement>,
+    seen: Vec<PathBuf>,
+}
+
 impl Qcow2 {
-    /// Opens an image and, recursively, its backing chain. `seen` holds the images
-    /// already in the chain, to refuse a loop.
-    pub fn open(path: &Path, seen: &mut Vec<PathBuf>) -> io::Result<Self> {
-        let canonical = path.canonicalize()?;
-        if seen.contains(&canonical) || seen.len() >= MAX_CHAIN {
-            return Err(corrupt(format!(
-                "the backing file chain loops back to an image already in it (or is longer than {MAX_CHAIN})"
-            )));
-        }
-        seen.push(canonical);
-        // The image itself is named by the caller; a backing file is named here.
-        let name = if seen.len() == 1 {
-            "qcow2".to_string()
-        } else {
-            format!("qcow2 backing file {}", path.display())
-        };
-        let file = FileDevice::open(path)?;
+    /// Opens one image of a chain from its file at `path`; `name` is how messages call
+    /// it (the top image is named by the caller).
+    fn open(file: Device, path: &Path, name: String, chain: &mut Chain) -> io::Result<Self> {
         let bad = |what: String| corrupt(format!("{name}: {what}"));
-        let h = read_vec(&file, 0, 104.min(file.len() as usize))?;
+        let h = read_vec(file.as_ref(), 0, 104.min(file.len()) as usize)?;
         if h.len() < 72 || &h[..4] != MAGIC {
             return Err(bad("header is truncated".into()));
         }
@@ -113,7 +139,7 @@ impl Qcow2 {
             }
             let header_len = be32(&h, 100) as usize;
             if incompat & 0x8 != 0 && header_len > 104 {
-                let t = read_vec(&file, 104, 1)?;
+                let t = read_vec(file.as_ref(), 104, 1)?;
                 zstd = match t[0] {
                     0 => false,
                     1 => true,
@@ -129,10 +155,14 @@ impl Qcow2 {
                 "L1 table of {l1_size} entries does not fit the disk size {size}"
             )));
         }
-        if !l1_offset.is_multiple_of(cluster) || l1_offset + l1_size * 8 > file.len() {
+        if !l1_offset.is_multiple_of(cluster)
+            || l1_offset
+                .checked_add(l1_size * 8)
+                .is_none_or(|end| end > file.len())
+        {
             return Err(bad("L1 table lies outside the image (truncated?)".into()));
         }
-        let raw = read_vec(&file, l1_offset, (l1_size * 8) as usize)?;
+        let raw = read_vec(file.as_ref(), l1_offset, (l1_size * 8) as usize)?;
         let l1 = (0..l1_size as usize).map(|i| be64(&raw, i * 8)).collect();
 
         let backing_offset = be64(&h, 8);
@@ -141,20 +171,14 @@ impl Qcow2 {
             if backing_len > 1023 {
                 return Err(bad("backing file name is too long".into()));
             }
-            let raw = read_vec(&file, backing_offset, backing_len)?;
-            let rel = PathBuf::from(String::from_utf8_lossy(&raw).into_owned());
-            let full = if rel.is_absolute() {
-                rel
-            } else {
-                path.parent().unwrap_or(Path::new(".")).join(rel)
-            };
-            Some(open_backing(&full, seen).map_err(|e| {
-                io::Error::new(e.kind(), format!("backing file {}: {e}", full.display()))
-            })?)
+            let raw = read_vec(file.as_ref(), backing_offset, backing_len)?;
+            let named = PathBuf::from(std::ffi::OsString::from_vec(raw));
+            // Errors below name the file at fault themselves; wrapping them here would
+            // repeat every name of a long chain on one line.
+            Some(open_backing(path, &named, chain)?)
         } else {
             None
         };
-        let file = Arc::new(file);
         let clusters = {
             let (file, name) = (file.clone(), name.clone());
             let size = 1usize << cluster_bits;
@@ -188,7 +212,9 @@ impl Qcow2 {
             return Ok(t);
         }
         if !offset.is_multiple_of(self.cluster_size())
-            || offset + self.cluster_size() > self.file.len()
+            || offset
+                .checked_add(self.cluster_size())
+                .is_none_or(|end| end > self.file.len())
         {
             return Err(self.bad(format!(
                 "L2 table at {offset} lies outside the image (truncated or corrupt)"
@@ -262,18 +288,23 @@ impl Qcow2 {
 
 /// Reads and decompresses the compressed cluster at `offset` (`len` bytes there).
 fn decompress(
-    file: &FileDevice,
+    file: &Device,
     name: &str,
     zstd: bool,
     size: usize,
     offset: u64,
     len: usize,
 ) -> io::Result<Vec<u8>> {
-    let input = read_vec(file, offset, len)?;
+    let input = read_vec(file.as_ref(), offset, len)?;
     let out = if zstd {
+        // The cluster's sectors hold its one frame and then whatever follows it (the
+        // next cluster's data): only the frame is decompressed.
+        let frame = zstd::zstd_safe::find_frame_compressed_size(&input).unwrap_or(input.len());
         let mut out = vec![0u8; size];
         let mut d = zstd::bulk::Decompressor::new()?;
-        let n = d.decompress_to_buffer(&input, &mut out).unwrap_or(0);
+        let n = d
+            .decompress_to_buffer(&input[..frame.min(input.len())], &mut out)
+            .unwrap_or(0);
         out.truncate(n);
         out
     } else {
@@ -319,7 +350,10 @@ impl BlockDevice for Qcow2 {
                 },
                 Mapping::Zero => out.fill(0),
                 Mapping::Data(host) => {
-                    if host + within + n as u64 > self.file.len() {
+                    if (host + within)
+                        .checked_add(n as u64)
+                        .is_none_or(|end| end > self.file.len())
+                    {
                         return Err(self.bad(format!(
                             "data cluster at {host} lies beyond the end of the image (truncated?)"
                         )));
@@ -338,13 +372,41 @@ impl BlockDevice for Qcow2 {
     }
 }
 
-/// A backing file: qcow2 again, or a raw image.
-fn open_backing(path: &Path, seen: &mut Vec<PathBuf>) -> io::Result<Device> {
+/// A backing file: qcow2 again, or a raw image. `by` is the image naming it.
+fn open_backing(by: &Path, named: &Path, chain: &mut Chain) -> io::Result<Device> {
+    if chain.seen.len() >= MAX_CHAIN {
+        return Err(corrupt(format!(
+            "the backing file chain is more than {MAX_CHAIN} images deep: refused"
+        )));
+    }
+    let Some(confine) = chain.confine else {
+        return Err(corrupt(format!(
+            "names a backing file, {}, which is not opened here",
+            named.display()
+        )));
+    };
+    let (resolved, file) = confine.open(by, named, "backing file")?;
+    if chain.seen.contains(&resolved) {
+        return Err(corrupt(format!(
+            "the backing file chain loops back to {}",
+            named.display()
+        )));
+    }
+    chain.seen.push(resolved.clone());
+    let file: Device = Arc::new(FileDevice::from_file(file)?);
     let mut head = [0u8; 4];
-    let n = std::io::Read::read(&mut std::fs::File::open(path)?, &mut head)?;
-    if n == 4 && head == MAGIC {
-        Ok(Arc::new(Qcow2::open(path, seen)?))
+    if file.len() >= 4 {
+        file.read_at(&mut head, 0)?;
+    }
+    if head == MAGIC {
+        let name = format!("qcow2 backing file {}", named.display());
+        // Its own backing file is named relative to where it was found, as qemu does.
+        let path = match by.parent() {
+            Some(dir) if named.is_relative() => dir.join(named),
+            _ => named.to_path_buf(),
+        };
+        Ok(Arc::new(Qcow2::open(file, &path, name, chain)?))
     } else {
-        Ok(Arc::new(FileDevice::open(path)?))
+        Ok(file)
     }
 }

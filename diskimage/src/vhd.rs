@@ -67,7 +67,11 @@ impl Dynamic {
         if !block.is_power_of_two() || !(SECTOR..=(256 << 20)).contains(&block) {
             return Err(corrupt(format!("VHD block size {block} is impossible")));
         }
-        if entries < size.div_ceil(block) || entries > 1 << 24 || bat_at + entries * 4 > file.len()
+        if entries < size.div_ceil(block)
+            || entries > 1 << 24
+            || bat_at
+                .checked_add(entries * 4)
+                .is_none_or(|end| end > file.len())
         {
             return Err(corrupt(
                 "VHD block allocation table does not fit the disk or the file",

@@ -6,11 +6,12 @@
 //! place from the archive. Grain tables and inflated grains go through fixed-size caches;
 //! the compressed grains after the one being read are inflated ahead by worker threads.
 
+use crate::confine::{open_regular, Confinement};
 use crate::device::{
     corrupt, le16, le32, le64, read_vec, BlockDevice, BufferCache, Device, FileDevice, Slice,
 };
 use crate::readahead::{self, ClusterCache};
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +21,8 @@ const GD_AT_END: u64 = u64::MAX;
 const FLAG_COMPRESSED: u32 = 1 << 16;
 const GRAIN_CACHE_BYTES: u64 = 64 << 20;
 const GT_CACHE_BYTES: u64 = 16 << 20;
+/// A descriptor is a few lines of text; a larger "descriptor" is not one.
+const MAX_DESCRIPTOR: u64 = 1 << 20;
 
 pub struct Vmdk {
     file: Device,
@@ -57,10 +60,16 @@ impl Vmdk {
             return Err(corrupt(format!("VMDK version {version} is not supported")));
         }
         let flags = le32(&h, 8);
-        let capacity = le64(&h, 12) * SECTOR;
-        let grain = le64(&h, 20) * SECTOR;
+        // Sector counts from the header: one whose bytes overflow is impossible.
+        let sectors = |at: usize| {
+            le64(&h, at)
+                .checked_mul(SECTOR)
+                .ok_or_else(|| corrupt("VMDK header has an impossible size"))
+        };
+        let capacity = sectors(12)?;
+        let grain = sectors(20)?;
         let gtes_per_gt = le32(&h, 44) as u64;
-        let gd_offset = le64(&h, 56) * SECTOR;
+        let gd_offset = sectors(56)?;
         let compressed = flags & FLAG_COMPRESSED != 0;
         if compressed && le16(&h, 77) != 1 {
             return Err(corrupt(format!(
@@ -76,7 +85,11 @@ impl Vmdk {
             return Err(corrupt("VMDK header has an impossible grain geometry"));
         }
         let gd_entries = capacity.div_ceil(grain).div_ceil(gtes_per_gt);
-        if gd_entries > 1 << 24 || gd_offset + gd_entries * 4 > file.len() {
+        if gd_entries > 1 << 24
+            || gd_offset
+                .checked_add(gd_entries * 4)
+                .is_none_or(|end| end > file.len())
+        {
             return Err(corrupt(
                 "VMDK grain directory lies outside the image (truncated?)",
             ));
@@ -202,13 +215,28 @@ impl BlockDevice for Vmdk {
 }
 
 /// A VMDK text descriptor with one extent in another file: a flat (raw) extent, or a
-/// sparse one. Split disks (several extents) are not read.
-pub fn open_descriptor(path: &Path) -> io::Result<Device> {
-    let text = std::fs::read(path)?;
-    if text.len() > 1 << 20 {
+/// sparse one, confined as backing files are. Split disks (several extents) are not read.
+pub fn open_descriptor(path: &Path, confine: &Confinement) -> io::Result<Device> {
+    let mut text = Vec::new();
+    open_regular(path, true)?
+        .take(MAX_DESCRIPTOR + 1)
+        .read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_DESCRIPTOR {
         return Err(corrupt("VMDK descriptor is implausibly large"));
     }
-    let text = String::from_utf8_lossy(&text);
+    parse_descriptor(&text, |file| {
+        let (_, file) = confine.open(path, Path::new(file), "VMDK extent")?;
+        Ok(Arc::new(FileDevice::from_file(file)?))
+    })
+}
+
+/// Reads a descriptor's one extent line and opens the extent through `open_extent`,
+/// given the file name the line holds.
+pub fn parse_descriptor(
+    text: &[u8],
+    open_extent: impl FnOnce(&str) -> io::Result<Device>,
+) -> io::Result<Device> {
+    let text = String::from_utf8_lossy(text);
     let extents: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -220,39 +248,43 @@ pub fn open_descriptor(path: &Path) -> io::Result<Device> {
             extents.len()
         )));
     };
+    // Quoted in messages, cut short: the line is the input's, of any length.
+    let shown: String = line.chars().take(80).collect();
     let quoted: Vec<&str> = line.split('"').collect();
     let (Some(kind), Some(file)) = (quoted[0].split_whitespace().nth(2), quoted.get(1)) else {
-        return Err(corrupt(format!("VMDK extent line `{line}` cannot be read")));
+        return Err(corrupt(format!(
+            "VMDK extent line `{shown}` cannot be read"
+        )));
     };
     let sectors: u64 = quoted[0]
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| corrupt(format!("VMDK extent line `{line}` has no size")))?;
-    let full = path.parent().unwrap_or(Path::new(".")).join(file);
-    let dev: Device =
-        Arc::new(FileDevice::open(&full).map_err(|e| {
-            io::Error::new(e.kind(), format!("VMDK extent {}: {e}", full.display()))
-        })?);
+        .ok_or_else(|| corrupt(format!("VMDK extent line `{shown}` has no size")))?;
+    if !matches!(kind, "FLAT" | "SPARSE") {
+        return Err(corrupt(format!("VMDK extent type {kind} is not supported")));
+    }
+    let dev = open_extent(file)?;
     match kind {
         "FLAT" => {
-            let offset: u64 = quoted
+            let offset = quoted
                 .get(2)
-                .and_then(|s| s.trim().parse().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok())
                 .unwrap_or(0)
-                * SECTOR;
-            let len = sectors * SECTOR;
-            if offset + len > dev.len() {
+                .checked_mul(SECTOR);
+            let len = sectors.checked_mul(SECTOR);
+            let (Some(offset), Some(len)) = (offset, len) else {
                 return Err(corrupt(format!(
-                    "VMDK extent {} is shorter than the disk (truncated?)",
-                    full.display()
+                    "VMDK extent line `{shown}` has an impossible size"
+                )));
+            };
+            if offset.checked_add(len).is_none_or(|end| end > dev.len()) {
+                return Err(corrupt(format!(
+                    "VMDK extent {file} is shorter than the disk (truncated?)"
                 )));
             }
             Ok(Arc::new(Slice::new(dev, offset, len)))
         }
-        "SPARSE" => Ok(Arc::new(Vmdk::open(dev)?)),
-        other => Err(corrupt(format!(
-            "VMDK extent type {other} is not supported"
-        ))),
+        _ => Ok(Arc::new(Vmdk::open(dev)?)),
     }
 }

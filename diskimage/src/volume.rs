@@ -20,9 +20,14 @@ pub struct Volume {
     pub range: Option<(u64, u64)>,
 }
 
+/// Partitions smaller than this hold no filesystem rehost could read (a BIOS boot
+/// partition, a reserved gap): they are skipped, not probed.
+const MIN_VOLUME: u64 = 64 << 10;
+
 /// The volumes of a disk: its partitions, or the disk itself with no partition table.
 pub fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     match partition::read_table(disk)? {
         None => out.push(Volume {
             name: "the disk (no partition table)".into(),
@@ -35,6 +40,13 @@ pub fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
         }),
         Some(parts) => {
             for p in parts {
+                if p.len < MIN_VOLUME {
+                    notes.push(format!(
+                        "partition {}: {} bytes, too small to hold a filesystem; skipped",
+                        p.number, p.len
+                    ));
+                    continue;
+                }
                 let content = partition::probe(p.dev.as_ref())?;
                 out.push(Volume {
                     name: format!("partition {}", p.number),
@@ -49,7 +61,6 @@ pub fn volumes(disk: &Device) -> io::Result<(Vec<Volume>, Vec<String>)> {
         }
     }
     // Logical volumes on the LVM physical volumes found, in place of those.
-    let mut notes = Vec::new();
     let mut pvs = Vec::new();
     let mut kept = Vec::new();
     for v in out {

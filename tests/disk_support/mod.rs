@@ -118,3 +118,51 @@ pub fn unpack(image: &Path, into: &Path) -> PathBuf {
     );
     into.join("rootfs")
 }
+
+/// Runs `rehost` with ARGS, which must end within `secs` seconds: a run still going then
+/// is killed and the test fails (a FIFO where a file is expected must never block).
+pub fn rehost_within(args: &[&std::ffi::OsStr], secs: u64) -> std::process::Output {
+    use std::time::{Duration, Instant};
+    let mut child = crate::common::rehost_cmd()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rehost runs");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rehost {args:?} still runs after {secs}s: it blocks");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `rehost convert SOURCE` with extra flags that must fail within a minute: its one
+/// error line (the line naming the failure).
+pub fn convert_refused(source: &Path, out: &Path, extra: &[&str]) -> String {
+    let image = out.join("image.oci");
+    let mut args = vec![
+        "convert".as_ref(),
+        source.as_os_str(),
+        "-o".as_ref(),
+        image.as_os_str(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let o = rehost_within(&args, 60);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success(),
+        "converting {} should fail",
+        source.display()
+    );
+    assert!(!err.contains("panicked"), "rehost panicked: {err}");
+    assert!(!image.exists(), "a failed convert left an image");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    lines[0].to_string()
+}

@@ -93,6 +93,9 @@ pub trait Source: Send + Sync {
 pub struct OpenOptions {
     /// For a live root: other filesystems to include (their mount points).
     pub include_mounts: Vec<std::path::PathBuf>,
+    /// For a disk image: directories its backing files and extents may lie in, besides
+    /// the image's own.
+    pub allow_backing: Vec<std::path::PathBuf>,
     /// For a remote server: the excludes it applies before sending anything.
     pub filter: remote::Filter,
 }
@@ -129,7 +132,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
         return Ok(Box::new(DirSource::new(path, opts)?));
     }
     if let Some(format) = disk::sniff(path).at(path)? {
-        return disk::open(path, format);
+        return disk::open(path, format, &options.allow_backing);
     }
     Ok(Box::new(ArchiveSource::open(path)?))
 }

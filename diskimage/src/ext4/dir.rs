@@ -6,7 +6,7 @@
 use super::inode::{Inode, FL_INLINE_DATA};
 use super::Ext4;
 use crate::device::{corrupt, le16, le32};
-use std::io;
+use std::io::{self, Read};
 
 /// Directories larger than this are refused as corrupt (a 1 GiB directory holds tens
 /// of millions of names).
@@ -34,9 +34,24 @@ impl Ext4 {
                 }
             }
         } else {
-            let data = self.read_all(dir, MAX_DIR_BYTES)?;
-            for block in data.chunks(self.block_size as usize) {
-                self.parse_block(dir, block, &mut out)?;
+            // No larger than the filesystem either: a run may map the same blocks
+            // again, and a small image would otherwise give a huge listing.
+            if dir.size > MAX_DIR_BYTES.min(self.blocks_count * self.block_size) {
+                return Err(corrupt(format!(
+                    "directory inode {}: {} bytes is implausibly large",
+                    dir.ino, dir.size
+                )));
+            }
+            // Block by block: the size is the image's word, and a corrupt directory
+            // fails at its first bad block, before the rest is read.
+            let mut reader = self.reader(dir)?;
+            let mut block = vec![0u8; self.block_size as usize];
+            let mut left = dir.size;
+            while left > 0 {
+                let n = left.min(self.block_size) as usize;
+                reader.read_exact(&mut block[..n])?;
+                self.parse_block(dir, &block[..n], &mut out)?;
+                left -= n as u64;
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -5,6 +5,7 @@
 use super::inode::{Inode, FL_EXTENTS, FL_INLINE_DATA};
 use super::Ext4;
 use crate::device::{corrupt, le16, le32};
+use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 
@@ -18,21 +19,60 @@ pub struct Run {
     pub unwritten: bool,
 }
 
+/// The runs being collected, bounded as they grow.
+struct Runs {
+    runs: Vec<Run>,
+    /// The most runs the file can have.
+    cap: u64,
+    /// Extent tree nodes visited, by block.
+    nodes: HashSet<u64>,
+}
+
+impl Runs {
+    /// Adds a run, which must come after the previous one (a tree's leaves, and a block
+    /// map, give them in order), refusing more runs than the file can have.
+    fn push(&mut self, inode: &Inode, run: Run) -> io::Result<()> {
+        if let Some(last) = self.runs.last() {
+            if run.logical < last.logical + last.len {
+                return Err(corrupt(format!(
+                    "inode {}: extents overlap or are out of order at logical block {}",
+                    inode.ino, run.logical
+                )));
+            }
+        }
+        if self.runs.len() as u64 >= self.cap {
+            return Err(corrupt(format!(
+                "inode {}: more extents than the file has blocks",
+                inode.ino
+            )));
+        }
+        self.runs.push(run);
+        Ok(())
+    }
+}
+
 const EXTENT_MAGIC: u16 = 0xF30A;
 const MAX_DEPTH: u16 = 5;
 
 impl Ext4 {
     /// The runs of a file's data, sorted and checked not to overlap.
     pub fn runs(&self, inode: &Inode) -> io::Result<Vec<Run>> {
-        let mut runs = Vec::new();
         let blocks_in_file = inode.size.div_ceil(self.block_size);
+        // Each run maps at least one block, of the file's size or of what it has
+        // allocated (preallocation may reach past the size), and no more than the
+        // filesystem holds: a tree of shared or looping nodes cannot pile up more.
+        let allocated = inode.allocated_bytes(self.block_size) / self.block_size;
+        let mut runs = Runs {
+            runs: Vec::new(),
+            cap: blocks_in_file.max(allocated).min(self.blocks_count),
+            nodes: HashSet::new(),
+        };
         if inode.has(FL_EXTENTS) {
-            // Bound the nodes visited by what the file could possibly use.
-            let mut budget = blocks_in_file + 64;
-            self.extent_node(inode, &inode.block, MAX_DEPTH + 1, &mut runs, &mut budget)?;
+            self.extent_node(inode, &inode.block, MAX_DEPTH + 1, &mut runs)?;
         } else {
             self.block_map(inode, blocks_in_file, &mut runs)?;
         }
+        let mut runs = runs.runs;
         runs.sort_by_key(|r| r.logical);
         for pair in runs.windows(2) {
             if pair[0].logical + pair[0].len > pair[1].logical {
@@ -50,8 +90,7 @@ impl Ext4 {
         inode: &Inode,
         node: &[u8],
         parent_depth: u16,
-        runs: &mut Vec<Run>,
-        budget: &mut u64,
+        runs: &mut Runs,
     ) -> io::Result<()> {
         let bad = |what: &str| corrupt(format!("inode {}: extent tree {what}", inode.ino));
         if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC {
@@ -63,9 +102,6 @@ impl Ext4 {
         if depth >= parent_depth || depth > MAX_DEPTH || 12 + entries * 12 > node.len() {
             return Err(bad("node is malformed (depth or entry count)"));
         }
-        *budget = budget
-            .checked_sub(1)
-            .ok_or_else(|| bad("has more nodes than the file has blocks"))?;
         for i in 0..entries {
             let e = &node[12 + i * 12..24 + i * 12];
             let logical = le32(e, 0) as u64;
@@ -85,23 +121,31 @@ impl Ext4 {
                         "points at block {physical} outside the filesystem"
                     )));
                 }
-                runs.push(Run {
-                    logical,
-                    physical,
-                    len,
-                    unwritten,
-                });
+                runs.push(
+                    inode,
+                    Run {
+                        logical,
+                        physical,
+                        len,
+                        unwritten,
+                    },
+                )?;
             } else {
                 let child = le32(e, 4) as u64 | (le16(e, 8) as u64) << 32;
+                // A node reached twice (index entries sharing a block) would be walked
+                // again and again: a valid tree is a tree.
+                if !runs.nodes.insert(child) {
+                    return Err(bad(&format!("reaches block {child} twice")));
+                }
                 let block = self.block(child)?;
-                self.extent_node(inode, &block, depth, runs, budget)?;
+                self.extent_node(inode, &block, depth, runs)?;
             }
         }
         Ok(())
     }
 
     /// ext2/3 block maps: 12 direct pointers, then single, double and triple indirect.
-    fn block_map(&self, inode: &Inode, blocks_in_file: u64, runs: &mut Vec<Run>) -> io::Result<()> {
+    fn block_map(&self, inode: &Inode, blocks_in_file: u64, runs: &mut Runs) -> io::Result<()> {
         let per = self.block_size / 4;
         let mut push = |logical: u64, physical: u64| -> io::Result<()> {
             if physical == 0 || logical >= blocks_in_file {
@@ -113,19 +157,23 @@ impl Ext4 {
                     inode.ino
                 )));
             }
-            match runs.last_mut() {
+            match runs.runs.last_mut() {
                 Some(r) if r.logical + r.len == logical && r.physical + r.len == physical => {
-                    r.len += 1
+                    r.len += 1;
+                    Ok(())
                 }
-                _ => runs.push(Run {
-                    logical,
-                    physical,
-                    len: 1,
-                    unwritten: false,
-                }),
+                _ => runs.push(
+                    inode,
+                    Run {
+                        logical,
+                        physical,
+                        len: 1,
+                        unwritten: false,
+                    },
+                ),
             }
-            Ok(())
         };
+        let mut seen = HashSet::new();
         for i in 0..12u64 {
             push(i, le32(&inode.block, i as usize * 4) as u64)?;
         }
@@ -134,21 +182,39 @@ impl Ext4 {
             let ptr = le32(&inode.block, (11 + level as usize) * 4) as u64;
             let span = per.pow(level);
             if ptr != 0 && start < blocks_in_file {
-                self.indirect(ptr, level, start, blocks_in_file, &mut push)?;
+                self.indirect(
+                    inode,
+                    ptr,
+                    level,
+                    start,
+                    blocks_in_file,
+                    &mut seen,
+                    &mut push,
+                )?;
             }
             start += span;
         }
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn indirect(
         &self,
+        inode: &Inode,
         ptr: u64,
         level: u32,
         start: u64,
         limit: u64,
+        seen: &mut HashSet<u64>,
         push: &mut dyn FnMut(u64, u64) -> io::Result<()>,
     ) -> io::Result<()> {
+        // As for extent trees: an indirect block used twice is walked once.
+        if !seen.insert(ptr) {
+            return Err(corrupt(format!(
+                "inode {}: block map reaches indirect block {ptr} twice",
+                inode.ino
+            )));
+        }
         let block = self.block(ptr)?;
         let per = self.block_size / 4;
         let span = per.pow(level - 1);
@@ -164,7 +230,7 @@ impl Ext4 {
             if level == 1 {
                 push(logical, p)?;
             } else {
-                self.indirect(p, level - 1, logical, limit, push)?;
+                self.indirect(inode, p, level - 1, logical, limit, seen, push)?;
             }
         }
         Ok(())
@@ -233,7 +299,8 @@ impl Ext4 {
                 inode.ino, inode.size
             )));
         }
-        let mut out = Vec::with_capacity(inode.size as usize);
+        // The size is the image's word: memory grows with what is really read.
+        let mut out = Vec::with_capacity(inode.size.min(1 << 20) as usize);
         self.reader(inode)?.read_to_end(&mut out)?;
         Ok(out)
     }

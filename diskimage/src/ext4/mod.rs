@@ -167,7 +167,11 @@ impl Ext4 {
                 table |= (le32(buf, off + 0x28) as u64) << 32;
             }
             let table_blocks = (inodes_per_group as u64 * inode_size).div_ceil(block_size);
-            if table == 0 || table + table_blocks > blocks_count {
+            if table == 0
+                || table
+                    .checked_add(table_blocks)
+                    .is_none_or(|end| end > blocks_count)
+            {
                 return Err(corrupt(format!(
                     "group {g}: inode table at block {table} lies outside the filesystem"
                 )));

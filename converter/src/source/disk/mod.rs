@@ -12,19 +12,28 @@ pub use diskimage::{sniff, Format};
 pub use source::DiskSource;
 
 use crate::error::{Error, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Opens a disk image as a source, its format already found by [`sniff`].
 ///
 /// With no ext root on the disk, a raw image's XFS or btrfs root is mounted read-only
 /// through a loop device when running as root (see [`mount`]); otherwise the error
 /// says what is needed.
-pub fn open(path: &Path, format: Format) -> Result<Box<dyn crate::source::Source>> {
+/// Backing files and extents are opened only inside the image's directory or one of
+/// `allow_backing`.
+pub fn open(
+    path: &Path,
+    format: Format,
+    allow_backing: &[PathBuf],
+) -> Result<Box<dyn crate::source::Source>> {
     let bad = |reason: String| Error::Disk {
         image: path.to_path_buf(),
         reason,
     };
-    let device = diskimage::open(path, format).map_err(|e| bad(e.to_string()))?;
+    let options = diskimage::OpenOptions {
+        allow_backing: allow_backing.to_vec(),
+    };
+    let device = diskimage::open(path, format, &options).map_err(|e| bad(e.to_string()))?;
     let err = match DiskSource::new(path, format, device.clone()) {
         Ok(source) => return Ok(Box::new(source)),
         Err(e) => e,

@@ -1,21 +1,64 @@
 //! The fallback for root filesystems rehost does not read itself (XFS, btrfs): when
 //! running as root on a raw image, the partition is exposed through a read-only loop
-//! device, mounted read-only (no log replay) on a temporary directory and read as a
-//! directory. Both are undone when the source is dropped.
+//! device, mounted read-only (no log replay, and `nosuid,nodev,noexec`: nothing on it
+//! may act on the host) on a temporary directory and read as a directory.
+//!
+//! The mount, the loop device and the directory are undone when the source is dropped,
+//! when setting them up fails half-way, and when rehost is interrupted (SIGINT, SIGTERM)
+//! while they exist ([`crate::interrupt`]).
+//!
+//! Paths are read as the guest's own: like the ext reader, this source follows no
+//! symlink, so a guest's `etc/x -> /etc` never leads onto the host's files.
 
-use crate::entry::{Entry, Extent};
+use crate::entry::{normalize, Entry, Extent};
 use crate::error::{Error, Result};
+use crate::interrupt::{self, Registration};
 use crate::source::{DirOptions, DirSource, Skipped, Source, Visit};
 use diskimage::partition::Content;
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 pub struct MountedSource {
     inner: Option<DirSource>,
     what: String,
     dir: PathBuf,
-    loop_dev: String,
+    setup: Arc<Mutex<Setup>>,
+    _on_interrupt: Registration,
+}
+
+/// What exists on the host for the mount, to be undone in reverse order.
+#[derive(Default)]
+struct Setup {
+    dir: Option<PathBuf>,
+    loop_dev: Option<String>,
+    mounted: bool,
+}
+
+impl Setup {
+    /// Undoes whatever exists; safe to call twice. A mount still in use (files open on
+    /// it when interrupted) is detached lazily, and the loop device is then freed by
+    /// the kernel once the last file closes.
+    fn undo(&mut self) {
+        if let Some(dir) = &self.dir {
+            if self.mounted {
+                let plain = Command::new("umount").arg(dir).output();
+                if !plain.is_ok_and(|o| o.status.success()) {
+                    let _ = Command::new("umount").arg("--lazy").arg(dir).output();
+                }
+                self.mounted = false;
+            }
+        }
+        if let Some(dev) = self.loop_dev.take() {
+            let _ = Command::new("losetup").args(["-d", &dev]).output();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
 }
 
 impl MountedSource {
@@ -30,57 +73,73 @@ impl MountedSource {
             image: image.to_path_buf(),
             reason: format!("{volume}: {reason}"),
         };
-        let out = Command::new("losetup")
-            .args([
-                "--find",
-                "--show",
-                "--read-only",
-                "--offset",
-                &start.to_string(),
-                "--sizelimit",
-                &len.to_string(),
-            ])
-            .arg(image)
-            .output()
-            .map_err(|e| bad(format!("cannot run losetup: {e}")))?;
-        if !out.status.success() {
-            return Err(bad(format!(
-                "losetup failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let loop_dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let dir = tempfile::Builder::new()
-            .prefix("rehost-mount-")
-            .tempdir()
-            .map_err(|e| bad(e.to_string()))?
-            .keep();
-        let (fstype, options) = match content {
-            Content::Xfs => ("xfs", "ro,norecovery"),
-            _ => ("btrfs", "ro"),
+        let setup = Arc::new(Mutex::new(Setup::default()));
+        // Registered before anything exists; each step below runs with the setup
+        // locked, so an interrupt waits for it and then undoes it too.
+        let on_interrupt = {
+            let setup = setup.clone();
+            interrupt::on_interrupt(move || lock(&setup).undo())
         };
-        let mounted = Command::new("mount")
-            .args(["-t", fstype, "-o", options, &loop_dev])
-            .arg(&dir)
-            .output();
+        let (fstype, options) = match content {
+            Content::Xfs => ("xfs", "ro,norecovery,nosuid,nodev,noexec"),
+            _ => ("btrfs", "ro,nosuid,nodev,noexec"),
+        };
         let mut source = MountedSource {
             inner: None,
             what: format!("{volume} ({fstype}), mounted read-only"),
-            dir: dir.clone(),
-            loop_dev,
+            dir: PathBuf::new(),
+            setup,
+            _on_interrupt: on_interrupt,
         };
-        match mounted {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
+        // From here on an error drops `source`, which undoes what was set up.
+        {
+            let mut s = lock(&source.setup);
+            let dir = tempfile::Builder::new()
+                .prefix("rehost-mount-")
+                .tempdir()
+                .map_err(|e| bad(e.to_string()))?
+                .keep();
+            s.dir = Some(dir.clone());
+            source.dir = dir;
+            let out = Command::new("losetup")
+                .args([
+                    "--find",
+                    "--show",
+                    "--read-only",
+                    "--offset",
+                    &start.to_string(),
+                    "--sizelimit",
+                    &len.to_string(),
+                ])
+                .arg(image)
+                .output()
+                .map_err(|e| bad(format!("cannot run losetup: {e}")))?;
+            if !out.status.success() {
+                return Err(bad(format!(
+                    "losetup failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let loop_dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            s.loop_dev = Some(loop_dev.clone());
+            let mounted = Command::new("mount")
+                .args(["-t", fstype, "-o", options, &loop_dev])
+                .arg(&source.dir)
+                .output()
+                .map_err(|e| bad(format!("cannot run mount: {e}")))?;
+            if !mounted.status.success() {
                 return Err(bad(format!(
                     "mount failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )))
+                    String::from_utf8_lossy(&mounted.stderr).trim()
+                )));
             }
-            Err(e) => return Err(bad(format!("cannot run mount: {e}"))),
+            s.mounted = true;
         }
-        source.inner = Some(DirSource::new(&dir, DirOptions::default())?);
-        if !dir.join("etc/os-release").exists() && !dir.join("usr/lib/os-release").exists() {
+        source.inner = Some(DirSource::new(&source.dir, DirOptions::default())?);
+        let has = |p: &[u8]| {
+            source.check(p, true).is_ok() && source.dir.join(OsStr::from_bytes(p)).is_file()
+        };
+        if !has(b"etc/os-release") && !has(b"usr/lib/os-release") {
             return Err(bad(format!("{fstype} filesystem without /etc/os-release")));
         }
         Ok(source)
@@ -89,16 +148,43 @@ impl MountedSource {
     fn dir(&self) -> &DirSource {
         self.inner.as_ref().expect("mounted")
     }
+
+    /// Refuses a path that passes through a symlink (the last component too when
+    /// `last_too`): the guest's links point into the guest, and read through the host's
+    /// paths they would lead onto the host.
+    fn check(&self, path: &[u8], last_too: bool) -> Result<()> {
+        let shown = || format!("/{}", String::from_utf8_lossy(path));
+        let norm = normalize(path).ok_or_else(|| Error::NotFound(shown()))?;
+        let parts: Vec<&[u8]> = norm
+            .split(|&b| b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        let mut at = self.dir.clone();
+        for (i, part) in parts.iter().enumerate() {
+            at.push(OsStr::from_bytes(part));
+            if i + 1 == parts.len() && !last_too {
+                break;
+            }
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::NotFound(format!("{} (through a symlink)", shown())))
+                }
+                Ok(_) => {}
+                Err(_) => return Err(Error::NotFound(shown())),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lock(setup: &Mutex<Setup>) -> std::sync::MutexGuard<'_, Setup> {
+    setup.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for MountedSource {
     fn drop(&mut self) {
         self.inner = None;
-        let _ = Command::new("umount").arg(&self.dir).status();
-        let _ = std::fs::remove_dir(&self.dir);
-        let _ = Command::new("losetup")
-            .args(["-d", &self.loop_dev])
-            .status();
+        lock(&self.setup).undo();
     }
 }
 
@@ -113,20 +199,25 @@ impl Source for MountedSource {
         })
     }
     fn metadata(&self, path: &[u8]) -> Result<Entry> {
+        self.check(path, false)?;
         let mut e = self.dir().metadata(path)?;
         drop_own_xattrs(&mut e);
         Ok(e)
     }
     fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.check(path, true)?;
         self.dir().read_dir(path)
     }
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
+        self.check(path, true)?;
         self.dir().open(path)
     }
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
+        self.check(path, true)?;
         self.dir().open_extents(path, extents)
     }
     fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
+        self.check(path, false)?;
         self.dir().read_link(path)
     }
 }

@@ -9,7 +9,7 @@ use diskimage::ext4::{DirEntry, Ext4, Inode, ROOT_INO};
 use diskimage::partition::Content;
 use diskimage::volume::{volumes, Volume};
 use diskimage::{Device, Format};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,12 @@ const DIR_CACHE: usize = 64;
 
 /// A directory: (filesystem, inode).
 type DirKey = (usize, u32);
+
+/// The directories of a walk: those above the current one, and every one entered.
+struct Walked {
+    above: Vec<DirKey>,
+    seen: HashSet<DirKey>,
+}
 
 /// A filesystem in use, with the name of its volume.
 struct Mounted {
@@ -265,6 +271,18 @@ impl DiskSource {
             if fs == 0 {
                 continue;
             }
+            // Grafted twice, its directories would each have two parents.
+            if let Some((other, _)) = self.mounts.iter().find(|(_, &m)| m == fs) {
+                let other = format!("/{}", String::from_utf8_lossy(other));
+                skip(
+                    self,
+                    format!(
+                        "fstab mounts {} here too; it is taken once, at {other}",
+                        volumes[vi].name
+                    ),
+                );
+                continue;
+            }
             // The mount point must be a directory of the tree as mounted so far.
             match self.resolve(&point) {
                 Ok((_, _, inode)) if Kind::from_mode(inode.mode.into()) == Some(Kind::Dir) => {
@@ -376,7 +394,7 @@ impl DiskSource {
         fs: usize,
         dir: &Inode,
         path: &mut Vec<u8>,
-        stack: &mut Vec<(usize, u32)>,
+        stack: &mut Walked,
         visit: &mut Visit<'_>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<()> {
@@ -410,7 +428,7 @@ impl DiskSource {
         inode: &Inode,
         lost_found: bool,
         path: &mut Vec<u8>,
-        stack: &mut Vec<(usize, u32)>,
+        stack: &mut Walked,
         visit: &mut Visit<'_>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<()> {
@@ -448,7 +466,7 @@ impl DiskSource {
             return Ok(());
         }
         let key = (fs, inode.ino);
-        if stack.contains(&key) || stack.len() >= MAX_DEPTH {
+        if stack.above.contains(&key) || stack.above.len() >= MAX_DEPTH {
             return Err(self.at(
                 fs,
                 path,
@@ -458,9 +476,25 @@ impl DiskSource {
                 ),
             ));
         }
-        stack.push(key);
+        // A directory has one parent. Reached again from another, its whole subtree
+        // would be walked again, and hardlinked directories fanning out make that
+        // exponential: the filesystem is corrupt.
+        if !stack.seen.insert(key) {
+            return Err(self.at(
+                fs,
+                path,
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "directory inode {} is reached a second time (a hardlinked directory: the filesystem is corrupt)",
+                        inode.ino
+                    ),
+                ),
+            ));
+        }
+        stack.above.push(key);
         let result = self.descend(fs, inode, path, stack, visit, skipped);
-        stack.pop();
+        stack.above.pop();
         result
     }
 
@@ -527,7 +561,10 @@ impl Source for DiskSource {
             .inode(ROOT_INO)
             .map_err(|e| self.at(0, b"", e))?;
         let mut path = Vec::new();
-        let mut stack = vec![(0, ROOT_INO)];
+        let mut stack = Walked {
+            above: vec![(0, ROOT_INO)],
+            seen: HashSet::from([(0, ROOT_INO)]),
+        };
         self.descend(0, &root, &mut path, &mut stack, visit, &mut skipped)?;
         Ok(skipped)
     }
