@@ -14,7 +14,6 @@
 pub mod convert;
 pub mod error;
 pub mod image;
-pub mod interrupt;
 pub mod inventory;
 pub mod plan;
 pub mod profile;
