@@ -288,7 +288,9 @@ mod tests {
     #[test]
     fn parallel_readers_with_read_ahead_get_the_right_data() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let cache = ClusterCache::with_workers(64, 3, decoder(u64::MAX, calls.clone()));
+        // Room for every cluster: with evictions, how often one is decoded again depends
+        // on how the threads happen to interleave (a bound on it failed 1 run in 100).
+        let cache = ClusterCache::with_workers(512, 3, decoder(u64::MAX, calls.clone()));
         std::thread::scope(|s| {
             for t in 0..4u64 {
                 let cache = &cache;
@@ -301,9 +303,9 @@ mod tests {
                 });
             }
         });
-        // Read-ahead went past the end; each cluster was decoded about once, not per
-        // reader (a cluster evicted and read again may be decoded again).
-        assert!(calls.load(Ordering::Relaxed) < 4 * 300);
+        // Read-ahead went past the end; each cluster was decoded about once, not once per
+        // reader (two readers missing the same cluster at the same moment may both decode).
+        assert!(calls.load(Ordering::Relaxed) < 2 * 300);
     }
 
     #[test]
