@@ -515,7 +515,7 @@ fn detect(path: &Path, head: &[u8]) -> Result<Compression> {
     if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) || head.starts_with(b"BZh") {
         return Err(unknown("xz and bzip2 archives are not supported: decompress it first, or use tar.gz or tar.zst"));
     }
-    if head.len() == 512 && (&head[257..262] == b"ustar" || tar_checksum_ok(head)) {
+    if head.len() == 512 && (&head[257..262] == b"ustar" || oci::tar::read::checksum_ok(head)) {
         return Ok(Compression::None);
     }
     if head.is_empty() {
@@ -526,27 +526,6 @@ fn detect(path: &Path, head: &[u8]) -> Result<Compression> {
     Err(unknown(
         "not a directory or a root filesystem archive (tar, tar.gz, tar.zst)",
     ))
-}
-
-/// An old (v7) tar header has no magic; its checksum tells it apart from other data.
-fn tar_checksum_ok(h: &[u8]) -> bool {
-    let field = String::from_utf8_lossy(&h[148..156]);
-    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-    else {
-        return false;
-    };
-    let sum: u32 = h
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                b as u32
-            }
-        })
-        .sum();
-    sum == want
 }
 
 /// A uid or gid as the image keeps it (32 bits).

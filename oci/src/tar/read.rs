@@ -389,31 +389,7 @@ impl<R: Read> Reader<R> {
         if block.iter().all(|&b| b == 0) {
             return Ok(None);
         }
-        let want = number(&block[148..156]).ok_or(TarError::Checksum { at })?;
-        let unsigned: u64 = block
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    b as u64
-                }
-            })
-            .sum();
-        // Some old writers summed signed bytes.
-        let signed: i64 = block
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    b as i8 as i64
-                }
-            })
-            .sum();
-        if want != unsigned && want as i64 != signed {
+        if !checksum_ok(&block) {
             return Err(TarError::Checksum { at });
         }
         Ok(Some(block))
@@ -501,6 +477,29 @@ struct SparseV0 {
     real_size: Option<u64>,
     /// Offset, length, offset, length, …
     numbers: Vec<u64>,
+}
+
+/// Whether a 512-byte block is a tar header: its checksum field matches the sum of its
+/// bytes (the field itself counted as spaces), unsigned as POSIX says, or signed as some
+/// old writers summed. A v7 header has no magic: this is how it is told from other data.
+pub fn checksum_ok(block: &[u8]) -> bool {
+    if block.len() != 512 {
+        return false;
+    }
+    let Some(want) = number(&block[148..156]) else {
+        return false;
+    };
+    let (mut unsigned, mut signed) = (0u64, 0i64);
+    for (i, &b) in block.iter().enumerate() {
+        let (u, s) = if (148..156).contains(&i) {
+            (32, 32)
+        } else {
+            (b as u64, b as i8 as i64)
+        };
+        unsigned += u;
+        signed += s;
+    }
+    want == unsigned || want as i64 == signed
 }
 
 /// Reads (offset, length) pairs of 12-byte numbers until an empty one.
