@@ -1037,3 +1037,43 @@ fn a_long_window_zstd_and_a_full_spool_are_named_for_what_they_are() {
     assert!(!stderr.contains("corrupt"), "{stderr}");
     assert!(!image.exists());
 }
+
+/// The image config of a layout, as skopeo reads it.
+fn image_config(image: &Path, tag: &str) -> serde_json::Value {
+    serde_json::from_str(&run(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{}:{tag}", image.display()),
+        ],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_image_is_dated_by_the_sources_time_without_source_date_epoch() {
+    let work = scratch();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/hostname"), "web1\n").unwrap();
+    run("touch", &["-d", "@1600000000", src.to_str().unwrap()]);
+    let image = work.path().join("image");
+    rehost_ok(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--init",
+        "none",
+        "-q",
+    ]);
+    let config = image_config(&image, "latest");
+    // `docker images` shows this date, not N/A.
+    assert_eq!(config["created"], "2020-09-13T12:26:40Z");
+    let history = config["history"].as_array().unwrap();
+    assert!(!history.is_empty());
+    for h in history {
+        assert_eq!(h["created"], "2020-09-13T12:26:40Z", "{h}");
+    }
+}

@@ -140,7 +140,8 @@ pub fn convert(
         )?),
         None => None,
     };
-    let created = options.source_date_epoch.map(image::rfc3339);
+    // Dated by the capture, never by the clock: the same input keeps the same digest.
+    let created = Some(image::rfc3339(capture_time));
     let (name, tag) = split_tag(&options.tag);
     let mut labels = BTreeMap::new();
     if let Some(name) = name {
