@@ -1077,3 +1077,33 @@ fn the_image_is_dated_by_the_sources_time_without_source_date_epoch() {
         assert_eq!(h["created"], "2020-09-13T12:26:40Z", "{h}");
     }
 }
+
+#[test]
+fn the_source_label_names_the_kind_of_source_read() {
+    let fx = fixture("debian-systemd");
+    let work = scratch();
+    for (input, kind) in [
+        (fx.join("rootfs.tar"), "archive"),
+        (fx.join("rootfs"), "directory"),
+    ] {
+        let image = work.path().join(kind);
+        rehost_ok(&[
+            "convert",
+            input.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--init",
+            "rehost",
+            "--compression",
+            "zstd",
+            "-q",
+        ]);
+        let labels = &image_config(&image, "latest")["config"]["Labels"];
+        assert_eq!(labels["io.rehost.source"], kind, "{labels}");
+        // The server's own name is kept beside it.
+        assert_eq!(
+            labels["io.rehost.source.host"], "debian-systemd",
+            "{labels}"
+        );
+    }
+}

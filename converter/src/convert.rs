@@ -102,6 +102,7 @@ pub fn convert(
                 },
                 hooks: options.hooks.clone(),
                 source_host: String::new(),
+                source_kind: crate::source::kind_of(&options.source)?,
                 capture_time,
             };
             Some(crate::image::rich::plan(source, plan, &inputs)?)

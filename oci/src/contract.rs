@@ -14,8 +14,11 @@ pub const MODE_LABEL: &str = "io.rehost.init.mode";
 pub const HOOKS_LABEL: &str = "io.rehost.init.hooks";
 /// Label: the services rehost-init is configured to keep, comma-separated.
 pub const SERVICES_LABEL: &str = "io.rehost.init.services";
-/// Label: the host name of the server the image was converted from.
+/// Label: the kind of source the image was converted from (`directory`, `live-root`,
+/// `archive`, `disk-image`, `ssh`).
 pub const SOURCE_LABEL: &str = "io.rehost.source";
+/// Label: the host name of the server the image was converted from.
+pub const SOURCE_HOST_LABEL: &str = "io.rehost.source.host";
 /// Label: when the server was captured (RFC 3339).
 pub const CAPTURED_LABEL: &str = "io.rehost.captured";
 /// Label: the digest of the plan the image was built from.
