@@ -1107,3 +1107,23 @@ fn the_source_label_names_the_kind_of_source_read() {
         );
     }
 }
+
+#[test]
+fn systemd_mode_mount_hints_are_a_label_docker_inspect_shows() {
+    let work = scratch();
+    let image =
+        common::runtime::converted_with("debian-systemd", work.path(), &["--init", "systemd"]);
+    let reference = format!("oci:{}:latest", image.display());
+    let config: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--config", &reference])).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--raw", &reference])).unwrap();
+    let annotation = manifest["annotations"]["io.rehost.systemd.mounts"]
+        .as_str()
+        .expect("the manifest keeps the annotation");
+    assert!(annotation.contains("tmpfs:/run"), "{annotation}");
+    assert_eq!(
+        config["config"]["Labels"]["io.rehost.systemd.mounts"], annotation,
+        "{config}"
+    );
+}

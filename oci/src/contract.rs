@@ -27,7 +27,7 @@ pub const PLAN_DIGEST_LABEL: &str = "io.rehost.plan.digest";
 pub const IMAGE_NAME_LABEL: &str = "io.rehost.image.name";
 /// Label: the rehost version that built the image.
 pub const VERSION_LABEL: &str = "io.rehost.version";
-/// Manifest annotation: the mounts systemd expects in a systemd-mode container.
+/// Label and manifest annotation: the mounts systemd expects in a systemd-mode container.
 pub const SYSTEMD_MOUNTS_ANNOTATION: &str = "io.rehost.systemd.mounts";
 
 /// What runs as pid 1 in a container of the image: decided by the plan, recorded in

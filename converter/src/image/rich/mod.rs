@@ -211,6 +211,8 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
 
     // Mode-specific settings.
     let mut env = Vec::new();
+    // Every label is also a manifest annotation (copied below).
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
     let mut annotations = BTreeMap::new();
     let stop_signal = match mode {
         Mode::Rehost | Mode::DumbInit => "SIGTERM".to_string(),
@@ -222,7 +224,8 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
                 });
             }
             env.push("container=rehost".to_string());
-            annotations.insert(
+            // A label too, so `docker inspect` shows what the container needs.
+            labels.insert(
                 SYSTEMD_MOUNTS_ANNOTATION.into(),
                 "tmpfs:/run,tmpfs:/run/lock,tmpfs:/tmp,cgroup2:/sys/fs/cgroup:rw".into(),
             );
@@ -239,7 +242,6 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
             "SIGINT".to_string()
         }
     };
-    let mut labels: BTreeMap<String, String> = BTreeMap::new();
     let source_host = if inputs.source_host.is_empty() {
         fs.read("/etc/hostname")
             .ok()
