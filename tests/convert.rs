@@ -1127,3 +1127,57 @@ fn systemd_mode_mount_hints_are_a_label_docker_inspect_shows() {
         "{config}"
     );
 }
+
+#[test]
+fn the_summary_gives_each_layer_its_own_sizes() {
+    let rootfs = fixture_rootfs("debian-sysvinit");
+    let work = scratch();
+    let args = |image: &Path| {
+        vec![
+            "convert".to_string(),
+            rootfs.display().to_string(),
+            "-o".into(),
+            image.display().to_string(),
+            "--init".into(),
+            "rehost".into(),
+            "--compression".into(),
+            "zstd".into(),
+        ]
+    };
+    let image = work.path().join("json");
+    let mut json_args = args(&image);
+    json_args.push("--json".into());
+    let summary = json(&rehost_ok(&json_args));
+    let layers = summary["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{summary}");
+    for layer in layers {
+        // What a user measures of the blob: its bytes, and the tar it holds.
+        let blob = image.join("blobs/sha256").join(
+            layer["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        );
+        assert_eq!(layer["size"], fs::metadata(&blob).unwrap().len(), "{layer}");
+        let tar_bytes = run(
+            "sh",
+            &["-c", &format!("zstd -dc {} | wc -c", blob.display())],
+        );
+        assert_eq!(
+            layer["uncompressed_size"],
+            tar_bytes.trim().parse::<u64>().unwrap(),
+            "{layer}"
+        );
+    }
+
+    // The human summary: one line per layer, each with its own uncompressed size.
+    let out = rehost_ok(&args(&work.path().join("human")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sizes: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("layer "))
+        .map(|l| l.split(", ").nth(1).unwrap_or(l))
+        .collect();
+    assert_eq!(sizes.len(), 2, "{stdout}");
+    assert_ne!(sizes[0], sizes[1], "{stdout}");
+}

@@ -39,7 +39,10 @@ pub struct ConvertOptions {
 pub struct LayerSummary {
     pub digest: String,
     pub diff_id: String,
+    /// The blob's (compressed) size.
     pub size: u64,
+    /// This layer's own uncompressed tar stream.
+    pub uncompressed_size: u64,
     pub media_type: String,
 }
 
@@ -234,6 +237,7 @@ pub fn convert(
                 digest: l.digest.clone(),
                 diff_id: l.diff_id.clone(),
                 size: l.size,
+                uncompressed_size: l.stats.tar_bytes,
                 media_type: l.media_type.clone(),
             })
             .collect(),
