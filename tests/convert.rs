@@ -1181,3 +1181,69 @@ fn the_summary_gives_each_layer_its_own_sizes() {
     assert_eq!(sizes.len(), 2, "{stdout}");
     assert_ne!(sizes[0], sizes[1], "{stdout}");
 }
+
+#[test]
+fn the_index_names_the_image_by_its_full_reference_for_containerd() {
+    let work = scratch();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    for (i, (tag, full, ref_name)) in [
+        ("debian:12", Some("docker.io/library/debian:12"), "12"),
+        (
+            "fleet/web01",
+            Some("docker.io/fleet/web01:latest"),
+            "latest",
+        ),
+        (
+            "127.0.0.1:5000/fleet/web01:v1",
+            Some("127.0.0.1:5000/fleet/web01:v1"),
+            "v1",
+        ),
+        ("v1", None, "v1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let image = work.path().join(format!("image{i}"));
+        rehost_ok(&[
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--init",
+            "none",
+            "--tag",
+            tag,
+            "-q",
+        ]);
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(image.join("index.json")).unwrap()).unwrap();
+        let annotations = &index["manifests"][0]["annotations"];
+        assert_eq!(annotations["org.opencontainers.image.ref.name"], ref_name);
+        match full {
+            Some(full) => assert_eq!(annotations["io.containerd.image.name"], full, "{tag}"),
+            None => assert!(
+                annotations.get("io.containerd.image.name").is_none(),
+                "{tag}"
+            ),
+        }
+    }
+
+    // A name no registry takes is refused before anything is written.
+    let image = work.path().join("bad");
+    let out = rehost(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--tag",
+        "Web_01:v1",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Web_01"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!image.exists());
+}

@@ -91,6 +91,11 @@ pub fn convert(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
     let started = Instant::now();
+    let (name, tag) = split_tag(&options.tag);
+    // A name is checked before anything is written: containerd refuses a bad one later.
+    let full_reference = name
+        .map(|n| oci::reference::parse(&format!("{n}:{tag}")).map(|r| r.whole()))
+        .transpose()?;
     // The rehost layer is planned first: a plan it cannot follow fails before any writing.
     let capture_time = options
         .source_date_epoch
@@ -146,7 +151,6 @@ pub fn convert(
     };
     // Dated by the capture, never by the clock: the same input keeps the same digest.
     let created = Some(image::rfc3339(capture_time));
-    let (name, tag) = split_tag(&options.tag);
     let mut labels = BTreeMap::new();
     if let Some(name) = name {
         labels.insert(IMAGE_NAME_LABEL.to_string(), name.to_string());
@@ -221,6 +225,11 @@ pub fn convert(
         architecture: architecture.clone(),
         os: "linux".into(),
     });
+    if let Some(full) = full_reference {
+        manifest_desc
+            .annotations
+            .insert(image::ANNOTATION_CONTAINERD_IMAGE_NAME.into(), full);
+    }
     out.commit(manifest_desc.clone(), tag)?;
 
     Ok(Summary {
