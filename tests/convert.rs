@@ -1247,3 +1247,34 @@ fn the_index_names_the_image_by_its_full_reference_for_containerd() {
     );
     assert!(!image.exists());
 }
+
+#[test]
+fn ctr_images_import_names_the_image_as_tagged() {
+    let work = scratch();
+    let containerd = match common::containerd::Containerd::start(work.path()) {
+        Ok(c) => c,
+        Err(why) => {
+            return cannot_run_here("containerd", &why);
+        }
+    };
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/motd"), "hello\n").unwrap();
+    let archive = work.path().join("web01.tar");
+    rehost_ok(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+        "--format",
+        "oci-archive",
+        "--init",
+        "none",
+        "--tag",
+        "web01:v1",
+        "-q",
+    ]);
+    containerd.ctr(&["images", "import", "--no-unpack", archive.to_str().unwrap()]);
+    let names = containerd.ctr(&["images", "ls", "-q"]);
+    assert_eq!(names.trim(), "docker.io/library/web01:v1");
+}
