@@ -221,7 +221,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             "layer     {} ({}, {} uncompressed)",
             layer.digest,
             output::bytes(layer.size),
-            output::bytes(s.tar_bytes)
+            output::bytes(layer.uncompressed_size)
         );
     }
     if let Some(r) = &summary.rich {

@@ -1037,3 +1037,244 @@ fn a_long_window_zstd_and_a_full_spool_are_named_for_what_they_are() {
     assert!(!stderr.contains("corrupt"), "{stderr}");
     assert!(!image.exists());
 }
+
+/// The image config of a layout, as skopeo reads it.
+fn image_config(image: &Path, tag: &str) -> serde_json::Value {
+    serde_json::from_str(&run(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{}:{tag}", image.display()),
+        ],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_image_is_dated_by_the_sources_time_without_source_date_epoch() {
+    let work = scratch();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/hostname"), "web1\n").unwrap();
+    run("touch", &["-d", "@1600000000", src.to_str().unwrap()]);
+    let image = work.path().join("image");
+    rehost_ok(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--init",
+        "none",
+        "-q",
+    ]);
+    let config = image_config(&image, "latest");
+    // `docker images` shows this date, not N/A.
+    assert_eq!(config["created"], "2020-09-13T12:26:40Z");
+    let history = config["history"].as_array().unwrap();
+    assert!(!history.is_empty());
+    for h in history {
+        assert_eq!(h["created"], "2020-09-13T12:26:40Z", "{h}");
+    }
+}
+
+#[test]
+fn the_source_label_names_the_kind_of_source_read() {
+    let fx = fixture("debian-systemd");
+    let work = scratch();
+    for (input, kind) in [
+        (fx.join("rootfs.tar"), "archive"),
+        (fx.join("rootfs"), "directory"),
+    ] {
+        let image = work.path().join(kind);
+        rehost_ok(&[
+            "convert",
+            input.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--init",
+            "rehost",
+            "--compression",
+            "zstd",
+            "-q",
+        ]);
+        let labels = &image_config(&image, "latest")["config"]["Labels"];
+        assert_eq!(labels["io.rehost.source"], kind, "{labels}");
+        // The server's own name is kept beside it.
+        assert_eq!(
+            labels["io.rehost.source.host"], "debian-systemd",
+            "{labels}"
+        );
+    }
+}
+
+#[test]
+fn systemd_mode_mount_hints_are_a_label_docker_inspect_shows() {
+    let work = scratch();
+    let image =
+        common::runtime::converted_with("debian-systemd", work.path(), &["--init", "systemd"]);
+    let reference = format!("oci:{}:latest", image.display());
+    let config: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--config", &reference])).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--raw", &reference])).unwrap();
+    let annotation = manifest["annotations"]["io.rehost.systemd.mounts"]
+        .as_str()
+        .expect("the manifest keeps the annotation");
+    assert!(annotation.contains("tmpfs:/run"), "{annotation}");
+    assert_eq!(
+        config["config"]["Labels"]["io.rehost.systemd.mounts"], annotation,
+        "{config}"
+    );
+}
+
+#[test]
+fn the_summary_gives_each_layer_its_own_sizes() {
+    let rootfs = fixture_rootfs("debian-sysvinit");
+    let work = scratch();
+    let args = |image: &Path| {
+        vec![
+            "convert".to_string(),
+            rootfs.display().to_string(),
+            "-o".into(),
+            image.display().to_string(),
+            "--init".into(),
+            "rehost".into(),
+            "--compression".into(),
+            "zstd".into(),
+        ]
+    };
+    let image = work.path().join("json");
+    let mut json_args = args(&image);
+    json_args.push("--json".into());
+    let summary = json(&rehost_ok(&json_args));
+    let layers = summary["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{summary}");
+    for layer in layers {
+        // What a user measures of the blob: its bytes, and the tar it holds.
+        let blob = image.join("blobs/sha256").join(
+            layer["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        );
+        assert_eq!(layer["size"], fs::metadata(&blob).unwrap().len(), "{layer}");
+        let tar_bytes = run(
+            "sh",
+            &["-c", &format!("zstd -dc {} | wc -c", blob.display())],
+        );
+        assert_eq!(
+            layer["uncompressed_size"],
+            tar_bytes.trim().parse::<u64>().unwrap(),
+            "{layer}"
+        );
+    }
+
+    // The human summary: one line per layer, each with its own uncompressed size.
+    let out = rehost_ok(&args(&work.path().join("human")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sizes: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("layer "))
+        .map(|l| l.split(", ").nth(1).unwrap_or(l))
+        .collect();
+    assert_eq!(sizes.len(), 2, "{stdout}");
+    assert_ne!(sizes[0], sizes[1], "{stdout}");
+}
+
+#[test]
+fn the_index_names_the_image_by_its_full_reference_for_containerd() {
+    let work = scratch();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    for (i, (tag, full, ref_name)) in [
+        ("debian:12", Some("docker.io/library/debian:12"), "12"),
+        (
+            "fleet/web01",
+            Some("docker.io/fleet/web01:latest"),
+            "latest",
+        ),
+        (
+            "127.0.0.1:5000/fleet/web01:v1",
+            Some("127.0.0.1:5000/fleet/web01:v1"),
+            "v1",
+        ),
+        ("v1", None, "v1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let image = work.path().join(format!("image{i}"));
+        rehost_ok(&[
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--init",
+            "none",
+            "--tag",
+            tag,
+            "-q",
+        ]);
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(image.join("index.json")).unwrap()).unwrap();
+        let annotations = &index["manifests"][0]["annotations"];
+        assert_eq!(annotations["org.opencontainers.image.ref.name"], ref_name);
+        match full {
+            Some(full) => assert_eq!(annotations["io.containerd.image.name"], full, "{tag}"),
+            None => assert!(
+                annotations.get("io.containerd.image.name").is_none(),
+                "{tag}"
+            ),
+        }
+    }
+
+    // A name no registry takes is refused before anything is written.
+    let image = work.path().join("bad");
+    let out = rehost(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--tag",
+        "Web_01:v1",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Web_01"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!image.exists());
+}
+
+#[test]
+fn ctr_images_import_names_the_image_as_tagged() {
+    let work = scratch();
+    let containerd = match common::containerd::Containerd::start(work.path()) {
+        Ok(c) => c,
+        Err(why) => {
+            return cannot_run_here("containerd", &why);
+        }
+    };
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/motd"), "hello\n").unwrap();
+    let archive = work.path().join("web01.tar");
+    rehost_ok(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+        "--format",
+        "oci-archive",
+        "--init",
+        "none",
+        "--tag",
+        "web01:v1",
+        "-q",
+    ]);
+    containerd.ctr(&["images", "import", "--no-unpack", archive.to_str().unwrap()]);
+    let names = containerd.ctr(&["images", "ls", "-q"]);
+    assert_eq!(names.trim(), "docker.io/library/web01:v1");
+}

@@ -39,7 +39,10 @@ pub struct ConvertOptions {
 pub struct LayerSummary {
     pub digest: String,
     pub diff_id: String,
+    /// The blob's (compressed) size.
     pub size: u64,
+    /// This layer's own uncompressed tar stream.
+    pub uncompressed_size: u64,
     pub media_type: String,
 }
 
@@ -88,6 +91,11 @@ pub fn convert(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
     let started = Instant::now();
+    let (name, tag) = split_tag(&options.tag);
+    // A name is checked before anything is written: containerd refuses a bad one later.
+    let full_reference = name
+        .map(|n| oci::reference::parse(&format!("{n}:{tag}")).map(|r| r.whole()))
+        .transpose()?;
     // The rehost layer is planned first: a plan it cannot follow fails before any writing.
     let capture_time = options
         .source_date_epoch
@@ -102,6 +110,7 @@ pub fn convert(
                 },
                 hooks: options.hooks.clone(),
                 source_host: String::new(),
+                source_kind: crate::source::kind_of(&options.source)?,
                 capture_time,
             };
             Some(crate::image::rich::plan(source, plan, &inputs)?)
@@ -140,8 +149,8 @@ pub fn convert(
         )?),
         None => None,
     };
-    let created = options.source_date_epoch.map(image::rfc3339);
-    let (name, tag) = split_tag(&options.tag);
+    // Dated by the capture, never by the clock: the same input keeps the same digest.
+    let created = Some(image::rfc3339(capture_time));
     let mut labels = BTreeMap::new();
     if let Some(name) = name {
         labels.insert(IMAGE_NAME_LABEL.to_string(), name.to_string());
@@ -216,6 +225,11 @@ pub fn convert(
         architecture: architecture.clone(),
         os: "linux".into(),
     });
+    if let Some(full) = full_reference {
+        manifest_desc
+            .annotations
+            .insert(image::ANNOTATION_CONTAINERD_IMAGE_NAME.into(), full);
+    }
     out.commit(manifest_desc.clone(), tag)?;
 
     Ok(Summary {
@@ -232,6 +246,7 @@ pub fn convert(
                 digest: l.digest.clone(),
                 diff_id: l.diff_id.clone(),
                 size: l.size,
+                uncompressed_size: l.stats.tar_bytes,
                 media_type: l.media_type.clone(),
             })
             .collect(),

@@ -14,8 +14,11 @@ pub const MODE_LABEL: &str = "io.rehost.init.mode";
 pub const HOOKS_LABEL: &str = "io.rehost.init.hooks";
 /// Label: the services rehost-init is configured to keep, comma-separated.
 pub const SERVICES_LABEL: &str = "io.rehost.init.services";
-/// Label: the host name of the server the image was converted from.
+/// Label: the kind of source the image was converted from (`directory`, `live-root`,
+/// `archive`, `disk-image`, `ssh`).
 pub const SOURCE_LABEL: &str = "io.rehost.source";
+/// Label: the host name of the server the image was converted from.
+pub const SOURCE_HOST_LABEL: &str = "io.rehost.source.host";
 /// Label: when the server was captured (RFC 3339).
 pub const CAPTURED_LABEL: &str = "io.rehost.captured";
 /// Label: the digest of the plan the image was built from.
@@ -24,7 +27,7 @@ pub const PLAN_DIGEST_LABEL: &str = "io.rehost.plan.digest";
 pub const IMAGE_NAME_LABEL: &str = "io.rehost.image.name";
 /// Label: the rehost version that built the image.
 pub const VERSION_LABEL: &str = "io.rehost.version";
-/// Manifest annotation: the mounts systemd expects in a systemd-mode container.
+/// Label and manifest annotation: the mounts systemd expects in a systemd-mode container.
 pub const SYSTEMD_MOUNTS_ANNOTATION: &str = "io.rehost.systemd.mounts";
 
 /// What runs as pid 1 in a container of the image: decided by the plan, recorded in

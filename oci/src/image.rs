@@ -8,6 +8,10 @@ pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Index annotation: the image's full reference (`docker.io/library/NAME:TAG` for a bare
+/// name), which `ctr images import` and Docker name the image by; `ref.name` holds only
+/// the tag.
+pub const ANNOTATION_CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// The most bytes of one JSON document of an image (an index, a manifest, a config), as
 /// containerd has it: real ones are a few KiB; anything larger is refused while reading.

@@ -2,6 +2,7 @@
 //! and a comparison of two trees that checks what a user would.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod tree;
 
 use std::ffi::OsStr;

@@ -100,16 +100,48 @@ pub struct OpenOptions {
     pub filter: remote::Filter,
 }
 
-/// Opens SOURCE: a directory (the live root `/` included), a root filesystem archive
-/// (tar, tar.gz, tar.zst; `-` reads one from standard input), a VM disk image or a
-/// remote server (`ssh://`). The kind is found from the
-/// content, not the name.
-pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
+/// What kind of source a SOURCE argument names, for the image's `io.rehost.source` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A directory holding a root filesystem.
+    Directory,
+    /// The running system's own `/`.
+    LiveRoot,
+    /// A root filesystem archive (tar, tar.gz, tar.zst, or one on standard input).
+    Archive,
+    /// A VM disk image.
+    DiskImage,
+    /// A remote server captured over ssh.
+    Ssh,
+}
+
+impl SourceKind {
+    /// The name in labels and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Directory => "directory",
+            SourceKind::LiveRoot => "live-root",
+            SourceKind::Archive => "archive",
+            SourceKind::DiskImage => "disk-image",
+            SourceKind::Ssh => "ssh",
+        }
+    }
+}
+
+/// The kind of source SOURCE names, found as [`open`] finds it: from the content, not the
+/// name.
+pub fn kind_of(path: &Path) -> Result<SourceKind> {
+    Ok(find(path)?.0)
+}
+
+/// The kind of SOURCE and, for a disk image, its format.
+fn find(path: &Path) -> Result<(SourceKind, Option<disk::Format>)> {
     if remote::is_remote(path) {
-        return remote::open(&path.to_string_lossy(), options);
+        return Ok((SourceKind::Ssh, None));
     }
     if path == Path::new("-") {
-        return Ok(Box::new(ArchiveSource::from_stdin()?));
+        return Ok((SourceKind::Archive, None));
     }
     let meta = std::fs::metadata(path).map_err(|e| Error::BadSource {
         path: path.into(),
@@ -119,22 +151,46 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
         },
     })?;
     if meta.is_dir() {
-        let live = path.canonicalize().at(path)? == Path::new("/");
-        let opts = DirOptions {
-            one_filesystem: live,
-            skip_virtual: live,
-            include_mounts: options
-                .include_mounts
-                .iter()
-                .map(|m| normalize(m.as_os_str().as_encoded_bytes()).unwrap_or_default())
-                .collect(),
-        };
-        return Ok(Box::new(DirSource::new(path, opts)?));
+        return Ok(if path.canonicalize().at(path)? == Path::new("/") {
+            (SourceKind::LiveRoot, None)
+        } else {
+            (SourceKind::Directory, None)
+        });
     }
     if let Some(format) = disk::sniff(path).at(path)? {
-        return disk::open(path, format, &options.allow_backing);
+        return Ok((SourceKind::DiskImage, Some(format)));
     }
-    Ok(Box::new(ArchiveSource::open(path)?))
+    Ok((SourceKind::Archive, None))
+}
+
+/// Opens SOURCE: a directory (the live root `/` included), a root filesystem archive
+/// (tar, tar.gz, tar.zst; `-` reads one from standard input), a VM disk image or a
+/// remote server (`ssh://`). The kind is found from the
+/// content, not the name.
+pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
+    match find(path)? {
+        (SourceKind::Ssh, _) => remote::open(&path.to_string_lossy(), options),
+        (SourceKind::Archive, _) if path == Path::new("-") => {
+            Ok(Box::new(ArchiveSource::from_stdin()?))
+        }
+        (kind @ (SourceKind::Directory | SourceKind::LiveRoot), _) => {
+            let live = kind == SourceKind::LiveRoot;
+            let opts = DirOptions {
+                one_filesystem: live,
+                skip_virtual: live,
+                include_mounts: options
+                    .include_mounts
+                    .iter()
+                    .map(|m| normalize(m.as_os_str().as_encoded_bytes()).unwrap_or_default())
+                    .collect(),
+            };
+            Ok(Box::new(DirSource::new(path, opts)?))
+        }
+        (SourceKind::DiskImage, Some(format)) => disk::open(path, format, &options.allow_backing),
+        (SourceKind::Archive | SourceKind::DiskImage, _) => {
+            Ok(Box::new(ArchiveSource::open(path)?))
+        }
+    }
 }
 
 /// Keeps the bytes of some extents from a reader of the whole content.

@@ -21,12 +21,12 @@ use crate::entry::Kind;
 use crate::error::{Error, Result};
 use crate::inventory::fs::Root;
 use crate::plan::{HookWhen, InitMode, Plan};
-use crate::source::Source;
+use crate::source::{Source, SourceKind};
 pub use items::write;
 use items::{Content, Item, Items};
 use oci::contract::{
     CAPTURED_LABEL, HOOKS_LABEL, INIT_PATH, MODE_LABEL, PLAN_DIGEST_LABEL, SERVICES_LABEL,
-    SOURCE_LABEL, SYSTEMD_MOUNTS_ANNOTATION,
+    SOURCE_HOST_LABEL, SOURCE_LABEL, SYSTEMD_MOUNTS_ANNOTATION,
 };
 use rehost_init::config::{InitConfig, Mode, ServiceEntry};
 use rehost_init::model::InitSystem;
@@ -65,6 +65,8 @@ pub struct RichInputs {
     pub hooks: Vec<(HookPhase, PathBuf)>,
     /// Where the source came from, for the labels; empty: the source's /etc/hostname.
     pub source_host: String,
+    /// The kind of source read (directory, archive, ...), for the labels.
+    pub source_kind: SourceKind,
     /// The capture time (seconds since the epoch) for labels and file times.
     pub capture_time: i64,
 }
@@ -209,6 +211,8 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
 
     // Mode-specific settings.
     let mut env = Vec::new();
+    // Every label is also a manifest annotation (copied below).
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
     let mut annotations = BTreeMap::new();
     let stop_signal = match mode {
         Mode::Rehost | Mode::DumbInit => "SIGTERM".to_string(),
@@ -220,7 +224,8 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
                 });
             }
             env.push("container=rehost".to_string());
-            annotations.insert(
+            // A label too, so `docker inspect` shows what the container needs.
+            labels.insert(
                 SYSTEMD_MOUNTS_ANNOTATION.into(),
                 "tmpfs:/run,tmpfs:/run/lock,tmpfs:/tmp,cgroup2:/sys/fs/cgroup:rw".into(),
             );
@@ -237,7 +242,6 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
             "SIGINT".to_string()
         }
     };
-    let mut labels: BTreeMap<String, String> = BTreeMap::new();
     let source_host = if inputs.source_host.is_empty() {
         fs.read("/etc/hostname")
             .ok()
@@ -247,7 +251,8 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
     } else {
         inputs.source_host.clone()
     };
-    labels.insert(SOURCE_LABEL.into(), source_host);
+    labels.insert(SOURCE_LABEL.into(), inputs.source_kind.as_str().into());
+    labels.insert(SOURCE_HOST_LABEL.into(), source_host);
     labels.insert(
         CAPTURED_LABEL.into(),
         oci::image::rfc3339(inputs.capture_time),
