@@ -160,7 +160,9 @@ impl DirSource {
     /// followed: one `openat2` call, no dearer than the plain open it replaces.
     fn open_file(&self, path: &[u8]) -> io::Result<std::fs::File> {
         let open = |noatime: bool| {
-            let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            // O_NONBLOCK: a FIFO put where a file was must not hang the read (it is
+            // refused below); on a regular file the flag changes nothing.
+            let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
             if noatime {
                 flags |= OFlags::NOATIME;
             }
@@ -173,23 +175,30 @@ impl DirSource {
             )
         };
         // O_NOATIME is refused (EPERM) on files we do not own when not root.
-        match open(true).or_else(|e| {
+        let file: std::fs::File = match open(true).or_else(|e| {
             if e == rustix::io::Errno::PERM {
                 open(false)
             } else {
                 Err(e)
             }
         }) {
-            Ok(fd) => Ok(fd.into()),
+            Ok(fd) => fd.into(),
             Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
                 let (_dir, full) = self.confined(path)?;
                 std::fs::OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(full)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .open(full)?
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (changed while reading?)",
+            ));
         }
+        Ok(file)
     }
 
     /// `full` is where `path` is reached (inside its directory's descriptor).
@@ -388,7 +397,7 @@ impl Source for DirSource {
 fn data_extents(path: &Path, size: u64) -> io::Result<Vec<Extent>> {
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     let fd = file.as_raw_fd();
     let mut extents = Vec::new();
@@ -470,4 +479,39 @@ pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO where a file is read (put there after the walk, or asked for by name) is
+    /// an error at once, not a read that waits forever; a symlink out of the root is
+    /// followed inside it.
+    #[test]
+    fn reads_are_confined_and_never_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let fifo = std::ffi::CString::new(root.join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::fs::create_dir(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "guest\n").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("up")).unwrap();
+        let source = DirSource::new(root, DirOptions::default()).unwrap();
+        let e = source
+            .open(b"fifo")
+            .err()
+            .expect("a FIFO is refused")
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let mut got = String::new();
+        source
+            .open(b"up/hostname")
+            .unwrap()
+            .read_to_string(&mut got)
+            .unwrap();
+        assert_eq!(got, "guest\n");
+        assert_eq!(source.read_dir(b"up").unwrap(), vec![b"hostname".to_vec()]);
+    }
 }
