@@ -31,22 +31,31 @@ pub struct DirSource {
     root_fd: OwnedFd,
     options: DirOptions,
     allowed_devs: HashSet<u64>,
+    /// Whether `/proc/self/fd` can name a descriptor (not in a chroot without /proc).
+    proc_fds: bool,
 }
 
-/// A directory of the tree, opened inside the root. Calls that take a path reach its
+/// A directory of the tree, found inside the root. Calls that take a path reach its
 /// entries as `/proc/self/fd/N/NAME`: the kernel goes straight to the directory the
 /// descriptor holds, and NAME is one component, so no symlink of the tree (absolute,
 /// or with `..`) can lead a read onto the host's files. A mounted disk of server A
-/// converted on machine B never reads B's /etc.
-struct DirAt(OwnedFd);
+/// converted on machine B never reads B's /etc. Without /proc (a chroot) or openat2
+/// (kernels before 5.6), the directory is the root joined with the path that the
+/// user-space resolver gave: confined as well, though not against a tree that changes
+/// meanwhile.
+struct DirAt {
+    path: PathBuf,
+    /// Holds the directory that `path` names through /proc.
+    _fd: Option<OwnedFd>,
+}
 
 impl DirAt {
     fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
+        self.path.clone()
     }
 
     fn child(&self, name: &[u8]) -> PathBuf {
-        self.path().join(OsStr::from_bytes(name))
+        self.path.join(OsStr::from_bytes(name))
     }
 }
 
@@ -68,11 +77,13 @@ impl DirSource {
             Mode::empty(),
         )
         .map_err(|e| Error::io(root, e.into()))?;
+        let proc_fds = Path::new(&format!("/proc/self/fd/{}", root_fd.as_raw_fd())).is_dir();
         Ok(DirSource {
             root: root.to_path_buf(),
             root_fd,
             options,
             allowed_devs,
+            proc_fds,
         })
     }
 
@@ -90,6 +101,17 @@ impl DirSource {
     fn open_dir(&self, dir: &[u8]) -> io::Result<DirAt> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let rel: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let slowly = || -> io::Result<DirAt> {
+            let resolved = self.resolve_slowly(rel)?;
+            let path = self.full(&resolved);
+            if !std::fs::symlink_metadata(&path)?.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::NotADirectory));
+            }
+            Ok(DirAt { path, _fd: None })
+        };
+        if !self.proc_fds {
+            return slowly();
+        }
         match rustix::fs::openat2(
             &self.root_fd,
             OsStr::from_bytes(rel),
@@ -97,20 +119,12 @@ impl DirSource {
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
         ) {
-            Ok(fd) => Ok(DirAt(fd)),
-            // Kernels before 5.6 (the legacy servers rehost runs on) have no openat2:
-            // resolve in user space, then open what that gave without following it.
-            Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
-                let resolved = self.resolve_slowly(rel)?;
-                let path: &[u8] = if resolved.is_empty() { b"." } else { &resolved };
-                let fd = rustix::fs::openat(
-                    &self.root_fd,
-                    OsStr::from_bytes(path),
-                    flags | OFlags::NOFOLLOW,
-                    Mode::empty(),
-                )?;
-                Ok(DirAt(fd))
-            }
+            Ok(fd) => Ok(DirAt {
+                path: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+                _fd: Some(fd),
+            }),
+            // Kernels before 5.6 (the legacy servers rehost runs on) have no openat2.
+            Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => slowly(),
             Err(e) => Err(e.into()),
         }
     }
