@@ -1,5 +1,6 @@
-//! Reading PAX 1.0 sparse files, the format [`super::TarWriter`] writes and GNU tar
-//! `--sparse --format=posix` too: PAX records give the real name and size, and the data
+//! Sparse maps: PAX 1.0 sparse files, the format [`super::TarWriter`] writes and GNU tar
+//! `--sparse --format=posix` too (the reader takes the real name and size from the PAX
+//! records, [`super::read`]), have data that
 //! starts with a map (the count of extents, then each one's offset and length, decimal,
 //! one per line, padded to a block) followed by the extents' bytes one after another.
 //! Every number is checked against the real size and the bytes the entry really holds,
@@ -11,20 +12,9 @@ use std::io::{self, Read};
 /// The most extents one file's map may list.
 pub const MAX_EXTENTS: u64 = 1 << 20;
 
-/// A PAX 1.0 sparse file, from its entry's PAX records.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SparseFile {
-    /// The file's own name (the header holds `…/GNUSparseFile.N/…`).
-    pub name: Vec<u8>,
-    /// The file's logical size, holes included.
-    pub real_size: u64,
-}
-
 /// What is wrong with a sparse entry.
 #[derive(Debug, thiserror::Error)]
 pub enum SparseError {
-    #[error("a sparse file without GNU.sparse.name or a valid GNU.sparse.realsize")]
-    Records,
     #[error("the sparse map is cut short")]
     Short,
     #[error("the sparse map holds something other than numbers")]
@@ -37,23 +27,6 @@ pub enum SparseError {
     LongerThanEntry { need: u64, have: u64 },
     #[error(transparent)]
     Io(#[from] io::Error),
-}
-
-/// The sparse file an entry's PAX records describe (`record(key)` gives one record's
-/// value), or `None` when it is no PAX 1.0 sparse file.
-pub fn pax10(
-    mut record: impl FnMut(&[u8]) -> Option<Vec<u8>>,
-) -> Result<Option<SparseFile>, SparseError> {
-    let version = (record(b"GNU.sparse.major"), record(b"GNU.sparse.minor"));
-    if version != (Some(b"1".to_vec()), Some(b"0".to_vec())) {
-        return Ok(None);
-    }
-    let name = record(b"GNU.sparse.name").ok_or(SparseError::Records)?;
-    let real_size = record(b"GNU.sparse.realsize")
-        .and_then(|v| String::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or(SparseError::Records)?;
-    Ok(Some(SparseFile { name, real_size }))
 }
 
 /// Reads the map at the start of an entry's data of `entry_len` bytes: the data extents
@@ -180,31 +153,15 @@ mod tests {
         let mut w = TarWriter::new(Vec::new());
         w.append(&file, Some(&mut &data[..])).unwrap();
         let tar = w.finish().unwrap();
-        let mut archive = tar::Archive::new(&tar[..]);
-        let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
-        let records: Vec<(Vec<u8>, Vec<u8>)> = entry
-            .pax_extensions()
-            .unwrap()
-            .unwrap()
-            .map(|r| {
-                let r = r.unwrap();
-                (r.key_bytes().to_vec(), r.value_bytes().to_vec())
-            })
-            .collect();
-        let record = |k: &[u8]| {
-            records
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|r| r.1.clone())
-        };
-        let sparse = pax10(record).unwrap().unwrap();
-        assert_eq!(sparse.name, b"var/disk.img");
+        let mut archive = crate::tar::Reader::new(&tar[..]);
+        let entry = archive.next_entry().unwrap().unwrap();
+        let sparse = entry.sparse.clone().unwrap();
+        assert_eq!(entry.path, b"var/disk.img");
         assert_eq!(sparse.real_size, 3 * 4096);
-        let len = entry.size();
-        let got = read_map(&mut entry, sparse.real_size, len).unwrap();
+        let got = read_map(&mut archive.data(), sparse.real_size, entry.size).unwrap();
         assert_eq!(got, extents);
         let mut rest = Vec::new();
-        entry.read_to_end(&mut rest).unwrap();
+        archive.data().read_to_end(&mut rest).unwrap();
         assert_eq!(rest, data);
     }
 
