@@ -546,3 +546,149 @@ fn assert_active(status: &str, services: &[&str]) {
 fn link_exists(p: &std::path::Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
+
+/// What `rehost exec NAME CMD` would give: (stdout, stderr, exit code).
+fn sh(c: &Booted, script: &str) -> (String, String, i32) {
+    let out = c.exec(&["/bin/sh", "-c", script]);
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// An HTTP GET of port 80 from inside, with bash's /dev/tcp (the fixture has no curl).
+const GET: &str =
+    "exec 3<>/dev/tcp/127.0.0.1/80 && printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&3 && head -1 <&3";
+
+/// In rehost mode the operator's commands work against rehost-init: systemctl, service,
+/// an init script run by hand, journalctl; a unit's ExecStartPre may call
+/// `systemctl set-environment` (as mariadb's does) and its ExecStart sees the value.
+#[test]
+fn rehost_mode_answers_systemctl_service_init_scripts_and_journalctl() {
+    assert!(
+        is_root(),
+        "these tests need root (namespaces, mounts, chroot)"
+    );
+    let work = Scratch::new("tools");
+    let src = work.path().join("src");
+    copy_tree(&fixture("debian-systemd"), &src);
+    // Not enabled: started by hand only.
+    write(
+        &src,
+        "/etc/systemd/system/envpre.service",
+        "[Unit]\nDescription=Reads what its ExecStartPre set\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStartPre=/bin/sh -c 'systemctl set-environment PRE_VALUE=from-pre'\nExecStart=/bin/sh -c 'echo \"$PRE_VALUE $FOO\" > /run/envpre; echo envpre-ran'\n",
+        0o644,
+    );
+    let rootfs = convert_and_unpack(&src, work.path(), &["--init", "rehost"]);
+    // The image's own systemctl is kept for the other modes; the name links to rehost-init.
+    assert_eq!(
+        std::fs::read_link(rootfs.join("usr/bin/systemctl")).unwrap(),
+        std::path::Path::new("/usr/sbin/rehost-init")
+    );
+    assert_eq!(
+        std::fs::read(rootfs.join("usr/lib/rehost/real/systemctl")).unwrap(),
+        std::fs::read(src.join("usr/bin/systemctl")).unwrap()
+    );
+    let c = boot(&rootfs, work.path());
+    c.wait_healthy(Duration::from_secs(60));
+
+    let (out, _, code) = sh(&c, "systemctl is-active nginx");
+    assert_eq!((out.as_str(), code), ("active", 0));
+    let (pid_before, _, _) = sh(&c, "systemctl show -p MainPID --value nginx.service");
+
+    // restart: the job waits until nginx is back, and it answers.
+    let (_, err, code) = sh(&c, "systemctl restart nginx");
+    assert_eq!(code, 0, "{err}\n{}", c.console());
+    let (pid_after, _, _) = sh(&c, "systemctl show -p MainPID --value nginx");
+    assert_ne!(pid_before, pid_after);
+    assert_ne!(pid_after, "0");
+    let (line, _, _) = sh(&c, &format!("bash -c '{GET}'"));
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+
+    // stop: is-active says inactive with 3, status 3 (LSB), nothing listens.
+    let (_, err, code) = sh(&c, "systemctl stop nginx.service");
+    assert_eq!(code, 0, "{err}");
+    let (out, _, code) = sh(&c, "systemctl is-active nginx");
+    assert_eq!((out.as_str(), code), ("inactive", 3));
+    let (status, _, code) = sh(&c, "systemctl status nginx --no-pager");
+    assert_eq!(code, 3, "{status}");
+    assert!(status.contains("Active: inactive (dead)"), "{status}");
+    assert!(!c.listening().contains(&80));
+
+    // service NAME start, then the init script by hand: both go through rehost-init.
+    let (_, err, code) = sh(&c, "service nginx start");
+    assert_eq!(code, 0, "{err}");
+    let (line, _, _) = sh(&c, &format!("bash -c '{GET}'"));
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let (_, err, code) = sh(&c, "/etc/init.d/nginx restart");
+    assert_eq!(code, 0, "{err}");
+    let (pid_script, _, _) = sh(&c, "systemctl show -p MainPID --value nginx");
+    assert_ne!(pid_script, pid_after);
+    let (status, _, code) = sh(&c, "systemctl status nginx");
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains("Active: active (running) since"),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("Main PID: {pid_script} (nginx)")),
+        "{status}"
+    );
+    let st = c.wait_healthy(Duration::from_secs(30));
+    assert_active(&st, &["nginx.service"]);
+
+    // A unit no one enabled starts on request, with the manager's environment, including
+    // what its own ExecStartPre set.
+    let (_, err, code) = sh(&c, "systemctl set-environment FOO=bar");
+    assert_eq!(code, 0, "{err}");
+    let (env, _, _) = sh(&c, "systemctl show-environment");
+    assert!(env.lines().any(|l| l == "FOO=bar"), "{env}");
+    let (_, err, code) = sh(&c, "systemctl start envpre");
+    assert_eq!(code, 0, "{err}\n{}", c.console());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("run/envpre")).ok(),
+        None,
+        "/run is the container's tmpfs, not the rootfs"
+    );
+    let (seen, _, _) = sh(&c, "cat /run/envpre");
+    assert_eq!(seen, "from-pre bar");
+    let (_, _, code) = sh(&c, "systemctl unset-environment FOO");
+    assert_eq!(code, 0);
+    let (env, _, _) = sh(&c, "systemctl show-environment");
+    assert!(!env.lines().any(|l| l.starts_with("FOO=")), "{env}");
+
+    // journalctl -u shows the unit's own output and the init's lines about it.
+    let (log, err, code) = sh(&c, "journalctl -u envpre --no-pager");
+    assert_eq!(code, 0, "{err}");
+    assert!(log.contains("envpre: envpre-ran"), "{log}");
+    let (log, _, _) = sh(&c, "journalctl -u nginx -n 3 --no-pager");
+    assert!(log.contains("Started nginx.service."), "{log}");
+    assert!(log.lines().count() <= 3, "{log}");
+
+    // What does not exist, and who may not.
+    let (_, err, code) = sh(&c, "systemctl start nosuch");
+    assert_eq!(code, 5);
+    assert_eq!(
+        err,
+        "Failed to start nosuch.service: Unit nosuch.service not found."
+    );
+    let (_, err, code) = sh(&c, "systemctl status nosuch");
+    assert_eq!(code, 4, "{err}");
+    let (_, err, code) = sh(
+        &c,
+        "setpriv --reuid 65534 --regid 65534 --clear-groups systemctl stop nginx",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("Access denied"), "{err}");
+    let (out, _, code) = sh(
+        &c,
+        "setpriv --reuid 65534 --regid 65534 --clear-groups systemctl is-active nginx",
+    );
+    assert_eq!((out.as_str(), code), ("active", 0));
+    let (_, err, code) = sh(&c, "systemctl kill -s HUP rsyslog");
+    assert_eq!(code, 0, "{err}");
+    let (state, _, code) = sh(&c, "systemctl is-system-running");
+    assert!(["running", "degraded"].contains(&state.as_str()), "{state}");
+    assert_eq!(code == 0, state == "running");
+}

@@ -55,6 +55,12 @@ fn boots_debian_systemd(oci_runtime: Option<&str>, engine: &str) {
     // The image's own systemd is pid 1.
     let (comm, _) = rt.exec(&name, &["cat", "/proc/1/comm"]);
     assert_eq!(comm, "systemd");
+    // `systemctl` is a link to rehost-init in every image; under systemd it runs the image's own.
+    let (version, code) = rt.exec(&name, &["systemctl", "--version"]);
+    assert!(
+        code == 0 && version.starts_with("systemd "),
+        "{code}: {version}"
+    );
     for unit in ["ssh", "cron", "rsyslog", "nginx"] {
         let (active, _) = rt.exec(&name, &["systemctl", "is-active", unit]);
         assert_eq!(active, "active", "{unit} is {active}");

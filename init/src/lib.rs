@@ -13,10 +13,12 @@
 //! - [`service`], [`order`], [`users`], [`supervisor`]: the init itself.
 
 pub mod config;
+pub mod control;
 pub mod model;
 pub mod order;
 pub mod service;
 pub mod supervisor;
+pub mod tools;
 pub mod units;
 pub mod users;
 

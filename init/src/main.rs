@@ -6,7 +6,7 @@ use rehost_init::config::{
 };
 use rehost_init::supervisor::{hooks, signals, status::Status, Options, Supervisor};
 use rehost_init::units::HostRoot;
-use rehost_init::{log, model, service};
+use rehost_init::{log, model, service, tools};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -21,6 +21,10 @@ USAGE:
     rehost-init hooks PHASE [--exit-status N]
                                   run the prestart or poststop hooks now (used by the systemd
                                   and sbin-init modes, whose pid 1 is not rehost-init)
+    rehost-init systemctl|service|invoke-rc.d|journalctl ARGS...
+                                  the service commands, against the running rehost-init (the
+                                  image's own ones when pid 1 is another init); the image's
+                                  systemctl, service, invoke-rc.d and journalctl link here
     rehost-init --version
 
 FILES:
@@ -36,8 +40,16 @@ Exit codes of the init: the main command's, 1 when a critical service failed for
 ";
 
 fn main() {
+    let argv0 = std::env::args().next().unwrap_or_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Linked as systemctl, service, invoke-rc.d or journalctl (see rehost_init::tools).
+    if let Some(tool) = tools::tool_of(&argv0) {
+        std::process::exit(tools::run(tool, &args));
+    }
     let code = match args.first().map(String::as_str) {
+        Some(tool) if tools::tool_of(tool).is_some_and(|t| t == tool) => {
+            tools::run(tool, &args[1..])
+        }
         None | Some("run") => run(&[]),
         Some("--") => run(&args[1..]),
         Some("status") => status(args.iter().any(|a| a == "--json")),

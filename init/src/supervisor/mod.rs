@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod conditions;
+pub mod control;
 pub mod hooks;
 pub mod output;
 pub mod procs;
@@ -110,6 +111,51 @@ struct Svc {
     timer_next: Option<Instant>,
     timer_last: Option<Instant>,
     kill_signal: i32,
+    /// Why the last reload failed (for the job that asked for it).
+    reload_failed: Option<String>,
+}
+
+impl Svc {
+    fn new(def: ServiceDef) -> Svc {
+        let kill_signal = signals::parse(&def.service.kill_signal).unwrap_or_else(|| {
+            log(&format!(
+                "{}: unknown KillSignal={}, using SIGTERM",
+                def.name, def.service.kill_signal
+            ));
+            libc::SIGTERM
+        });
+        let state = if def.timer.is_some() || !def.autostart {
+            State::Waiting
+        } else {
+            State::Inactive
+        };
+        Svc {
+            budget: Budget::new(def.start_limit_burst, def.start_limit_interval),
+            def,
+            state,
+            phase: Phase::Idle,
+            queue: VecDeque::new(),
+            control: None,
+            main_pid: None,
+            deadline: None,
+            kill_escalated: false,
+            restart_at: None,
+            restarts: 0,
+            attempted: false,
+            result: String::new(),
+            failure: None,
+            stop_requested: false,
+            env: BTreeMap::new(),
+            creds: None,
+            notify: None,
+            last_active: None,
+            last_inactive: None,
+            timer_next: None,
+            timer_last: None,
+            kill_signal,
+            reload_failed: None,
+        }
+    }
 }
 
 /// How a run of a service ended.
@@ -202,6 +248,8 @@ pub struct Supervisor {
     forced: bool,
     exit_code: i32,
     dirty: bool,
+    /// The control socket (`systemctl`, `service` inside the container).
+    ctl: control::Control,
 }
 
 /// Logs one line from the init itself to stderr.
@@ -269,48 +317,7 @@ impl Supervisor {
         for w in &order.warnings {
             log(w);
         }
-        let svcs = defs
-            .into_iter()
-            .map(|def| {
-                let kill_signal = signals::parse(&def.service.kill_signal).unwrap_or_else(|| {
-                    log(&format!(
-                        "{}: unknown KillSignal={}, using SIGTERM",
-                        def.name, def.service.kill_signal
-                    ));
-                    libc::SIGTERM
-                });
-                let state = if def.timer.is_some() || !def.autostart {
-                    State::Waiting
-                } else {
-                    State::Inactive
-                };
-                Svc {
-                    budget: Budget::new(def.start_limit_burst, def.start_limit_interval),
-                    def,
-                    state,
-                    phase: Phase::Idle,
-                    queue: VecDeque::new(),
-                    control: None,
-                    main_pid: None,
-                    deadline: None,
-                    kill_escalated: false,
-                    restart_at: None,
-                    restarts: 0,
-                    attempted: false,
-                    result: String::new(),
-                    failure: None,
-                    stop_requested: false,
-                    env: BTreeMap::new(),
-                    creds: None,
-                    notify: None,
-                    last_active: None,
-                    last_inactive: None,
-                    timer_next: None,
-                    timer_last: None,
-                    kill_signal,
-                }
-            })
-            .collect();
+        let svcs = defs.into_iter().map(Svc::new).collect();
         let mut base_env: BTreeMap<String, String> = std::env::vars()
             .filter(|(k, _)| k != "NOTIFY_SOCKET" && k != "LISTEN_FDS" && k != "LISTEN_PID")
             .collect();
@@ -331,6 +338,7 @@ impl Supervisor {
             forced: false,
             exit_code: 0,
             dirty: true,
+            ctl: control::Control::default(),
         }
     }
 
@@ -338,6 +346,9 @@ impl Supervisor {
     /// command's when there is one, 1 when a critical service failed for good, 0 otherwise.
     pub fn run(&mut self) -> i32 {
         let _ = std::fs::create_dir_all(format!("{RUN_DIR}/notify"));
+        if self.opts.mode == Mode::Rehost {
+            self.ctl.listen();
+        }
         if !self.opts.cmd.is_empty() {
             self.start_main();
         }
@@ -357,12 +368,14 @@ impl Supervisor {
                     break;
                 }
             }
+            self.advance_jobs();
             if self.finished() {
                 break;
             }
             self.wait_for_events();
         }
         self.pump.drain();
+        self.ctl.close();
         self.publish("stopped");
         let main_code = self.main.as_ref().and_then(|m| m.code);
         match main_code {
@@ -657,7 +670,9 @@ impl Supervisor {
             svc.group.as_deref(),
             &svc.supplementary_groups,
         )?;
-        let mut env = self.base_env.clone();
+        // The unit's own variables; the manager's (which `systemctl set-environment` changes)
+        // are added under them at each spawn.
+        let mut env = BTreeMap::new();
         env.insert("HOME".into(), creds.home.clone());
         env.insert("USER".into(), creds.user.clone());
         env.insert("LOGNAME".into(), creds.user.clone());
@@ -763,7 +778,8 @@ impl Supervisor {
         let cwd = self.cwd(i);
         let s = &self.svcs[i];
         let svc = &s.def.service;
-        let mut env = s.env.clone();
+        let mut env = self.base_env.clone();
+        env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(p) = s.main_pid {
             env.insert("MAINPID".into(), p.to_string());
         }
@@ -813,11 +829,12 @@ impl Supervisor {
             source,
         })?;
         let name = s.def.syslog_name();
+        let unit = s.def.name.clone();
         if let Some(fd) = spawned.stdout {
-            self.pump.add(fd, &name, false);
+            self.pump.add(fd, &name, &unit, false);
         }
         if let Some(fd) = spawned.stderr {
-            self.pump.add(fd, &name, true);
+            self.pump.add(fd, &name, &unit, true);
         }
         Ok(spawned.pid)
     }
@@ -966,6 +983,9 @@ impl Supervisor {
                     .unwrap_or_default()
             ));
         }
+        let note = format!("Started {}.", s.def.name);
+        let unit = s.def.name.clone();
+        self.pump.note(&unit, &note);
         self.dirty = true;
         self.reschedule_timers_for(i);
     }
@@ -1042,6 +1062,7 @@ impl Supervisor {
                                 self.svcs[i].def.name,
                                 describe(o)
                             ));
+                            self.svcs[i].reload_failed = Some(describe(o));
                             self.svcs[i].phase = Phase::Idle;
                             return;
                         }
@@ -1296,6 +1317,12 @@ impl Supervisor {
                 }
             }
         }
+        let note = match self.svcs[i].state {
+            State::Failed => format!("{name}: failed: {}.", self.svcs[i].result),
+            State::AutoRestart => format!("{name}: scheduled to restart."),
+            _ => format!("Stopped {name}."),
+        };
+        self.pump.note(&name, &note);
         self.reschedule_timers_for(i);
     }
 
@@ -1443,6 +1470,13 @@ impl Supervisor {
                 });
             }
         }
+        for fd in self.ctl.fds() {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         for fd in self.pump.fds() {
             fds.push(libc::pollfd {
                 fd,
@@ -1475,6 +1509,8 @@ impl Supervisor {
                 .position(|s| s.notify.as_ref().is_some_and(|n| n.as_raw_fd() == p.fd))
             {
                 self.on_notify(i);
+            } else if self.ctl.owns(p.fd) {
+                self.on_control(p.fd);
             } else {
                 self.pump.read(p.fd);
             }

@@ -16,6 +16,7 @@ mod identity;
 mod inits;
 pub mod items;
 mod services;
+mod tools;
 
 use crate::entry::Kind;
 use crate::error::{Error, Result};
@@ -175,6 +176,8 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
         init_path.clone(),
         Item::File(0o755, Content::HostFile(inputs.init_binary.clone())),
     );
+
+    tools::install(&fs, &init_path, &mut items);
 
     let services = services::resolve(&fs, init_system, plan)?;
     for d in &services.dropped {
