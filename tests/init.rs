@@ -692,3 +692,98 @@ fn rehost_mode_answers_systemctl_service_init_scripts_and_journalctl() {
     assert!(["running", "degraded"].contains(&state.as_str()), "{state}");
     assert_eq!(code == 0, state == "running");
 }
+
+/// Socket units in rehost mode: rehost-init listens, and starts the service on the first
+/// connection, handing it the listening socket (`Accept=no`: `LISTEN_FDS`, `LISTEN_PID`,
+/// fd 3), or one instance per connection with the connection on stdin and stdout
+/// (`Accept=yes`, inetd style, as older Debian's `ssh.socket`).
+#[test]
+fn socket_units_start_their_service_on_the_first_connection() {
+    assert!(
+        is_root(),
+        "these tests need root (namespaces, mounts, chroot)"
+    );
+    let work = Scratch::new("sockets");
+    let src = work.path().join("src");
+    copy_tree(&fixture("debian-systemd"), &src);
+    write(
+        &src,
+        "/etc/systemd/system/echo.socket",
+        "[Socket]\nListenStream=127.0.0.1:7777\nAccept=yes\n[Install]\nWantedBy=sockets.target\n",
+        0o644,
+    );
+    write(
+        &src,
+        "/etc/systemd/system/echo@.service",
+        "[Service]\nExecStart=/bin/sh -c 'read line; echo \"got:$line\"'\nStandardInput=socket\n",
+        0o644,
+    );
+    write(
+        &src,
+        "/etc/systemd/system/held.socket",
+        "[Socket]\nListenStream=7778\n[Install]\nWantedBy=sockets.target\n",
+        0o644,
+    );
+    write(
+        &src,
+        "/etc/systemd/system/held.service",
+        // `$$` is a literal `$` in a unit file, so the shell's `$$` is written `$$$$`.
+        "[Service]\nExecStart=/bin/sh -c 'echo \"$LISTEN_FDS $LISTEN_PID $$$$ $LISTEN_FDNAMES $(readlink /proc/$$$$/fd/3)\" > /run/held; exec sleep infinity'\n",
+        0o644,
+    );
+    for unit in ["echo.socket", "held.socket"] {
+        let dir = src.join("etc/systemd/system/sockets.target.wants");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(format!("/etc/systemd/system/{unit}"), dir.join(unit)).unwrap();
+    }
+    let rootfs = convert_and_unpack(
+        &src,
+        work.path(),
+        &[
+            "--init",
+            "rehost",
+            "--service",
+            "echo.socket",
+            "--service",
+            "held.socket",
+        ],
+    );
+    let c = boot(&rootfs, work.path());
+    let st = c.wait_healthy(Duration::from_secs(60));
+    assert_active(&st, &["echo.socket", "held.socket"]);
+    let ports = c.listening();
+    assert!(ports.contains(&7777) && ports.contains(&7778), "{ports:?}");
+    // Nothing started before a client came.
+    let (out, _, code) = sh(&c, "systemctl is-active held.service");
+    assert_eq!((out.as_str(), code), ("inactive", 3));
+
+    // Accept=yes: each connection is served by its own instance.
+    for word in ["one", "two"] {
+        let (line, err, _) = sh(
+            &c,
+            &format!("bash -c 'exec 3<>/dev/tcp/127.0.0.1/7777; echo {word} >&3; head -1 <&3'"),
+        );
+        assert_eq!(line, format!("got:{word}"), "{err}\n{}", c.console());
+    }
+
+    // Accept=no: the first connection starts held.service with the socket as fd 3.
+    let (_, err, _) = sh(&c, "bash -c 'exec 3<>/dev/tcp/127.0.0.1/7778; sleep 0.2'");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let (seen, _, _) = sh(&c, "cat /run/held 2>/dev/null");
+        if !seen.is_empty() || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let f: Vec<&str> = seen.split_whitespace().collect();
+    assert_eq!(f.len(), 5, "{seen:?} {err}\n{}", c.console());
+    assert_eq!(f[0], "1");
+    assert_eq!(f[1], f[2], "LISTEN_PID is the service's own pid");
+    assert_eq!(f[3], "held.socket");
+    assert!(f[4].starts_with("socket:["), "{seen}");
+    let (out, _, code) = sh(&c, "systemctl is-active held.service");
+    assert_eq!((out.as_str(), code), ("active", 0));
+    let (out, _, _) = sh(&c, "systemctl show -p SubState --value held.socket");
+    assert_eq!(out, "listening");
+}

@@ -19,11 +19,10 @@ fn tree(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Whether rehost-init runs a service of this name: services, timers, and the scripts and
-/// jobs of other inits (targets, sockets and the other unit kinds are the image init's).
+/// Whether rehost-init runs a service of this name: services, timers, sockets, and the
+/// scripts and jobs of other inits (targets and the other unit kinds are the image init's).
 fn run_by_rehost_init(name: &str) -> bool {
     const UNIT_KINDS: &[&str] = &[
-        "socket",
         "target",
         "path",
         "mount",

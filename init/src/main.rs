@@ -47,13 +47,12 @@ fn main() {
         std::process::exit(tools::run(tool, &args));
     }
     let code = match args.first().map(String::as_str) {
-        Some(tool) if tools::tool_of(tool).is_some_and(|t| t == tool) => {
-            tools::run(tool, &args[1..])
-        }
+        Some(tool) if tools::TOOLS.contains(&tool) => tools::run(tool, &args[1..]),
         None | Some("run") => run(&[]),
         Some("--") => run(&args[1..]),
         Some("status") => status(args.iter().any(|a| a == "--json")),
         Some("hooks") => hooks_cmd(&args[1..]),
+        Some("__listen") => listen_exec(&args[1..]),
         Some("--version" | "-V") => {
             println!("rehost-init {}", env!("CARGO_PKG_VERSION"));
             0
@@ -335,4 +334,57 @@ fn hooks_cmd(args: &[String]) -> i32 {
         .iter()
         .find_map(|r| r.code.filter(|c| *c != 0))
         .unwrap_or(0)
+}
+
+/// `rehost-init __listen FD,FD… PROGRAM ARGV0 ARGS…`: the last step of starting a
+/// socket-activated service. The supervisor cannot know the pid `LISTEN_PID` must hold
+/// before it forks, and std's spawn owns the low fds in the child; here, in the
+/// service's own process, the sockets move to 3… and `LISTEN_PID` is this pid.
+fn listen_exec(args: &[String]) -> i32 {
+    let (Some(fds), Some(program), Some(argv0)) = (args.first(), args.get(1), args.get(2)) else {
+        eprintln!("rehost-init: usage: rehost-init __listen FD,FD... PROGRAM ARGV0 [ARG...]");
+        return 2;
+    };
+    let fds: Vec<i32> = match fds.split(',').map(str::parse).collect() {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!("rehost-init: __listen: bad fd list {fds:?}");
+            return 2;
+        }
+    };
+    let n = fds.len() as i32;
+    // Out of the way first (an fd may already sit where another must go), then in place.
+    let mut high = Vec::new();
+    for fd in &fds {
+        // SAFETY: fcntl on fds the supervisor left open for this process.
+        let h = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3 + n) };
+        if h < 0 {
+            eprintln!(
+                "rehost-init: __listen: fd {fd}: {}",
+                std::io::Error::last_os_error()
+            );
+            return 2;
+        }
+        high.push(h);
+    }
+    for (k, h) in high.iter().enumerate() {
+        // SAFETY: dup2 onto 3+k; the result is not close-on-exec, so the program gets it.
+        if unsafe { libc::dup2(*h, 3 + k as i32) } < 0 {
+            eprintln!("rehost-init: __listen: {}", std::io::Error::last_os_error());
+            return 2;
+        }
+    }
+    for fd in fds.iter().chain(&high) {
+        if *fd >= 3 + n {
+            // SAFETY: closing copies nothing else uses.
+            unsafe { libc::close(*fd) };
+        }
+    }
+    let err = std::process::Command::new(program)
+        .arg0(argv0)
+        .args(&args[3..])
+        .env("LISTEN_PID", std::process::id().to_string())
+        .exec();
+    eprintln!("rehost-init: cannot exec {program}: {err}");
+    127
 }

@@ -28,6 +28,51 @@ pub struct TimerDef {
     pub unit: String,
 }
 
+/// Where a socket unit listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// `ListenStream=[ADDR:]PORT`.
+    Tcp(std::net::SocketAddr),
+    /// `ListenDatagram=[ADDR:]PORT`.
+    Udp(std::net::SocketAddr),
+    /// `ListenStream=/path` (or `@abstract`).
+    Unix(String),
+}
+
+/// A socket unit: where it listens and what it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketDef {
+    /// Its listening sockets, in the order the service gets them.
+    pub listen: Vec<Listen>,
+    /// `Accept=yes`: one instance of a template per connection.
+    pub accept: bool,
+    /// The service it starts (`Service=`, or its own name; a template with `Accept=yes`).
+    pub service: String,
+    /// `SocketMode=` of file-system sockets.
+    pub mode: u32,
+    /// `MaxConnections=` (instances at once, with `Accept=yes`).
+    pub max_connections: u32,
+}
+
+/// Parses one `ListenStream=`/`ListenDatagram=` value: `PORT`, `ADDR:PORT`, `[ADDR6]:PORT`,
+/// `/path` or `@abstract`.
+pub fn parse_listen(value: &str, datagram: bool) -> Option<Listen> {
+    let v = value.trim();
+    if v.starts_with('/') || v.starts_with('@') {
+        return (!datagram).then(|| Listen::Unix(v.to_string()));
+    }
+    let addr: std::net::SocketAddr = if let Ok(port) = v.parse::<u16>() {
+        std::net::SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), port)
+    } else {
+        v.parse().ok()?
+    };
+    Some(if datagram {
+        Listen::Udp(addr)
+    } else {
+        Listen::Tcp(addr)
+    })
+}
+
 /// A service (or timer) ready for the supervisor.
 #[derive(Debug, Clone)]
 pub struct ServiceDef {
@@ -57,6 +102,8 @@ pub struct ServiceDef {
     pub service: Service,
     /// For timers: the schedule. Timers run nothing themselves.
     pub timer: Option<TimerDef>,
+    /// For socket units: where to listen. They run nothing themselves either.
+    pub socket: Option<SocketDef>,
     /// Settings present in the definition that the supervisor does not implement.
     pub unsupported: Vec<String>,
     /// From the configuration.
@@ -115,6 +162,7 @@ impl ServiceDef {
                 ..Service::default()
             },
             timer: None,
+            socket: None,
             unsupported: vec![],
             critical: false,
             autostart: true,
@@ -219,11 +267,64 @@ fn load_systemd(fs: &dyn FileSystem, name: &str) -> Result<ServiceDef, ParseErro
                 unit: unit.timer_target(),
             });
         }
+        "socket" => {
+            let f = &unit.file;
+            let mut listen = Vec::new();
+            for (key, datagram) in [("ListenStream", false), ("ListenDatagram", true)] {
+                for v in f.get_all("Socket", key) {
+                    match parse_listen(v, datagram) {
+                        Some(l) => listen.push(l),
+                        None => def.unsupported.push(format!("{key}={v}")),
+                    }
+                }
+            }
+            if listen.is_empty() {
+                return Err(ParseError::new(
+                    name,
+                    0,
+                    "a socket unit with no ListenStream= or ListenDatagram= rehost-init can open",
+                ));
+            }
+            let accept = f.get_bool("Socket", "Accept").unwrap_or(false);
+            let stem = name.strip_suffix(".socket").unwrap_or(name);
+            let service = match f.get("Socket", "Service") {
+                Some(s) => s.to_string(),
+                None if accept => format!("{stem}@.service"),
+                None => format!("{stem}.service"),
+            };
+            def.socket = Some(SocketDef {
+                listen,
+                accept,
+                service,
+                mode: f
+                    .get("Socket", "SocketMode")
+                    .and_then(|m| u32::from_str_radix(m, 8).ok())
+                    .unwrap_or(0o666),
+                max_connections: f
+                    .get("Socket", "MaxConnections")
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(64)
+                    .min(1024),
+            });
+            // Keys rehost-init does not implement are named once, as for services.
+            def.unsupported.retain(|k| {
+                ![
+                    "ListenStream",
+                    "ListenDatagram",
+                    "Accept",
+                    "Service",
+                    "SocketMode",
+                    "MaxConnections",
+                ]
+                .iter()
+                .any(|known| k == &format!("[Socket] {known}="))
+            });
+        }
         other => {
             return Err(ParseError::new(
                 name,
                 0,
-                format!(".{other} units are not supported (only .service and .timer)"),
+                format!(".{other} units are not supported (only .service, .socket and .timer)"),
             ))
         }
     }
@@ -474,10 +575,11 @@ mod tests {
         let td = t.timer.unwrap();
         assert_eq!(td.unit, "t.service");
         assert_eq!(td.on_boot, [Duration::from_secs(300)]);
-        assert!(load(&root, &entry("bad.socket", ServiceKind::Systemd))
-            .unwrap_err()
-            .to_string()
-            .contains("not supported"));
+        let sock = load(&root, &entry("bad.socket", ServiceKind::Systemd)).unwrap();
+        let sd = sock.socket.unwrap();
+        assert_eq!(sd.service, "bad.service");
+        assert_eq!(sd.listen, [parse_listen("22", false).unwrap()]);
+        assert!(load(&root, &entry("t.target", ServiceKind::Systemd)).is_err());
         assert!(load(&root, &entry("none.service", ServiceKind::Systemd)).is_err());
         // systemd's view of a SysV script.
         let g = load(&root, &entry("ssh.service", ServiceKind::Systemd)).unwrap();

@@ -118,7 +118,7 @@ pub fn boot_entries(fs: &dyn FileSystem, machine_only: &[String]) -> Vec<Service
     let mut out: Vec<ServiceEntry> = Vec::new();
     for s in &services {
         let names: Vec<(String, ServiceKind)> = match s.origin {
-            Origin::Systemd if s.kind == "service" || s.kind == "timer" => s
+            Origin::Systemd if matches!(s.kind.as_str(), "service" | "timer" | "socket") => s
                 .enabled_by
                 .iter()
                 .filter_map(|link| systemd::boot_link_name(link, NOT_BOOT_TARGETS))

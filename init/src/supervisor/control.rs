@@ -163,6 +163,7 @@ fn active_sub(s: &Svc) -> (&'static str, &'static str) {
             },
         ),
         State::Active if s.phase == Phase::Reload => ("reloading", "reload"),
+        State::Active if s.def.socket.is_some() => ("active", "listening"),
         State::Active if s.main_pid.is_none() && s.def.service.remain_after_exit => {
             ("active", "exited")
         }
@@ -435,7 +436,7 @@ impl Supervisor {
 
     /// The service named `asked`, loading it from the image when the init does not run it
     /// yet (an operator may start any service the image has, as under systemd).
-    fn find_or_load(&mut self, asked: &str) -> Option<usize> {
+    pub(super) fn find_or_load(&mut self, asked: &str) -> Option<usize> {
         if let Some(i) = self.svcs.iter().position(|s| names(&s.def, asked)) {
             return Some(i);
         }

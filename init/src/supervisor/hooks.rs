@@ -64,6 +64,8 @@ pub fn run(dir: &str, env: &BTreeMap<String, String>, stop_on_failure: bool) -> 
             stdout: Stream::Inherit,
             stderr: Stream::Inherit,
             new_session: false,
+            stdin: None,
+            pass_fds: &[],
         };
         let code = match spawn(&spec) {
             Ok(s) => Some(wait_for(s.pid)),

@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod output;
 pub mod procs;
 pub mod signals;
+pub mod sockets;
 pub mod spawn;
 pub mod start_error;
 pub mod status;
@@ -113,6 +114,16 @@ struct Svc {
     kill_signal: i32,
     /// Why the last reload failed (for the job that asked for it).
     reload_failed: Option<String>,
+    /// A socket unit's listening sockets, while it is active.
+    listeners: Vec<std::os::fd::OwnedFd>,
+    /// Sockets handed to this service by its socket unit at its next start (`Accept=no`).
+    socket_fds: Vec<std::os::fd::OwnedFd>,
+    /// Their names (`LISTEN_FDNAMES`).
+    socket_names: Vec<String>,
+    /// The connection an `Accept=yes` instance serves.
+    socket_conn: Option<std::os::fd::OwnedFd>,
+    /// The socket unit that made this instance.
+    spawned_by: Option<String>,
 }
 
 impl Svc {
@@ -124,7 +135,7 @@ impl Svc {
             ));
             libc::SIGTERM
         });
-        let state = if def.timer.is_some() || !def.autostart {
+        let state = if (def.timer.is_some() && def.socket.is_none()) || !def.autostart {
             State::Waiting
         } else {
             State::Inactive
@@ -154,6 +165,11 @@ impl Svc {
             timer_last: None,
             kill_signal,
             reload_failed: None,
+            listeners: Vec::new(),
+            socket_fds: Vec::new(),
+            socket_names: Vec::new(),
+            socket_conn: None,
+            spawned_by: None,
         }
     }
 }
@@ -250,6 +266,8 @@ pub struct Supervisor {
     dirty: bool,
     /// The control socket (`systemctl`, `service` inside the container).
     ctl: control::Control,
+    /// This program, to hand sockets to services through `rehost-init __listen`.
+    init_exe: String,
 }
 
 /// Logs one line from the init itself to stderr.
@@ -339,6 +357,9 @@ impl Supervisor {
             exit_code: 0,
             dirty: true,
             ctl: control::Control::default(),
+            init_exe: std::env::current_exe()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "/usr/sbin/rehost-init".to_string()),
         }
     }
 
@@ -424,6 +445,8 @@ impl Supervisor {
             stdout: Stream::Inherit,
             stderr: Stream::Inherit,
             new_session: true,
+            stdin: None,
+            pass_fds: &[],
         };
         match spawn(&spec) {
             Ok(s) => {
@@ -797,20 +820,61 @@ impl Supervisor {
         } else {
             s.creds.as_ref().filter(|c| c.uid != 0 || c.gid != 0)
         };
-        let argv = cmd.expand_argv(&env);
+        let mut argv = cmd.expand_argv(&env);
         if argv.is_empty() {
             return Err(StartError::EmptyCommand(cmd.path.clone()));
         }
-        let path = if cmd.flags.argv0 {
+        let mut path = if cmd.flags.argv0 {
             cmd.path.clone()
         } else {
             argv[0].clone()
         };
-        let stdout = Stream::from_setting(svc.standard_output.as_deref());
+        // A connection on stdin (and, unless the unit says otherwise, stdout and stderr).
+        let conn = s
+            .socket_conn
+            .as_ref()
+            .filter(|_| main && svc.standard_input.as_deref() == Some("socket"))
+            .map(|c| c.as_raw_fd());
+        let stdout = match (conn, svc.standard_output.as_deref()) {
+            (Some(c), None | Some("inherit" | "socket")) => Stream::Fd(c),
+            (_, setting) => Stream::from_setting(setting),
+        };
         let stderr = match svc.standard_error.as_deref() {
             None | Some("inherit") => stdout.clone(),
+            Some("socket") if conn.is_some() => stdout.clone(),
             other => Stream::from_setting(other),
         };
+        // Sockets as fds 3…: the listening ones (Accept=no), or the connection of an
+        // instance that does not take it on stdin.
+        let mut pass: Vec<i32> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        if main {
+            if !s.socket_fds.is_empty() {
+                pass.extend(s.socket_fds.iter().map(|f| f.as_raw_fd()));
+                names.extend(s.socket_names.iter().cloned());
+            } else if let (Some(c), None) = (&s.socket_conn, conn) {
+                pass.push(c.as_raw_fd());
+                names.push("connection".into());
+            }
+            pass.truncate(spawn::MAX_PASSED);
+            names.truncate(pass.len());
+        }
+        if !pass.is_empty() {
+            env.insert("LISTEN_FDS".into(), pass.len().to_string());
+            env.insert("LISTEN_FDNAMES".into(), names.join(":"));
+            // `LISTEN_PID` must be the service's own pid: rehost-init sets it, moves the
+            // sockets to 3… and execs the program (see `rehost-init __listen`).
+            let program = spawn::resolve_program(&path, &env).unwrap_or(path.clone());
+            let fds = pass
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut wrapped = vec!["rehost-init".to_string(), "__listen".into(), fds, program];
+            wrapped.append(&mut argv);
+            argv = wrapped;
+            path = self.init_exe.clone();
+        }
         let spec = SpawnSpec {
             path: &path,
             argv: &argv,
@@ -823,6 +887,8 @@ impl Supervisor {
             stdout,
             stderr,
             new_session: true,
+            stdin: conn,
+            pass_fds: &pass,
         };
         let spawned = spawn(&spec).map_err(|source| StartError::Spawn {
             command: path.clone(),
@@ -907,6 +973,15 @@ impl Supervisor {
         s.phase = Phase::Start;
         let svc = &s.def.service;
         let ty = svc.service_type;
+        if let Some(sock) = &s.def.socket {
+            match sockets::open_with_fallback(sock) {
+                Ok(fds) => s.listeners = fds,
+                Err(e) => {
+                    self.phase_failed(i, format!("cannot listen: {e}"), Outcome::Resources);
+                    return;
+                }
+            }
+        }
         if svc.exec_start.is_empty() {
             self.begin_post(i);
             return;
@@ -1273,6 +1348,9 @@ impl Supervisor {
         s.deadline = None;
         s.main_pid = None;
         s.notify = None;
+        s.listeners.clear();
+        s.socket_fds.clear();
+        s.socket_conn = None;
         let _ = std::fs::remove_file(notify_path(i));
         s.last_inactive = Some(now);
         if !s.def.service.runtime_directory.is_empty() {
@@ -1470,6 +1548,13 @@ impl Supervisor {
                 });
             }
         }
+        for fd in self.socket_fds() {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         for fd in self.ctl.fds() {
             fds.push(libc::pollfd {
                 fd,
@@ -1511,6 +1596,8 @@ impl Supervisor {
                 self.on_notify(i);
             } else if self.ctl.owns(p.fd) {
                 self.on_control(p.fd);
+            } else if let Some(i) = self.socket_of(p.fd) {
+                self.on_socket(i, p.fd);
             } else {
                 self.pump.read(p.fd);
             }

@@ -6,7 +6,7 @@ use crate::users::Credentials;
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -21,6 +21,8 @@ pub enum Stream {
     Null,
     /// To a file: (path, append).
     File(String, bool),
+    /// A connection of a socket unit (`StandardInput=socket`).
+    Fd(RawFd),
 }
 
 impl Stream {
@@ -44,6 +46,7 @@ impl Stream {
             Stream::Pipe => Stdio::piped(),
             Stream::Inherit => Stdio::inherit(),
             Stream::Null => Stdio::null(),
+            Stream::Fd(fd) => Stdio::from(dup(*fd)?),
             Stream::File(p, append) => {
                 let f = OpenOptions::new()
                     .create(true)
@@ -58,6 +61,15 @@ impl Stream {
 }
 
 /// What to run and how.
+/// A copy of `fd` the child's stdio may take.
+fn dup(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: the caller owns `fd` for the duration of the spawn.
+    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+}
+
+/// At most this many sockets are passed to one service.
+pub const MAX_PASSED: usize = 16;
+
 #[derive(Debug, Clone)]
 pub struct SpawnSpec<'a> {
     /// The program (absolute, or looked up in the `PATH` of `env`).
@@ -82,6 +94,11 @@ pub struct SpawnSpec<'a> {
     pub stderr: Stream,
     /// Start a new session (services); hooks and the dumb-init command keep the terminal.
     pub new_session: bool,
+    /// stdin: a socket unit's connection (`StandardInput=socket`); else /dev/null.
+    pub stdin: Option<RawFd>,
+    /// Sockets the process gets as fds 3… (`LISTEN_FDS`): they are kept open across exec
+    /// for `rehost-init __listen`, which moves them to 3… and sets `LISTEN_PID`.
+    pub pass_fds: &'a [RawFd],
 }
 
 /// A started process.
@@ -123,7 +140,14 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
     }
     cmd.args(spec.argv.iter().skip(1));
     cmd.env_clear().envs(spec.env);
-    cmd.stdin(Stdio::null());
+    match spec.stdin {
+        Some(fd) => cmd.stdin(Stdio::from(dup(fd)?)),
+        None => cmd.stdin(Stdio::null()),
+    };
+    let mut pass = [-1 as RawFd; MAX_PASSED];
+    for (k, fd) in spec.pass_fds.iter().take(MAX_PASSED).enumerate() {
+        pass[k] = *fd;
+    }
     cmd.stdout(spec.stdout.stdio()?);
     cmd.stderr(spec.stderr.stdio()?);
     if let Some(d) = spec.cwd {
@@ -140,6 +164,9 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             if new_session {
                 libc::setsid();
+            }
+            for fd in pass.iter().copied().filter(|fd| *fd >= 0) {
+                libc::fcntl(fd, libc::F_SETFD, 0);
             }
             if let Some(m) = umask {
                 libc::umask(m as libc::mode_t);

@@ -5,9 +5,11 @@
 //! answers, else the image's own tool (systemd mode runs the real `systemctl`).
 
 pub mod journalctl;
+pub mod openrc;
 pub mod service;
 pub mod systemctl;
 pub mod time;
+pub mod upstart;
 
 use crate::control;
 use std::os::unix::process::CommandExt;
@@ -15,13 +17,31 @@ use std::os::unix::process::CommandExt;
 /// Where rehost convert keeps the image's own copies of the tools it replaces.
 pub const REAL_DIR: &str = "/usr/lib/rehost/real";
 
-/// The names rehost-init answers to.
+/// The names rehost-init answers to in every image (also as `rehost-init TOOL ARGS`).
 pub const TOOLS: &[&str] = &["systemctl", "service", "invoke-rc.d", "journalctl"];
 
-/// The tool `name` is, when `argv0` (a path or a name) is one of [`TOOLS`].
+/// The names it answers to in images that have them: OpenRC's and upstart's.
+pub const OWN_INIT_TOOLS: &[&str] = &[
+    "rc-service",
+    "rc-status",
+    "rc-update",
+    "initctl",
+    "start",
+    "stop",
+    "restart",
+    "reload",
+    "status",
+];
+
+/// The tool `argv0` (a path or a name) names, when it is one of [`TOOLS`] or
+/// [`OWN_INIT_TOOLS`].
 pub fn tool_of(argv0: &str) -> Option<&'static str> {
     let base = argv0.rsplit('/').next().unwrap_or(argv0);
-    TOOLS.iter().copied().find(|t| *t == base)
+    TOOLS
+        .iter()
+        .chain(OWN_INIT_TOOLS)
+        .copied()
+        .find(|t| *t == base)
 }
 
 /// Runs tool `name` with `args` and returns its exit code.
@@ -34,6 +54,11 @@ pub fn run(name: &str, args: &[String]) -> i32 {
         "service" => service::service(args),
         "invoke-rc.d" => service::invoke_rc_d(args),
         "journalctl" => journalctl::run(args),
+        "rc-service" => openrc::rc_service(args),
+        "rc-status" => openrc::rc_status(args),
+        "initctl" => upstart::run(None, args),
+        "start" | "stop" | "restart" | "reload" | "status" => upstart::run(Some(name), args),
+        // rc-update edits runlevel links, which needs no running init.
         _ => exec_real(name, args),
     }
 }
@@ -81,5 +106,6 @@ mod tests {
         assert_eq!(tool_of("invoke-rc.d"), Some("invoke-rc.d"));
         assert_eq!(tool_of("rehost-init"), None);
         assert_eq!(tool_of("/usr/sbin/rehost-init"), None);
+        assert_eq!(tool_of("/sbin/rc-service"), Some("rc-service"));
     }
 }

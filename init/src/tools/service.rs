@@ -69,7 +69,8 @@ pub fn invoke_rc_d(args: &[String]) -> i32 {
     code
 }
 
-fn act(tool: &str, name: &str, action: &str, extra: &[String]) -> i32 {
+/// One action on one service, as `service` and `rc-service` do it.
+pub fn act(tool: &str, name: &str, action: &str, extra: &[String]) -> i32 {
     if action == "status" {
         return systemctl::run(&["status".to_string(), name.to_string()]);
     }

@@ -1014,7 +1014,9 @@ pub struct Service {
     pub permissions_start_only: bool,
     /// `SyslogIdentifier=`.
     pub syslog_identifier: Option<String>,
-    /// `StandardInput=`, `StandardOutput=`, `StandardError=` as written.
+    /// `StandardInput=` as written (`socket` for a socket unit's instances).
+    pub standard_input: Option<String>,
+    /// `StandardOutput=` as written.
     pub standard_output: Option<String>,
     /// `StandardError=` as written.
     pub standard_error: Option<String>,
@@ -1376,6 +1378,7 @@ impl Unit {
                 .get_bool("Service", "PermissionsStartOnly")
                 .unwrap_or(false),
             syslog_identifier: f.get("Service", "SyslogIdentifier").map(str::to_string),
+            standard_input: f.get("Service", "StandardInput").map(str::to_string),
             standard_output: f.get("Service", "StandardOutput").map(str::to_string),
             standard_error: f.get("Service", "StandardError").map(str::to_string),
             notify_access: f.get("Service", "NotifyAccess").map(str::to_string),

@@ -23,10 +23,13 @@ pub fn resolve(fs: &Root<'_>, init_system: InitSystem, plan: &Plan) -> Result<Se
     let all = model::boot_entries(fs, &[]);
     let mut kept: Vec<ServiceEntry> = plan
         .kept()
-        // rehost-init runs services, timers and scripts (`rc.local` is one); targets,
-        // sockets and the other unit kinds are the image init's business.
+        // rehost-init runs services, timers, sockets and scripts (`rc.local` is one);
+        // targets and the other unit kinds are the image init's business.
         .filter(|d| {
-            !is_unit_name(&d.name) || d.name.ends_with(".service") || d.name.ends_with(".timer")
+            !is_unit_name(&d.name)
+                || d.name.ends_with(".service")
+                || d.name.ends_with(".timer")
+                || d.name.ends_with(".socket")
         })
         .map(|d| entry(&d.name, d.critical, init_system, &all))
         .collect();

@@ -1,5 +1,5 @@
-//! The service commands of the image (`systemctl`, `service`, `invoke-rc.d`, `journalctl`)
-//! become links to rehost-init, which answers them itself in rehost mode and runs the
+//! The service commands of the image (`systemctl`, `service`, `invoke-rc.d`, `journalctl`,
+//! and OpenRC's and upstart's where the image has them) become links to rehost-init, which answers them itself in rehost mode and runs the
 //! image's own copy, kept under [`REAL_DIR`], when pid 1 is another init (systemd mode).
 //! The links replace the files where they are, not earlier in `PATH`: cron jobs and init
 //! scripts call them with their own short `PATH`. An LSB init-functions hook sends an
@@ -8,7 +8,7 @@
 use super::items::{Item, Items};
 use crate::entry::Kind;
 use crate::inventory::fs::Root;
-use rehost_init::tools::{REAL_DIR, TOOLS};
+use rehost_init::tools::{OWN_INIT_TOOLS, REAL_DIR, TOOLS};
 
 /// The largest tool copied (systemctl is well under 2 MiB).
 const MAX_TOOL: u64 = 64 << 20;
@@ -17,6 +17,7 @@ const MAX_TOOL: u64 = 64 << 20;
 fn places(tool: &str) -> &'static [&'static str] {
     match tool {
         "systemctl" | "journalctl" => &["/usr/bin", "/bin"],
+        "rc-service" | "rc-status" | "rc-update" => &["/sbin", "/usr/sbin", "/bin", "/usr/bin"],
         _ => &["/usr/sbin", "/sbin"],
     }
 }
@@ -28,7 +29,8 @@ fn absolute(resolved: &[u8]) -> String {
 /// Adds the links, the copies of the image's own tools and the init-functions hook.
 pub fn install(fs: &Root<'_>, init_path: &str, items: &mut Items) {
     let mut made_real_dir = false;
-    for tool in TOOLS {
+    for tool in TOOLS.iter().chain(OWN_INIT_TOOLS) {
+        let everywhere = TOOLS.contains(tool);
         // Every real place the tool is (one file seen through /bin and /usr/bin counts once).
         let mut found: Vec<String> = Vec::new();
         for dir in places(tool) {
@@ -59,7 +61,11 @@ pub fn install(fs: &Root<'_>, init_path: &str, items: &mut Items) {
             for p in &found {
                 items.insert(p.clone(), Item::Symlink(init_path.to_string()));
             }
-        } else if let Some(d) = places(tool).iter().find_map(|d| fs.resolve(d, true)) {
+        } else if let Some(d) = places(tool)
+            .iter()
+            .filter(|_| everywhere)
+            .find_map(|d| fs.resolve(d, true))
+        {
             // The image has none of its own (systemctl on a SysV server): scripts that call
             // it still work in rehost mode.
             if fs.is_dir(absolute(&d)) {
