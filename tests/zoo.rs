@@ -248,6 +248,37 @@ fn debian_zoo_serves_in_rehost_mode() {
         "in rehost mode:\nnot active: {down:?}\nclients without their answer:\n{}\nstatus: {states:?}\nlogs:\n{logs}",
         failing.join("\n")
     );
+    // postgresql.service is a oneshot wrapper (`ExecStart=/bin/true`); the server is the
+    // cluster it pulls in. When the cluster's postmaster dies, the wrapper is not up.
+    let (said, code) = rt.exec(
+        &name,
+        &[
+            "bash",
+            "-c",
+            "kill -KILL $(head -n1 /run/postgresql/15-main.pid)",
+        ],
+    );
+    assert_eq!(code, 0, "{said}");
+    let start = Instant::now();
+    loop {
+        let states = settled_status(&rt, &name, &init, &kept);
+        let of = |unit: &str| {
+            states
+                .iter()
+                .find(|(n, _)| n == unit)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default()
+        };
+        if of("postgresql@15-main.service") == "failed" {
+            assert_eq!(of("postgresql.service"), "failed", "{states:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "the killed cluster never failed: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     rt.rehost_ok(&["stop", &name, "--time", "60"]);
 }
 
@@ -269,10 +300,20 @@ fn debian_zoo_serves_in_systemd_mode() {
         .collect();
     let failing = clients_failing(&rt, &name);
     let (failed_units, _) = rt.exec(&name, &["systemctl", "--failed", "--no-legend", "--plain"]);
+    // What the journal says of each unit that is down.
+    let journal: Vec<String> = down
+        .iter()
+        .filter_map(|d| d.split_whitespace().next())
+        .map(|unit| {
+            rt.exec(&name, &["journalctl", "--no-pager", "-n", "8", "-u", unit])
+                .0
+        })
+        .collect();
     assert!(
         down.is_empty() && failing.is_empty(),
-        "in systemd mode (is-system-running: {state}):\nnot active: {down:?}\nclients without their answer:\n{}\nfailed units:\n{failed_units}",
-        failing.join("\n")
+        "in systemd mode (is-system-running: {state}):\nnot active: {down:?}\nclients without their answer:\n{}\nfailed units:\n{failed_units}\n{}",
+        failing.join("\n"),
+        journal.join("\n")
     );
     rt.rehost_ok(&["stop", &name, "--time", "60"]);
 }
