@@ -39,7 +39,7 @@ impl Supervisor {
             let s = &self.svcs[j];
             if s.state.running() && !s.stop_requested {
                 log(&format!(
-                    "{}: stopping, as {} it is bound to stopped",
+                    "{}: stopping, bound to {}, which stopped",
                     s.def.name, self.svcs[i].def.name
                 ));
                 self.stop(j);
@@ -77,5 +77,89 @@ impl Supervisor {
             }
         }
         shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Options, Supervisor};
+    use super::*;
+    use crate::config::{Mode, ServiceKind};
+    use crate::service::ServiceDef;
+    use std::time::Duration;
+
+    fn def(name: &str) -> ServiceDef {
+        let mut d = ServiceDef::new(name, ServiceKind::Systemd);
+        d.service.exec_start = vec![];
+        d
+    }
+
+    /// A supervisor of `defs` that has started nothing and publishes nothing.
+    fn supervisor(defs: Vec<ServiceDef>) -> Supervisor {
+        let opts = Options {
+            mode: Mode::Rehost,
+            cmd: vec![],
+            stop_timeout: Duration::from_secs(5),
+            forward_all: false,
+            status_path: None,
+        };
+        Supervisor::new(defs, opts, -1)
+    }
+
+    fn states(s: &Supervisor) -> Vec<State> {
+        s.svcs.iter().map(|s| s.state).collect()
+    }
+
+    #[test]
+    fn stopping_a_requirement_stops_its_dependents_only() {
+        let mut defs = vec![
+            def("db.service"),
+            def("app.service"),
+            def("web.service"),
+            def("side.service"),
+            def("bound.service"),
+        ];
+        defs[1].requires = vec!["db.service".into()];
+        defs[2].part_of = vec!["app.service".into()];
+        defs[3].wants = vec!["db.service".into()];
+        defs[4].binds_to = vec!["side.service".into()];
+        defs[4].requires = vec!["side.service".into()];
+        let mut s = supervisor(defs);
+        for svc in &mut s.svcs {
+            svc.state = State::Active;
+            svc.attempted = true;
+        }
+        // Nothing runs: each stop completes at once.
+        s.stop(0);
+        use State::{Active, Inactive};
+        assert_eq!(states(&s), [Inactive, Inactive, Inactive, Active, Active]);
+        // A unit bound to another stops when that one ends, whatever ended it.
+        s.svcs[3].state = State::Failed;
+        s.stop_bound(3);
+        assert_eq!(s.svcs[4].state, Inactive);
+    }
+
+    #[test]
+    fn a_oneshot_wrapper_is_as_up_as_what_it_pulls_in() {
+        let mut wrapper = def("postfix.service");
+        wrapper.service.service_type = ServiceType::Oneshot;
+        wrapper.service.remain_after_exit = true;
+        wrapper.linked = vec!["postfix@-.service".into()];
+        let mut instance = def("postfix@-.service");
+        instance.pulled_in_by = Some("postfix.service".into());
+        let mut s = supervisor(vec![wrapper, instance]);
+        s.svcs[0].state = State::Active;
+        s.svcs[1].state = State::Active;
+        assert_eq!(s.shown_state(0).0, State::Active);
+        s.svcs[1].state = State::Starting;
+        assert_eq!(s.shown_state(0).0, State::Starting);
+        s.svcs[1].state = State::Failed;
+        assert_eq!(
+            s.shown_state(0),
+            (State::Failed, "postfix@-.service failed".to_string())
+        );
+        // Its own state is its own when it is down itself.
+        s.svcs[0].state = State::Inactive;
+        assert_eq!(s.shown_state(0).0, State::Inactive);
     }
 }
