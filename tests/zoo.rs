@@ -305,7 +305,7 @@ fn debian_zoo_serves_in_systemd_mode() {
         .iter()
         .filter_map(|d| d.split_whitespace().next())
         .map(|unit| {
-            rt.exec(&name, &["journalctl", "--no-pager", "-n", "8", "-u", unit])
+            rt.exec(&name, &["journalctl", "--no-pager", "-n", "30", "-u", unit])
                 .0
         })
         .collect();
