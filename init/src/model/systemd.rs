@@ -502,6 +502,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dependency_links_of_units_templates_and_generators() {
+        use crate::model::HostRoot;
+        use std::os::unix::fs::symlink;
+        let d = crate::units::tests_support::tempdir();
+        let r = d.as_path();
+        let link = |dir: &str, name: &str| {
+            let p = r.join(dir.trim_start_matches('/'));
+            std::fs::create_dir_all(&p).unwrap();
+            symlink("/lib/systemd/system/x.service", p.join(name)).unwrap();
+        };
+        link("/lib/systemd/system/app.service.wants", "helper.service");
+        link("/etc/systemd/system/app.service.requires", "db.service");
+        link("/etc/systemd/system/app.service.wants", "db.service");
+        link("/run/systemd/generator/app.service.wants", "cache.service");
+        link("/lib/systemd/system/app.service.wants", "README");
+        link("/lib/systemd/system/getty@.service.wants", "log@.service");
+        link("/lib/systemd/system/getty@.service.wants", "plain.service");
+        let root = HostRoot::new(r);
+        use LinkDependency::{Requires, Wants};
+        assert_eq!(
+            dependency_links(&root, "app.service"),
+            [
+                ("cache.service".to_string(), Wants),
+                ("db.service".to_string(), Requires),
+                ("helper.service".to_string(), Wants),
+            ]
+        );
+        // A template's links hold for each instance, a template name becoming the instance.
+        assert_eq!(
+            dependency_links(&root, "getty@tty1.service"),
+            [
+                ("log@tty1.service".to_string(), Wants),
+                ("plain.service".to_string(), Wants),
+            ]
+        );
+    }
+
+    #[test]
     fn template_names() {
         assert_eq!(
             template_of("getty@tty1.service").as_deref(),
