@@ -10,14 +10,17 @@
 //!   the default target or runlevel, enablement (systemd links, rc links, OpenRC
 //!   runlevels, upstart `start on`), and the one resolver of paths inside a root.
 //! - [`config`]: `/etc/rehost/init.toml`, written by `rehost convert`, read by the init.
-//! - [`service`], [`order`], [`users`], [`supervisor`]: the init itself.
+//! - [`service`], [`order`], [`users`], [`supervisor`], [`generators`], [`tmpfiles`]: the
+//!   init itself.
 
 pub mod config;
 pub mod control;
+pub mod generators;
 pub mod model;
 pub mod order;
 pub mod service;
 pub mod supervisor;
+pub mod tmpfiles;
 pub mod tools;
 pub mod units;
 pub mod users;

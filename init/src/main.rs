@@ -6,7 +6,7 @@ use rehost_init::config::{
 };
 use rehost_init::supervisor::{hooks, signals, status::Status, Options, Supervisor};
 use rehost_init::units::HostRoot;
-use rehost_init::{log, model, service, tools};
+use rehost_init::{generators, log, model, service, tmpfiles, tools, users};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -206,6 +206,7 @@ fn supervise(cfg: &InitConfig, sigfd: i32) -> i32 {
     let mut defs = Vec::new();
     let mut broken_critical = false;
     if cfg.mode == Mode::Rehost {
+        prepare_boot();
         let root = HostRoot::new("/");
         let entries = if cfg.services.is_empty() {
             model::boot_entries(&root, &cfg.machine_only)
@@ -221,6 +222,9 @@ fn supervise(cfg: &InitConfig, sigfd: i32) -> i32 {
                 }
             }
         }
+        for e in service::pull_in(&root, &mut defs, &cfg.machine_only) {
+            log(&format!("a unit pulled in: {e}"));
+        }
         log(&format!(
             "supervising {} service(s): {}",
             defs.len(),
@@ -235,6 +239,21 @@ fn supervise(cfg: &InitConfig, sigfd: i32) -> i32 {
         return 1;
     }
     Supervisor::new(defs, opts, sigfd).run()
+}
+
+/// What a systemd boot does before any service starts and packages count on: their
+/// generators decide which units a unit pulls in, and their `tmpfiles.d` lines make the
+/// directories their daemons need in an empty /run.
+fn prepare_boot() {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for p in generators::run_all(&env) {
+        log(&p);
+    }
+    for p in tmpfiles::apply_all(std::path::Path::new("/"), &users::Database::load()) {
+        log(&p);
+    }
 }
 
 /// The systemd and sbin-init modes: the prestart hooks run here, then the image's own init

@@ -12,6 +12,15 @@ pub struct Order {
     pub after: Vec<BTreeSet<usize>>,
     /// For each service, the services it requires (it fails if they fail).
     pub requires: Vec<BTreeSet<usize>>,
+    /// For each service, the services stopped when it is stopped: those that require it
+    /// (`Requires=`, `BindsTo=`, `.requires/` links) and those part of it (`PartOf=`).
+    pub stopped_with: Vec<BTreeSet<usize>>,
+    /// For each service, the services bound to it (`BindsTo=`): stopped whenever it
+    /// stops, whatever stopped it.
+    pub bound: Vec<BTreeSet<usize>>,
+    /// For each service, the services it pulls in (`Wants=`, `Requires=`, `BindsTo=`,
+    /// `.wants/` and `.requires/` links).
+    pub pulls: Vec<BTreeSet<usize>>,
     /// A start order consistent with `after` (each service after everything it waits for).
     pub start_order: Vec<usize>,
     /// Problems found: unknown required services, broken cycles.
@@ -56,6 +65,9 @@ pub fn resolve(defs: &[ServiceDef]) -> Order {
     let n = defs.len();
     let mut after = vec![BTreeSet::new(); n];
     let mut requires = vec![BTreeSet::new(); n];
+    let mut stopped_with = vec![BTreeSet::new(); n];
+    let mut bound = vec![BTreeSet::new(); n];
+    let mut pulls = vec![BTreeSet::new(); n];
     let mut warnings = Vec::new();
     let lookup = |name: &str| map.get(name).cloned().unwrap_or_default();
     for (i, d) in defs.iter().enumerate() {
@@ -81,6 +93,22 @@ pub fn resolve(defs: &[ServiceDef]) -> Order {
             } else {
                 requires[i].extend(found.into_iter().filter(|&j| j != i));
             }
+        }
+        for &j in &requires[i] {
+            stopped_with[j].insert(i);
+        }
+        for p in &d.part_of {
+            for j in lookup(p).into_iter().filter(|&j| j != i) {
+                stopped_with[j].insert(i);
+            }
+        }
+        for b in &d.binds_to {
+            for j in lookup(b).into_iter().filter(|&j| j != i) {
+                bound[j].insert(i);
+            }
+        }
+        for w in d.wants.iter().chain(&d.requires).chain(&d.linked) {
+            pulls[i].extend(lookup(w).into_iter().filter(|&j| j != i));
         }
     }
     // Kahn's algorithm, lowest index first so the order is deterministic; a cycle is broken
@@ -116,8 +144,29 @@ pub fn resolve(defs: &[ServiceDef]) -> Order {
     Order {
         after,
         requires,
+        stopped_with,
+        bound,
+        pulls,
         start_order,
         warnings,
+    }
+}
+
+impl Order {
+    /// Every service that stops when `i` is stopped, transitively (`i` not included), in
+    /// index order.
+    pub fn stop_closure(&self, i: usize) -> Vec<usize> {
+        let mut seen = BTreeSet::from([i]);
+        let mut todo = vec![i];
+        while let Some(j) = todo.pop() {
+            for &k in &self.stopped_with[j] {
+                if seen.insert(k) {
+                    todo.push(k);
+                }
+            }
+        }
+        seen.remove(&i);
+        seen.into_iter().collect()
     }
 }
 
@@ -180,5 +229,36 @@ mod tests {
         assert_eq!(o.warnings.len(), 2, "{:?}", o.warnings);
         assert!(o.warnings.iter().any(|w| w.contains("cycle")));
         assert!(o.warnings.iter().any(|w| w.contains("gone.service")));
+    }
+
+    #[test]
+    fn stop_propagates_along_requires_binds_to_and_part_of() {
+        let mut defs = vec![
+            def("db.service", &[], &[], &[]),
+            def("app.service", &["db.service"], &[], &[]),
+            def("web.service", &["app.service"], &[], &[]),
+            def("postfix.service", &[], &[], &[]),
+            def("postfix@-.service", &[], &["postfix.service"], &[]),
+            def("side.service", &[], &[], &[]),
+        ];
+        defs[1].requires = vec!["db.service".into()];
+        defs[2].requires = vec!["app".into()];
+        defs[2].binds_to = vec!["app".into()];
+        defs[3].linked = vec!["postfix@-.service".into()];
+        defs[4].part_of = vec!["postfix.service".into()];
+        defs[5].wants = vec!["db.service".into()];
+        let o = resolve(&defs);
+        // Stopping the database stops what requires it, and what requires that; a unit
+        // that only wants it keeps running.
+        assert_eq!(o.stop_closure(0), [1, 2]);
+        assert_eq!(o.stop_closure(3), [4]);
+        assert!(o.stop_closure(4).is_empty());
+        assert_eq!(o.bound[1], BTreeSet::from([2]));
+        assert_eq!(o.pulls[3], BTreeSet::from([4]));
+        assert_eq!(o.pulls[5], BTreeSet::from([0]));
+        // postfix@- starts before the wrapper that pulls it in.
+        let order = names_in_order(&defs, &o);
+        let at = |n: &str| order.iter().position(|x| x == n).unwrap();
+        assert!(at("postfix@-.service") < at("postfix.service"), "{order:?}");
     }
 }

@@ -10,6 +10,7 @@ use crate::units::systemd::{
 };
 use crate::units::timespan::TimeSpan;
 use crate::units::{openrc, sysv, upstart, FileSystem, ParseError};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// A timer: when to start which service.
@@ -92,6 +93,16 @@ pub struct ServiceDef {
     pub requires: Vec<String>,
     /// Soft requirements.
     pub wants: Vec<String>,
+    /// Stopped when these stop for any reason (`BindsTo=`; also in `requires`).
+    pub binds_to: Vec<String>,
+    /// Stopped and restarted with these (`PartOf=`).
+    pub part_of: Vec<String>,
+    /// The units its `.wants/` and `.requires/` links pull in (those of `.requires/` are
+    /// in `requires` too).
+    pub linked: Vec<String>,
+    /// Not configured itself: started because this configured unit (or one it pulled in)
+    /// wants or requires it.
+    pub pulled_in_by: Option<String>,
     /// `Condition*=` / `Assert*=` checks.
     pub conditions: Vec<Condition>,
     /// Start attempts allowed within [`start_limit_interval`](Self::start_limit_interval).
@@ -149,6 +160,10 @@ impl ServiceDef {
             before: vec![],
             requires: vec![],
             wants: vec![],
+            binds_to: vec![],
+            part_of: vec![],
+            linked: vec![],
+            pulled_in_by: None,
             conditions: vec![],
             start_limit_burst: 5,
             start_limit_interval: Duration::from_secs(10),
@@ -157,7 +172,6 @@ impl ServiceDef {
                 timeout_stop: TimeSpan::Finite(Duration::from_secs(90)),
                 kill_signal: "SIGTERM".into(),
                 send_sigkill: true,
-                directory_mode: 0o755,
                 restart_sec: Duration::from_millis(100),
                 ..Service::default()
             },
@@ -190,13 +204,80 @@ pub fn load(fs: &dyn FileSystem, entry: &ServiceEntry) -> Result<ServiceDef, Par
     Ok(def)
 }
 
-fn load_systemd(fs: &dyn FileSystem, name: &str) -> Result<ServiceDef, ParseError> {
-    let opts = systemd::LoadOptions {
+/// Adds the services the loaded ones pull in, transitively: those their `Wants=`,
+/// `Requires=` and `BindsTo=` name and those their `.wants/` and `.requires/` links name
+/// (generators' included), template instances too (`postfix@-.service` for the
+/// `postfix.service` wrapper). Only services are pulled in: targets, sockets and other
+/// unit kinds stay the image init's. Names matching `machine_only`, masked units and
+/// units no file defines are left out quietly (a missing `Requires=` is reported by the
+/// ordering); a unit that cannot be parsed is given back, for the log.
+pub fn pull_in(
+    fs: &dyn FileSystem,
+    defs: &mut Vec<ServiceDef>,
+    machine_only: &[String],
+) -> Vec<ParseError> {
+    let mut problems = Vec::new();
+    let mut tried: BTreeSet<String> = BTreeSet::new();
+    let mut i = 0;
+    while i < defs.len() {
+        if defs[i].kind != ServiceKind::Systemd {
+            i += 1;
+            continue;
+        }
+        let parent = defs[i].name.clone();
+        let wanted: Vec<String> = defs[i]
+            .wants
+            .iter()
+            .chain(&defs[i].requires)
+            .chain(&defs[i].linked)
+            .cloned()
+            .collect();
+        for w in wanted {
+            let known = defs.iter().any(|d| d.name == w || d.provides.contains(&w));
+            if !w.ends_with(".service")
+                || known
+                || crate::model::is_machine_only(&w, machine_only)
+                || !tried.insert(w.clone())
+            {
+                continue;
+            }
+            let defined = match systemd::lookup(fs, &w, &load_options()) {
+                Ok(systemd::Lookup::Found(_)) => true,
+                Ok(_) => w
+                    .strip_suffix(".service")
+                    .is_some_and(|stem| fs.exists(&format!("/etc/init.d/{stem}"))),
+                Err(e) => {
+                    problems.push(e);
+                    false
+                }
+            };
+            if !defined {
+                continue;
+            }
+            match load_systemd(fs, &w) {
+                Ok(mut d) => {
+                    d.pulled_in_by = Some(parent.clone());
+                    defs.push(d);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        i += 1;
+    }
+    problems
+}
+
+fn load_options() -> systemd::LoadOptions {
+    systemd::LoadOptions {
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .map(|h| h.trim().to_string()),
         machine_id: None,
-    };
+    }
+}
+
+fn load_systemd(fs: &dyn FileSystem, name: &str) -> Result<ServiceDef, ParseError> {
+    let opts = load_options();
     let unit = match systemd::lookup(fs, name, &opts)? {
         systemd::Lookup::Found(u) => u,
         systemd::Lookup::Masked(p) => {
@@ -227,6 +308,14 @@ fn load_systemd(fs: &dyn FileSystem, name: &str) -> Result<ServiceDef, ParseErro
     def.requires = us.requires.clone();
     def.requires.extend(us.requisite.iter().cloned());
     def.wants = us.wants.clone();
+    def.binds_to = us.binds_to.clone();
+    def.part_of = us.part_of.clone();
+    for (unit, dep) in crate::model::systemd::dependency_links(fs, name) {
+        if dep == crate::model::systemd::LinkDependency::Requires {
+            def.requires.push(unit.clone());
+        }
+        def.linked.push(unit);
+    }
     def.conditions = us.conditions.clone();
     if let Some(b) = us.start_limit_burst {
         def.start_limit_burst = b;
@@ -588,5 +677,71 @@ mod tests {
             ("ssh.service", ServiceKind::Sysv)
         );
         assert_eq!(g.service.exec_start[0].argv, ["/etc/init.d/ssh", "start"]);
+    }
+
+    #[test]
+    fn pulls_in_wanted_units_and_template_instances() {
+        let (d, root) = root_with(&[
+            (
+                "/lib/systemd/system/postfix.service",
+                "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+            ),
+            (
+                "/lib/systemd/system/postfix@.service",
+                "[Unit]\nPartOf=postfix.service\nBefore=postfix.service\nWants=network-online.target\n\
+                 [Service]\nType=forking\nExecStart=/usr/sbin/postmulti -i %i -p start\n",
+            ),
+            (
+                "/lib/systemd/system/app.service",
+                "[Unit]\nWants=helper.service gone.service getty@tty1.service masked.service\n\
+                 BindsTo=db.service\n[Service]\nExecStart=/app\n",
+            ),
+            (
+                "/lib/systemd/system/helper.service",
+                "[Service]\nExecStart=/helper\n",
+            ),
+            ("/lib/systemd/system/db.service", "[Service]\nExecStart=/db\n"),
+            ("/lib/systemd/system/getty@.service", "[Service]\nExecStart=/getty\n"),
+            ("/etc/systemd/system/masked.service", ""),
+        ]);
+        // What postfix's generator writes at boot.
+        let wants = d
+            .as_path()
+            .join("run/systemd/generator/postfix.service.wants");
+        std::fs::create_dir_all(&wants).unwrap();
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/postfix@.service",
+            wants.join("postfix@-.service"),
+        )
+        .unwrap();
+        let mut defs = vec![
+            load(&root, &entry("postfix.service", ServiceKind::Systemd)).unwrap(),
+            load(&root, &entry("app.service", ServiceKind::Systemd)).unwrap(),
+        ];
+        let problems = pull_in(&root, &mut defs, &["getty*".to_string()]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let names: Vec<(&str, Option<&str>)> = defs
+            .iter()
+            .map(|d| (d.name.as_str(), d.pulled_in_by.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("postfix.service", None),
+                ("app.service", None),
+                ("postfix@-.service", Some("postfix.service")),
+                ("helper.service", Some("app.service")),
+                ("db.service", Some("app.service")),
+            ]
+        );
+        let instance = &defs[2];
+        assert_eq!(
+            instance.service.exec_start[0].argv,
+            ["/usr/sbin/postmulti", "-i", "-", "-p", "start"]
+        );
+        assert_eq!(instance.part_of, ["postfix.service"]);
+        assert!(!instance.critical);
+        assert_eq!(defs[1].binds_to, ["db.service"]);
+        assert_eq!(defs[0].linked, ["postfix@-.service"]);
     }
 }

@@ -60,6 +60,24 @@ pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(dir.trim())
 }
 
+/// The directory of debian-zoo, the Debian server running many daemons at once (built
+/// once, cached by fixtures/build-zoo). A machine that cannot build it fails the test
+/// that asked, saying why.
+pub fn zoo_fixture() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/build-zoo");
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("{} cannot run: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "fixtures/build-zoo cannot build debian-zoo ({}); it needs root and mmdebstrap \
+         (scripts/install-deps installs it):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The root filesystem of a real Debian fixture.
 pub fn fixture_rootfs(name: &str) -> PathBuf {
     fixture(name).join("rootfs")

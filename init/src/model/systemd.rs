@@ -53,6 +53,63 @@ pub fn search_path() -> impl DoubleEndedIterator<Item = &'static str> {
 /// Directories of a unit's dependencies expressed as symlinks.
 pub const DEPENDENCY_DIRS: &[&str] = &[".wants", ".requires", ".upholds"];
 
+/// Where generators write at boot (early, normal, late): the units and dependency links
+/// they make (`postgresql.service.wants/postgresql@15-main.service`) count as the search
+/// path's own, at these priorities.
+pub const GENERATOR_DIRS: &[&str] = &[
+    "/run/systemd/generator.early",
+    "/run/systemd/generator",
+    "/run/systemd/generator.late",
+];
+
+/// How a unit depends on another through a link in its dependency directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkDependency {
+    /// `NAME.wants/`.
+    Wants,
+    /// `NAME.requires/`.
+    Requires,
+}
+
+/// The units `name` pulls in through links in its `.wants/` and `.requires/` directories
+/// (and, for an instance, its template's) anywhere on the search path or in the
+/// generators' directories, each once, sorted by name. A link named for a template
+/// (`foo@.service`) in a template's directory means the instance of the same name.
+pub fn dependency_links(fs: &dyn FileSystem, name: &str) -> Vec<(String, LinkDependency)> {
+    let mut owners = vec![name.to_string()];
+    let instance = unit::UnitName::parse(name).and_then(|n| n.instance);
+    if let Some(t) = template_of(name) {
+        owners.push(t);
+    }
+    let mut out: BTreeMap<String, LinkDependency> = BTreeMap::new();
+    let dirs = GENERATOR_DIRS.iter().copied().chain(search_path());
+    for dir in dirs {
+        for owner in &owners {
+            for (suffix, kind) in [
+                (".wants", LinkDependency::Wants),
+                (".requires", LinkDependency::Requires),
+            ] {
+                for link in sorted_names(fs, &format!("{dir}/{owner}{suffix}")) {
+                    if !is_unit_name(&link) {
+                        continue;
+                    }
+                    let link = match (&instance, link.contains("@.")) {
+                        (Some(i), true) => link.replacen("@.", &format!("@{i}."), 1),
+                        (None, true) => continue,
+                        _ => link,
+                    };
+                    // Requires wins over Wants when both name the unit.
+                    let e = out.entry(link).or_insert(kind);
+                    if kind == LinkDependency::Requires {
+                        *e = kind;
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// One directory of the search path that exists.
 #[derive(Debug, Clone)]
 pub struct UnitDir {
@@ -443,6 +500,44 @@ pub fn links_to(fs: &dyn FileSystem, unit: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependency_links_of_units_templates_and_generators() {
+        use crate::model::HostRoot;
+        use std::os::unix::fs::symlink;
+        let d = crate::units::tests_support::tempdir();
+        let r = d.as_path();
+        let link = |dir: &str, name: &str| {
+            let p = r.join(dir.trim_start_matches('/'));
+            std::fs::create_dir_all(&p).unwrap();
+            symlink("/lib/systemd/system/x.service", p.join(name)).unwrap();
+        };
+        link("/lib/systemd/system/app.service.wants", "helper.service");
+        link("/etc/systemd/system/app.service.requires", "db.service");
+        link("/etc/systemd/system/app.service.wants", "db.service");
+        link("/run/systemd/generator/app.service.wants", "cache.service");
+        link("/lib/systemd/system/app.service.wants", "README");
+        link("/lib/systemd/system/getty@.service.wants", "log@.service");
+        link("/lib/systemd/system/getty@.service.wants", "plain.service");
+        let root = HostRoot::new(r);
+        use LinkDependency::{Requires, Wants};
+        assert_eq!(
+            dependency_links(&root, "app.service"),
+            [
+                ("cache.service".to_string(), Wants),
+                ("db.service".to_string(), Requires),
+                ("helper.service".to_string(), Wants),
+            ]
+        );
+        // A template's links hold for each instance, a template name becoming the instance.
+        assert_eq!(
+            dependency_links(&root, "getty@tty1.service"),
+            [
+                ("log@tty1.service".to_string(), Wants),
+                ("plain.service".to_string(), Wants),
+            ]
+        );
+    }
 
     #[test]
     fn template_names() {

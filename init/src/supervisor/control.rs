@@ -351,7 +351,7 @@ impl Supervisor {
             Request::Job { verb, names, wait } => {
                 let mut units = Vec::new();
                 for n in &names {
-                    units.push(self.begin_job(n, verb));
+                    units.extend(self.begin_job(n, verb));
                 }
                 if wait && units.iter().any(|u| u.stage != Stage::Done) {
                     return Err(units);
@@ -490,6 +490,7 @@ impl Supervisor {
             match crate::service::load(&root, &entry) {
                 Ok(mut def) => {
                     def.autostart = s.def.autostart;
+                    def.pulled_in_by = s.def.pulled_in_by.take();
                     s.def = def;
                 }
                 Err(e) => super::log(&format!("daemon-reload: {}: {e}", s.def.name)),
@@ -531,15 +532,40 @@ impl Supervisor {
         }
     }
 
-    fn begin_job(&mut self, asked: &str, verb: Verb) -> UnitJob {
+    /// Starts one unit's job, and for a restart the jobs that start again what its stop
+    /// took down with it (`Requires=`, `BindsTo=`, `PartOf=`), as systemd does.
+    fn begin_job(&mut self, asked: &str, verb: Verb) -> Vec<UnitJob> {
         let Some(i) = self.find_or_load(asked) else {
-            return UnitJob {
+            return vec![UnitJob {
                 name: asked.into(),
                 i: usize::MAX,
                 stage: Stage::Done,
                 result: Some(not_found(asked)),
-            };
+            }];
         };
+        let dependents: Vec<usize> = self
+            .order
+            .stop_closure(i)
+            .into_iter()
+            .filter(|&j| self.svcs[j].state.running() || self.svcs[j].state == State::AutoRestart)
+            .collect();
+        let job = self.begin_one(i, asked, verb);
+        let mut jobs = vec![];
+        if job.stage == (Stage::Stopping { then_start: true }) {
+            for j in dependents {
+                jobs.push(UnitJob {
+                    name: self.svcs[j].def.name.clone(),
+                    i: j,
+                    stage: Stage::Stopping { then_start: true },
+                    result: None,
+                });
+            }
+        }
+        jobs.insert(0, job);
+        jobs
+    }
+
+    fn begin_one(&mut self, i: usize, asked: &str, verb: Verb) -> UnitJob {
         let mut job = UnitJob {
             name: asked.into(),
             i,

@@ -7,6 +7,8 @@
 pub mod budget;
 pub mod conditions;
 pub mod control;
+mod deps;
+pub mod dirs;
 pub mod hooks;
 pub mod output;
 pub mod procs;
@@ -701,43 +703,8 @@ impl Supervisor {
         env.insert("LOGNAME".into(), creds.user.clone());
         env.insert("SHELL".into(), creds.shell.clone());
         env.insert(procs::MARKER.into(), def.name.clone());
-        let dirs = [
-            ("RUNTIME_DIRECTORY", "/run", &svc.runtime_directory),
-            ("STATE_DIRECTORY", "/var/lib", &svc.state_directory),
-            ("LOGS_DIRECTORY", "/var/log", &svc.logs_directory),
-            ("CACHE_DIRECTORY", "/var/cache", &svc.cache_directory),
-            (
-                "CONFIGURATION_DIRECTORY",
-                "/etc",
-                &svc.configuration_directory,
-            ),
-        ];
-        for (var, base, list) in dirs {
-            if list.is_empty() {
-                continue;
-            }
-            let mut paths = Vec::new();
-            for d in list.iter() {
-                let p = format!("{base}/{d}");
-                std::fs::create_dir_all(&p).map_err(|source| StartError::CreateDir {
-                    path: p.clone(),
-                    source,
-                })?;
-                let _ = std::fs::set_permissions(
-                    &p,
-                    std::fs::Permissions::from_mode(svc.directory_mode),
-                );
-                if base != "/etc" {
-                    let c = std::ffi::CString::new(p.clone())
-                        .map_err(|_| StartError::BadPath(p.clone()))?;
-                    // SAFETY: chown(2) with a valid C string.
-                    unsafe {
-                        libc::chown(c.as_ptr(), creds.uid, creds.gid);
-                    }
-                }
-                paths.push(p);
-            }
-            env.insert(var.into(), paths.join(":"));
+        for (var, paths) in dirs::create(std::path::Path::new("/"), svc, &creds)? {
+            env.insert(var.into(), paths);
         }
         for (k, v) in &svc.environment {
             env.insert(k.clone(), v.clone());
@@ -814,7 +781,9 @@ impl Supervisor {
         {
             env.insert("NOTIFY_SOCKET".into(), notify_path(i));
         }
-        let privileged = cmd.flags.privileged || (!main && svc.permissions_start_only);
+        // `+` and `!` both run as root (`!` keeps the sandboxing, which rehost-init has none of).
+        let privileged =
+            cmd.flags.privileged || cmd.flags.ambient || (!main && svc.permissions_start_only);
         let creds = if privileged {
             None
         } else {
@@ -1221,7 +1190,8 @@ impl Supervisor {
 
     // ----- stopping -----
 
-    fn stop(&mut self, i: usize) {
+    /// Stops `i` alone (see [`Supervisor::stop`] for it and its dependents).
+    fn stop_one(&mut self, i: usize) {
         let s = &mut self.svcs[i];
         s.stop_requested = true;
         s.restart_at = None;
@@ -1353,11 +1323,7 @@ impl Supervisor {
         s.socket_conn = None;
         let _ = std::fs::remove_file(notify_path(i));
         s.last_inactive = Some(now);
-        if !s.def.service.runtime_directory.is_empty() {
-            for d in &s.def.service.runtime_directory {
-                let _ = std::fs::remove_dir_all(format!("/run/{d}"));
-            }
-        }
+        dirs::remove_runtime(std::path::Path::new("/"), &s.def.service);
         let name = s.def.name.clone();
         if s.stop_requested && s.failure.is_none() {
             s.state = if s.def.autostart {
@@ -1402,6 +1368,7 @@ impl Supervisor {
         };
         self.pump.note(&name, &note);
         self.reschedule_timers_for(i);
+        self.stop_bound(i);
     }
 
     fn check_deadline(&mut self, i: usize, now: Instant) {
@@ -1674,14 +1641,13 @@ impl Supervisor {
         let Some(path) = self.opts.status_path.clone() else {
             return;
         };
-        let services = self
-            .svcs
-            .iter()
-            .map(|s| ServiceStatus {
+        let services = (0..self.svcs.len())
+            .map(|i| (&self.svcs[i], self.shown_state(i)))
+            .map(|(s, (state, result))| ServiceStatus {
                 name: s.def.name.clone(),
                 kind: s.def.kind.as_str().into(),
-                state: s.state.as_str().into(),
-                result: s.result.clone(),
+                state: state.as_str().into(),
+                result,
                 main_pid: s.main_pid,
                 restarts: s.restarts,
                 critical: s.def.critical,

@@ -186,7 +186,19 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
                     rlim_cur: conv(soft),
                     rlim_max: conv(hard),
                 };
-                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    // Raising the hard limit needs a privilege the container may not
+                    // have: then as much as the hard limit allows.
+                    let mut cur: libc::rlimit = std::mem::zeroed();
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) == 0 {
+                        let (soft, hard) = within_hard(lim.rlim_cur, lim.rlim_max, cur.rlim_max);
+                        let lim = libc::rlimit {
+                            rlim_cur: soft,
+                            rlim_max: hard,
+                        };
+                        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                    }
+                }
             }
             if let Some(c) = &creds {
                 if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0 && c.uid != 0 {
@@ -218,8 +230,30 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
     })
 }
 
+/// A (soft, hard) limit lowered to fit under the `current_hard` limit.
+pub fn within_hard(
+    soft: libc::rlim_t,
+    hard: libc::rlim_t,
+    current_hard: libc::rlim_t,
+) -> (libc::rlim_t, libc::rlim_t) {
+    let hard = hard.min(current_hard);
+    (soft.min(hard), hard)
+}
+
 fn unsafe_owned(fd: i32) -> OwnedFd {
     use std::os::fd::FromRawFd;
     // SAFETY: `fd` was just released by into_raw_fd and is owned by nobody else.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_limit_above_the_hard_limit_is_lowered_to_it() {
+        assert_eq!(within_hard(65535, 65535, 4096), (4096, 4096));
+        assert_eq!(within_hard(1024, 524288, 4096), (1024, 4096));
+        assert_eq!(within_hard(1024, 2048, 4096), (1024, 2048));
+    }
 }

@@ -621,9 +621,11 @@ pub struct ExecFlags {
     pub argv0: bool,
     /// `+`: runs with full privileges (no User=/Group=, no sandboxing).
     pub privileged: bool,
-    /// `!`: runs with elevated privileges but User= is still applied by … (ambient caps).
+    /// `!`: runs without the credential changes of `User=`, `Group=` and
+    /// `SupplementaryGroups=` (as root), sandboxing still applied.
     pub ambient: bool,
-    /// `!!`: like `!` only on systems without ambient capabilities.
+    /// `!!`: like `!` only on systems without ambient capabilities (Linux has them: the
+    /// command runs as `User=`).
     pub ambient_fallback: bool,
     /// `:`: no environment variable substitution.
     pub no_env_expand: bool,
@@ -927,6 +929,8 @@ pub struct UnitSection {
     pub conflicts: Vec<String>,
     /// `PartOf=`.
     pub part_of: Vec<String>,
+    /// `BindsTo=` (also in [`requires`](Self::requires)): stop when they stop, for any reason.
+    pub binds_to: Vec<String>,
     /// `OnFailure=`: units to start when this one fails.
     pub on_failure: Vec<String>,
     /// `Condition*=` / `Assert*=` checks, in order.
@@ -998,8 +1002,8 @@ pub struct Service {
     pub cache_directory: Vec<String>,
     /// `ConfigurationDirectory=` (relative to /etc).
     pub configuration_directory: Vec<String>,
-    /// `RuntimeDirectoryMode=` and friends share this octal mode (default 0755).
-    pub directory_mode: u32,
+    /// `RuntimeDirectoryMode=`, `StateDirectoryMode=`, … (each 0755 by default).
+    pub directory_modes: DirectoryModes,
     /// `UMask=`.
     pub umask: Option<u32>,
     /// `Nice=`.
@@ -1060,6 +1064,41 @@ pub struct Install {
     pub also: Vec<String>,
     /// `DefaultInstance=`.
     pub default_instance: Option<String>,
+}
+
+/// A timeout of 0 is no timeout.
+fn no_limit_at_zero(t: TimeSpan) -> TimeSpan {
+    match t {
+        TimeSpan::Finite(d) if d.is_zero() => TimeSpan::Infinity,
+        other => other,
+    }
+}
+
+/// The modes of the directories a service gets (`RuntimeDirectoryMode=` and the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryModes {
+    /// `RuntimeDirectoryMode=`.
+    pub runtime: u32,
+    /// `StateDirectoryMode=`.
+    pub state: u32,
+    /// `CacheDirectoryMode=`.
+    pub cache: u32,
+    /// `LogsDirectoryMode=`.
+    pub logs: u32,
+    /// `ConfigurationDirectoryMode=`.
+    pub configuration: u32,
+}
+
+impl Default for DirectoryModes {
+    fn default() -> Self {
+        DirectoryModes {
+            runtime: 0o755,
+            state: 0o755,
+            cache: 0o755,
+            logs: 0o755,
+            configuration: 0o755,
+        }
+    }
 }
 
 /// Keys of each section that the typed views read. The init logs every other key once.
@@ -1220,6 +1259,7 @@ impl Unit {
             requisite: f.get_words("Unit", "Requisite"),
             conflicts: f.get_words("Unit", "Conflicts"),
             part_of: f.get_words("Unit", "PartOf"),
+            binds_to: f.get_words("Unit", "BindsTo"),
             on_failure: f.get_words("Unit", "OnFailure"),
             conditions,
             default_dependencies: f.get_bool("Unit", "DefaultDependencies").unwrap_or(true),
@@ -1276,10 +1316,15 @@ impl Unit {
         };
         let timeout = span("TimeoutSec", &mut bad);
         let default_timeout = TimeSpan::Finite(Duration::from_secs(90));
+        // `0` turns a timeout off, as `infinity` does (postgresql@.service has
+        // `TimeoutStartSec=0`, redis-server.service `TimeoutStopSec=0`).
+        let timeout = timeout.map(no_limit_at_zero);
         let timeout_start = span("TimeoutStartSec", &mut bad)
+            .map(no_limit_at_zero)
             .or(timeout)
             .unwrap_or(default_timeout);
         let timeout_stop = span("TimeoutStopSec", &mut bad)
+            .map(no_limit_at_zero)
             .or(timeout)
             .unwrap_or(default_timeout);
         let restart_sec = span("RestartSec", &mut bad)
@@ -1366,9 +1411,16 @@ impl Unit {
             logs_directory: dirs("LogsDirectory"),
             cache_directory: dirs("CacheDirectory"),
             configuration_directory: dirs("ConfigurationDirectory"),
-            directory_mode: mode("RuntimeDirectoryMode")
-                .or_else(|| mode("StateDirectoryMode"))
-                .unwrap_or(0o755),
+            directory_modes: {
+                let d = DirectoryModes::default();
+                DirectoryModes {
+                    runtime: mode("RuntimeDirectoryMode").unwrap_or(d.runtime),
+                    state: mode("StateDirectoryMode").unwrap_or(d.state),
+                    cache: mode("CacheDirectoryMode").unwrap_or(d.cache),
+                    logs: mode("LogsDirectoryMode").unwrap_or(d.logs),
+                    configuration: mode("ConfigurationDirectoryMode").unwrap_or(d.configuration),
+                }
+            },
             umask: mode("UMask"),
             nice: f.get("Service", "Nice").and_then(|v| v.parse().ok()),
             limit_nofile,
@@ -1484,6 +1536,33 @@ mod tests {
             dropins: vec![],
             file: UnitFile::parse("t.service", text).unwrap(),
         }
+    }
+
+    #[test]
+    fn zero_timeouts_directory_modes_and_root_prefixes() {
+        let s = unit("[Service]\nExecStart=/x\nTimeoutStartSec=0\n").service();
+        assert_eq!(s.timeout_start, TimeSpan::Infinity);
+        assert_eq!(s.timeout_stop, TimeSpan::Finite(Duration::from_secs(90)));
+        let s = unit(
+            "[Service]\nExecStart=/x\nTimeoutSec=0\nRuntimeDirectoryMode=2755\nStateDirectoryMode=0700\n\
+             ExecStartPost=!/etc/mysql/debian-start\nExecStartPost=!!/y\n",
+        )
+        .service();
+        assert_eq!(
+            (s.timeout_start, s.timeout_stop),
+            (TimeSpan::Infinity, TimeSpan::Infinity)
+        );
+        assert_eq!(
+            s.directory_modes,
+            DirectoryModes {
+                runtime: 0o2755,
+                state: 0o700,
+                ..DirectoryModes::default()
+            }
+        );
+        assert!(s.exec_start_post[0].flags.ambient);
+        assert!(s.exec_start_post[1].flags.ambient_fallback);
+        assert!(!s.exec_start_post[1].flags.ambient);
     }
 
     #[test]
