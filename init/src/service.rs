@@ -61,6 +61,8 @@ pub struct ServiceDef {
     pub unsupported: Vec<String>,
     /// From the configuration.
     pub critical: bool,
+    /// From the configuration: its failure does not make the container degraded.
+    pub optional: bool,
     /// Started at boot (false for services only a timer starts).
     pub autostart: bool,
 }
@@ -117,6 +119,7 @@ impl ServiceDef {
             timer: None,
             unsupported: vec![],
             critical: false,
+            optional: false,
             autostart: true,
         }
     }
@@ -139,6 +142,7 @@ pub fn load(fs: &dyn FileSystem, entry: &ServiceEntry) -> Result<ServiceDef, Par
         ServiceKind::Upstart => load_upstart(fs, &entry.name)?,
     };
     def.critical = entry.critical;
+    def.optional = entry.optional;
     Ok(def)
 }
 
@@ -441,6 +445,7 @@ mod tests {
             name: name.into(),
             kind,
             critical: true,
+            optional: false,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod conditions;
 pub mod hooks;
 pub mod output;
+pub mod pidfiles;
 pub mod procs;
 pub mod signals;
 pub mod spawn;
@@ -110,6 +111,8 @@ struct Svc {
     timer_next: Option<Instant>,
     timer_last: Option<Instant>,
     kill_signal: i32,
+    /// Its main process followed through pid files and /proc (see [`pidfiles`]).
+    watch: pidfiles::Watch,
 }
 
 /// How a run of a service ended.
@@ -125,6 +128,9 @@ pub enum Outcome {
     Timeout,
     /// Could not be started at all (bad settings, missing program).
     Resources,
+    /// The main process is gone and none took its place (a daemon that died, found
+    /// through its pid file or /proc).
+    Vanished,
 }
 
 /// Whether a service with `policy` should be restarted after a run that ended with `outcome`.
@@ -152,6 +158,7 @@ fn describe(o: Outcome) -> String {
         Outcome::Signal(s) => format!("signal {}", signals::name(s)),
         Outcome::Timeout => "timeout".into(),
         Outcome::Resources => "resources".into(),
+        Outcome::Vanished => "main process gone".into(),
     }
 }
 
@@ -241,6 +248,7 @@ impl Supervisor {
                         name: t.unit.clone(),
                         kind: ServiceKind::Systemd,
                         critical: false,
+                        optional: false,
                     };
                     match crate::service::load(&crate::units::HostRoot::new("/"), &entry) {
                         Ok(mut s) => {
@@ -265,13 +273,19 @@ impl Supervisor {
                 ));
             }
         }
+        let root = crate::units::HostRoot::new("/");
+        let watches: Vec<pidfiles::Watch> = defs
+            .iter()
+            .map(|d| pidfiles::Watch::new(pidfiles::discover(&root, d)))
+            .collect();
         let order = order::resolve(&defs);
         for w in &order.warnings {
             log(w);
         }
         let svcs = defs
             .into_iter()
-            .map(|def| {
+            .zip(watches)
+            .map(|(def, watch)| {
                 let kill_signal = signals::parse(&def.service.kill_signal).unwrap_or_else(|| {
                     log(&format!(
                         "{}: unknown KillSignal={}, using SIGTERM",
@@ -308,6 +322,7 @@ impl Supervisor {
                     timer_next: None,
                     timer_last: None,
                     kill_signal,
+                    watch,
                 }
             })
             .collect();
@@ -437,6 +452,9 @@ impl Supervisor {
             self.check_deadline(i, now);
             if self.svcs[i].phase == Phase::Kill {
                 self.check_killed(i);
+            }
+            if self.svcs[i].watch.next.is_some_and(|t| now >= t) {
+                self.follow(i, now);
             }
         }
         if self.shutdown_started.is_none() {
@@ -856,10 +874,13 @@ impl Supervisor {
                 // Oneshot commands or the forking start command have finished.
                 if self.svcs[i].def.service.service_type == ServiceType::Forking {
                     let s = &self.svcs[i];
-                    let pid = match &s.def.service.pid_file {
-                        Some(p) => procs::read_pid_file(p),
-                        None => procs::guess_main(&s.def.name),
-                    };
+                    let pid = s.watch.named(&procs::read_pid_file).or_else(|| {
+                        if s.def.service.pid_file.is_none() {
+                            procs::guess_main(&s.def.name)
+                        } else {
+                            None
+                        }
+                    });
                     if pid.is_none()
                         && s.def.service.pid_file.is_some()
                         && !s.def.service.remain_after_exit
@@ -958,6 +979,7 @@ impl Supervisor {
             }
         } else {
             s.state = State::Active;
+            s.watch.arm(now);
             log(&format!(
                 "{}: started{}",
                 s.def.name,
@@ -1063,7 +1085,22 @@ impl Supervisor {
             if self.svcs[i].main_pid == Some(pid) {
                 self.svcs[i].main_pid = None;
                 let o = outcome(&self.svcs[i].def.service, true);
-                self.main_exited(i, o);
+                if self.follows_pid_file(i) {
+                    // Its script may be restarting it: the pid file decides (see `follow`).
+                    let s = &mut self.svcs[i];
+                    log(&format!(
+                        "{}: main process {pid} ended{}; looking for its successor in its pid file",
+                        s.def.name,
+                        match describe(o) {
+                            d if d.is_empty() => String::new(),
+                            d => format!(" ({d})"),
+                        }
+                    ));
+                    s.watch.lose(Instant::now(), o);
+                    self.dirty = true;
+                } else {
+                    self.main_exited(i, o);
+                }
                 return;
             }
         }
@@ -1100,7 +1137,11 @@ impl Supervisor {
                     log(&format!("{name}: main process failed ({})", describe(o)));
                 }
                 s.failure = Some(o);
-                s.result = describe(o);
+                // A clean end still says why the service is no longer running.
+                s.result = match o {
+                    Outcome::Clean => "main process exited".into(),
+                    _ => describe(o),
+                };
                 s.state = State::Stopping;
                 // The rest of its processes go too, then ExecStopPost.
                 self.begin_kill(i);
@@ -1347,6 +1388,64 @@ impl Supervisor {
         }
     }
 
+    // ----- following main processes we did not start -----
+
+    /// Whether service `i` is running and its main process is followed through pid files.
+    fn follows_pid_file(&self, i: usize) -> bool {
+        let s = &self.svcs[i];
+        s.state == State::Active
+            && matches!(s.phase, Phase::Idle | Phase::Reload)
+            && s.watch.by_pid_file()
+    }
+
+    /// One look at a running service's main process (see [`pidfiles`]): a pid file naming
+    /// a new process is followed; a main process gone for good ends the service.
+    fn follow(&mut self, i: usize, now: Instant) {
+        let me = std::process::id() as i32;
+        let s = &mut self.svcs[i];
+        if s.state != State::Active || !matches!(s.phase, Phase::Idle | Phase::Reload) {
+            s.watch.disarm();
+            return;
+        }
+        // Our own children are reaped (SIGCHLD says when they end); others are looked at.
+        let stranger = s.main_pid.is_some_and(|m| procs::parent(m) != Some(me));
+        if !s.watch.by_pid_file() && !stranger && !s.watch.losing() {
+            s.watch.next = Some(now + pidfiles::INTERVAL);
+            return;
+        }
+        let main = s.main_pid;
+        let name = s.def.name.clone();
+        match s
+            .watch
+            .check(main, now, &signals::alive, &procs::read_pid_file)
+        {
+            pidfiles::Verdict::Same => {}
+            pidfiles::Verdict::Adopt(p) => {
+                log(&format!("{name}: main process is pid {p} (its pid file)"));
+                s.main_pid = Some(p);
+                self.dirty = true;
+            }
+            pidfiles::Verdict::Lost => {
+                log(&format!(
+                    "{name}: main process {} is gone",
+                    main.unwrap_or_default()
+                ));
+                s.main_pid = None;
+                self.dirty = true;
+            }
+            pidfiles::Verdict::Gone(o) => {
+                // A daemon that ended on its own, even cleanly, leaves a service that no
+                // longer serves: a failure.
+                let o = if o == Outcome::Clean {
+                    Outcome::Vanished
+                } else {
+                    o
+                };
+                self.main_exited(i, o);
+            }
+        }
+    }
+
     // ----- timers -----
 
     fn timer_target(&self, i: usize) -> Option<usize> {
@@ -1421,6 +1520,7 @@ impl Supervisor {
             consider(s.deadline);
             consider(s.restart_at);
             consider(s.timer_next);
+            consider(s.watch.next);
             if s.phase == Phase::Kill {
                 // Processes outside our children are checked by polling /proc.
                 consider(Some(now + Duration::from_millis(50)));
@@ -1562,6 +1662,7 @@ impl Supervisor {
                 main_pid: s.main_pid,
                 restarts: s.restarts,
                 critical: s.def.critical,
+                optional: s.def.optional,
             })
             .collect();
         let st = Status {
