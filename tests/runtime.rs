@@ -875,6 +875,64 @@ fn debian_sysvinit_verifies_in_sbin_init_and_rehost_modes() {
     assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
 }
 
+/// Every TCP port the plan lists must listen: one nobody listens on fails verify, with
+/// or without the plan, in one line naming the port and the service expected on it.
+#[test]
+fn a_port_of_the_plan_nobody_listens_on_fails_verify_naming_it() {
+    let work = scratch();
+    let rootfs = common::fixture("debian-sysvinit").join("rootfs");
+    let plan = work.path().join("plan.toml");
+    common::rehost_ok(&[
+        "inspect",
+        rootfs.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "-q",
+    ]);
+    // The operator expects nginx on a second port too; nothing in the image opens it, and
+    // no `port-listening` check names it.
+    let mut text = fs::read_to_string(&plan).unwrap();
+    text += "\n[[port]]\nport = 8081\nprotocol = \"tcp\"\nservice = \"nginx\"\nreason = \"the admin site\"\n";
+    fs::write(&plan, text).unwrap();
+    let image = common::runtime::converted_with(
+        "debian-sysvinit",
+        work.path(),
+        &["--plan", plan.to_str().unwrap()],
+    );
+    let rt = Rt::new();
+    let out = rt.rehost(&[
+        "verify",
+        image.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--timeout",
+        "90",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(
+        failed[0].contains("8081/tcp") && failed[0].contains("nginx"),
+        "{text}"
+    );
+    for port in ["22/tcp", "80/tcp"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(port)),
+            "{port}: {text}"
+        );
+    }
+    // Without the plan, the image's own record of its ports says the same.
+    let (report, code) = verify_report(&rt, &[image.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{report:#}");
+    let port = check(&report, "port", "8081/tcp");
+    assert_eq!(port["passed"], false);
+    assert!(port["detail"].as_str().unwrap().contains("nginx"), "{port}");
+    assert_eq!(check(&report, "port", "80/tcp")["passed"], true);
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+}
+
 #[test]
 fn dumb_init_verifies_its_one_command() {
     let work = scratch();
