@@ -290,6 +290,14 @@ fn debian_sysvinit_boots_its_rc_scripts() {
         work.path(),
         &["--critical", "ssh", "--critical", "nginx"],
     );
+    // Engines that run health checks run `rehost-init status`.
+    let (_, config) = image_json(&work.path().join("image"));
+    let check = &config["config"]["Healthcheck"];
+    assert_eq!(
+        check["Test"],
+        serde_json::json!(["CMD", "/usr/sbin/rehost-init", "status"]),
+        "{config}"
+    );
     let toml = std::fs::read_to_string(rootfs.join("etc/rehost/init.toml")).unwrap();
     for s in ["ssh", "nginx", "cron", "rsyslog"] {
         assert!(
@@ -552,6 +560,8 @@ fn systemd_mode_hands_over_to_the_images_systemd_with_hooks_and_masks() {
     );
     assert!(c["ExposedPorts"]["80/tcp"].is_object(), "{c}");
     assert_eq!(c["Labels"]["io.rehost.init.mode"], "systemd");
+    // rehost-init's status is not systemd's: no health check that would always fail.
+    assert!(c["Healthcheck"].is_null(), "{c}");
     assert_eq!(c["Labels"]["io.rehost.captured"], "2023-11-14T22:13:20Z");
     assert!(manifest["annotations"]["io.rehost.systemd.mounts"]
         .as_str()

@@ -190,6 +190,7 @@ pub fn convert(
     if let (Some(planned), Some(built)) = (&rich, &rich_layer) {
         run.entrypoint = Some(planned.entrypoint.clone());
         run.stop_signal = Some(planned.stop_signal.clone());
+        run.healthcheck = planned.healthcheck.clone();
         run.env =
             vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
         run.env.extend(planned.env.iter().cloned());

@@ -1407,10 +1407,11 @@ impl Supervisor {
             s.watch.disarm();
             return;
         }
-        // Our own children are reaped (SIGCHLD says when they end); others are looked at.
+        // Our own children are reaped (SIGCHLD says when they end): a service without pid
+        // file whose main process is our child needs no looking at.
         let stranger = s.main_pid.is_some_and(|m| procs::parent(m) != Some(me));
         if !s.watch.by_pid_file() && !stranger && !s.watch.losing() {
-            s.watch.next = Some(now + pidfiles::INTERVAL);
+            s.watch.disarm();
             return;
         }
         let main = s.main_pid;
@@ -1637,7 +1638,12 @@ impl Supervisor {
             for line in msg.lines() {
                 if let Some(p) = line.strip_prefix("MAINPID=") {
                     if let Ok(pid) = p.trim().parse::<i32>() {
-                        self.svcs[i].main_pid = Some(pid);
+                        let s = &mut self.svcs[i];
+                        s.main_pid = Some(pid);
+                        // Possibly not our child: looked at while it runs.
+                        if s.state == State::Active {
+                            s.watch.arm(Instant::now());
+                        }
                     }
                 } else if line == "READY=1" && self.svcs[i].phase == Phase::Start {
                     self.begin_post(i);

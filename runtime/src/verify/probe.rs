@@ -59,7 +59,12 @@ impl Probe {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter(|s| matches!(s["state"].as_str(), Some("starting" | "inactive")))
+                        // An inactive service with a result ran and ended: it is not coming.
+                        .filter(|s| match s["state"].as_str() {
+                            Some("starting") => true,
+                            Some("inactive") => s["result"].as_str().unwrap_or("").is_empty(),
+                            _ => false,
+                        })
                         .count();
                     if st["phase"] != "running" || starting > 0 {
                         Boot::Booting(format!("{starting} service(s) starting"))
