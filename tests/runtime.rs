@@ -933,6 +933,71 @@ fn a_port_of_the_plan_nobody_listens_on_fails_verify_naming_it() {
     assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
 }
 
+/// A kept service the plan marks optional may fail: verify reports it and still passes,
+/// and rehost-init calls the container healthy; the same service not optional fails both.
+#[test]
+fn an_optional_service_that_fails_is_reported_not_counted() {
+    let work = scratch();
+    let src = work.path().join("src");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(common::fixture("debian-sysvinit").join("rootfs"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let script = src.join("etc/init.d/flaky");
+    fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in\n  start) echo flaky-refuses-to-start >&2; exit 1 ;;\n  *) exit 0 ;;\nesac\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rt = Rt::new();
+    for optional in [true, false] {
+        let image = work.path().join(format!("flaky-{optional}.oci"));
+        let mut args = vec![
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "-q",
+            "--init",
+            "rehost",
+            "--service",
+            "sysv:ssh",
+            "--service",
+            "sysv:nginx",
+            "--service",
+            "sysv:flaky",
+        ];
+        if optional {
+            args.extend(["--optional", "flaky"]);
+        }
+        common::rehost_ok(&args);
+        let (report, code) = verify_report(&rt, &[image.to_str().unwrap()]);
+        let flaky = check(&report, "service", "flaky");
+        assert!(
+            flaky["detail"].as_str().unwrap().starts_with("failed"),
+            "{flaky}"
+        );
+        if optional {
+            assert_eq!(code, Some(0), "{report:#}");
+            assert_eq!(flaky["passed"], true, "{flaky}");
+            assert!(
+                flaky["detail"].as_str().unwrap().contains("optional"),
+                "{flaky}"
+            );
+        } else {
+            assert_eq!(code, Some(1), "{report:#}");
+            assert_eq!(flaky["passed"], false, "{flaky}");
+            assert_eq!(check(&report, "unit", "flaky")["passed"], false);
+        }
+        assert_eq!(check(&report, "service", "nginx")["passed"], true);
+    }
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+}
+
 #[test]
 fn dumb_init_verifies_its_one_command() {
     let work = scratch();

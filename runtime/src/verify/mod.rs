@@ -244,9 +244,16 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
     );
 
     if ready {
+        let optional = probe.optional(&inside);
+        let is_optional = |name: &str| optional.iter().any(|o| probe::same_service(o, name));
         for unit in probe.failed(&inside) {
+            let (passed, detail) = if is_optional(&unit) {
+                (true, "failed (optional: the container stays healthy)")
+            } else {
+                (false, "failed")
+            };
             checks.push(
-                CheckResult::new("unit", unit.clone(), false, "failed")
+                CheckResult::new("unit", unit.clone(), passed, detail)
                     .with_log(probe.log(&inside, &unit)),
             );
         }
@@ -270,8 +277,13 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
         };
         for svc in &services {
             let st = probe.service(&inside, svc);
+            let (passed, detail) = if !st.active && is_optional(svc) {
+                (true, format!("{} (optional)", st.detail))
+            } else {
+                (st.active, st.detail)
+            };
             checks.push(
-                CheckResult::new("service", svc.clone(), st.active, st.detail)
+                CheckResult::new("service", svc.clone(), passed, detail)
                     .with_log(probe.log(&inside, svc)),
             );
         }

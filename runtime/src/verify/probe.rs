@@ -96,6 +96,21 @@ impl Probe {
         }
     }
 
+    /// The services the plan marks optional (rehost-init's status says which): their
+    /// failure is reported, not counted.
+    pub fn optional(&self, c: &Inside) -> Vec<String> {
+        match self {
+            Probe::RehostInit => status(c)
+                .and_then(|st| st["services"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter(|s| s["optional"] == true)
+                .filter_map(|s| s["name"].as_str().map(String::from))
+                .collect(),
+            Probe::Systemd | Probe::SysV | Probe::Plain => Vec::new(),
+        }
+    }
+
     /// The units or services the init itself reports failed.
     pub fn failed(&self, c: &Inside) -> Vec<String> {
         match self {
@@ -219,7 +234,7 @@ impl Probe {
 }
 
 /// `ssh` names `ssh.service`; `sysv:ssh` names the SysV script `ssh`.
-fn same_service(supervised: &str, asked: &str) -> bool {
+pub(super) fn same_service(supervised: &str, asked: &str) -> bool {
     let bare = |s: &str| {
         s.trim_start_matches("sysv:")
             .trim_start_matches("openrc:")
