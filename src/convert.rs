@@ -99,6 +99,10 @@ pub struct InitArgs {
     /// stops when it exhausts its restart budget.
     #[arg(long = "critical", value_name = "NAME")]
     critical: Vec<String>,
+    /// Mark a kept service optional (repeatable): when it fails, `rehost-init status`
+    /// reports it, but the container is not degraded for it.
+    #[arg(long = "optional", value_name = "NAME")]
+    optional: Vec<String>,
     /// Add a hook script: prestart=FILE or poststop=FILE (repeatable).
     #[arg(long = "hook", value_name = "PHASE=FILE")]
     hooks: Vec<String>,
@@ -122,6 +126,7 @@ impl InitArgs {
             keep_only: self.services.clone(),
             drop: self.drop.clone(),
             critical: self.critical.clone(),
+            optional: self.optional.clone(),
             ports: self.expose.clone(),
             volumes: self.volumes.clone(),
             excludes: a.exclude.clone(),
@@ -236,6 +241,9 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         );
         if !r.critical.is_empty() {
             println!("critical  {}", r.critical.join(", "));
+        }
+        if !r.optional.is_empty() {
+            println!("optional  {}", r.optional.join(", "));
         }
         if !r.dropped.is_empty() {
             println!("dropped   {}", r.dropped.join(", "));

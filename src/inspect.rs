@@ -211,9 +211,14 @@ fn print_report(
             (Action::Drop, _) => "-",
             (Action::Mask, _) => "x",
         };
+        let marker = match (decision.critical, decision.optional) {
+            (true, _) => " (critical)",
+            (_, true) => " (optional)",
+            _ => "",
+        };
         writeln!(
             out,
-            "  {mark} {:<28} {:<5} {}",
+            "  {mark} {:<28} {:<5} {}{marker}",
             decision.name,
             decision.action.name(),
             decision.reason

@@ -4,7 +4,7 @@ use crate::flags::{RegistryArgs, RuntimeArgs};
 use anyhow::{Context, Result};
 use converter::plan::checks::HttpGet;
 use converter::plan::Plan;
-use runtime::verify::{self, Checks, CommandCheck, HttpCheck, VerifyOptions};
+use runtime::verify::{self, Checks, CommandCheck, HttpCheck, PortCheck, VerifyOptions};
 use runtime::InitMode;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +38,8 @@ pub struct Args {
     /// A service that must be active [default: the plan's, else the image's kept services].
     #[arg(long, value_name = "NAME")]
     service: Vec<String>,
-    /// A TCP port that must listen inside [default: the plan's, else the exposed ports].
+    /// A TCP port that must listen inside [default: every TCP port of the plan, else the
+    /// exposed ports].
     #[arg(long, value_name = "PORT")]
     port: Vec<u16>,
     /// A shell command that must exit 0 inside.
@@ -79,7 +80,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .checks()
             .with_context(|| format!("{}: its checks", path.display()))?;
         checks.services = planned.services;
-        checks.ports = planned.ports;
+        checks.ports = planned
+            .ports
+            .into_iter()
+            .map(|p| PortCheck {
+                port: p.port,
+                service: p.service,
+            })
+            .collect();
         checks.commands = planned
             .commands
             .into_iter()
@@ -88,7 +96,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         checks.http = planned.http.into_iter().map(http_check).collect();
     }
     checks.services.extend(args.service);
-    checks.ports.extend(args.port);
+    for port in args.port {
+        if !checks.ports.iter().any(|p| p.port == port) {
+            checks.ports.push(PortCheck {
+                port,
+                service: None,
+            });
+        }
+    }
     checks.commands.extend(
         args.check
             .into_iter()

@@ -290,6 +290,14 @@ fn debian_sysvinit_boots_its_rc_scripts() {
         work.path(),
         &["--critical", "ssh", "--critical", "nginx"],
     );
+    // Engines that run health checks run `rehost-init status`.
+    let (_, config) = image_json(&work.path().join("image"));
+    let check = &config["config"]["Healthcheck"];
+    assert_eq!(
+        check["Test"],
+        serde_json::json!(["CMD", "/usr/sbin/rehost-init", "status"]),
+        "{config}"
+    );
     let toml = std::fs::read_to_string(rootfs.join("etc/rehost/init.toml")).unwrap();
     for s in ["ssh", "nginx", "cron", "rsyslog"] {
         assert!(
@@ -316,9 +324,155 @@ fn debian_sysvinit_boots_its_rc_scripts() {
     for p in ["sshd", "nginx", "cron", "rsyslogd"] {
         assert!(ps.lines().any(|l| l.trim() == p), "{p} not running:\n{ps}");
     }
+    // The daemons the scripts started show their pids: those of their pid files.
+    for (svc, pidfile) in [("nginx", "/run/nginx.pid"), ("ssh", "/run/sshd.pid")] {
+        let (pid, status) = wait_pid_shown(&c, svc, pidfile);
+        assert!(pid > 1, "{svc}: {pidfile} holds {pid}\n{status}");
+    }
+    assert!(
+        status_of(&c).1.ends_with("healthy\n"),
+        "{}",
+        status_of(&c).1
+    );
     c.signal(SIGTERM);
     let code = c.wait(Duration::from_secs(60));
     assert_eq!(code, 0, "{}", c.console());
+}
+
+/// A SysV daemon restarted by its own script by hand is followed to its new pid; one
+/// killed by hand fails its service, and the container's health is degraded.
+#[test]
+fn sysv_daemons_are_followed_through_their_pid_files() {
+    assert!(
+        is_root(),
+        "these tests need root (namespaces, mounts, chroot)"
+    );
+    let work = Scratch::new("sysv-pids");
+    let rootfs = convert_and_unpack(
+        &fixture("debian-sysvinit"),
+        work.path(),
+        &[
+            "--service",
+            "sysv:ssh",
+            "--service",
+            "sysv:nginx",
+            "--service",
+            "sysv:cron",
+            "--optional",
+            "cron",
+        ],
+    );
+    let toml = std::fs::read_to_string(rootfs.join("etc/rehost/init.toml")).unwrap();
+    assert!(toml.contains("optional = true"), "{toml}");
+    let c = boot(&rootfs, work.path());
+    c.wait_healthy(Duration::from_secs(60));
+    let (first, _) = wait_pid_shown(&c, "nginx", "/run/nginx.pid");
+
+    // Restarted by its own script, from outside the init: the new master is followed.
+    let out = c.exec(&["/etc/init.d/nginx", "restart"]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (second, status) = loop {
+        let (pid, status) = wait_pid_shown(&c, "nginx", "/run/nginx.pid");
+        if pid != first && service_line(&status, "nginx").contains(" active ") {
+            break (pid, status);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nginx still shows pid {first} after its restart:\n{status}\n{}",
+            c.console()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_ne!(first, second);
+    assert!(status.ends_with("healthy\n"), "{status}");
+    assert!(c.listening().contains(&80));
+
+    // Killed by hand: nginx is no longer active and the container is degraded (exit 1).
+    let out = c.exec(&["kill", &second.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (code, status) = loop {
+        let (code, status) = status_of(&c);
+        if !service_line(&status, "nginx").contains(" active ") {
+            break (code, status);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nginx still active after its daemon was killed:\n{status}\n{}",
+            c.console()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(code, 1, "{status}");
+    let line = service_line(&status, "nginx");
+    assert!(line.contains(" failed "), "{line}");
+    let health = status.lines().last().unwrap_or_default();
+    assert!(health.starts_with("degraded: nginx (failed"), "{status}");
+
+    // An optional service that dies does not degrade the container.
+    let (cron, _) = wait_pid_shown(&c, "cron", "/run/crond.pid");
+    let before = status_of(&c).1;
+    assert!(!before.lines().last().unwrap().contains("cron"), "{before}");
+    let out = c.exec(&["kill", &cron.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, status) = status_of(&c);
+        if service_line(&status, "cron").contains(" failed ") {
+            let health = status.lines().last().unwrap_or_default();
+            assert!(!health.contains("cron"), "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cron still active after its daemon was killed:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `rehost-init status`: its exit code and output.
+fn status_of(c: &Booted) -> (i32, String) {
+    let out = c.exec(&["/usr/sbin/rehost-init", "status"]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The status line of `service`.
+fn service_line<'a>(status: &'a str, service: &str) -> &'a str {
+    status
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(service))
+        .unwrap_or_else(|| panic!("{service} missing:\n{status}"))
+}
+
+/// Waits until `rehost-init status` shows for `service` the pid its `pidfile` holds;
+/// returns that pid and the status.
+fn wait_pid_shown(c: &Booted, service: &str, pidfile: &str) -> (i32, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = c.exec(&["cat", pidfile]);
+        let held: Option<i32> = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+        let (_, status) = status_of(c);
+        let shown: Option<i32> = service_line(&status, service)
+            .split_whitespace()
+            .nth(3)
+            .and_then(|p| p.parse().ok());
+        if let (Some(h), Some(s)) = (held, shown) {
+            if h == s {
+                return (h, status);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{service}: status shows pid {shown:?}, {pidfile} holds {held:?}:\n{status}\n{}",
+            c.console()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -406,6 +560,8 @@ fn systemd_mode_hands_over_to_the_images_systemd_with_hooks_and_masks() {
     );
     assert!(c["ExposedPorts"]["80/tcp"].is_object(), "{c}");
     assert_eq!(c["Labels"]["io.rehost.init.mode"], "systemd");
+    // rehost-init's status is not systemd's: no health check that would always fail.
+    assert!(c["Healthcheck"].is_null(), "{c}");
     assert_eq!(c["Labels"]["io.rehost.captured"], "2023-11-14T22:13:20Z");
     assert!(manifest["annotations"]["io.rehost.systemd.mounts"]
         .as_str()

@@ -881,6 +881,129 @@ fn debian_sysvinit_verifies_in_sbin_init_and_rehost_modes() {
     assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
 }
 
+/// Every TCP port the plan lists must listen: one nobody listens on fails verify, with
+/// or without the plan, in one line naming the port and the service expected on it.
+#[test]
+fn a_port_of_the_plan_nobody_listens_on_fails_verify_naming_it() {
+    let work = scratch();
+    let rootfs = common::fixture("debian-sysvinit").join("rootfs");
+    let plan = work.path().join("plan.toml");
+    common::rehost_ok(&[
+        "inspect",
+        rootfs.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "-q",
+    ]);
+    // The operator expects nginx on a second port too; nothing in the image opens it, and
+    // no `port-listening` check names it.
+    let mut text = fs::read_to_string(&plan).unwrap();
+    text += "\n[[port]]\nport = 8081\nprotocol = \"tcp\"\nservice = \"nginx\"\nreason = \"the admin site\"\n";
+    fs::write(&plan, text).unwrap();
+    let image = common::runtime::converted_with(
+        "debian-sysvinit",
+        work.path(),
+        &["--plan", plan.to_str().unwrap()],
+    );
+    let rt = Rt::new();
+    let out = rt.rehost(&[
+        "verify",
+        image.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--timeout",
+        "90",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(
+        failed[0].contains("8081/tcp") && failed[0].contains("nginx"),
+        "{text}"
+    );
+    for port in ["22/tcp", "80/tcp"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(port)),
+            "{port}: {text}"
+        );
+    }
+    // Without the plan, the image's own record of its ports says the same.
+    let (report, code) = verify_report(&rt, &[image.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{report:#}");
+    let port = check(&report, "port", "8081/tcp");
+    assert_eq!(port["passed"], false);
+    assert!(port["detail"].as_str().unwrap().contains("nginx"), "{port}");
+    assert_eq!(check(&report, "port", "80/tcp")["passed"], true);
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+}
+
+/// A kept service the plan marks optional may fail: verify reports it and still passes,
+/// and rehost-init calls the container healthy; the same service not optional fails both.
+#[test]
+fn an_optional_service_that_fails_is_reported_not_counted() {
+    let work = scratch();
+    let src = work.path().join("src");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(common::fixture("debian-sysvinit").join("rootfs"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let script = src.join("etc/init.d/flaky");
+    fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in\n  start) echo flaky-refuses-to-start >&2; exit 1 ;;\n  *) exit 0 ;;\nesac\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rt = Rt::new();
+    for optional in [true, false] {
+        let image = work.path().join(format!("flaky-{optional}.oci"));
+        let mut args = vec![
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "-q",
+            "--init",
+            "rehost",
+            "--service",
+            "sysv:ssh",
+            "--service",
+            "sysv:nginx",
+            "--service",
+            "sysv:flaky",
+        ];
+        if optional {
+            args.extend(["--optional", "flaky"]);
+        }
+        common::rehost_ok(&args);
+        let (report, code) = verify_report(&rt, &[image.to_str().unwrap()]);
+        let flaky = check(&report, "service", "flaky");
+        assert!(
+            flaky["detail"].as_str().unwrap().starts_with("failed"),
+            "{flaky}"
+        );
+        if optional {
+            assert_eq!(code, Some(0), "{report:#}");
+            assert_eq!(flaky["passed"], true, "{flaky}");
+            assert!(
+                flaky["detail"].as_str().unwrap().contains("optional"),
+                "{flaky}"
+            );
+        } else {
+            assert_eq!(code, Some(1), "{report:#}");
+            assert_eq!(flaky["passed"], false, "{flaky}");
+            assert_eq!(check(&report, "unit", "flaky")["passed"], false);
+        }
+        assert_eq!(check(&report, "service", "nginx")["passed"], true);
+    }
+    assert_eq!(rt.rehost_ok(&["ps", "--json"]).trim(), "[]");
+}
+
 #[test]
 fn dumb_init_verifies_its_one_command() {
     let work = scratch();

@@ -70,6 +70,8 @@ pub struct RichSummary {
     pub init: String,
     pub kept: Vec<String>,
     pub critical: Vec<String>,
+    /// Kept services whose failure does not make the container degraded.
+    pub optional: Vec<String>,
     pub dropped: Vec<String>,
     pub scrubbed: Vec<String>,
 }
@@ -171,12 +173,24 @@ pub fn convert(
         run.exposed_ports
             .insert(format!("{}/{}", p.port, p.protocol), image::Empty {});
     }
+    let port_services = oci::contract::port_services_label(
+        plan.port
+            .iter()
+            .filter_map(|p| Some((p.port, p.protocol.as_str(), p.service.as_deref()?))),
+    );
+    if !port_services.is_empty() {
+        labels.insert(
+            oci::contract::PORT_SERVICES_LABEL.to_string(),
+            port_services,
+        );
+    }
     for v in &plan.volume {
         run.volumes.insert(v.path.clone(), image::Empty {});
     }
     if let (Some(planned), Some(built)) = (&rich, &rich_layer) {
         run.entrypoint = Some(planned.entrypoint.clone());
         run.stop_signal = Some(planned.stop_signal.clone());
+        run.healthcheck = planned.healthcheck.clone();
         run.env =
             vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
         run.env.extend(planned.env.iter().cloned());
@@ -258,6 +272,12 @@ pub fn convert(
                 .kept
                 .iter()
                 .filter(|e| e.critical)
+                .map(|e| e.name.clone())
+                .collect(),
+            optional: p
+                .kept
+                .iter()
+                .filter(|e| e.optional)
                 .map(|e| e.name.clone())
                 .collect(),
             dropped: p.dropped.clone(),

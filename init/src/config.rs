@@ -14,13 +14,18 @@
 //!
 //! # The services to start, in any order (dependencies order them). `kind` is "systemd"
 //! # (a unit name: services and timers; instances of templates too), "sysv" or "openrc"
-//! # (a script in /etc/init.d) or "upstart" (a job in /etc/init). A critical service that
-//! # is down makes `rehost-init status` fail, and one that exhausts its restart budget
-//! # stops the container with a non-zero exit code.
+//! # (a script in /etc/init.d) or "upstart" (a job in /etc/init). A service that failed
+//! # makes `rehost-init status` report the container degraded (exit 1) unless it is
+//! # `optional`; a critical service that exhausts its restart budget also stops the
+//! # container with a non-zero exit code.
 //! [[service]]
 //! name = "ssh.service"
 //! kind = "systemd"
 //! critical = true
+//!
+//! [[service]]
+//! name = "cron.service"
+//! optional = true
 //! ```
 //!
 //! When the file has no `[[service]]` at all, rehost-init starts what the image itself
@@ -128,6 +133,10 @@ pub struct ServiceEntry {
     /// Whether the container is unhealthy without it.
     #[serde(default)]
     pub critical: bool,
+    /// Whether the container stays healthy without it: an optional service that fails is
+    /// reported, but does not make `rehost-init status` degraded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// The whole configuration file.
@@ -262,16 +271,21 @@ mod tests {
                     name: "ssh.service".into(),
                     kind: ServiceKind::Systemd,
                     critical: true,
+                    optional: false,
                 },
                 ServiceEntry {
                     name: "cron".into(),
                     kind: ServiceKind::Sysv,
                     critical: false,
+                    optional: true,
                 },
             ],
         };
         let text = cfg.to_toml();
         assert_eq!(InitConfig::parse("x", &text).unwrap(), cfg);
+        // Files written before `optional` existed read as not optional.
+        let old = InitConfig::parse("x", "[[service]]\nname = \"a\"\ncritical = true\n").unwrap();
+        assert!(old.services[0].critical && !old.services[0].optional);
         let d = InitConfig::parse("x", "").unwrap();
         assert_eq!((d.mode, d.stop_timeout_sec), (Mode::Rehost, 90));
         let e = InitConfig::parse("/etc/rehost/init.toml", "mode = \"upside-down\"").unwrap_err();

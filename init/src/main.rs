@@ -16,8 +16,10 @@ const HELP: &str = "rehost-init: the init (pid 1) of rehost rich containers
 USAGE:
     rehost-init                   run as the container's init, as /etc/rehost/init.toml says
     rehost-init -- CMD [ARG...]   run as a minimal reaper around CMD (dumb-init mode)
-    rehost-init status [--json]   print every service's state; exit 1 when a critical service
-                                  is down, 3 when no init is running (an exec probe / HEALTHCHECK)
+    rehost-init status [--json]   print every service's state and the container's health:
+                                  exit 0 when healthy; 1 when degraded (a service that is not
+                                  optional failed) or still starting; 3 when no init is running
+                                  (an exec probe / HEALTHCHECK)
     rehost-init hooks PHASE [--exit-status N]
                                   run the prestart or poststop hooks now (used by the systemd
                                   and sbin-init modes, whose pid 1 is not rehost-init)
@@ -311,29 +313,19 @@ fn status(json: bool) -> i32 {
         );
         return 3;
     }
+    let (health, which) = st.health();
     if json {
+        let mut v = serde_json::to_value(&st).expect("status serializes");
+        v["health"] = health.as_str().into();
+        v["unhealthy"] = which.iter().map(|s| s.name.clone()).collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&st).expect("status serializes")
+            serde_json::to_string_pretty(&v).expect("status serializes")
         );
     } else {
         print!("{}", st.render());
     }
-    let down = st.critical_down();
-    if down.is_empty() {
-        0
-    } else {
-        if !json {
-            eprintln!(
-                "rehost-init: critical service(s) down: {}",
-                down.iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        1
-    }
+    health.exit_code()
 }
 
 fn hooks_cmd(args: &[String]) -> i32 {

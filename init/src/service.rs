@@ -27,6 +27,8 @@ pub struct TimerDef {
     pub on_unit_inactive: Vec<Duration>,
     /// The service it starts.
     pub unit: String,
+    /// `Persistent=`: a calendar event missed while the container was down fires at start.
+    pub persistent: bool,
 }
 
 /// Where a socket unit listens.
@@ -119,6 +121,8 @@ pub struct ServiceDef {
     pub unsupported: Vec<String>,
     /// From the configuration.
     pub critical: bool,
+    /// From the configuration: its failure does not make the container degraded.
+    pub optional: bool,
     /// Started at boot (false for services only a timer starts).
     pub autostart: bool,
 }
@@ -179,6 +183,7 @@ impl ServiceDef {
             socket: None,
             unsupported: vec![],
             critical: false,
+            optional: false,
             autostart: true,
         }
     }
@@ -201,6 +206,7 @@ pub fn load(fs: &dyn FileSystem, entry: &ServiceEntry) -> Result<ServiceDef, Par
         ServiceKind::Upstart => load_upstart(fs, &entry.name)?,
     };
     def.critical = entry.critical;
+    def.optional = entry.optional;
     Ok(def)
 }
 
@@ -353,6 +359,7 @@ fn load_systemd(fs: &dyn FileSystem, name: &str) -> Result<ServiceDef, ParseErro
                 on_boot,
                 on_unit_active: t.on_unit_active,
                 on_unit_inactive: t.on_unit_inactive,
+                persistent: t.persistent,
                 unit: unit.timer_target(),
             });
         }
@@ -631,6 +638,7 @@ mod tests {
             name: name.into(),
             kind,
             critical: true,
+            optional: false,
         }
     }
 

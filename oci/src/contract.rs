@@ -27,6 +27,10 @@ pub const PLAN_DIGEST_LABEL: &str = "io.rehost.plan.digest";
 pub const IMAGE_NAME_LABEL: &str = "io.rehost.image.name";
 /// Label: the rehost version that built the image.
 pub const VERSION_LABEL: &str = "io.rehost.version";
+/// Label: the service the plan expects on each exposed port, as `PORT/PROTO=SERVICE`
+/// pairs, comma-separated ([`port_services_label`], [`parse_port_services`]), so that
+/// verify names the service whose port does not listen.
+pub const PORT_SERVICES_LABEL: &str = "io.rehost.port.services";
 /// Label and manifest annotation: the mounts systemd expects in a systemd-mode container.
 pub const SYSTEMD_MOUNTS_ANNOTATION: &str = "io.rehost.systemd.mounts";
 
@@ -92,6 +96,32 @@ pub fn serialize_plan_name<S: serde::Serializer>(mode: &InitMode, s: S) -> Resul
     s.serialize_str(mode.plan_name())
 }
 
+/// The [`PORT_SERVICES_LABEL`] value for `(port, protocol, service)` triples.
+pub fn port_services_label<'a>(ports: impl IntoIterator<Item = (u16, &'a str, &'a str)>) -> String {
+    ports
+        .into_iter()
+        .map(|(port, proto, service)| format!("{port}/{proto}={service}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads a [`PORT_SERVICES_LABEL`] value: `(port, protocol, service)` triples; malformed
+/// pairs (the label is the image's, anyone may have written it) are skipped.
+pub fn parse_port_services(label: &str) -> Vec<(u16, String, String)> {
+    label
+        .split(',')
+        .filter_map(|pair| {
+            let (port, service) = pair.trim().split_once('=')?;
+            let (port, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+            let service = service.trim();
+            if service.is_empty() {
+                return None;
+            }
+            Some((port.parse().ok()?, proto.to_string(), service.to_string()))
+        })
+        .collect()
+}
+
 /// An init mode name that is none of [`InitMode`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown init mode `{0}` (systemd, rehost, sbin-init, dumb-init, none)")]
@@ -141,6 +171,30 @@ mod tests {
             super::serialize_plan_name(&m, &mut serde_json::Serializer::new(&mut written)).unwrap();
             assert_eq!(String::from_utf8(written).unwrap(), plan);
         }
+        let sysv: InitMode = serde_json::from_str("\"openrc\"").unwrap();
+        assert_eq!(sysv, InitMode::SbinInit);
+        assert!("upstart".parse::<InitMode>().is_err());
+    }
+
+    #[test]
+    fn port_services_read_back() {
+        let label = super::port_services_label([(22, "tcp", "ssh"), (53, "udp", "bind9")]);
+        assert_eq!(label, "22/tcp=ssh,53/udp=bind9");
+        assert_eq!(
+            super::parse_port_services(&label),
+            [
+                (22, "tcp".to_string(), "ssh".to_string()),
+                (53, "udp".to_string(), "bind9".to_string())
+            ]
+        );
+        assert_eq!(
+            super::parse_port_services("x=y,,80=,99999/tcp=a,80=web"),
+            [(80, "tcp".to_string(), "web".to_string())]
+        );
+    }
+
+    #[test]
+    fn plan_names_of_sbin_init_read_back() {
         let sysv: InitMode = serde_json::from_str("\"openrc\"").unwrap();
         assert_eq!(sysv, InitMode::SbinInit);
         assert!("upstart".parse::<InitMode>().is_err());

@@ -112,6 +112,32 @@ pub struct RunConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub stop_signal: Option<String>,
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// How the engine checks a container's health: Docker's extension of the image config
+/// (Docker, and Podman with Docker-format images, run it; other engines ignore it).
+/// Durations are in nanoseconds, as Docker writes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// `["CMD", PROGRAM, ARG…]`: exit 0 healthy, 1 unhealthy.
+    #[serde(rename = "Test", default)]
+    pub test: Vec<String>,
+    #[serde(rename = "Interval", default)]
+    pub interval: u64,
+    #[serde(rename = "Timeout", default)]
+    pub timeout: u64,
+    /// Failures in this time after the start do not count.
+    #[serde(rename = "StartPeriod", default)]
+    pub start_period: u64,
+    /// Consecutive failures that make the container unhealthy.
+    #[serde(rename = "Retries", default)]
+    pub retries: u32,
 }
 
 /// The `{}` that OCI uses as the value of set-like maps.

@@ -22,6 +22,8 @@ pub struct Amendments {
     pub drop: Vec<String>,
     /// `--critical`: mark these kept services critical.
     pub critical: Vec<String>,
+    /// `--optional`: mark these kept services optional.
+    pub optional: Vec<String>,
     /// `--expose`: the ports, instead of the plan's (`80`, `53/udp`).
     pub ports: Vec<String>,
     /// `--volume`: the volumes, instead of the plan's.
@@ -91,6 +93,7 @@ impl Plan {
                     reason: "named by --service".into(),
                     review: false,
                     critical: false,
+                    optional: false,
                 });
             }
         }
@@ -110,7 +113,33 @@ impl Plan {
                     reason: "--drop".into(),
                     review: false,
                     critical: false,
+                    optional: false,
                 }),
+            }
+        }
+        let kept_names = |plan: &Plan| {
+            plan.kept()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for name in &a.optional {
+            let names = kept_names(self);
+            let kept = self
+                .services
+                .iter_mut()
+                .find(|d| d.action == Action::Keep && same_service(name, &d.name));
+            match kept {
+                Some(d) => {
+                    d.optional = true;
+                    d.critical = false;
+                }
+                None => {
+                    return Err(bad(
+                        "--optional",
+                        format!("{name} is not among the services kept ({names})"),
+                    ))
+                }
             }
         }
         for name in &a.critical {
@@ -119,7 +148,16 @@ impl Plan {
                 .iter_mut()
                 .find(|d| d.action == Action::Keep && same_service(name, &d.name));
             match kept {
-                Some(d) => d.critical = true,
+                Some(d) if d.optional && a.optional.iter().any(|o| same_service(o, name)) => {
+                    return Err(bad(
+                        "--critical",
+                        format!("{name} is also named by --optional (choose one)"),
+                    ))
+                }
+                Some(d) => {
+                    d.critical = true;
+                    d.optional = false;
+                }
                 None => {
                     return Err(bad(
                         "--critical",
@@ -225,6 +263,7 @@ mod tests {
             reason: "r".into(),
             review: false,
             critical: false,
+            optional: false,
         };
         Plan {
             version: 1,
@@ -276,6 +315,19 @@ mod tests {
     }
 
     #[test]
+    fn optional_marks_a_kept_service() {
+        let mut p = plan();
+        p.amend(&Amendments {
+            optional: vec!["nginx".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let get = |n: &str| p.services.iter().find(|d| d.name == n).unwrap().clone();
+        assert!(get("nginx.service").optional && !get("nginx.service").critical);
+        assert!(!get("ssh.service").optional);
+    }
+
+    #[test]
     fn service_keeps_exactly_what_it_names() {
         let mut p = plan();
         p.amend(&Amendments {
@@ -309,6 +361,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--critical") && err.contains("cron"), "{err}");
+        let err = plan()
+            .amend(&Amendments {
+                optional: vec!["cron".into()],
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--optional") && err.contains("cron"), "{err}");
+        let err = plan()
+            .amend(&Amendments {
+                optional: vec!["ssh".into()],
+                critical: vec!["ssh".into()],
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("choose one"), "{err}");
         let err = plan()
             .amend(&Amendments {
                 mode: Some("dumb-init".into()),

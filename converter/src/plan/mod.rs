@@ -104,6 +104,10 @@ pub struct ServiceDecision {
     /// exhausts its restart budget).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub critical: bool,
+    /// A kept service the container stays healthy without: when it fails, `rehost-init
+    /// status` reports it but not the container degraded. Not together with `critical`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// What happens to a host-identity file.
@@ -479,6 +483,15 @@ impl Plan {
             path: origin.into(),
             reason: e.to_string(),
         })?;
+        if let Some(d) = plan.services.iter().find(|d| d.critical && d.optional) {
+            return Err(Error::Profile {
+                path: origin.into(),
+                reason: format!(
+                    "service {} is both critical and optional (choose one)",
+                    d.name
+                ),
+            });
+        }
         Ok(plan)
     }
 
@@ -587,6 +600,7 @@ fn decide_service(s: &Service, rules: &[CompiledRule], inv: &Inventory) -> Servi
         reason,
         review,
         critical: false,
+        optional: false,
     }
 }
 
@@ -662,6 +676,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("p.toml:") && err.contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn optional_is_read_written_and_absent_means_not_optional() {
+        let src = server();
+        let inv = inspect(&src, &InspectOptions { walk: false });
+        let mut plan = Plan::decide(&inv, &Profile::for_family("debian").unwrap());
+        // A plan written before the field existed has none: every service counts.
+        assert!(!plan.to_toml().contains("optional"));
+        assert!(plan.services.iter().all(|d| !d.optional));
+        let ssh = plan.services.iter().position(|d| d.name == "ssh").unwrap();
+        plan.services[ssh].optional = true;
+        let text = plan.to_toml();
+        assert!(text.contains("optional = true"), "{text}");
+        assert_eq!(Plan::parse("p.toml", &text).unwrap(), plan);
+        plan.services[ssh].critical = true;
+        let err = Plan::parse("p.toml", &plan.to_toml())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ssh") && err.contains("critical and optional"),
+            "{err}"
+        );
     }
 
     /// A plan whose bad line is 50 MB long gives a short error, not the line.

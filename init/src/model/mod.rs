@@ -136,6 +136,7 @@ pub fn boot_entries(fs: &dyn FileSystem, machine_only: &[String]) -> Vec<Service
                     name,
                     kind,
                     critical: false,
+                    optional: false,
                 });
             }
         }

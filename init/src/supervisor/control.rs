@@ -454,11 +454,14 @@ impl Supervisor {
                 name,
                 kind,
                 critical: false,
+                optional: false,
             };
             crate::service::load(&root, &entry).ok()
         })?;
         let mut def = def;
         def.autostart = false;
+        // Not a kept service: the container's health does not hang on it.
+        def.optional = true;
         super::log(&format!("{}: loaded on request", def.name));
         self.svcs.push(Svc::new(def));
         self.reorder();
@@ -486,6 +489,7 @@ impl Supervisor {
                 name: s.def.name.clone(),
                 kind: s.def.kind,
                 critical: s.def.critical,
+                optional: s.def.optional,
             };
             match crate::service::load(&root, &entry) {
                 Ok(mut def) => {

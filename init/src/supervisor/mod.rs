@@ -11,6 +11,7 @@ mod deps;
 pub mod dirs;
 pub mod hooks;
 pub mod output;
+pub mod pidfiles;
 pub mod procs;
 pub mod signals;
 pub mod sockets;
@@ -126,6 +127,8 @@ struct Svc {
     socket_conn: Option<std::os::fd::OwnedFd>,
     /// The socket unit that made this instance.
     spawned_by: Option<String>,
+    /// Its main process followed through pid files and /proc (see [`pidfiles`]).
+    watch: pidfiles::Watch,
 }
 
 impl Svc {
@@ -137,6 +140,8 @@ impl Svc {
             ));
             libc::SIGTERM
         });
+        let watch =
+            pidfiles::Watch::new(pidfiles::discover(&crate::units::HostRoot::new("/"), &def));
         let state = if (def.timer.is_some() && def.socket.is_none()) || !def.autostart {
             State::Waiting
         } else {
@@ -172,6 +177,7 @@ impl Svc {
             socket_names: Vec::new(),
             socket_conn: None,
             spawned_by: None,
+            watch,
         }
     }
 }
@@ -189,6 +195,9 @@ pub enum Outcome {
     Timeout,
     /// Could not be started at all (bad settings, missing program).
     Resources,
+    /// The main process is gone and none took its place (a daemon that died, found
+    /// through its pid file or /proc).
+    Vanished,
 }
 
 /// Whether a service with `policy` should be restarted after a run that ended with `outcome`.
@@ -216,6 +225,7 @@ fn describe(o: Outcome) -> String {
         Outcome::Signal(s) => format!("signal {}", signals::name(s)),
         Outcome::Timeout => "timeout".into(),
         Outcome::Resources => "resources".into(),
+        Outcome::Vanished => "main process gone".into(),
     }
 }
 
@@ -309,6 +319,7 @@ impl Supervisor {
                         name: t.unit.clone(),
                         kind: ServiceKind::Systemd,
                         critical: false,
+                        optional: false,
                     };
                     match crate::service::load(&crate::units::HostRoot::new("/"), &entry) {
                         Ok(mut s) => {
@@ -475,6 +486,9 @@ impl Supervisor {
             self.check_deadline(i, now);
             if self.svcs[i].phase == Phase::Kill {
                 self.check_killed(i);
+            }
+            if self.svcs[i].watch.next.is_some_and(|t| now >= t) {
+                self.follow(i, now);
             }
         }
         if self.shutdown_started.is_none() {
@@ -908,10 +922,13 @@ impl Supervisor {
                 // Oneshot commands or the forking start command have finished.
                 if self.svcs[i].def.service.service_type == ServiceType::Forking {
                     let s = &self.svcs[i];
-                    let pid = match &s.def.service.pid_file {
-                        Some(p) => procs::read_pid_file(p),
-                        None => procs::guess_main(&s.def.name),
-                    };
+                    let pid = s.watch.named(&procs::read_pid_file).or_else(|| {
+                        if s.def.service.pid_file.is_none() {
+                            procs::guess_main(&s.def.name)
+                        } else {
+                            None
+                        }
+                    });
                     if pid.is_none()
                         && s.def.service.pid_file.is_some()
                         && !s.def.service.remain_after_exit
@@ -1019,6 +1036,7 @@ impl Supervisor {
             }
         } else {
             s.state = State::Active;
+            s.watch.arm(now);
             log(&format!(
                 "{}: started{}",
                 s.def.name,
@@ -1128,7 +1146,22 @@ impl Supervisor {
             if self.svcs[i].main_pid == Some(pid) {
                 self.svcs[i].main_pid = None;
                 let o = outcome(&self.svcs[i].def.service, true);
-                self.main_exited(i, o);
+                if self.follows_pid_file(i) {
+                    // Its script may be restarting it: the pid file decides (see `follow`).
+                    let s = &mut self.svcs[i];
+                    log(&format!(
+                        "{}: main process {pid} ended{}; looking for its successor in its pid file",
+                        s.def.name,
+                        match describe(o) {
+                            d if d.is_empty() => String::new(),
+                            d => format!(" ({d})"),
+                        }
+                    ));
+                    s.watch.lose(Instant::now(), o);
+                    self.dirty = true;
+                } else {
+                    self.main_exited(i, o);
+                }
                 return;
             }
         }
@@ -1165,7 +1198,11 @@ impl Supervisor {
                     log(&format!("{name}: main process failed ({})", describe(o)));
                 }
                 s.failure = Some(o);
-                s.result = describe(o);
+                // A clean end still says why the service is no longer running.
+                s.result = match o {
+                    Outcome::Clean => "main process exited".into(),
+                    _ => describe(o),
+                };
                 s.state = State::Stopping;
                 // The rest of its processes go too, then ExecStopPost.
                 self.begin_kill(i);
@@ -1326,6 +1363,10 @@ impl Supervisor {
         dirs::remove_runtime(std::path::Path::new("/"), &s.def.service);
         let name = s.def.name.clone();
         if s.stop_requested && s.failure.is_none() {
+            if !shutting_down {
+                // Down on purpose (systemctl stop, or with a unit it needs): health says so.
+                s.result = "stopped by request".into();
+            }
             s.state = if s.def.autostart {
                 State::Inactive
             } else {
@@ -1419,6 +1460,65 @@ impl Supervisor {
         }
     }
 
+    // ----- following main processes we did not start -----
+
+    /// Whether service `i` is running and its main process is followed through pid files.
+    fn follows_pid_file(&self, i: usize) -> bool {
+        let s = &self.svcs[i];
+        s.state == State::Active
+            && matches!(s.phase, Phase::Idle | Phase::Reload)
+            && s.watch.by_pid_file()
+    }
+
+    /// One look at a running service's main process (see [`pidfiles`]): a pid file naming
+    /// a new process is followed; a main process gone for good ends the service.
+    fn follow(&mut self, i: usize, now: Instant) {
+        let me = std::process::id() as i32;
+        let s = &mut self.svcs[i];
+        if s.state != State::Active || !matches!(s.phase, Phase::Idle | Phase::Reload) {
+            s.watch.disarm();
+            return;
+        }
+        // Our own children are reaped (SIGCHLD says when they end): a service without pid
+        // file whose main process is our child needs no looking at.
+        let stranger = s.main_pid.is_some_and(|m| procs::parent(m) != Some(me));
+        if !s.watch.by_pid_file() && !stranger && !s.watch.losing() {
+            s.watch.disarm();
+            return;
+        }
+        let main = s.main_pid;
+        let name = s.def.name.clone();
+        match s
+            .watch
+            .check(main, now, &signals::alive, &procs::read_pid_file)
+        {
+            pidfiles::Verdict::Same => {}
+            pidfiles::Verdict::Adopt(p) => {
+                log(&format!("{name}: main process is pid {p} (its pid file)"));
+                s.main_pid = Some(p);
+                self.dirty = true;
+            }
+            pidfiles::Verdict::Lost => {
+                log(&format!(
+                    "{name}: main process {} is gone",
+                    main.unwrap_or_default()
+                ));
+                s.main_pid = None;
+                self.dirty = true;
+            }
+            pidfiles::Verdict::Gone(o) => {
+                // A daemon that ended on its own, even cleanly, leaves a service that no
+                // longer serves: a failure.
+                let o = if o == Outcome::Clean {
+                    Outcome::Vanished
+                } else {
+                    o
+                };
+                self.main_exited(i, o);
+            }
+        }
+    }
+
     // ----- timers -----
 
     fn timer_target(&self, i: usize) -> Option<usize> {
@@ -1442,6 +1542,17 @@ impl Supervisor {
             unit_inactive: target.and_then(|j| self.svcs[j].last_inactive),
         };
         self.svcs[i].timer_next = timers::next_elapse(&t, &clock);
+        if t.persistent && self.svcs[i].timer_last.is_none() && self.shutdown_started.is_none() {
+            let name = self.svcs[i].def.name.clone();
+            if let Some(last) = timers::last_stamp(&name) {
+                if timers::missed(&t, last, clock.wall) {
+                    log(&format!(
+                        "{name}: missed an event while down (Persistent=yes)"
+                    ));
+                    self.svcs[i].timer_next = Some(now);
+                }
+            }
+        }
     }
 
     fn reschedule_timers_for(&mut self, j: usize) {
@@ -1458,6 +1569,19 @@ impl Supervisor {
 
     fn fire_timer(&mut self, i: usize, now: Instant) {
         self.svcs[i].timer_last = Some(now);
+        if self.svcs[i]
+            .def
+            .timer
+            .as_ref()
+            .is_some_and(|t| t.persistent)
+        {
+            if let Err(e) = timers::touch_stamp(&self.svcs[i].def.name) {
+                log(&format!(
+                    "{}: cannot record its run: {e}",
+                    self.svcs[i].def.name
+                ));
+            }
+        }
         self.svcs[i].timer_next = None;
         self.dirty = true;
         match self.timer_target(i) {
@@ -1493,6 +1617,7 @@ impl Supervisor {
             consider(s.deadline);
             consider(s.restart_at);
             consider(s.timer_next);
+            consider(s.watch.next);
             if s.phase == Phase::Kill {
                 // Processes outside our children are checked by polling /proc.
                 consider(Some(now + Duration::from_millis(50)));
@@ -1627,7 +1752,12 @@ impl Supervisor {
             for line in msg.lines() {
                 if let Some(p) = line.strip_prefix("MAINPID=") {
                     if let Ok(pid) = p.trim().parse::<i32>() {
-                        self.svcs[i].main_pid = Some(pid);
+                        let s = &mut self.svcs[i];
+                        s.main_pid = Some(pid);
+                        // Possibly not our child: looked at while it runs.
+                        if s.state == State::Active {
+                            s.watch.arm(Instant::now());
+                        }
                     }
                 } else if line == "READY=1" && self.svcs[i].phase == Phase::Start {
                     self.begin_post(i);
@@ -1651,6 +1781,7 @@ impl Supervisor {
                 main_pid: s.main_pid,
                 restarts: s.restarts,
                 critical: s.def.critical,
+                optional: s.def.optional,
             })
             .collect();
         let st = Status {

@@ -73,6 +73,44 @@ pub fn next_elapse(t: &TimerDef, c: &TimerClock) -> Option<Instant> {
     best
 }
 
+/// Where systemd keeps a persistent timer's last trigger (the file's mtime): the same
+/// file, so the stamps of the server, of systemd mode and of rehost mode are one.
+pub fn stamp_path(timer: &str) -> String {
+    format!("/var/lib/systemd/timers/stamp-{timer}")
+}
+
+/// The last trigger of a persistent timer, in seconds since the epoch.
+pub fn last_stamp(timer: &str) -> Option<i64> {
+    let m = std::fs::metadata(stamp_path(timer)).ok()?;
+    m.modified()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs() as i64)
+}
+
+/// Records a trigger now.
+pub fn touch_stamp(timer: &str) -> std::io::Result<()> {
+    let p = stamp_path(timer);
+    if let Some(dir) = std::path::Path::new(&p).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&p)?;
+    f.set_modified(SystemTime::now())
+}
+
+/// Whether a calendar event of `t` fell between the last trigger `last` and `now` (both
+/// seconds since the epoch): a persistent timer then fires at once.
+pub fn missed(t: &TimerDef, last: i64, now: i64) -> bool {
+    t.calendar
+        .iter()
+        .any(|c| c.next_after(last).is_some_and(|next| next <= now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,7 +126,20 @@ mod tests {
             on_unit_active: active.iter().map(|s| Duration::from_secs(*s)).collect(),
             on_unit_inactive: vec![],
             unit: "x.service".into(),
+            persistent: false,
         }
+    }
+
+    #[test]
+    fn a_persistent_timer_catches_up_on_a_missed_event() {
+        let mut t = timer(&["daily"], &[], &[]);
+        t.persistent = true;
+        let day = 86_400;
+        let midnight = days_from_civil(2026, 11, 30) * day;
+        // Last run the day before yesterday: today's midnight was missed.
+        assert!(missed(&t, midnight - 2 * day + 10, midnight + 3600));
+        // Last run after today's midnight: nothing missed.
+        assert!(!missed(&t, midnight + 10, midnight + 3600));
     }
 
     #[test]

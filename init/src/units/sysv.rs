@@ -1,7 +1,8 @@
 //! SysV init scripts: the LSB comment header (`### BEGIN INIT INFO` … `### END INIT INFO`)
 //! and the `/etc/rcN.d/[SK]NNname` links that order them.
 
-use super::{text, FileSystem, ParseError};
+use super::{shell, text, FileSystem, ParseError};
+use std::collections::BTreeMap;
 
 /// The LSB header of an init script.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -123,6 +124,73 @@ pub fn load(fs: &dyn FileSystem, name: &str) -> Result<InitScript, ParseError> {
     })
 }
 
+/// The tools of init scripts that take a pid file after `-p` (`--pidfile` is read anywhere).
+const PIDFILE_TOOLS: &[&str] = &[
+    "start-stop-daemon",
+    "start_daemon",
+    "killproc",
+    "pidofproc",
+    "status_of_proc",
+    "daemon",
+    "status",
+];
+
+/// The variables scripts keep their pid file in.
+const PIDFILE_VARIABLES: &[&str] = &["PIDFILE", "PID_FILE", "PIDFile", "pidfile", "PID"];
+
+/// The pid files an init script names, most likely first: a chkconfig-style
+/// `# pidfile:` header, the `--pidfile FILE` / `-p FILE` arguments of its daemon tools
+/// (`start-stop-daemon`, `start_daemon`, `killproc`, `status_of_proc`), then `PIDFILE=`-style
+/// variables. Variables assigned at the top level are expanded; a value computed at run time
+/// (`$(…)`) is not, and is left out. Only absolute paths ending in `.pid` are kept (the
+/// header's and the variables' whatever they end in).
+pub fn pid_files(contents: &str) -> Vec<String> {
+    let vars = shell::assignments(contents, &BTreeMap::new());
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |p: &str, any_name: bool| {
+        let plain = p.starts_with('/') && !p.contains(['$', '(', ')', '`', '*', ' ']);
+        if plain && (any_name || p.ends_with(".pid")) && !out.iter().any(|o| o == p) {
+            out.push(p.to_string());
+        }
+    };
+    for l in contents.lines() {
+        let t = l.trim_start();
+        if let Some(v) = t
+            .strip_prefix('#')
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix("pidfile:"))
+        {
+            add(v.trim(), true);
+        }
+    }
+    for line in shell::logical_lines(contents) {
+        let t = line.trim_start();
+        if t.starts_with('#') {
+            continue;
+        }
+        let Some(words) = shell::split(t, &vars) else {
+            continue;
+        };
+        let tool = words.iter().any(|w| PIDFILE_TOOLS.contains(&w.as_str()));
+        for (i, w) in words.iter().enumerate() {
+            let next = words.get(i + 1).map(String::as_str);
+            if let Some(v) = w.strip_prefix("--pidfile=") {
+                add(v, false);
+            } else if w == "--pidfile" || (tool && w == "-p") {
+                if let Some(v) = next {
+                    add(v.trim_end_matches(';'), false);
+                }
+            }
+        }
+    }
+    for name in PIDFILE_VARIABLES {
+        if let Some(v) = vars.get(*name) {
+            add(v, *name != "PID");
+        }
+    }
+    out
+}
+
 /// Lists the scripts in `/etc/init.d` (skipping `README`, `skeleton`, `rc`, `rcS` and
 /// dot-files and backups), sorted by name.
 pub fn scripts(fs: &dyn FileSystem) -> Vec<String> {
@@ -213,6 +281,30 @@ mod tests {
         assert_eq!(parse_lsb("x", "#!/bin/sh\necho hi\n").unwrap(), None);
         let e = parse_lsb("/etc/init.d/x", "### BEGIN INIT INFO\n# Provides: x\n").unwrap_err();
         assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn finds_the_pid_files_a_script_names() {
+        // Debian's nginx: the variable is set in an `if`, used by start-stop-daemon.
+        let nginx = "#!/bin/sh\nDAEMON=/usr/sbin/nginx\nPID=$(awk '/pid/' /etc/nginx/nginx.conf)\nif [ -z \"$PID\" ]; then\n\tPID=/run/nginx.pid\nfi\nstart() {\n\tstart-stop-daemon --start --quiet --pidfile $PID --exec $DAEMON\n\tstart-stop-daemon --stop --pidfile \"${PID}.oldbin\"\n}\n";
+        assert_eq!(pid_files(nginx), ["/run/nginx.pid"]);
+        // Debian's ssh: a literal argument.
+        let ssh = "#!/bin/sh\nstart-stop-daemon --start --quiet --oknodo --chuid 0:0 --pidfile /run/sshd.pid --exec /usr/sbin/sshd -- $SSHD_OPTS\n";
+        assert_eq!(pid_files(ssh), ["/run/sshd.pid"]);
+        // Debian's cron: LSB functions with -p and a PIDFILE variable.
+        let cron =
+            "#!/bin/sh\nPIDFILE=/var/run/crond.pid\nstart_daemon -p $PIDFILE /usr/sbin/cron\n";
+        assert_eq!(pid_files(cron), ["/var/run/crond.pid"]);
+        // Red Hat style: the chkconfig header, and --pidfile=.
+        let rh = "#!/bin/sh\n# chkconfig: 2345 55 25\n# pidfile: /var/run/httpd/httpd.pid\ndaemon --pidfile=/var/run/other.pid /usr/sbin/x\n";
+        assert_eq!(
+            pid_files(rh),
+            ["/var/run/httpd/httpd.pid", "/var/run/other.pid"]
+        );
+        // Nothing a script computes at run time, nothing relative, no -p of other tools.
+        let odd =
+            "#!/bin/sh\nPIDFILE=$(mktemp)\nls -p x.pid\nstart-stop-daemon --pidfile run/x.pid\n";
+        assert!(pid_files(odd).is_empty(), "{:?}", pid_files(odd));
     }
 
     #[test]

@@ -25,6 +25,43 @@ pub fn listening(c: &Inside) -> Vec<u16> {
     ports
 }
 
+/// Waits (at most `within`, polling) until every one of `ports` listens, or `stop` says
+/// to give up; returns the ports listening at the end.
+pub fn wait_listening(
+    c: &Inside,
+    ports: &[super::PortCheck],
+    within: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Vec<u16> {
+    let start = Instant::now();
+    loop {
+        let open = listening(c);
+        if ports.iter().all(|p| open.contains(&p.port)) || start.elapsed() >= within || stop() {
+            return open;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The result of one port check: the port, and when it does not listen, the service
+/// that should be listening on it.
+pub fn port_result(p: &super::PortCheck, listening: bool, waited: Duration) -> CheckResult {
+    let detail = if listening {
+        "listening".to_string()
+    } else {
+        let whose = match &p.service {
+            Some(s) => format!("{s}'s port"),
+            None => "no service named for it".to_string(),
+        };
+        format!(
+            "nothing listens on {}/tcp after {}s ({whose})",
+            p.port,
+            waited.as_secs()
+        )
+    };
+    CheckResult::new("port", format!("{}/tcp", p.port), listening, detail)
+}
+
 /// Why an HTTP check got no status code; each names the namespace or port it was at.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpCheckError {
@@ -293,6 +330,22 @@ mod tests {
             r.detail
         );
         assert!(!hooks_record("prestart", None).passed);
+    }
+
+    #[test]
+    fn a_silent_port_names_its_service() {
+        let p = super::super::PortCheck {
+            port: 8080,
+            service: Some("billing".into()),
+        };
+        let r = port_result(&p, false, Duration::from_secs(10));
+        assert!(!r.passed);
+        assert_eq!(r.name, "8080/tcp");
+        assert_eq!(
+            r.detail,
+            "nothing listens on 8080/tcp after 10s (billing's port)"
+        );
+        assert!(port_result(&p, true, Duration::ZERO).passed);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::layers::LayerCache;
 use crate::modes::{ImageInit, InitMode};
 use crate::rootfs::RootfsKind;
 use crate::spec::Options;
-use oci::contract::{MODE_LABEL, SERVICES_LABEL};
+use oci::contract::{MODE_LABEL, PORT_SERVICES_LABEL, SERVICES_LABEL};
 use probe::{Boot, Probe};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -27,6 +27,18 @@ pub struct HttpCheck {
     pub expect: Option<u16>,
 }
 
+/// A TCP port that must listen inside, and the service expected on it (named when it
+/// does not listen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortCheck {
+    pub port: u16,
+    pub service: Option<String>,
+}
+
+/// How long the port checks wait for a listener that is not there yet: a service reported
+/// active may bind its port a moment later.
+const PORT_WAIT: Duration = Duration::from_secs(10);
+
 /// A command run inside, and the exit code it must give.
 #[derive(Debug, Clone)]
 pub struct CommandCheck {
@@ -40,8 +52,9 @@ pub struct Checks {
     /// Services that must be active. Empty: the services the image was converted to run
     /// (its label), else (systemd) every enabled long-running service.
     pub services: Vec<String>,
-    /// TCP ports that must listen inside. Empty: the image's exposed TCP ports.
-    pub ports: Vec<u16>,
+    /// TCP ports that must listen inside. Empty: the image's exposed TCP ports (each with
+    /// the service its label names).
+    pub ports: Vec<PortCheck>,
     pub commands: Vec<CommandCheck>,
     pub http: Vec<HttpCheck>,
 }
@@ -231,9 +244,16 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
     );
 
     if ready {
+        let optional = probe.optional(&inside);
+        let is_optional = |name: &str| optional.iter().any(|o| probe::same_service(o, name));
         for unit in probe.failed(&inside) {
+            let (passed, detail) = if is_optional(&unit) {
+                (true, "failed (optional: the container stays healthy)")
+            } else {
+                (false, "failed")
+            };
             checks.push(
-                CheckResult::new("unit", unit.clone(), false, "failed")
+                CheckResult::new("unit", unit.clone(), passed, detail)
                     .with_log(probe.log(&inside, &unit)),
             );
         }
@@ -257,32 +277,29 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
         };
         for svc in &services {
             let st = probe.service(&inside, svc);
+            let (passed, detail) = if !st.active && is_optional(svc) {
+                (true, format!("{} (optional)", st.detail))
+            } else {
+                (st.active, st.detail)
+            };
             checks.push(
-                CheckResult::new("service", svc.clone(), st.active, st.detail)
+                CheckResult::new("service", svc.clone(), passed, detail)
                     .with_log(probe.log(&inside, svc)),
             );
         }
-        let ports: Vec<u16> = if opts.checks.ports.is_empty() {
-            image
-                .config
-                .config
-                .exposed_ports
-                .keys()
-                .filter_map(|p| p.strip_suffix("/tcp").unwrap_or(p).parse().ok())
-                .collect()
+        let ports: Vec<PortCheck> = if opts.checks.ports.is_empty() {
+            image_ports(&image.config.config)
         } else {
             opts.checks.ports.clone()
         };
         if !ports.is_empty() {
-            let open = checks::listening(&inside);
-            for port in ports {
-                let passed = open.contains(&port);
-                checks.push(CheckResult::new(
-                    "port",
-                    format!("{port}/tcp"),
-                    passed,
-                    if passed { "listening" } else { "not listening" },
-                ));
+            // Bounded: at most PORT_WAIT (and never past the boot timeout) for late binders.
+            let wait = PORT_WAIT.min(opts.timeout);
+            let open = checks::wait_listening(&inside, &ports, wait, &|| {
+                crate::signals::Deferred::received() != 0
+            });
+            for p in ports {
+                checks.push(checks::port_result(&p, open.contains(&p.port), wait));
             }
         }
         for h in &opts.checks.http {
@@ -388,6 +405,31 @@ fn container_file(rt: &Runtime, name: &str, kind: RootfsKind, path: &str) -> Opt
             None
         }
     }
+}
+
+/// The image's exposed TCP ports, each with the service its label expects there.
+fn image_ports(config: &oci::image::RunConfig) -> Vec<PortCheck> {
+    let services = config
+        .labels
+        .get(PORT_SERVICES_LABEL)
+        .map(|l| oci::contract::parse_port_services(l))
+        .unwrap_or_default();
+    config
+        .exposed_ports
+        .keys()
+        .filter_map(|p| {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            if proto != "tcp" {
+                return None;
+            }
+            let port: u16 = port.parse().ok()?;
+            let service = services
+                .iter()
+                .find(|(q, pr, _)| *q == port && pr == "tcp")
+                .map(|(_, _, s)| s.clone());
+            Some(PortCheck { port, service })
+        })
+        .collect()
 }
 
 /// The enabled services that run (not one-shot): what the server ran before.

@@ -59,7 +59,12 @@ impl Probe {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter(|s| matches!(s["state"].as_str(), Some("starting" | "inactive")))
+                        // An inactive service with a result ran and ended: it is not coming.
+                        .filter(|s| match s["state"].as_str() {
+                            Some("starting") => true,
+                            Some("inactive") => s["result"].as_str().unwrap_or("").is_empty(),
+                            _ => false,
+                        })
                         .count();
                     if st["phase"] != "running" || starting > 0 {
                         Boot::Booting(format!("{starting} service(s) starting"))
@@ -88,6 +93,21 @@ impl Probe {
                 }
             }
             Probe::Plain => Boot::Ready("running".into()),
+        }
+    }
+
+    /// The services the plan marks optional (rehost-init's status says which): their
+    /// failure is reported, not counted.
+    pub fn optional(&self, c: &Inside) -> Vec<String> {
+        match self {
+            Probe::RehostInit => status(c)
+                .and_then(|st| st["services"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter(|s| s["optional"] == true)
+                .filter_map(|s| s["name"].as_str().map(String::from))
+                .collect(),
+            Probe::Systemd | Probe::SysV | Probe::Plain => Vec::new(),
         }
     }
 
@@ -214,7 +234,7 @@ impl Probe {
 }
 
 /// `ssh` names `ssh.service`; `sysv:ssh` names the SysV script `ssh`.
-fn same_service(supervised: &str, asked: &str) -> bool {
+pub(super) fn same_service(supervised: &str, asked: &str) -> bool {
     let bare = |s: &str| {
         s.trim_start_matches("sysv:")
             .trim_start_matches("openrc:")

@@ -90,6 +90,8 @@ pub struct RichLayer {
     pub entrypoint: Vec<String>,
     /// StopSignal.
     pub stop_signal: String,
+    /// The engine's health check: `rehost-init status`, when rehost-init supervises.
+    pub healthcheck: Option<oci::image::Healthcheck>,
     /// Env entries to add.
     pub env: Vec<String>,
     /// Labels.
@@ -286,12 +288,26 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
         kept: services.kept,
         scrubbed,
         entrypoint: vec![init_path.clone()],
+        healthcheck: (mode == Mode::Rehost).then(|| health_check(&init_path)),
         init_path,
         stop_signal,
         env,
         labels,
         annotations,
     })
+}
+
+/// `rehost-init status` as the engine's health check: it exits 0 only when every kept
+/// service that is not optional is up. A slow server gets two minutes to come up.
+fn health_check(init_path: &str) -> oci::image::Healthcheck {
+    const SECOND: u64 = 1_000_000_000;
+    oci::image::Healthcheck {
+        test: vec!["CMD".into(), init_path.into(), "status".into()],
+        interval: 30 * SECOND,
+        timeout: 10 * SECOND,
+        start_period: 120 * SECOND,
+        retries: 3,
+    }
 }
 
 /// The profiles' machine-only service patterns for the source's family, for rehost-init

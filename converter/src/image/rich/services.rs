@@ -31,7 +31,11 @@ pub fn resolve(fs: &Root<'_>, init_system: InitSystem, plan: &Plan) -> Result<Se
                 || d.name.ends_with(".timer")
                 || d.name.ends_with(".socket")
         })
-        .map(|d| entry(&d.name, d.critical, init_system, &all))
+        .map(|d| {
+            let mut e = entry(&d.name, d.critical, init_system, &all);
+            e.optional = d.optional && !d.critical;
+            e
+        })
         .collect();
     kept.dedup_by(|a, b| a.name == b.name && a.kind == b.kind);
     for e in &kept {
@@ -77,6 +81,7 @@ fn entry(
         name,
         kind,
         critical,
+        optional: false,
     }
 }
 
