@@ -736,6 +736,18 @@ fn rehost_mode_answers_systemctl_service_init_scripts_and_journalctl() {
         "[Unit]\nDescription=Reads what its ExecStartPre set\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStartPre=/bin/sh -c 'systemctl set-environment PRE_VALUE=from-pre'\nExecStart=/bin/sh -c 'echo \"$PRE_VALUE $FOO\" > /run/envpre; echo envpre-ran'\n",
         0o644,
     );
+    // Needs nginx: stopping nginx stops it, a restart of nginx starts it again.
+    write(
+        &src,
+        "/etc/systemd/system/needy.service",
+        "[Unit]\nRequires=nginx.service\nAfter=nginx.service\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    );
+    std::os::unix::fs::symlink(
+        "/etc/systemd/system/needy.service",
+        src.join("etc/systemd/system/multi-user.target.wants/needy.service"),
+    )
+    .unwrap();
     let rootfs = convert_and_unpack(&src, work.path(), &["--init", "rehost"]);
     // The image's own systemctl is kept for the other modes; the name links to rehost-init.
     assert_eq!(
@@ -762,9 +774,19 @@ fn rehost_mode_answers_systemctl_service_init_scripts_and_journalctl() {
     let (line, _, _) = sh(&c, &format!("bash -c '{GET}'"));
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
 
-    // stop: is-active says inactive with 3, status 3 (LSB), nothing listens.
+    let (out, _, code) = sh(&c, "systemctl is-active needy");
+    assert_eq!(
+        (out.as_str(), code),
+        ("active", 0),
+        "a restart of nginx starts needy again"
+    );
+
+    // stop: is-active says inactive with 3, status 3 (LSB), nothing listens; what
+    // requires nginx stops with it.
     let (_, err, code) = sh(&c, "systemctl stop nginx.service");
     assert_eq!(code, 0, "{err}");
+    let (out, _, code) = sh(&c, "systemctl is-active needy.service");
+    assert_eq!((out.as_str(), code), ("inactive", 3));
     let (out, _, code) = sh(&c, "systemctl is-active nginx");
     assert_eq!((out.as_str(), code), ("inactive", 3));
     let (status, _, code) = sh(&c, "systemctl status nginx --no-pager");

@@ -248,6 +248,49 @@ fn debian_zoo_serves_in_rehost_mode() {
         "in rehost mode:\nnot active: {down:?}\nclients without their answer:\n{}\nstatus: {states:?}\nlogs:\n{logs}",
         failing.join("\n")
     );
+    // The operator's commands, as on the server: each job returns when it is done, and the
+    // port answers again.
+    let answers = |what: &str, cmd: &[&str], expect: &str| {
+        let start = Instant::now();
+        loop {
+            let (out, code) = rt.exec(&name, cmd);
+            if code == 0 && out.contains(expect) {
+                return;
+            }
+            assert!(
+                start.elapsed() < BOUND,
+                "{what}: `{}` exited {code}, said {out:?}",
+                cmd.join(" ")
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let ok = |cmd: &[&str]| {
+        let (out, code) = rt.exec(&name, cmd);
+        assert_eq!(code, 0, "`{}` said {out:?}", cmd.join(" "));
+        out
+    };
+    ok(&["systemctl", "restart", "mariadb"]);
+    answers("mariadb after systemctl restart", CLIENTS[0].1, "1");
+    ok(&["service", "redis-server", "restart"]);
+    answers(
+        "redis after service restart",
+        &["redis-cli", "ping"],
+        "PONG",
+    );
+    // What logrotate's postrotate for apache2 runs.
+    ok(&["invoke-rc.d", "apache2", "reload"]);
+    answers("apache after a reload", CLIENTS[3].1, CLIENTS[3].2);
+    let log = ok(&["journalctl", "-u", "mariadb", "--no-pager"]);
+    assert!(log.contains("Started mariadb.service."), "{log}");
+    // Stopping the wrapper stops the cluster that is part of it; starting it starts the
+    // cluster again.
+    ok(&["systemctl", "stop", "postgresql"]);
+    let (state, code) = rt.exec(&name, &["systemctl", "is-active", "postgresql@15-main"]);
+    assert_eq!((state.as_str(), code), ("inactive", 3));
+    ok(&["systemctl", "start", "postgresql"]);
+    answers("postgresql after stop and start", CLIENTS[1].1, "1");
+
     // postgresql.service is a oneshot wrapper (`ExecStart=/bin/true`); the server is the
     // cluster it pulls in. When the cluster's postmaster dies, the wrapper is not up.
     let (said, code) = rt.exec(

@@ -5,7 +5,7 @@
 use super::fs::Root;
 use super::services::{Origin, Service};
 use crate::entry::Kind;
-use rehost_init::units::systemd::{self as unit, Condition, Lookup, RestartPolicy, ServiceType};
+use rehost_init::units::systemd::{self as unit, Condition, Lookup, RestartPolicy};
 use rehost_init::units::{openrc, sysv, upstart, ParseError};
 
 /// Fills in each service's details from its definition. A unit file the parser
@@ -86,7 +86,7 @@ fn systemd_unit(root: &Root, s: &mut Service) -> bool {
             let svc = loaded.service();
             s.command = svc.exec_start.first().map(|c| shell_words(&c.argv));
             s.user = svc.user.clone();
-            s.service_type = Some(service_type(svc.service_type).into());
+            s.service_type = Some(svc.service_type.as_str().into());
             s.restart = Some(restart(svc.restart).into());
         }
         "timer" => {
@@ -163,19 +163,6 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn service_type(t: ServiceType) -> &'static str {
-    match t {
-        ServiceType::Simple => "simple",
-        ServiceType::Exec => "exec",
-        ServiceType::Forking => "forking",
-        ServiceType::Oneshot => "oneshot",
-        ServiceType::Notify => "notify",
-        ServiceType::NotifyReload => "notify-reload",
-        ServiceType::Dbus => "dbus",
-        ServiceType::Idle => "idle",
-    }
 }
 
 fn restart(r: RestartPolicy) -> &'static str {

@@ -7,7 +7,6 @@ use super::{Phase, State, Supervisor, Svc};
 use crate::config::{ServiceEntry, ServiceKind};
 use crate::control::{Answer, JobResult, Request, UnitInfo, Verb, Whom, MAX_REQUEST, SOCKET};
 use crate::service::ServiceDef;
-use crate::units::systemd::ServiceType;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -178,19 +177,6 @@ fn active_sub(s: &Svc) -> (&'static str, &'static str) {
             },
         ),
         State::Failed => ("failed", "failed"),
-    }
-}
-
-fn service_type(t: ServiceType) -> &'static str {
-    match t {
-        ServiceType::Simple => "simple",
-        ServiceType::Exec => "exec",
-        ServiceType::Forking => "forking",
-        ServiceType::Oneshot => "oneshot",
-        ServiceType::Notify => "notify",
-        ServiceType::NotifyReload => "notify-reload",
-        ServiceType::Dbus => "dbus",
-        ServiceType::Idle => "idle",
     }
 }
 
@@ -429,7 +415,7 @@ impl Supervisor {
             next_elapse: epoch_ahead(s.timer_next),
             last_trigger: epoch(s.timer_last),
             triggers: s.def.timer.as_ref().map(|t| t.unit.clone()),
-            service_type: service_type(s.def.service.service_type).into(),
+            service_type: s.def.service.service_type.as_str().into(),
             can_reload: !s.def.service.exec_reload.is_empty(),
         }
     }
@@ -555,12 +541,40 @@ impl Supervisor {
             .collect();
         let job = self.begin_one(i, asked, verb);
         let mut jobs = vec![];
-        if job.stage == (Stage::Stopping { then_start: true }) {
+        if verb == Verb::Start {
+            // What it wants or requires starts with it (a oneshot wrapper's daemons).
+            let def = &self.svcs[i].def;
+            let pulled: Vec<usize> = def
+                .requires
+                .iter()
+                .chain(&def.wants)
+                .chain(&def.linked)
+                .filter_map(|n| self.svcs.iter().position(|s| names(&s.def, n)))
+                .filter(|&j| j != i)
+                .collect();
+            for j in pulled {
+                let s = &self.svcs[j];
+                if s.state.running() || s.state == State::AutoRestart {
+                    continue;
+                }
+                let mut pulled_job = UnitJob {
+                    name: s.def.name.clone(),
+                    i: j,
+                    stage: Stage::Done,
+                    result: None,
+                };
+                self.job_start(&mut pulled_job);
+                jobs.push(pulled_job);
+            }
+        }
+        // The job ends when what went down with the unit is down too (and, for a
+        // restart, up again).
+        if let Stage::Stopping { then_start } = job.stage {
             for j in dependents {
                 jobs.push(UnitJob {
                     name: self.svcs[j].def.name.clone(),
                     i: j,
-                    stage: Stage::Stopping { then_start: true },
+                    stage: Stage::Stopping { then_start },
                     result: None,
                 });
             }

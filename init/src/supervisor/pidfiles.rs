@@ -194,16 +194,7 @@ mod tests {
     use super::*;
     use crate::units::HostRoot;
 
-    fn root_with(files: &[(&str, &str)]) -> (crate::units::tests_support::TempDir, HostRoot) {
-        let d = crate::units::tests_support::tempdir();
-        for (p, c) in files {
-            let full = d.as_path().join(p.trim_start_matches('/'));
-            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-            std::fs::write(full, c).unwrap();
-        }
-        let r = HostRoot::new(d.as_path());
-        (d, r)
-    }
+    use crate::units::tests_support::root_with;
 
     fn load(root: &HostRoot, name: &str, kind: ServiceKind) -> ServiceDef {
         let entry = crate::config::ServiceEntry {

@@ -334,14 +334,15 @@ fn kill(a: &Args) -> i32 {
     }
 }
 
-fn is_active(a: &Args) -> i32 {
+/// Prints each unit's active state; exits 0 when one of them is in `wanted`, else `otherwise`.
+fn state_query(a: &Args, wanted: &[&str], otherwise: i32) -> i32 {
     let Ok((known, _)) = units(&a.units) else {
         return 4;
     };
     let mut any = false;
     for n in &a.units {
         let state = find(&known, n).map_or("inactive", |u| u.active.as_str());
-        any |= state == "active" || state == "reloading";
+        any |= wanted.contains(&state);
         if !a.quiet {
             println!("{state}");
         }
@@ -349,27 +350,16 @@ fn is_active(a: &Args) -> i32 {
     if any {
         0
     } else {
-        3
+        otherwise
     }
 }
 
+fn is_active(a: &Args) -> i32 {
+    state_query(a, &["active", "reloading"], 3)
+}
+
 fn is_failed(a: &Args) -> i32 {
-    let Ok((known, _)) = units(&a.units) else {
-        return 4;
-    };
-    let mut any = false;
-    for n in &a.units {
-        let state = find(&known, n).map_or("inactive", |u| u.active.as_str());
-        any |= state == "failed";
-        if !a.quiet {
-            println!("{state}");
-        }
-    }
-    if any {
-        0
-    } else {
-        1
-    }
+    state_query(a, &["failed"], 1)
 }
 
 fn is_enabled(a: &Args) -> i32 {

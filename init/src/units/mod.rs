@@ -78,6 +78,18 @@ pub(crate) mod tests_support {
             let _ = fs::remove_dir_all(&self.0);
         }
     }
+    /// A root holding `files` (path, contents), and its directory (kept while in use).
+    pub(crate) fn root_with(files: &[(&str, &str)]) -> (TempDir, crate::units::HostRoot) {
+        let d = tempdir();
+        for (p, c) in files {
+            let full = d.as_path().join(p.trim_start_matches('/'));
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            fs::write(full, c).unwrap();
+        }
+        let r = crate::units::HostRoot::new(d.as_path());
+        (d, r)
+    }
+
     pub(crate) fn tempdir() -> TempDir {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);

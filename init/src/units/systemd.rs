@@ -831,6 +831,20 @@ pub enum ServiceType {
 }
 
 impl ServiceType {
+    /// The name as `Type=` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::Simple => "simple",
+            ServiceType::Exec => "exec",
+            ServiceType::Forking => "forking",
+            ServiceType::Oneshot => "oneshot",
+            ServiceType::Notify => "notify",
+            ServiceType::NotifyReload => "notify-reload",
+            ServiceType::Dbus => "dbus",
+            ServiceType::Idle => "idle",
+        }
+    }
+
     fn parse(v: &str) -> Option<ServiceType> {
         Some(match v {
             "simple" => ServiceType::Simple,

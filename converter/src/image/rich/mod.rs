@@ -15,6 +15,7 @@ pub mod hooks;
 mod identity;
 mod inits;
 pub mod items;
+mod sandbox;
 mod services;
 mod tools;
 
@@ -185,6 +186,7 @@ pub fn plan(source: &dyn Source, plan: &Plan, inputs: &RichInputs) -> Result<Ric
     for d in &services.dropped {
         services::drop_service(&fs, d, &mut items);
     }
+    sandbox::relax(&fs, &services.kept, &mut items);
     let scrubbed = identity::scrub(source, &fs, &mut items);
 
     // Configuration, the plan, and the hooks.
