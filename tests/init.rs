@@ -797,6 +797,16 @@ fn rehost_mode_answers_systemctl_service_init_scripts_and_journalctl() {
     // service NAME start, then the init script by hand: both go through rehost-init.
     let (_, err, code) = sh(&c, "service nginx start");
     assert_eq!(code, 0, "{err}");
+    // A start does not start what requires the unit (as systemd): the stopped needy makes
+    // the container degraded until the operator starts it again.
+    let (st, _, code) = sh(&c, "rehost-init status");
+    assert_eq!(code, 1, "{st}");
+    assert!(
+        st.contains("degraded: needy.service (inactive: stopped by request)"),
+        "{st}"
+    );
+    let (_, err, code) = sh(&c, "systemctl start needy");
+    assert_eq!(code, 0, "{err}");
     let (line, _, _) = sh(&c, &format!("bash -c '{GET}'"));
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
     let (_, err, code) = sh(&c, "/etc/init.d/nginx restart");
