@@ -16,6 +16,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = calendar::CalendarSpec::parse(line);
         let _ = timespan::parse_sec(line);
         let _ = systemd::UnitName::parse(line);
+        let _ = rehost_init::service::parse_listen(line, false);
+        let _ = rehost_init::service::parse_listen(line, true);
     }
     let _ = systemd::parse_environment_file(text);
 });
