@@ -291,7 +291,7 @@ fn debian_sysvinit_boots_its_rc_scripts() {
         &["--critical", "ssh", "--critical", "nginx"],
     );
     // Engines that run health checks run `rehost-init status`.
-    let (_, config) = image_json(&work.path().join("image"));
+    let (_, config) = common::image_json(&work.path().join("image"));
     let check = &config["config"]["Healthcheck"];
     assert_eq!(
         check["Test"],
@@ -513,24 +513,6 @@ fn dumb_init_runs_one_command_and_exits_with_its_code() {
     );
 }
 
-/// The image config of a converted layout: (manifest, config).
-fn image_json(layout: &std::path::Path) -> (serde_json::Value, serde_json::Value) {
-    let read = |digest: &str| -> serde_json::Value {
-        let bytes = std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(digest.trim_start_matches("sha256:")),
-        )
-        .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
-    let config = read(manifest["config"]["digest"].as_str().unwrap());
-    (manifest, config)
-}
-
 #[test]
 fn systemd_mode_hands_over_to_the_images_systemd_with_hooks_and_masks() {
     let work = Scratch::new("systemd-mode");
@@ -546,7 +528,7 @@ fn systemd_mode_hands_over_to_the_images_systemd_with_hooks_and_masks() {
             "80",
         ],
     );
-    let (manifest, config) = image_json(&work.path().join("image"));
+    let (manifest, config) = common::image_json(&work.path().join("image"));
     let c = &config["config"];
     assert_eq!(c["Entrypoint"][0], "/usr/sbin/rehost-init");
     assert_eq!(c["StopSignal"], "SIGRTMIN+3");
@@ -650,7 +632,7 @@ fn sbin_init_mode_removes_gettys_and_dropped_rc_links() {
         work.path(),
         &["--init", "sbin-init", "--drop", "cron"],
     );
-    let (_, config) = image_json(&work.path().join("image"));
+    let (_, config) = common::image_json(&work.path().join("image"));
     assert_eq!(config["config"]["StopSignal"], "SIGINT");
     let inittab = std::fs::read_to_string(rootfs.join("etc/inittab")).unwrap();
     assert!(

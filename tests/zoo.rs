@@ -41,25 +41,10 @@ fn image() -> &'static Path {
     })
 }
 
-fn blob(layout: &Path, digest: &str) -> Value {
-    let path = layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-/// The image config of the only image of a layout.
-fn image_config(layout: &Path) -> Value {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest = blob(layout, index["manifests"][0]["digest"].as_str().unwrap());
-    blob(layout, manifest["config"]["digest"].as_str().unwrap())
-}
-
 /// The services the image keeps (its `io.rehost.init.services` label) and its entrypoint
 /// (rehost-init).
 fn kept_and_init(layout: &Path) -> (Vec<String>, String) {
-    let config = image_config(layout);
+    let (_, config) = common::image_json(layout);
     let kept: Vec<String> = config["config"]["Labels"]["io.rehost.init.services"]
         .as_str()
         .expect("the services label")

@@ -91,6 +91,24 @@ pub fn scratch() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
+/// The manifest and the image config of the only image of a layout.
+pub fn image_json(layout: &Path) -> (serde_json::Value, serde_json::Value) {
+    let read = |digest: &str| -> serde_json::Value {
+        let bytes = std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let config = read(manifest["config"]["digest"].as_str().unwrap());
+    (manifest, config)
+}
+
 /// The manifest digest of the only image in a layout, as skopeo (a peer) reads it.
 pub fn skopeo_digest(transport_ref: &str) -> String {
     let json = run("skopeo", &["inspect", transport_ref]);
