@@ -304,9 +304,23 @@ pub fn verify(rt: &Runtime, opts: &VerifyOptions) -> Result<Report> {
         }
         for h in &opts.checks.http {
             let label = format!("GET :{}{}", h.port, h.path);
-            let got = match inside.pid() {
-                Some(pid) => checks::http_get(pid, h.port, &h.path, Duration::from_secs(10)),
-                None => Err(checks::HttpCheckError::NotRunning),
+            // A server reported running may listen a moment later (dumb-init's one command
+            // is "running" once started): a refused connection is tried again, bounded as
+            // the port checks are.
+            let until = std::time::Instant::now() + PORT_WAIT.min(opts.timeout);
+            let got = loop {
+                let got = match inside.pid() {
+                    Some(pid) => checks::http_get(pid, h.port, &h.path, Duration::from_secs(10)),
+                    None => Err(checks::HttpCheckError::NotRunning),
+                };
+                let refused = matches!(&got, Err(checks::HttpCheckError::Connect { .. }));
+                if !refused
+                    || std::time::Instant::now() >= until
+                    || crate::signals::Deferred::received() != 0
+                {
+                    break got;
+                }
+                std::thread::sleep(Duration::from_millis(200));
             };
             checks.push(match got {
                 Ok(code) => {
