@@ -27,7 +27,9 @@ pub struct Args {
     /// Where to write the image.
     #[arg(short, long, value_name = "IMAGE")]
     output: PathBuf,
-    /// oci (an image layout directory) or oci-archive (the same in one tar file).
+    /// oci (an image layout directory), oci-archive (the same in one tar file) or
+    /// docker-archive (the oci-archive plus Docker's manifest.json, for `docker load`
+    /// before Docker 25; needs --tag NAME:TAG).
     #[arg(long, default_value = "oci", value_name = "FORMAT")]
     format: OutputFormat,
     /// The image's name in the layout: NAME:TAG, or just a TAG.

@@ -98,6 +98,12 @@ pub fn convert(
     let full_reference = name
         .map(|n| oci::reference::parse(&format!("{n}:{tag}")).map(|r| r.whole()))
         .transpose()?;
+    if options.format == OutputFormat::DockerArchive && full_reference.is_none() {
+        return Err(Error::Profile {
+            path: "--format docker-archive".into(),
+            reason: format!("docker load names the image from the archive: give --tag NAME:{tag}"),
+        });
+    }
     // The rehost layer is planned first: a plan it cannot follow fails before any writing.
     let capture_time = options
         .source_date_epoch

@@ -13,6 +13,7 @@
 //! - [`service`], [`order`], [`users`], [`supervisor`], [`generators`], [`tmpfiles`]: the
 //!   init itself.
 
+pub mod cgroupfs;
 pub mod config;
 pub mod control;
 pub mod generators;

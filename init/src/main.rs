@@ -288,6 +288,9 @@ fn exec_image_init(cfg: &InitConfig) -> i32 {
     let mut cmd = std::process::Command::new(init);
     cmd.args(&cfg.cmd);
     if cfg.mode == Mode::Systemd {
+        if let Some(done) = rehost_init::cgroupfs::make_writable_for_systemd() {
+            log(&done);
+        }
         cmd.env(
             "container",
             std::env::var("container").unwrap_or_else(|_| "rehost".into()),

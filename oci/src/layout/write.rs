@@ -3,13 +3,17 @@
 
 use crate::digest::{self, HashingWriter};
 use crate::error::{Error, IoContext, Result};
-use crate::image::{Descriptor, Index, ANNOTATION_REF_NAME, MEDIA_INDEX};
+use crate::image::{
+    Descriptor, Index, Manifest, ANNOTATION_CONTAINERD_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_INDEX,
+};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Docker's index of a `docker save` archive.
+const DOCKER_MANIFEST: &str = "manifest.json";
 
 /// How the output is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -19,11 +23,14 @@ pub enum OutputFormat {
     Oci,
     /// The same layout in one tar file.
     OciArchive,
+    /// The oci-archive plus Docker's `manifest.json`, which `docker load` reads (Docker
+    /// before 25 reads nothing else; 25 and later write both, as this does).
+    DockerArchive,
 }
 
 /// A name that is not an [`OutputFormat`] (what `--format` was given).
 #[derive(Debug, thiserror::Error)]
-#[error("unknown format `{0}` (oci, oci-archive)")]
+#[error("unknown format `{0}` (oci, oci-archive, docker-archive)")]
 pub struct UnknownFormat(pub String);
 
 impl std::str::FromStr for OutputFormat {
@@ -32,6 +39,7 @@ impl std::str::FromStr for OutputFormat {
         match s {
             "oci" | "oci-dir" => Ok(OutputFormat::Oci),
             "oci-archive" => Ok(OutputFormat::OciArchive),
+            "docker-archive" => Ok(OutputFormat::DockerArchive),
             _ => Err(UnknownFormat(s.to_string())),
         }
     }
@@ -149,7 +157,11 @@ impl LayoutWriter {
         fs::write(&path, json).at(&path)?;
         match self.format {
             OutputFormat::Oci => self.replace_target(&self.tmp.clone())?,
-            OutputFormat::OciArchive => {
+            OutputFormat::OciArchive | OutputFormat::DockerArchive => {
+                if self.format == OutputFormat::DockerArchive {
+                    let path = self.tmp.join(DOCKER_MANIFEST);
+                    fs::write(&path, self.docker_manifest(&index.manifests[0])?).at(&path)?;
+                }
                 let archive = self.tmp.with_extension("tar");
                 write_archive(&self.tmp, &archive)?;
                 let result = self.replace_target(&archive);
@@ -162,6 +174,26 @@ impl LayoutWriter {
         }
         self.committed = true;
         Ok(())
+    }
+
+    /// Docker's `manifest.json` for the image `entry` names: the config and layers as
+    /// paths in the archive, and the image's name from the containerd annotation (none:
+    /// `docker load` then prints only the image's ID).
+    fn docker_manifest(&self, entry: &Descriptor) -> Result<Vec<u8>> {
+        let path = self.blob_path(&entry.digest);
+        let bytes = fs::read(&path).at(&path)?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Layout {
+            path: path.clone(),
+            reason: format!("not an image manifest: {e}"),
+        })?;
+        let blob =
+            |d: &Descriptor| format!("blobs/sha256/{}", d.digest.trim_start_matches("sha256:"));
+        let docker = serde_json::json!([{
+            "Config": blob(&manifest.config),
+            "RepoTags": entry.annotations.get(ANNOTATION_CONTAINERD_IMAGE_NAME).into_iter().collect::<Vec<_>>(),
+            "Layers": manifest.layers.iter().map(blob).collect::<Vec<_>>(),
+        }]);
+        Ok(serde_json::to_vec(&docker).expect("manifest.json serializes"))
     }
 
     /// Renames `ready` onto the target; with --force, the old target goes only once the
@@ -238,6 +270,9 @@ fn write_archive(dir: &Path, archive: &Path) -> Result<()> {
     let mut builder = ::tar::Builder::new(BufWriter::new(file));
     builder.mode(::tar::HeaderMode::Deterministic);
     let mut names = vec![PathBuf::from("oci-layout"), PathBuf::from("index.json")];
+    if dir.join(DOCKER_MANIFEST).exists() {
+        names.push(PathBuf::from(DOCKER_MANIFEST));
+    }
     let blobs = dir.join("blobs/sha256");
     let mut digests: Vec<_> = fs::read_dir(&blobs)
         .at(&blobs)?
