@@ -22,7 +22,7 @@ pub struct Args {
     output: PathBuf,
     /// oci (an image layout directory), oci-archive (the same in one tar file) or
     /// docker-archive (the oci-archive plus Docker's manifest.json, for `docker load`
-    /// before Docker 25; needs a NAME in the tag).
+    /// before Docker 25, named by the reference).
     #[arg(long, default_value = "oci", value_name = "FORMAT")]
     format: OutputFormat,
     /// The image's name in the layout (default: the reference's tag).
