@@ -1,6 +1,7 @@
 //! The `rehost` command: parses arguments, calls the libraries, prints.
 
 mod convert;
+mod deploy;
 mod exec;
 mod flags;
 mod forward_ports;
@@ -51,6 +52,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Send an image to an OCI registry (blobs it already has are not sent again).
     Push(push::Args),
+    /// Print what runs an image on Docker, Podman, Compose or Kubernetes.
+    Deploy(deploy::Args),
     /// Fetch an image from an OCI registry into an OCI layout or archive.
     Pull(pull::Args),
     /// Run an image as a rich container on the bundled runtime.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             oci::cleanup::install();
             pull::run(args, cli.quiet)
         }
+        Command::Deploy(args) => deploy::run(args),
         Command::Run(args) => run::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Stop(args) => stop::run(args),

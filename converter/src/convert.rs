@@ -190,6 +190,14 @@ pub fn convert(
             port_services,
         );
     }
+    // The plan's HTTP checks, so that `rehost deploy` makes probes of them.
+    let http = plan.checks()?.http;
+    if !http.is_empty() {
+        labels.insert(
+            oci::contract::HTTP_CHECKS_LABEL.to_string(),
+            oci::contract::http_checks_label(http.iter().map(|h| (h.port, h.path.as_str()))),
+        );
+    }
     for v in &plan.volume {
         run.volumes.insert(v.path.clone(), image::Empty {});
     }

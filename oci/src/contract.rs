@@ -31,6 +31,9 @@ pub const VERSION_LABEL: &str = "io.rehost.version";
 /// pairs, comma-separated ([`port_services_label`], [`parse_port_services`]), so that
 /// verify names the service whose port does not listen.
 pub const PORT_SERVICES_LABEL: &str = "io.rehost.port.services";
+/// Label: the plan's HTTP checks, as `PORT/PATH` items, comma-separated
+/// ([`http_checks_label`], [`parse_http_checks`]): probes for `rehost deploy`.
+pub const HTTP_CHECKS_LABEL: &str = "io.rehost.checks.http";
 /// Label and manifest annotation: the mounts systemd expects in a systemd-mode container.
 pub const SYSTEMD_MOUNTS_ANNOTATION: &str = "io.rehost.systemd.mounts";
 
@@ -122,6 +125,32 @@ pub fn parse_port_services(label: &str) -> Vec<(u16, String, String)> {
         .collect()
 }
 
+/// The [`HTTP_CHECKS_LABEL`] value for `(port, path)` pairs; a comma in a path is
+/// percent-encoded, as a URL may have it.
+pub fn http_checks_label<'a>(checks: impl IntoIterator<Item = (u16, &'a str)>) -> String {
+    checks
+        .into_iter()
+        .map(|(port, path)| format!("{port}{}", path.replace(',', "%2C")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads an [`HTTP_CHECKS_LABEL`] value: `(port, path)` pairs; malformed items, and paths
+/// that are not plain printable ASCII starting with `/`, are skipped.
+pub fn parse_http_checks(label: &str) -> Vec<(u16, String)> {
+    label
+        .split(',')
+        .filter_map(|item| {
+            let item = item.trim();
+            let slash = item.find('/')?;
+            let (port, path) = item.split_at(slash);
+            let printable = path.bytes().all(|b| b.is_ascii_graphic());
+            (printable && path.len() <= 1024)
+                .then(|| Some((port.parse().ok()?, path.to_string())))?
+        })
+        .collect()
+}
+
 /// An init mode name that is none of [`InitMode`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown init mode `{0}` (systemd, rehost, sbin-init, dumb-init, none)")]
@@ -191,6 +220,17 @@ mod tests {
             super::parse_port_services("x=y,,80=,99999/tcp=a,80=web"),
             [(80, "tcp".to_string(), "web".to_string())]
         );
+    }
+
+    #[test]
+    fn http_checks_read_back() {
+        let label = super::http_checks_label([(80, "/"), (8080, "/health,x")]);
+        assert_eq!(label, "80/,8080/health%2Cx");
+        assert_eq!(
+            super::parse_http_checks(&label),
+            [(80, "/".to_string()), (8080, "/health%2Cx".to_string())]
+        );
+        assert!(super::parse_http_checks("x/,80,99999/,80/a b,80/'").len() == 1);
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod upload;
 
 pub use client::ConnectOptions;
 pub use error::{RegistryError, Result};
-pub use pull::{pull, PullOptions, PullSummary};
+pub use pull::{config, pull, PullOptions, PullSummary};
 pub use push::{push, BlobAction, BlobReport, PushEvent, PushOptions, PushSummary};
 
 /// A runtime for one command; small, since the work is I/O.

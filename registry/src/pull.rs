@@ -135,6 +135,53 @@ pub fn pull(
     })
 }
 
+/// An image's manifest digest and config, read from the registry without its layers (for
+/// `rehost deploy REF`); the config is bounded by [`MAX_JSON`] and checked against its
+/// digest.
+pub fn config(reference: &str, options: &ConnectOptions) -> Result<(String, ImageConfig)> {
+    let source = parse_reference(reference)?;
+    super::runtime()?.block_on(async {
+        let conn = connect(&source, options, RegistryOperation::Pull).await?;
+        let (bytes, _, digest) = fetch_image_manifest(&conn, &source).await?;
+        let bad = |reason: String| RegistryError::BadContent {
+            reference: source.whole(),
+            reason,
+        };
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("not an image manifest: {e}")))?;
+        let desc = &manifest.config;
+        if desc.size > MAX_JSON || !digest::is_valid(&desc.digest) {
+            return Err(bad(format!(
+                "its config descriptor ({}, {} bytes) is refused",
+                desc.digest, desc.size
+            )));
+        }
+        let mut body = conn
+            .client
+            .pull_blob_stream(&source, desc.digest.as_str())
+            .await
+            .map_err(|e| bad(format!("its config: {}", client::describe(&e))))?;
+        let mut config = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| bad(format!("its config: {e}")))?;
+            if (config.len() + chunk.len()) as u64 > desc.size {
+                return Err(bad(
+                    "the registry sent a config longer than its descriptor".into()
+                ));
+            }
+            config.extend_from_slice(&chunk);
+        }
+        if digest::of(&config) != desc.digest {
+            return Err(bad(
+                "the registry sent a config that does not match its digest".into(),
+            ));
+        }
+        let config = serde_json::from_slice(&config)
+            .map_err(|e| bad(format!("its config is not an image config: {e}")))?;
+        Ok((digest, config))
+    })
+}
+
 fn manifest_error(reference: &Reference, e: &OciDistributionError) -> RegistryError {
     let (status, message) = status_and_message(e);
     RegistryError::Manifest {

@@ -9,6 +9,7 @@
 pub mod confined;
 pub mod console;
 pub mod container;
+pub mod deploy;
 pub mod embedded;
 pub mod engine;
 pub mod error;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod containerd;
+pub mod docker;
 pub mod tree;
 
 use std::ffi::OsStr;
