@@ -23,7 +23,8 @@ pub struct Args {
     /// (REGISTRY/REPOSITORY:TAG), read without its layers.
     image: String,
     /// Where it will run: docker (a `docker run` line), podman (a `podman run` line),
-    /// compose (a Compose file) or kubernetes (a Deployment, Service and claims).
+    /// compose (a Compose file), kubernetes (a Deployment, Service and claims) or
+    /// containerd (a `ctr run` line).
     #[arg(long, value_name = "TARGET")]
     to: Target,
     /// The reference the target pulls (default: IMAGE when it is a reference, else the

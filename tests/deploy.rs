@@ -13,9 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The debian-systemd fixture converted for `mode`, as a docker-archive named `name`.
+/// The debian-systemd fixture converted for `mode`, as a docker-archive named `name`
+/// (also an oci-archive: the same tar with Docker's manifest.json added).
 fn archive(dir: &Path, mode: &str, name: &str) -> std::path::PathBuf {
-    let out = dir.join(format!("{mode}.tar"));
+    let out = dir.join(format!("{mode}-{}.tar", name.replace(':', "-")));
     rehost_ok(&[
         "convert",
         fixture_rootfs("debian-systemd").to_str().unwrap(),
@@ -65,11 +66,15 @@ fn wait_ready(docker: &Docker, name: &str, check: &[&str]) {
 /// HTTP status line, an SSH banner).
 fn first_line(docker: &Docker, name: &str, port: u16, send: &str) -> String {
     let pid = docker.docker(&["inspect", "-f", "{{.State.Pid}}", name]);
+    first_line_in(pid.trim(), port, send)
+}
+
+fn first_line_in(pid: &str, port: u16, send: &str) -> String {
     let script = format!(
         "exec 3<>/dev/tcp/127.0.0.1/{port}; printf '{send}' >&3; head -n1 <&3 | tr -d '\\r'"
     );
     let out = Command::new("nsenter")
-        .args(["-t", pid.trim(), "-n", "bash", "-c", &script])
+        .args(["-t", pid, "-n", "bash", "-c", &script])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -318,4 +323,78 @@ fn kubernetes_manifests_are_valid() {
             );
         }
     }
+}
+
+/// containerd's `ctr`: the oci-archive imported by its name (systemd mode) and an image
+/// pulled from a registry (rehost mode), each run with the line `deploy --to containerd`
+/// printed. On the host's cgroups only: on the cgroup2-only view the cpu controller stays
+/// bound to v1, and ctr's default spec writes `cpu.weight`, which that view lacks.
+#[test]
+fn containerd_runs_what_deploy_prints() {
+    use common::containerd::Containerd;
+    let work = scratch();
+    let ctd = match Containerd::start(work.path()) {
+        Ok(c) => c,
+        Err(why) => return common::cannot_run_here("containerd", &why),
+    };
+    let run_line = |image: &str| {
+        let printed = deploy(&[image, "--to", "containerd", "--cgroup", "v1"]);
+        let line = docker_line(&printed);
+        assert!(line.starts_with("ctr run -d "), "{line}");
+        let out = ctd.command("sh").args(["-c", &line]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let check = |name: &str, ready: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while ctd
+            .try_ctr(&[&["task", "exec", "--exec-id", "ready", name], ready].concat())
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "{name} not ready in 90 s");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let tasks = ctd.ctr(&["task", "ls"]);
+        let pid = tasks
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&name)).then(|| f[1].to_string())
+            })
+            .unwrap_or_else(|| panic!("{name} in {tasks}"));
+        assert_eq!(
+            first_line_in(&pid, 80, "GET / HTTP/1.0\\r\\n\\r\\n"),
+            "HTTP/1.1 200 OK"
+        );
+        // The image's stop signal; `task delete` exits with the task's own code.
+        ctd.ctr(&["task", "kill", name]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ctd.ctr(&["task", "ls"]).contains("STOPPED") {
+            assert!(Instant::now() < deadline, "{name} did not stop in 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ctd.ctr(&["task", "delete", name]);
+        ctd.ctr(&["containers", "rm", name]);
+        assert_eq!(
+            cgroups_of(name),
+            Vec::<String>::new(),
+            "{name} left cgroups"
+        );
+    };
+
+    let sd = archive(work.path(), "systemd", "web05:sd");
+    ctd.ctr(&["images", "import", sd.to_str().unwrap()]);
+    run_line(sd.to_str().unwrap());
+    check("web05", &["systemctl", "is-system-running"]);
+
+    let registry = Registry::start(Setup::Plain);
+    let rh = archive(work.path(), "rehost", "web06:rh");
+    let reference = format!("{}/fleet/web06:rh", registry.addr);
+    rehost_ok(&["push", rh.to_str().unwrap(), &reference]);
+    ctd.ctr(&["images", "pull", "--plain-http", &reference]);
+    run_line(&reference);
+    check("web06", &["/usr/sbin/rehost-init", "status"]);
 }

@@ -52,7 +52,16 @@ impl Containerd {
         }
     }
 
-    fn try_ctr(&self, args: &[&str]) -> Result<String, String> {
+    /// `program` with the environment by which `ctr` reaches this containerd, in the
+    /// tests' namespace (to run a command line `rehost deploy` printed).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("CONTAINERD_ADDRESS", &self.socket)
+            .env("CONTAINERD_NAMESPACE", "rehost-test");
+        c
+    }
+
+    pub fn try_ctr(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new("ctr")
             .arg("--address")
             .arg(&self.socket)

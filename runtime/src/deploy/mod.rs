@@ -7,6 +7,7 @@
 //! minus what every engine gives by default.
 
 mod compose;
+mod containerd;
 mod docker;
 mod kubernetes;
 mod yaml;
@@ -29,11 +30,13 @@ pub enum Target {
     Podman,
     Compose,
     Kubernetes,
+    /// containerd's `ctr`.
+    Containerd,
 }
 
 /// A name that is not a [`Target`].
 #[derive(Debug, thiserror::Error)]
-#[error("unknown target `{0}` (docker, podman, compose, kubernetes)")]
+#[error("unknown target `{0}` (docker, podman, compose, kubernetes, containerd)")]
 pub struct UnknownTarget(pub String);
 
 impl std::str::FromStr for Target {
@@ -44,6 +47,7 @@ impl std::str::FromStr for Target {
             "podman" => Target::Podman,
             "compose" | "docker-compose" => Target::Compose,
             "kubernetes" | "k8s" => Target::Kubernetes,
+            "containerd" | "ctr" => Target::Containerd,
             _ => return Err(UnknownTarget(s.to_string())),
         })
     }
@@ -285,6 +289,10 @@ impl Deployment {
                 out.push_str(&shell_line(&docker::run_args(self, target)));
                 out.push('\n');
             }
+            Target::Containerd => {
+                out.push_str(&shell_line(&containerd::run_args(self)));
+                out.push('\n');
+            }
             Target::Compose => out.push_str(&to_yaml(&compose::file(self))),
             Target::Kubernetes => {
                 for (i, doc) in kubernetes::objects(self).iter().enumerate() {
@@ -303,6 +311,9 @@ impl Deployment {
     /// What the user must know when running it on `target`.
     pub fn notes_for(&self, target: Target) -> Vec<String> {
         let mut notes = self.notes.clone();
+        if target == Target::Containerd {
+            notes.extend(containerd::notes(self));
+        }
         let podman_systemd = target == Target::Podman && self.mode == InitMode::Systemd;
         if self.cgroup == CgroupSetting::PrivateNamespace && !podman_systemd {
             notes.push(
