@@ -150,6 +150,10 @@ fn archives_gzip_zstd_and_stdin_give_the_tree_of_the_directory() {
         json(&out)["layers"][0]["diff_id"].as_str().unwrap(),
         digests[0]
     );
+    // A stream has no file to date it by: the capture's own time, not 1970.
+    let (_, config) = common::image_json(&image);
+    let created = config["created"].as_str().unwrap();
+    assert!(created[..4] >= *"2025", "created {created}");
 }
 
 /// Builds a tree with every kind of entry and metadata a server can have.

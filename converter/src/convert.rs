@@ -326,8 +326,20 @@ fn own_output(source: &Path, output: &Path, work_dir: &Path) -> Option<ExcludeRu
 
 /// The capture time when none is given: the source's own modification time (a file's,
 /// or a directory's), so the same source gives the same image.
+/// When the server was captured, for `created` and `io.rehost.captured`: a file or
+/// directory source is dated by its own mtime, so the same input gives the same digests.
+/// A stream (`-`) or a remote server (`ssh://`) has no file to date it by; what is read
+/// is the server as it is now, so the capture's start is its date (SOURCE_DATE_EPOCH
+/// makes those reproducible too).
 fn source_mtime(source: &Path) -> i64 {
     use std::os::unix::fs::MetadataExt;
+    let text = source.to_string_lossy();
+    if text == "-" || text.starts_with("ssh://") {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+    }
     std::fs::metadata(source).map(|m| m.mtime()).unwrap_or(0)
 }
 
