@@ -22,7 +22,8 @@ pub struct Args {
     output: PathBuf,
     /// oci (an image layout directory), oci-archive (the same in one tar file) or
     /// docker-archive (the oci-archive plus Docker's manifest.json, for `docker load`
-    /// before Docker 25, named by the reference).
+    /// before Docker 25; the layout is kept as the registry has it, so docker load
+    /// gives the image's ID only: `docker tag` names it).
     #[arg(long, default_value = "oci", value_name = "FORMAT")]
     format: OutputFormat,
     /// The image's name in the layout (default: the reference's tag).

@@ -27,8 +27,13 @@ pub struct Args {
     #[arg(long, short = 't', value_name = "TAG")]
     tag: Vec<String>,
     /// Mount blobs from this repository of the same registry instead of uploading them.
+    /// Without it, blobs an earlier push sent to another repository of the registry are
+    /// mounted from there (remembered in ~/.cache/rehost/pushed-blobs.json).
     #[arg(long, value_name = "REPOSITORY")]
     mount_from: Option<String>,
+    /// Neither mount blobs from where earlier pushes sent them nor remember this push.
+    #[arg(long)]
+    no_blob_memory: bool,
     #[command(flatten)]
     registry: RegistryArgs,
     /// Print the summary as JSON on standard output.
@@ -43,6 +48,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         mount_from: args.mount_from.clone(),
         extra_tags: args.tag.clone(),
         image_tag,
+        memory: (!args.no_blob_memory).then(memory_path).flatten(),
     };
     let bars = Bars::new(quiet || args.json);
     let progress = bars.clone();
@@ -91,6 +97,22 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     );
     println!("time      {:.1} s", summary.seconds);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where pushes remember their blobs: the user's cache directory (none when the home
+/// directory does not exist: nothing is made outside it).
+fn memory_path() -> Option<std::path::PathBuf> {
+    let cache = match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            let home = std::path::PathBuf::from(std::env::var_os("HOME")?);
+            if !home.is_dir() {
+                return None;
+            }
+            home.join(".cache")
+        }
+    };
+    Some(cache.join("rehost").join("pushed-blobs.json"))
 }
 
 /// One bar per blob being sent and one for the whole push, on a terminal only.

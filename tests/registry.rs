@@ -196,6 +196,78 @@ fn push_an_archive_and_mount_blobs_from_another_repository() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
 }
 
+/// A second repository of the same registry gets the image's blobs mounted from where the
+/// first push sent them, without `--mount-from`; a remembered place the registry does not
+/// have (or refuses to mount from) falls back to an upload.
+#[test]
+fn push_mounts_blobs_from_where_an_earlier_push_sent_them() {
+    let registry = Registry::start(Setup::Plain);
+    let work = registry.scratch();
+    let cache = work.join("cache");
+    let remembering = || {
+        let mut c = isolated();
+        c.env("XDG_CACHE_HOME", &cache);
+        c
+    };
+    let (image, digest) = small_image(&work, "web01", false);
+    let first = format!("{}/fleet/web01:v1", registry.addr);
+    let pushed = json(
+        remembering()
+            .arg("push")
+            .arg(&image)
+            .arg(&first)
+            .arg("--json")
+            .output()
+            .unwrap(),
+    );
+    assert!(pushed["bytes_uploaded"].as_u64().unwrap() > 300_000);
+    assert!(cache.join("rehost/pushed-blobs.json").is_file());
+
+    let second = format!("{}/fleet/web02:v1", registry.addr);
+    let summary = json(
+        remembering()
+            .arg("push")
+            .arg(&image)
+            .arg(&second)
+            .arg("--json")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(summary["bytes_uploaded"], 0, "{summary}");
+    for b in summary["blobs"].as_array().unwrap() {
+        assert_eq!(b["action"], "mounted", "{b}");
+    }
+    assert_eq!(skopeo_digest(&second, &["--tls-verify=false"]), digest);
+
+    // Another image whose blobs the memory places in a repository that never held them.
+    let (other, other_digest) = small_image(&work, "db01", false);
+    let (manifest, _) = common::image_json(&other);
+    let mut blobs = serde_json::Map::new();
+    for d in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap()) {
+        blobs.insert(
+            d["digest"].as_str().unwrap().to_string(),
+            serde_json::json!({"repository": "fleet/gone", "seen": 1}),
+        );
+    }
+    let memory = serde_json::json!({"registries": {registry.addr.clone(): blobs}, "clock": 1});
+    std::fs::write(cache.join("rehost/pushed-blobs.json"), memory.to_string()).unwrap();
+    let third = format!("{}/fleet/db01:v1", registry.addr);
+    let summary = json(
+        remembering()
+            .arg("push")
+            .arg(&other)
+            .arg(&third)
+            .arg("--json")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        summary["bytes_uploaded"].as_u64().unwrap() > 300_000,
+        "{summary}"
+    );
+    assert_eq!(skopeo_digest(&third, &["--tls-verify=false"]), other_digest);
+}
+
 #[test]
 fn htpasswd_registry_takes_right_credentials_and_refuses_wrong_ones_in_one_line() {
     let registry = Registry::start(Setup::Htpasswd {

@@ -16,12 +16,14 @@
 pub mod auth;
 mod client;
 mod error;
+mod memory;
 mod pull;
 mod push;
 mod upload;
 
 pub use client::ConnectOptions;
 pub use error::{RegistryError, Result};
+pub use memory::BlobMemory;
 pub use pull::{config, pull, PullOptions, PullSummary};
 pub use push::{push, BlobAction, BlobReport, PushEvent, PushOptions, PushSummary};
 

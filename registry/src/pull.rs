@@ -6,8 +6,7 @@ use crate::error::{RegistryError, Result};
 use futures_util::StreamExt;
 use oci::digest;
 use oci::image::{
-    Descriptor, ImageConfig, Index, Manifest, Platform, ANNOTATION_CONTAINERD_IMAGE_NAME, MAX_JSON,
-    MEDIA_INDEX, MEDIA_MANIFEST,
+    Descriptor, ImageConfig, Index, Manifest, Platform, MAX_JSON, MEDIA_INDEX, MEDIA_MANIFEST,
 };
 use oci::layout::{BlobWriter, LayoutWriter, OutputFormat};
 use oci::reference::parse as parse_reference;
@@ -106,10 +105,6 @@ pub fn pull(
             }
         }
         debug_assert_eq!(descriptor.digest, digest);
-        // Named as containerd and `docker load` read it, as convert names its images.
-        descriptor
-            .annotations
-            .insert(ANNOTATION_CONTAINERD_IMAGE_NAME.into(), source.whole());
         let tag = options
             .tag
             .clone()

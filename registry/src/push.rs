@@ -28,6 +28,9 @@ pub struct PushOptions {
     pub extra_tags: Vec<String>,
     /// The image in the layout, when it holds several.
     pub image_tag: Option<String>,
+    /// Where blobs were pushed before ([`crate::BlobMemory`]): a blob another repository
+    /// of the same registry holds is mounted from there. `None`: remember nothing.
+    pub memory: Option<PathBuf>,
 }
 
 /// What happened to one blob.
@@ -38,7 +41,8 @@ pub enum BlobAction {
     Uploaded,
     /// The registry already had it.
     Skipped,
-    /// Mounted from the `--mount-from` repository.
+    /// Mounted from another repository of the registry (`--mount-from`, or where an
+    /// earlier push sent it).
     Mounted,
 }
 
@@ -133,23 +137,27 @@ pub fn push(
         .map(|d| local.blob(d))
         .collect::<oci::Result<Vec<_>>>()?;
 
-    super::runtime()?.block_on(async {
+    let mut memory = crate::BlobMemory::load(options.memory.as_deref());
+    let registry = target.resolve_registry().to_string();
+    // Per blob: where to mount it from, the operator's choice first.
+    let sources: Vec<Vec<Reference>> = blobs
+        .iter()
+        .map(|d| {
+            let remembered = memory
+                .holder(&registry, target.repository(), &d.digest)
+                .and_then(|repo| sibling(&target, &repo).ok());
+            mount_from.iter().cloned().chain(remembered).collect()
+        })
+        .collect();
+
+    let summary = super::runtime()?.block_on(async {
         let conn = connect(&target, &options.connect, RegistryOperation::Push).await?;
         progress(PushEvent::Blobs(
             blobs.iter().map(|d| (d.digest.clone(), d.size)).collect(),
         ));
         let jobs = options.connect.jobs.max(1);
-        let mut reports: Vec<BlobReport> = stream::iter(blobs.iter().zip(locations))
-            .map(|(desc, loc)| {
-                push_blob(
-                    &conn,
-                    &target,
-                    desc,
-                    loc,
-                    mount_from.as_ref(),
-                    progress.clone(),
-                )
-            })
+        let mut reports: Vec<BlobReport> = stream::iter(blobs.iter().zip(locations).zip(&sources))
+            .map(|((desc, loc), from)| push_blob(&conn, &target, desc, loc, from, progress.clone()))
             .buffer_unordered(jobs)
             .try_collect()
             .await?;
@@ -198,7 +206,14 @@ pub fn push(
             plain_http: conn.plain_http,
             seconds: started.elapsed().as_secs_f64(),
         })
-    })
+    })?;
+    memory.remember(
+        &registry,
+        target.repository(),
+        summary.blobs.iter().map(|b| b.digest.as_str()),
+    );
+    memory.save();
+    Ok(summary)
 }
 
 fn blob_error(conn: &Connection, digest: &str, e: &OciDistributionError) -> RegistryError {
@@ -225,7 +240,7 @@ async fn push_blob(
     target: &Reference,
     desc: &Descriptor,
     loc: BlobLocation,
-    mount_from: Option<&Reference>,
+    mount_from: &[Reference],
     progress: PushProgress,
 ) -> Result<BlobReport> {
     let digest = desc.digest.as_str();
@@ -246,7 +261,7 @@ async fn push_blob(
     if exists {
         return report(BlobAction::Skipped);
     }
-    if let Some(source) = mount_from {
+    for source in mount_from {
         match conn.client.mount_blob(target, source, digest).await {
             Ok(()) => return report(BlobAction::Mounted),
             // The registry may not have it there, or not mount across repositories:
