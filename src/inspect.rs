@@ -78,7 +78,8 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         .with_context(|| format!("inspecting {}", args.source.display()))?;
     bar.finish_and_clear();
     let report = render(&examined, args.json)?;
-    finish(&args, quiet, &report, &examined.plan)
+    let review = converter::plan::review(&examined.inventory);
+    finish(&args, quiet, &report, &examined.plan, &review)
 }
 
 /// What inspect finds and decides about one source.
@@ -134,9 +135,15 @@ pub(crate) fn render(examined: &Examined, json: bool) -> Result<Vec<u8>> {
 }
 
 /// Writes the plan file and prints the report.
-pub(crate) fn finish(args: &Args, quiet: bool, report: &[u8], plan: &Plan) -> Result<ExitCode> {
+pub(crate) fn finish(
+    args: &Args,
+    quiet: bool,
+    report: &[u8],
+    plan: &Plan,
+    review: &[String],
+) -> Result<ExitCode> {
     if let Some(path) = &args.plan {
-        plan.write(path, args.force)
+        plan.write(path, args.force, review)
             .with_context(|| format!("writing the plan {}", path.display()))?;
     }
     if quiet && !args.json {
@@ -182,6 +189,36 @@ fn print_report(
                 "packages    {} (database {} not read)",
                 p.manager, p.database
             )?,
+        }
+    }
+    if let Some(o) = &inv.ownership {
+        writeln!(
+            out,
+            "not from a package  {} files, {} ({} files owned by {} packages)",
+            o.unowned.files,
+            crate::output::bytes(o.unowned.bytes),
+            o.owned_files,
+            o.packages
+        )?;
+        for d in o.unowned.largest_directories.iter().take(5) {
+            writeln!(
+                out,
+                "            {:>10}  {}",
+                crate::output::bytes(d.bytes),
+                d.path
+            )?;
+        }
+        if o.changed_files > 0 {
+            writeln!(
+                out,
+                "changed package files  {} (--json lists {}):",
+                o.changed_files,
+                o.changed.len()
+            )?;
+            for c in o.changed.iter().take(10) {
+                let what = if c.conffile { "conffile" } else { "file" };
+                writeln!(out, "            {} ({what} of {})", c.path, c.package)?;
+            }
         }
     }
     writeln!(

@@ -55,6 +55,9 @@ struct InspectRequest {
 struct InspectAnswer {
     report: String,
     plan: Plan,
+    /// The plan file's review notes ([`converter::plan::review`]).
+    #[serde(default)]
+    review: Vec<String>,
 }
 
 /// `rehost inspect ssh://…`: the inventory, the plan and the size are made on the
@@ -83,7 +86,7 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
     let mut session = Session::connect(&url)?;
     session.become_root()?;
     bar.set_message(format!("reading {url}"));
-    let (report, plan) = match session.install_helper(&helper)? {
+    let (report, plan, review) = match session.install_helper(&helper)? {
         Helper::Ready => {
             let request = InspectRequest {
                 path: url.path.clone(),
@@ -105,7 +108,7 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
             }
             let answer: InspectAnswer =
                 serde_json::from_slice(&answer).context("the helper's answer is unreadable")?;
-            (answer.report.into_bytes(), answer.plan)
+            (answer.report.into_bytes(), answer.plan, answer.review)
         }
         Helper::Unusable(why) => {
             tracing::warn!("{}: {why}", url.destination());
@@ -117,12 +120,17 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
                 .map(|p| Profile::load(p))
                 .collect::<Result<Vec<_>, _>>()?;
             let examined = inspect::examine(&captured, &profiles, !args.no_walk)?;
-            (inspect::render(&examined, args.json)?, examined.plan)
+            let review = converter::plan::review(&examined.inventory);
+            (
+                inspect::render(&examined, args.json)?,
+                examined.plan,
+                review,
+            )
         }
     };
     drop(session);
     bar.finish_and_clear();
-    inspect::finish(&args, quiet, &report, &plan)
+    inspect::finish(&args, quiet, &report, &plan, &review)
 }
 
 /// On the server: `rehost __remote [--probe]`. The request is the first line of
@@ -198,6 +206,7 @@ fn serve_inspect(request: InspectRequest) -> Result<()> {
     let report = String::from_utf8_lossy(&inspect::render(&examined, request.json)?).into_owned();
     let answer = InspectAnswer {
         report,
+        review: converter::plan::review(&examined.inventory),
         plan: examined.plan,
     };
     let mut out = std::io::stdout().lock();

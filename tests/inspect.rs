@@ -784,3 +784,71 @@ fn host_arch() -> &'static str {
         other => other,
     }
 }
+
+/// A copy of debian-systemd with a hand-edited conffile, an application no package
+/// installed and a changed package binary: each is named in the report and in the plan
+/// file's review notes; the untouched package files are not.
+#[test]
+fn what_is_not_from_a_package_is_reported() {
+    let work = common::scratch();
+    let root = work.path().join("rootfs");
+    common::run(
+        "cp",
+        &[
+            "-a",
+            common::fixture_rootfs("debian-systemd").to_str().unwrap(),
+            root.to_str().unwrap(),
+        ],
+    );
+    let append = |rel: &str, text: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.join(rel))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    append("etc/nginx/nginx.conf", "\n# tuned by hand\n");
+    append("usr/bin/env", "patched");
+    std::fs::create_dir_all(root.join("opt/app/lib")).unwrap();
+    std::fs::write(root.join("opt/app/lib/server.py"), vec![b'#'; 200_000]).unwrap();
+
+    let plan = work.path().join("plan.toml");
+    let report = inspect_json(&root, &["--plan", plan.to_str().unwrap()]);
+    let o = &report["inventory"]["ownership"];
+    assert_eq!(o["manager"], "dpkg");
+    assert!(o["packages"].as_u64().unwrap() > 100, "{o}");
+    assert!(o["owned_files"].as_u64().unwrap() > 5000, "{o}");
+    let changed: BTreeSet<String> = o["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {} {}", c["path"], c["package"], c["conffile"]))
+        .collect();
+    assert_eq!(
+        changed,
+        set(&[
+            "\"/etc/nginx/nginx.conf\" \"nginx-common\" true",
+            "\"/usr/bin/env\" \"coreutils\" false"
+        ]),
+        "{o}"
+    );
+    let dirs: Vec<&str> = o["unowned"]["largest_directories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(dirs.contains(&"/opt/app/lib"), "{dirs:?}");
+    assert!(!dirs.iter().any(|d| d.starts_with("/usr/bin")), "{dirs:?}");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    for needle in [
+        "/opt/app/lib",
+        "/etc/nginx/nginx.conf (conffile of nginx-common)",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} in the plan's review:\n{text}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ pub mod details;
 pub mod fs;
 pub mod identity;
 pub mod os;
+pub mod ownership;
 pub mod packages;
 pub mod ports;
 pub mod secrets;
@@ -34,6 +35,9 @@ pub struct Inventory {
     /// The OCI architecture name, from the ELF header of a system binary.
     pub architecture: Option<String>,
     pub packages: Option<packages::Packages>,
+    /// Which package owns each file, and what is not from a package (dpkg and apk;
+    /// with the walk only).
+    pub ownership: Option<ownership::Ownership>,
     pub init: InitSystem,
     /// The enabled services, by name.
     pub services: Vec<Service>,
@@ -89,8 +93,14 @@ pub fn inspect(source: &dyn Source, options: &InspectOptions) -> Inventory {
     let users = users::collect(&root);
     let identity = identity::collect(&root);
 
+    let db = if options.walk {
+        ownership::PackageDb::read(&root)
+    } else {
+        None
+    };
+    let mut tally = db.as_ref().map(ownership::Tally::new);
     let facts = if options.walk {
-        match size::walk(source) {
+        match size::walk(source, tally.as_mut()) {
             Ok(f) => Some(f),
             Err(e) => {
                 root.finding(source.describe(), format!("size walk stopped: {e}"));
@@ -107,12 +117,14 @@ pub fn inspect(source: &dyn Source, options: &InspectOptions) -> Inventory {
     };
     let secrets = secrets::collect(&root, &users::homes(&root), &candidates);
     let data_dirs = volumes::collect(&root, facts.as_ref());
+    let ownership = tally.filter(|_| facts.is_some()).map(|t| t.finish(source));
 
     Inventory {
         source: source.describe(),
         os,
         architecture,
         packages,
+        ownership,
         init,
         services,
         scheduled,

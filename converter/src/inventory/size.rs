@@ -58,7 +58,11 @@ pub struct WalkFacts {
     pub key_candidates: Vec<Vec<u8>>,
 }
 
-pub fn walk(source: &dyn Source) -> crate::error::Result<WalkFacts> {
+/// The walk; `owners`, when given, is told each entry too (package ownership).
+pub fn walk(
+    source: &dyn Source,
+    mut owners: Option<&mut super::ownership::Tally<'_>>,
+) -> crate::error::Result<WalkFacts> {
     let mut facts = WalkFacts::default();
     let mut largest: BinaryHeap<Reverse<(u64, Vec<u8>)>> = BinaryHeap::new();
     let mut dirs: HashMap<Vec<u8>, u64> = HashMap::new();
@@ -82,6 +86,9 @@ pub fn walk(source: &dyn Source) -> crate::error::Result<WalkFacts> {
         } else {
             0
         };
+        if let Some(t) = owners.as_deref_mut() {
+            t.visit(&entry, data);
+        }
         for (dir, _) in DATA_DIRS {
             if entry.path.starts_with(dir.as_bytes()) && entry.path.get(dir.len()) == Some(&b'/') {
                 let e = facts.data_dirs.entry(dir).or_default();

@@ -501,7 +501,9 @@ impl Plan {
     }
 
     /// Writes the plan to a temporary file beside `path` and renames it into place.
-    pub fn write(&self, path: &Path, force: bool) -> Result<()> {
+    /// Writes the plan file, with `review` (from [`review`]) as comments at its end:
+    /// facts for the operator to look at, which change no decision.
+    pub fn write(&self, path: &Path, force: bool, review: &[String]) -> Result<()> {
         if path.exists() && !force {
             return Err(Error::OutputExists(path.to_path_buf()));
         }
@@ -513,7 +515,14 @@ impl Plan {
             .prefix(".rehost-plan")
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e))?;
-        tmp.write_all(self.to_toml().as_bytes())
+        let mut text = self.to_toml();
+        if !review.is_empty() {
+            text.push_str("\n# To review: what is not from a package (package ownership)\n");
+            for line in review {
+                text.push_str(&format!("# {}\n", line.replace(['\n', '\r'], " ")));
+            }
+        }
+        tmp.write_all(text.as_bytes())
             .map_err(|e| Error::io(tmp.path(), e))?;
         tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
         Ok(())
@@ -609,6 +618,33 @@ fn decide_service(s: &Service, rules: &[CompiledRule], inv: &Inventory) -> Servi
 fn runs_a_process(s: &Service) -> bool {
     let long_running = s.service_type.as_deref() != Some("oneshot");
     matches!(s.kind.as_str(), "service" | "script" | "job") && long_running
+}
+
+/// What the operator should review before the image is trusted: the files no package
+/// installed, and the package files changed since installation (from the inventory's
+/// package ownership; none without it).
+pub fn review(inv: &Inventory) -> Vec<String> {
+    let Some(o) = &inv.ownership else {
+        return Vec::new();
+    };
+    let mut lines = vec![format!(
+        "{} files ({} bytes) are from no {} package; the largest places:",
+        o.unowned.files, o.unowned.bytes, o.manager
+    )];
+    for d in &o.unowned.largest_directories {
+        lines.push(format!("  {:>12}  {}", d.bytes, d.path));
+    }
+    if o.changed_files > 0 {
+        lines.push(format!(
+            "{} package files differ from what their package installed:",
+            o.changed_files
+        ));
+        for c in &o.changed {
+            let what = if c.conffile { "conffile" } else { "file" };
+            lines.push(format!("  {} ({what} of {})", c.path, c.package));
+        }
+    }
+    lines
 }
 
 #[cfg(test)]
