@@ -15,6 +15,7 @@ mod push;
 mod remote;
 mod rm;
 mod run;
+mod sbom;
 mod stop;
 mod verify;
 
@@ -54,6 +55,8 @@ enum Command {
     Push(push::Args),
     /// Print what runs an image on Docker, Podman, Compose or Kubernetes.
     Deploy(deploy::Args),
+    /// Write an image's bill of materials (SPDX or CycloneDX JSON) from its packages.
+    Sbom(sbom::Args),
     /// Fetch an image from an OCI registry into an OCI layout or archive.
     Pull(pull::Args),
     /// Run an image as a rich container on the bundled runtime.
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         }
         Command::Deploy(args) => deploy::run(args),
         Command::Run(args) => run::run(args),
+        Command::Sbom(args) => sbom::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Stop(args) => stop::run(args),
         Command::Ps(args) => ps::run(args),

@@ -17,6 +17,7 @@ pub mod image;
 pub mod inventory;
 pub mod plan;
 pub mod profile;
+pub mod sbom;
 pub mod source;
 
 pub use error::{Error, Result};

@@ -87,6 +87,9 @@ pub struct Ownership {
     /// [`LISTED`]; `changed_files` counts them all).
     pub changed: Vec<Changed>,
     pub changed_files: u64,
+    /// The installed packages (for SBOMs; the report only counts them).
+    #[serde(skip)]
+    pub installed: Vec<Package>,
 }
 
 impl PackageDb {
@@ -357,6 +360,7 @@ impl<'a> Tally<'a> {
             report: Ownership {
                 manager: db.manager.clone(),
                 packages: db.packages.len(),
+                installed: db.packages.clone(),
                 ..Default::default()
             },
             dirs: HashMap::new(),

@@ -82,7 +82,7 @@ impl ArchiveSource {
 
     /// Reads an archive from any stream (a remote server's), its compression found from
     /// its first bytes; `name` names it in messages.
-    pub(crate) fn from_stream(name: &Path, mut raw: Box<dyn Read + '_>) -> Result<Self> {
+    pub fn from_stream(name: &Path, mut raw: Box<dyn Read + '_>) -> Result<Self> {
         let mut magic = [0u8; 512];
         let n = read_full(&mut raw, &mut magic).at(name)?;
         let compression = detect(name, &magic[..n])?;
