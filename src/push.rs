@@ -34,6 +34,10 @@ pub struct Args {
     /// Neither mount blobs from where earlier pushes sent them nor remember this push.
     #[arg(long)]
     no_blob_memory: bool,
+    /// Also attach the image's SBOM (spdx or cyclonedx, as `rehost sbom` writes it) as an
+    /// OCI referrer: by the registry's referrers API, or the `sha256-HEX` tag schema.
+    #[arg(long, value_name = "FORMAT")]
+    sbom: Option<converter::sbom::Format>,
     #[command(flatten)]
     registry: RegistryArgs,
     /// Print the summary as JSON on standard output.
@@ -60,9 +64,38 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     )
     .with_context(|| format!("pushing {} to {}", image.display(), args.reference))?;
     bars.finish();
+    let attached = match args.sbom {
+        Some(format) => {
+            let (doc, subject, created) = crate::sbom::document(&args.image, format)?;
+            let artifact_type = match format {
+                converter::sbom::Format::Spdx => "application/spdx+json",
+                converter::sbom::Format::CycloneDx => "application/vnd.cyclonedx+json",
+            };
+            let annotations = std::collections::BTreeMap::from([(
+                "org.opencontainers.image.created".to_string(),
+                created,
+            )]);
+            Some(
+                registry::attach(
+                    &args.reference,
+                    &subject,
+                    artifact_type,
+                    &serde_json::to_vec_pretty(&doc)?,
+                    annotations,
+                    &options.connect,
+                )
+                .with_context(|| format!("attaching the SBOM to {}", args.reference))?,
+            )
+        }
+        None => None,
+    };
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let mut v = serde_json::to_value(&summary)?;
+        if let Some(a) = &attached {
+            v["sbom"] = serde_json::to_value(a)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     if quiet {
@@ -89,6 +122,12 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         );
     }
     println!("manifest  {}", summary.manifest_digest);
+    if let Some(a) = &attached {
+        println!(
+            "sbom      {} ({}, by the {})",
+            a.digest, a.artifact_type, a.indexed_by
+        );
+    }
     println!(
         "bytes     {} uploaded, {} already there, {} mounted",
         output::bytes(summary.bytes_uploaded),

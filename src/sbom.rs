@@ -30,7 +30,27 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (path, tag) = split_image_arg(&args.image);
+    let text = serde_json::to_string_pretty(&document(&args.image, args.format)?.0)? + "\n";
+    match &args.output {
+        Some(file) => {
+            let tmp = file.with_extension("rehost-tmp");
+            std::fs::write(&tmp, &text)
+                .with_context(|| format!("{}: cannot write", tmp.display()))?;
+            std::fs::rename(&tmp, file)
+                .with_context(|| format!("{}: cannot write", file.display()))?;
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The SBOM of the image `image` names (PATH[:TAG]), and the image's manifest
+/// descriptor and creation time (for `push --sbom`).
+pub fn document(
+    image: &str,
+    format: Format,
+) -> Result<(serde_json::Value, oci::image::Descriptor, String)> {
+    let (path, tag) = split_image_arg(image);
     let layout = Layout::open(&path)?;
     let chosen = layout.manifest(tag.as_deref())?;
     let config = layout.config(&chosen.manifest)?;
@@ -57,22 +77,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| "1970-01-01T00:00:00Z".into()),
     };
-    let Some(doc) = sbom::document(args.format, &subject, &inv) else {
+    let Some(doc) = sbom::document(format, &subject, &inv) else {
         bail!(
             "{}: no package database that rehost reads in the image (dpkg, apk)",
             path.display()
         );
     };
-    let text = serde_json::to_string_pretty(&doc)? + "\n";
-    match &args.output {
-        Some(file) => {
-            let tmp = file.with_extension("rehost-tmp");
-            std::fs::write(&tmp, &text)
-                .with_context(|| format!("{}: cannot write", tmp.display()))?;
-            std::fs::rename(&tmp, file)
-                .with_context(|| format!("{}: cannot write", file.display()))?;
-        }
-        None => print!("{text}"),
-    }
-    Ok(ExitCode::SUCCESS)
+    let mut descriptor = chosen.descriptor;
+    descriptor.annotations.clear();
+    descriptor.platform = None;
+    descriptor.media_type = chosen.media_type;
+    Ok((doc, descriptor, subject.created))
 }

@@ -268,6 +268,88 @@ fn push_mounts_blobs_from_where_an_earlier_push_sent_them() {
     assert_eq!(skopeo_digest(&third, &["--tls-verify=false"]), other_digest);
 }
 
+/// `push --sbom` attaches the image's SBOM as an OCI referrer; this registry has no
+/// referrers API, so the `sha256-HEX` tag schema's index lists it.
+#[test]
+fn push_attaches_the_sbom_as_a_referrer() {
+    let registry = Registry::start(Setup::Plain);
+    let work = registry.scratch();
+    let tree = work.join("tree");
+    for (path, text) in [
+        (
+            "var/lib/dpkg/status",
+            "Package: hello\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.10-3\n",
+        ),
+        (
+            "var/lib/dpkg/info/hello.list",
+            "/usr\n/usr/bin\n/usr/bin/hello\n",
+        ),
+        ("usr/bin/hello", "hello"),
+        ("opt/app/run", "app"),
+        ("etc/os-release", "ID=debian\nVERSION_ID=12\n"),
+    ] {
+        std::fs::create_dir_all(tree.join(path).parent().unwrap()).unwrap();
+        std::fs::write(tree.join(path), text).unwrap();
+    }
+    let image = work.join("hello.oci");
+    let summary = json(
+        isolated()
+            .arg("convert")
+            .arg(&tree)
+            .arg("-o")
+            .arg(&image)
+            .args(["--tag", "hello:v1", "--init", "none", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let digest = summary["manifest_digest"].as_str().unwrap().to_string();
+    let reference = format!("{}/fleet/hello:v1", registry.addr);
+    let pushed = json(
+        isolated()
+            .arg("push")
+            .arg(&image)
+            .arg(&reference)
+            .args(["--sbom", "spdx", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let sbom = &pushed["sbom"];
+    assert_eq!(sbom["indexed_by"], "tag-schema", "{pushed}");
+    assert_eq!(sbom["artifact_type"], "application/spdx+json");
+    let raw = |r: &str| -> Value {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{r}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{r}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let index = raw(&format!(
+        "{}/fleet/hello:{}",
+        registry.addr,
+        digest.replace(':', "-")
+    ));
+    assert_eq!(index["manifests"][0]["digest"], sbom["digest"], "{index}");
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+    let artifact = raw(&format!(
+        "{}/fleet/hello@{}",
+        registry.addr,
+        sbom["digest"].as_str().unwrap()
+    ));
+    assert_eq!(artifact["subject"]["digest"], digest.as_str(), "{artifact}");
+    assert_eq!(artifact["artifactType"], "application/spdx+json");
+    // The image itself is unchanged.
+    assert_eq!(skopeo_digest(&reference, &["--tls-verify=false"]), digest);
+}
+
 #[test]
 fn htpasswd_registry_takes_right_credentials_and_refuses_wrong_ones_in_one_line() {
     let registry = Registry::start(Setup::Htpasswd {

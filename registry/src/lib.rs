@@ -19,6 +19,7 @@ mod error;
 mod memory;
 mod pull;
 mod push;
+mod referrer;
 mod upload;
 
 pub use client::ConnectOptions;
@@ -26,6 +27,7 @@ pub use error::{RegistryError, Result};
 pub use memory::BlobMemory;
 pub use pull::{config, pull, PullOptions, PullSummary};
 pub use push::{push, BlobAction, BlobReport, PushEvent, PushOptions, PushSummary};
+pub use referrer::{attach, Attached};
 
 /// A runtime for one command; small, since the work is I/O.
 fn runtime() -> Result<tokio::runtime::Runtime> {
