@@ -14,6 +14,7 @@
 //!   init itself.
 
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod generators;
 pub mod model;
