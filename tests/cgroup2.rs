@@ -17,29 +17,29 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The cgroups of the v2 hierarchy (host paths) at its root and in the runtime's shared
-/// `/rehost` parent: where a container that escaped its own subtree, or a systemd that
-/// was not given one, would write (`init.scope`, `system.slice`…). Deeper levels belong
-/// to other programs of the host and change on their own.
+/// The cgroups a systemd makes (`init.scope`, `system.slice`…) at the root of the v2
+/// hierarchy and in the runtime's shared `/rehost` parent (host paths): where a
+/// container that escaped its own subtree, or a systemd that was not given one, would
+/// write. Only those names: other programs of the host (a Docker, other tests'
+/// containers under /rehost) make and remove their own cgroups meanwhile.
 fn above_containers(v2: &Path) -> BTreeSet<PathBuf> {
-    let children = |dir: &Path| -> Vec<PathBuf> {
+    let units = [".scope", ".slice", ".service", ".mount", ".socket"];
+    let made_by_systemd = |dir: &Path| -> Vec<PathBuf> {
         fs::read_dir(dir)
             .map(|rd| {
                 rd.flatten()
                     .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        units.iter().any(|u| name.ends_with(u))
+                    })
                     .map(|e| e.path())
                     .collect()
             })
             .unwrap_or_default()
     };
-    let mut all: BTreeSet<PathBuf> = children(v2).into_iter().collect();
-    // Other tests' containers come and go under /rehost: there, what a systemd makes.
-    let units = [".scope", ".slice", ".service", ".mount", ".socket"];
-    all.extend(children(&v2.join("rehost")).into_iter().filter(|p| {
-        let name = p.file_name().unwrap().to_string_lossy();
-        units.iter().any(|u| name.ends_with(u))
-    }));
-    all.remove(&v2.join("rehost"));
+    let mut all: BTreeSet<PathBuf> = made_by_systemd(v2).into_iter().collect();
+    all.extend(made_by_systemd(&v2.join("rehost")));
     all
 }
 
