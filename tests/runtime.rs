@@ -65,9 +65,16 @@ fn boots_debian_systemd(oci_runtime: Option<&str>, engine: &str) {
         let (active, _) = rt.exec(&name, &["systemctl", "is-active", unit]);
         assert_eq!(active, "active", "{unit} is {active}");
     }
-    // systemd writes its boot only to a console: the log has it.
+    // systemd writes its boot only to a console: the log has it, and the services'
+    // journal, which journald forwards there (rehost's drop-in).
     let log = rt.rehost_ok(&["logs", &name]);
     assert!(log.contains("Welcome to Debian GNU/Linux 12"), "{log}");
+    assert!(log.contains("Reached target multi-user.target"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" sshd[") && l.contains("Server listening on")),
+        "{log}"
+    );
     let ports = listening_ports(&rt, &name);
     assert!(ports.contains(&22) && ports.contains(&80), "{ports:?}");
 
@@ -740,6 +747,67 @@ fn an_attached_boot_shows_its_console_on_the_terminal_and_ctrl_c_stops_it() {
         assert!(text.contains("Exiting container."), "{engine}: {text}");
         assert_eq!(status.code(), Some(0), "{engine}: {text}");
         rt.assert_clean(&format!("Ctrl-C on an attached boot on {engine}"));
+    }
+}
+
+/// Without a terminal (`docker run -d`, Kubernetes, `rehost run` piped) an engine makes
+/// no /dev/console, where systemd writes its boot and journald the services' lines:
+/// rehost-init gives it one that reaches pid 1's standard output, on either engine.
+#[test]
+fn without_a_terminal_the_boot_and_the_services_journal_reach_the_container_output() {
+    use std::io::Read;
+    let work = scratch();
+    let image = converted("debian-systemd", work.path());
+    let mut rt = Rt::new();
+    for engine in ["embedded", "runc"] {
+        let name = rt.name("piped");
+        let mut run = rehost_cmd()
+            .args(["run", "--rm", "--oci-runtime", engine, "--init", "systemd"])
+            .args(["--name", &name, image.to_str().unwrap()])
+            .env("REHOST_ROOT", rt.root())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = run.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stdout.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let state = rt.wait_booted(&name);
+        assert!(
+            state == "running" || state == "degraded",
+            "{engine}: {state}"
+        );
+        // Stopped by hand, or as a supervisor stops it: SIGTERM to `rehost run`.
+        if engine == "embedded" {
+            let stop = rt.rehost_ok(&["stop", &name, "--time", "60", "--json"]);
+            let stop: serde_json::Value = serde_json::from_str(&stop).unwrap();
+            assert_eq!(stop["clean"], true, "{engine}: systemd did not halt");
+        } else {
+            // SAFETY: a signal to our own child.
+            unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+        }
+        let status = run.wait().unwrap();
+        let text = reader.join().unwrap();
+        assert_eq!(status.code(), Some(0), "{engine}: {text}");
+        for line in [
+            "Welcome to Debian GNU/Linux 12",
+            "Reached target multi-user.target",
+            "Started ssh.service",
+        ] {
+            assert!(text.contains(line), "{engine}: no `{line}` in:\n{text}");
+        }
+        assert!(
+            text.lines()
+                .any(|l| l.contains(" sshd[") && l.contains("Server listening on")),
+            "{engine}: no journal line of sshd in:\n{text}"
+        );
+        // Lines as a log has them, without a terminal's carriage returns.
+        assert!(!text.contains("\r\n"), "{engine}: {text:?}");
+        rt.assert_clean(&format!("a boot without a terminal on {engine}"));
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod cgroupfs;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod generators;
 pub mod model;

@@ -285,6 +285,9 @@ fn exec_image_init(cfg: &InitConfig) -> i32 {
         ));
         return 2;
     };
+    if let Some(said) = rehost_init::console::to_stdout() {
+        log(&said);
+    }
     let mut cmd = std::process::Command::new(init);
     cmd.args(&cfg.cmd);
     if cfg.mode == Mode::Systemd {

@@ -423,9 +423,7 @@ impl Runtime {
         }
         let seconds = start.elapsed().as_secs_f64();
         ports::stop(&self.container_dir(name));
-        if engine.state(name).is_some() {
-            engine.delete(name)?;
-        }
+        delete_unless_gone(&engine, name)?;
         crate::console::stop_pump(&self.container_dir(name));
         release_mounts(&self.container_dir(name))?;
         remove_cgroups(name);
@@ -450,9 +448,7 @@ impl Runtime {
         }
         ports::stop(&self.container_dir(name));
         let engine = self.engine_for(name);
-        if engine.state(name).is_some() {
-            engine.delete(name)?;
-        }
+        delete_unless_gone(&engine, name)?;
         crate::console::stop_pump(&self.container_dir(name));
         remove_cgroups(name);
         rootfs::teardown(&self.container_dir(name))
@@ -467,6 +463,19 @@ impl Runtime {
             });
         }
         Ok(())
+    }
+}
+
+/// Deletes the engine's container `name` if the engine still has it. An attached `rehost
+/// run` deletes its container itself once pid 1 exits, maybe while we do: a delete that
+/// fails because the container is gone by then has done what was asked.
+fn delete_unless_gone(engine: &Engine, name: &str) -> Result<()> {
+    if engine.state(name).is_none() {
+        return Ok(());
+    }
+    match engine.delete(name) {
+        Err(_) if engine.state(name).is_none() => Ok(()),
+        done => done,
     }
 }
 

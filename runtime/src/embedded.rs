@@ -11,7 +11,9 @@
 //!   cgroup and not the host's; the way it moves costs no RCU grace period (`cgroups.rs`);
 //! - delete removes the cgroups depth-first (systemd inside makes child cgroups
 //!   libcontainer does not know), runs the poststop hooks and removes the state;
-//! - the loopback interface of the new network namespace is brought up.
+//! - the loopback interface of the new network namespace is brought up;
+//! - on hosts with cgroup v2 alone, an exec joins pid 1's cgroup when the container's own
+//!   may hold no process (systemd delegates its controllers), as runc does.
 
 mod cgroups;
 mod error;
@@ -331,15 +333,17 @@ fn exec(root: &Path, args: &[String]) -> Result<i32, EngineError> {
     };
     // In the container's cgroups, placed as `run` places pid 1. Not for a container that
     // is not running: libcontainer says why it cannot exec.
-    let cgroup = container
+    let running = container
         .as_ref()
-        .filter(|c| c.status() == ContainerStatus::Running)
+        .filter(|c| c.status() == ContainerStatus::Running);
+    let cgroup = running
         .and_then(|c| c.spec().ok())
         .map(|cfg| cfg.cgroup_path)
         .filter(|p| !p.as_os_str().is_empty());
+    let init = running.and_then(|c| c.pid()).map_or(0, |p| p.as_raw());
     let pid = match cgroup {
         Some(cgroup) => {
-            let placement = cgroups::Placement::join(&cgroup)?;
+            let placement = cgroups::Placement::join_exec(&cgroup, init)?;
             let built = placement.masked(build);
             placement.leave();
             built?

@@ -1,10 +1,14 @@
 //! Helpers of the runtime tests: a private runtime root per test, unique container names
 //! (cgroups are machine-wide), and a guard that removes every container, mount and cgroup
-//! the test made, even when it fails.
+//! the test made, even when it fails. `Rt::cgroup2` runs every command in a mount
+//! namespace that shows only cgroup v2, as a v2-only host does.
 
 use super::{fixture, scratch};
+use std::io::BufRead;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,6 +18,48 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub struct Rt {
     pub dir: tempfile::TempDir,
     names: Vec<String>,
+    view: Option<Cgroup2View>,
+}
+
+/// A mount namespace whose /sys/fs/cgroup is one cgroup2 mount of the whole hierarchy,
+/// and nothing else: what a host with cgroup v2 alone shows. On a hybrid host the v1
+/// hierarchies stay bound to their controllers (memory, pids, cpu…), mounted or not, so
+/// those controllers are not available there. A process of ours holds the namespace
+/// (`cat` on a pipe: it ends with the test, however the test ends).
+struct Cgroup2View {
+    holder: Child,
+    ns: std::fs::File,
+}
+
+impl Cgroup2View {
+    fn new() -> Cgroup2View {
+        let mut holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup \
+                 && echo ready && exec cat",
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare runs");
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "no mount namespace with cgroup2 alone at /sys/fs/cgroup"
+        );
+        let ns = std::fs::File::open(format!("/proc/{}/ns/mnt", holder.id())).unwrap();
+        Cgroup2View { holder, ns }
+    }
+}
+
+impl Drop for Cgroup2View {
+    fn drop(&mut self) {
+        drop(self.holder.stdin.take());
+        let _ = self.holder.wait();
+    }
 }
 
 impl Rt {
@@ -21,7 +67,59 @@ impl Rt {
         Rt {
             dir: scratch(),
             names: Vec::new(),
+            view: None,
         }
+    }
+
+    /// A runtime root whose commands (`rehost`, and the clean-up's `umount`) all run in
+    /// one mount namespace where /sys/fs/cgroup shows cgroup v2 alone.
+    pub fn cgroup2() -> Rt {
+        Rt {
+            dir: scratch(),
+            names: Vec::new(),
+            view: Some(Cgroup2View::new()),
+        }
+    }
+
+    /// `program`, in this root's mount namespace (see [`Rt::cgroup2`]) if it has one.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        if let Some(view) = &self.view {
+            let ns = view.ns.as_raw_fd();
+            let cwd = std::ffi::CString::new(
+                std::env::current_dir()
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .unwrap();
+            // SAFETY: only async-signal-safe calls between fork and exec. Entering a mount
+            // namespace moves to its root: back to our directory, which both show.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::setns(ns, libc::CLONE_NEWNS) != 0 || libc::chdir(cwd.as_ptr()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        c
+    }
+
+    /// The cgroup v2 hierarchy as the host mounts it (hybrid: /sys/fs/cgroup/unified;
+    /// v2 alone: /sys/fs/cgroup), seen from the test.
+    pub fn host_cgroup2() -> PathBuf {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .find(|l| {
+                l.split_once(" - ")
+                    .is_some_and(|(_, t)| t.starts_with("cgroup2 "))
+            })
+            .and_then(|l| l.split(' ').nth(4))
+            .map(PathBuf::from)
+            .expect("the host mounts the cgroup v2 hierarchy")
     }
 
     pub fn root(&self) -> PathBuf {
@@ -40,7 +138,7 @@ impl Rt {
     }
 
     pub fn rehost(&self, args: &[&str]) -> Output {
-        super::rehost_cmd()
+        self.command(super::rehost_bin())
             .args(args)
             .env("REHOST_ROOT", self.root())
             .output()
@@ -53,7 +151,7 @@ impl Rt {
     /// as its parent, and a Ctrl-C kills it: 130.
     pub fn on_a_terminal(&self, setup: &str, args: &str) -> Command {
         let inner = format!("{setup} exec {} {args}", crate::common::rehost_bin());
-        let mut c = Command::new("script");
+        let mut c = self.command("script");
         c.args(["-qec", &inner, "/dev/null"])
             .env("REHOST_ROOT", self.root());
         c
@@ -120,10 +218,14 @@ impl Rt {
         }
     }
 
-    /// Mount points under this root still mounted.
+    /// Mount points under this root still mounted (in this root's mount namespace).
     pub fn mounts(&self) -> Vec<String> {
         let root = self.dir.path().to_string_lossy().to_string();
-        std::fs::read_to_string("/proc/self/mountinfo")
+        let mountinfo = match &self.view {
+            Some(v) => format!("/proc/{}/mountinfo", v.holder.id()),
+            None => "/proc/self/mountinfo".into(),
+        };
+        std::fs::read_to_string(mountinfo)
             .unwrap()
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
@@ -132,12 +234,16 @@ impl Rt {
             .collect()
     }
 
-    /// Cgroup directories left for the containers of this test.
+    /// Cgroup directories left for the containers of this test, in every hierarchy the
+    /// host mounts (v1, unified, or the v2 root of a v2-only host).
     pub fn cgroups(&self) -> Vec<PathBuf> {
         let mut left = Vec::new();
-        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let hierarchies = std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten();
+        for h in
+            std::iter::once(PathBuf::from("/sys/fs/cgroup")).chain(hierarchies.map(|h| h.path()))
+        {
             for n in &self.names {
-                let p = h.path().join("rehost").join(n);
+                let p = h.join("rehost").join(n);
                 if p.exists() {
                     left.push(p);
                 }
@@ -226,7 +332,7 @@ impl Drop for Rt {
             let _ = self.rehost(&["rm", "--force", n]);
         }
         for m in self.mounts().into_iter().rev() {
-            let _ = Command::new("umount").args(["-l", &m]).status();
+            let _ = self.command("umount").args(["-l", &m]).status();
         }
     }
 }

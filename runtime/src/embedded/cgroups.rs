@@ -12,6 +12,9 @@
 //! `cgroup.procs` files in a private mount namespace that lives only while libcontainer
 //! makes the process. Its resource limits (memory, pids, devices) still go to the real
 //! files.
+//!
+//! On a host with cgroup v2 alone, libcontainer places the container's first process
+//! itself. An exec there may have to go elsewhere: see [`Placement::join_exec`].
 
 use super::EngineError;
 use std::fs;
@@ -168,6 +171,48 @@ impl Placement {
         Ok(placement)
     }
 
+    /// [`Placement::join`], for a process exec'd into the container whose pid 1 is
+    /// `init`. On a host with cgroup v2 alone, an init that delegates controllers to its
+    /// children (systemd does, moving itself into `init.scope`) leaves the container's own
+    /// cgroup closed to processes: the kernel's "no internal processes" rule, EBUSY, where
+    /// libcontainer would write the exec'd process. Then the engine moves itself into
+    /// pid 1's cgroup (as runc places such an exec) and libcontainer's write goes to
+    /// /dev/null as in [`Placement::masked`]. Only a cgroup inside the container's own
+    /// is taken from pid 1: the container chooses where it is, never where the engine goes.
+    pub fn join_exec(cgroup: &Path, init: i32) -> Result<Placement, EngineError> {
+        let mut placement = Placement::join(cgroup)?;
+        let root = Path::new(CGROUP_ROOT);
+        if !root.join("cgroup.controllers").is_file() {
+            return Ok(placement);
+        }
+        let dir = under(root, cgroup);
+        let delegated = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        if delegated.trim().is_empty() {
+            return Ok(placement);
+        }
+        let target = fs::read_to_string(format!("/proc/{init}/cgroup"))
+            .ok()
+            .and_then(|text| unified_cgroup(&text))
+            .filter(|t| inside(cgroup, t));
+        let Some(target) = target else {
+            return Ok(placement);
+        };
+        let came_from = fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|text| unified_cgroup(&text))
+            .unwrap_or_else(|| "/".into());
+        if let Err(e) = move_self(&under(root, Path::new(&target)).join("cgroup.procs")) {
+            placement.leave();
+            return Err(e);
+        }
+        placement
+            .back
+            .push(under(root, Path::new(&came_from)).join("cgroup.procs"));
+        placement.dirs.push(dir);
+        placement.mounts.push(root.to_path_buf());
+        Ok(placement)
+    }
+
     /// Back to the cgroups the engine came from, so the container's can be removed once
     /// its processes are gone.
     pub fn leave(&self) {
@@ -220,13 +265,36 @@ impl Placement {
     }
 }
 
-/// The cgroup directory of `cgroup` (a cgroupsPath) in each hierarchy, v2 included.
+/// The cgroup v2 line of a /proc/PID/cgroup (`0::PATH`).
+fn unified_cgroup(proc_cgroup: &str) -> Option<String> {
+    proc_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
+/// Whether `path` (a cgroup, as /proc/PID/cgroup names it) is `cgroup` or lies below it.
+fn inside(cgroup: &Path, path: &str) -> bool {
+    let path = Path::new(path);
+    path.starts_with(cgroup)
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        })
+}
+
+/// The cgroup directory of `cgroup` (a cgroupsPath) in each hierarchy: the v1 ones and
+/// the unified one of a hybrid host, mounted below /sys/fs/cgroup, or the one hierarchy
+/// of a v2-only host, mounted there.
 fn cgroup_dirs(cgroup: &Path) -> Vec<PathBuf> {
     let Ok(rd) = fs::read_dir(CGROUP_ROOT) else {
         return Vec::new();
     };
-    rd.flatten()
-        .map(|h| under(&h.path(), cgroup))
+    std::iter::once(PathBuf::from(CGROUP_ROOT))
+        .chain(rd.flatten().map(|h| h.path()))
+        .map(|h| under(&h, cgroup))
         .filter(|d| d.is_dir())
         .collect()
 }
@@ -291,5 +359,19 @@ mod tests {
             Some("/m")
         );
         assert_eq!(own_cgroup(&h("rw,pids"), proc_cgroup), None);
+    }
+
+    #[test]
+    fn an_exec_follows_pid_1_only_inside_the_container_cgroup() {
+        let c = Path::new("/rehost/web1");
+        let text = "9:name=systemd:/\n0::/rehost/web1/init.scope\n";
+        let init = unified_cgroup(text).unwrap();
+        assert_eq!(init, "/rehost/web1/init.scope");
+        assert!(inside(c, &init));
+        assert!(inside(c, "/rehost/web1"));
+        assert!(!inside(c, "/rehost/web10/init.scope"));
+        assert!(!inside(c, "/rehost/web1/../../system.slice"));
+        assert!(!inside(c, "/"));
+        assert_eq!(unified_cgroup("4:memory:/m\n"), None);
     }
 }

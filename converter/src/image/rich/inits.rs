@@ -1,7 +1,8 @@
 //! What the image's own inits need to run the poststop hooks (the systemd unit, the SysV
-//! script and its links, the container inittab, the OpenRC file), installed for every init
-//! the image has: `rehost run --init` may boot another init than the one converted for,
-//! and each is inert while another is pid 1.
+//! script and its links, the container inittab, the OpenRC file) and to log to the
+//! container's output (journald's drop-in), installed for every init the image has:
+//! `rehost run --init` may boot another init than the one converted for, and each is
+//! inert while another is pid 1.
 
 use super::hooks;
 use super::items::{Item, Items};
@@ -10,6 +11,18 @@ use rehost_init::config::Mode;
 use rehost_init::model::InitKind as InitSystem;
 use rehost_init::units::FileSystem;
 use std::collections::BTreeMap;
+
+/// journald's drop-in that forwards the journal to the console.
+pub const JOURNALD_CONSOLE: &str = "/etc/systemd/journald.conf.d/90-rehost-console.conf";
+
+/// Every message at `info` or more urgent, as a service's own output is logged.
+const JOURNALD_DROP_IN: &str =
+    "# rehost: the journal on the console, which is the container's output.
+[Journal]
+ForwardToConsole=yes
+TTYPath=/dev/console
+MaxLevelConsole=info
+";
 
 /// Which of the image's own inits exist.
 pub struct ImageInits {
@@ -44,6 +57,13 @@ pub fn install_poststop(
         items.insert(
             "/etc/systemd/system/console-getty.service".into(),
             Item::Symlink("/dev/null".into()),
+        );
+        // The services' journal on the console too, which is the container's output
+        // (`docker logs`, `kubectl logs`, `rehost logs`): rehost-init makes one that
+        // reaches pid 1's standard output when the engine gives none.
+        items.insert(
+            JOURNALD_CONSOLE.into(),
+            Item::bytes(0o644, JOURNALD_DROP_IN.to_string()),
         );
         let unit = hooks::SYSTEMD_UNIT.replace("@INIT@", init_path);
         items.insert(
