@@ -93,8 +93,9 @@ impl std::str::FromStr for CgroupVersion {
 pub enum CgroupSetting {
     /// The engine's default.
     Default,
-    /// v1: the host's tree bound read-only; systemd then runs without creating cgroups
-    /// (writable, it would leave `init.scope` behind on the host).
+    /// v1: the host's tree bound read-only, which systemd needs to see. (Docker before
+    /// 25 binds it non-recursively, so systemd still makes `init.scope` and slices under
+    /// the container's own cgroups; Docker removes them with the container.)
     HostReadOnly,
     /// v2: a cgroup namespace of the container's own, which the image's rehost-init
     /// makes writable (CAP_SYS_ADMIN) before systemd starts; the engine removes it with
