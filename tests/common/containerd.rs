@@ -91,5 +91,6 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        super::remove_empty_cgroups("rehost-test");
     }
 }

@@ -155,6 +155,8 @@ impl Drop for Docker {
         let _ = Command::new("kill")
             .args(["-9", "--", &format!("-{}", self.child.id())])
             .status();
+        // The parent cgroup Docker makes for its containers, once it is empty.
+        super::remove_empty_cgroups("docker");
         // containerd's mounts under the scratch directory, if any were left.
         let _ = Command::new("sh")
             .args([

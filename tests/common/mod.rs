@@ -133,6 +133,31 @@ pub fn json(out: &Output) -> serde_json::Value {
 }
 pub mod runtime;
 
+/// Removes the cgroup directories named `name` at the top of each hierarchy when they are
+/// empty (the parent a test's own containerd or Docker made); a busy one stays.
+pub fn remove_empty_cgroups(name: &str) {
+    let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = roots
+        .flatten()
+        .map(|e| e.path().join(name))
+        .chain([Path::new("/sys/fs/cgroup").join(name)])
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        // Children first; a cgroup with processes (or children) refuses rmdir.
+        let _ = Command::new("find")
+            .arg(&dir)
+            .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
 /// A test that cannot run on this machine (a fixture that needs root, a peer that refuses
 /// the host) fails, unless `REHOST_TEST_SKIP` names it (comma-separated; see README,
 /// "Tests"): then it says so on stderr and the caller returns. Never a silent pass.
