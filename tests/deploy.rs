@@ -16,10 +16,14 @@ use std::time::{Duration, Instant};
 /// The debian-systemd fixture converted for `mode`, as a docker-archive named `name`
 /// (also an oci-archive: the same tar with Docker's manifest.json added).
 fn archive(dir: &Path, mode: &str, name: &str) -> std::path::PathBuf {
+    archive_of("debian-systemd", dir, mode, name)
+}
+
+fn archive_of(fixture: &str, dir: &Path, mode: &str, name: &str) -> std::path::PathBuf {
     let out = dir.join(format!("{mode}-{}.tar", name.replace(':', "-")));
     rehost_ok(&[
         "convert",
-        fixture_rootfs("debian-systemd").to_str().unwrap(),
+        fixture_rootfs(fixture).to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
         "--format",
@@ -114,6 +118,17 @@ fn cgroups_of(id: &str) -> Vec<String> {
 /// Runs the deploy line, checks the services serve and log, then stops it: exit 0 (a
 /// SIGKILL after the 30 s the line allows gives 137), and nothing left in the cgroups.
 fn run_and_check(docker: &Docker, line: &str, name: &str, ready: &[&str], boot_log: &str) {
+    run_and_check_exit(docker, line, name, ready, boot_log, "0")
+}
+
+fn run_and_check_exit(
+    docker: &Docker,
+    line: &str,
+    name: &str,
+    ready: &[&str],
+    boot_log: &str,
+    exit: &str,
+) {
     let id = docker.sh(line).trim().to_string();
     assert_eq!(id.len(), 64, "docker run prints the container's id: {id}");
     wait_ready(docker, name, ready);
@@ -134,7 +149,7 @@ fn run_and_check(docker: &Docker, line: &str, name: &str, ready: &[&str], boot_l
     );
     docker.docker(&["stop", name]);
     let code = docker.docker(&["inspect", "-f", "{{.State.ExitCode}}", name]);
-    assert_eq!(code.trim(), "0", "{name} stops gracefully with exit 0");
+    assert_eq!(code.trim(), exit, "{name} stops gracefully with exit {exit}");
     docker.docker(&["rm", "-v", name]);
     assert_eq!(cgroups_of(&id), Vec::<String>::new(), "{name} left cgroups");
 }
@@ -189,6 +204,24 @@ fn docker_runs_what_deploy_prints(cgroups: Cgroups) {
         "web02",
         &["/usr/sbin/rehost-init", "status"],
         "nginx.service: started",
+    );
+
+    // sbin-init mode: the SysV server's own init, which halts with reboot(2).
+    let sv = archive_of("debian-sysvinit", work.path(), "sbin-init", "web07:sv");
+    docker.docker(&["load", "-i", sv.to_str().unwrap()]);
+    let printed = deploy(&[sv.to_str().unwrap(), "--to", "docker", "--cgroup", version]);
+    let line = docker_line(&printed);
+    assert!(line.contains("--cap-add SYS_BOOT"), "{line}");
+    assert!(printed.contains("exit 130"), "{printed}");
+    // A halt by reboot(2) in a pid namespace ends its init as by SIGINT (the kernel's
+    // rule): Docker reports 130, which deploy's output says; SIGKILL would be 137.
+    run_and_check_exit(
+        &docker,
+        &line,
+        "web07",
+        &["sh", "-c", "test -s /run/nginx.pid && test -s /run/sshd.pid"],
+        "Starting",
+        "130",
     );
 }
 

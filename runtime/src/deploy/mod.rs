@@ -326,7 +326,10 @@ impl Deployment {
         }
         if self.mode == InitMode::SbinInit {
             notes.push(
-                "sbin-init mode: SysV init halts with reboot(2), which takes CAP_SYS_BOOT".into(),
+                "sbin-init mode: SysV init halts with reboot(2), which takes CAP_SYS_BOOT; in a \
+                 container the kernel then ends init as by SIGINT, so the engine reports \
+                 exit 130 for a clean halt (137 would be a SIGKILL)"
+                    .into(),
             );
         }
         notes
