@@ -149,7 +149,11 @@ fn run_and_check_exit(
     );
     docker.docker(&["stop", name]);
     let code = docker.docker(&["inspect", "-f", "{{.State.ExitCode}}", name]);
-    assert_eq!(code.trim(), exit, "{name} stops gracefully with exit {exit}");
+    assert_eq!(
+        code.trim(),
+        exit,
+        "{name} stops gracefully with exit {exit}"
+    );
     docker.docker(&["rm", "-v", name]);
     assert_eq!(cgroups_of(&id), Vec::<String>::new(), "{name} left cgroups");
 }
@@ -219,7 +223,11 @@ fn docker_runs_what_deploy_prints(cgroups: Cgroups) {
         &docker,
         &line,
         "web07",
-        &["sh", "-c", "test -s /run/nginx.pid && test -s /run/sshd.pid"],
+        &[
+            "sh",
+            "-c",
+            "test -s /run/nginx.pid && test -s /run/sshd.pid",
+        ],
         "Starting",
         "130",
     );
