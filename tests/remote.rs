@@ -330,3 +330,74 @@ fn a_file_that_grows_during_the_capture_is_listed_and_the_run_finishes() {
     assert!(image.join("index.json").is_file(), "no image");
     server.assert_nothing_left("a capture of a changing server");
 }
+
+/// A rehost killed with SIGKILL mid-capture: the helper on the server sees its input end
+/// and goes, with its directory; the ssh master ends with rehost (parent-death signal);
+/// the local session directory, which nothing could remove, is swept by the next run.
+#[test]
+fn a_run_killed_with_sigkill_leaves_nothing_and_the_next_run_sweeps_its_directory() {
+    let server = Prepared::new("debian-sysvinit").start(false);
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("killed.oci");
+    let url = server.url("root", "/");
+    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    let mut child = server
+        .rehost_command("config", &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    // The session's own directory: the one whose owner file names this rehost.
+    let dir_of_run = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("rehost-ssh."))
+                    && std::fs::read_to_string(p.join("owner")).is_ok_and(|o| o.trim() == pid)
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.processes().is_empty() || dir_of_run().is_none() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the capture ended before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no helper on the server in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dir = dir_of_run().unwrap();
+    sh("kill", &["-9", &pid]);
+    let _ = child.wait();
+    server.assert_nothing_left("a rehost killed with SIGKILL");
+    assert!(!image.exists(), "a killed run left an image");
+    // Its ssh master went with it.
+    let masters = Command::new("pgrep")
+        .args(["-f", &dir.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&masters.stdout).trim().is_empty(),
+        "an ssh master of the killed run still runs"
+    );
+    assert!(
+        dir.exists(),
+        "nothing removed the killed run's directory yet"
+    );
+    ok(
+        &server.rehost("config", &["inspect", &url, "--no-walk"]),
+        "inspect after a killed run",
+    );
+    assert!(
+        !dir.exists(),
+        "the next run did not sweep {}",
+        dir.display()
+    );
+}

@@ -304,13 +304,21 @@ impl Server {
     /// Runs the dynamic `rehost` (the one under test) in the client's namespace with one of
     /// the client configurations; it sends the static one to the server.
     pub fn rehost(&self, config: &str, args: &[&str]) -> Output {
+        self.rehost_command(config, args)
+            .output()
+            .expect("run rehost")
+    }
+
+    /// The command `rehost` above runs (`ip netns exec` and `env` exec it: its pid is
+    /// rehost's).
+    pub fn rehost_command(&self, config: &str, args: &[&str]) -> Command {
         let path = format!(
             "{}:{}",
             self.prepared.client.join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        Command::new("ip")
-            .args(["netns", "exec", &self.netns[1]])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns[1]])
             .arg("env")
             .arg("-u")
             .arg("SSH_AUTH_SOCK")
@@ -321,9 +329,8 @@ impl Server {
             ))
             .arg(format!("REHOST_HELPER={}", static_rehost().display()))
             .arg(env!("CARGO_BIN_EXE_rehost"))
-            .args(args)
-            .output()
-            .expect("run rehost")
+            .args(args);
+        cmd
     }
 
     /// Processes running in the server's root, other than the listening sshd.

@@ -45,10 +45,13 @@ pub enum Helper {
 impl Session {
     /// Opens the master connection; returns once it is authenticated.
     pub fn connect(url: &SshUrl) -> Result<Session> {
+        sweep_stale(&std::env::temp_dir());
         let local = tempfile::Builder::new()
-            .prefix("rehost-ssh.")
+            .prefix(LOCAL_PREFIX)
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let owner = local.path().join(OWNER);
+        std::fs::write(&owner, std::process::id().to_string()).map_err(|e| Error::io(&owner, e))?;
         let log_path = local.path().join("master.log");
         let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
         let mut session = Session {
@@ -383,6 +386,44 @@ fn collect_stderr(stderr: impl Read, host: &str) -> Said {
 /// The system's `ssh`, ended by the kernel if rehost dies first (killed, not just
 /// Ctrl-C, which the whole process group gets): a master left running would keep the
 /// server's session, and the helper, alive.
+/// The local directory of a session: its control socket, the master's messages, and
+/// the pid of the rehost that owns it.
+const LOCAL_PREFIX: &str = "rehost-ssh.";
+const OWNER: &str = "owner";
+
+/// Removes the local directories of sessions whose rehost is gone (killed with SIGKILL:
+/// nothing ran to remove them; their ssh master ended with it, by its parent-death
+/// signal). A directory without an owner file is left alone: it may be being made.
+fn sweep_stale(tmp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.as_encoded_bytes().starts_with(LOCAL_PREFIX.as_bytes()) {
+            continue;
+        }
+        let dir = e.path();
+        // Only our own user's, and only directories (never through a link).
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        use std::os::unix::fs::MetadataExt;
+        if !meta.is_dir() || meta.uid() != unsafe { libc::geteuid() } {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(dir.join(OWNER)) else {
+            continue;
+        };
+        let Ok(pid) = owner.trim().parse::<i32>() else {
+            continue;
+        };
+        if pid > 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 fn ssh_command() -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("ssh");
