@@ -159,11 +159,8 @@ impl Session {
             .output()
             .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
         if !out.status.success() {
-            return Err(self.fail(format!(
-                "not root, and `sudo -n` refuses (it wants a password, or this user may not use sudo): \
-                 rehost needs root or passwordless sudo on the server{}",
-                last_lines(&String::from_utf8_lossy(&out.stderr), "; sudo said: ")
-            )));
+            let user = self.url.user.clone().unwrap_or_else(|| "this user".into());
+            return Err(self.fail(sudo_refusal(&String::from_utf8_lossy(&out.stderr), &user)));
         }
         self.sudo = true;
         Ok(())
@@ -386,6 +383,23 @@ fn collect_stderr(stderr: impl Read, host: &str) -> Said {
 /// The system's `ssh`, ended by the kernel if rehost dies first (killed, not just
 /// Ctrl-C, which the whole process group gets): a master left running would keep the
 /// server's session, and the helper, alive.
+/// What to tell the operator when `sudo -n` refuses, from what sudo said.
+fn sudo_refusal(said: &str, user: &str) -> String {
+    if said.contains("must have a tty") || said.contains("requiretty") {
+        // CentOS and RHEL 6 and 7 ship `Defaults requiretty`.
+        return format!(
+            "not root, and sudo on the server wants a terminal (`Defaults requiretty` in \
+             sudoers): add `Defaults:{user} !requiretty` there, or connect as root{}",
+            last_lines(said, "; sudo said: ")
+        );
+    }
+    format!(
+        "not root, and `sudo -n` refuses (it wants a password, or this user may not use sudo): \
+         rehost needs root or passwordless sudo on the server{}",
+        last_lines(said, "; sudo said: ")
+    )
+}
+
 /// The local directory of a session: its control socket, the master's messages, and
 /// the pid of the rehost that owns it.
 const LOCAL_PREFIX: &str = "rehost-ssh.";
@@ -465,4 +479,16 @@ fn last_lines(text: &str, lead: &str) -> String {
     }
     let tail = &lines[lines.len().saturating_sub(3)..];
     format!("{lead}{}", tail.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_sudo_that_wants_a_terminal_is_named() {
+        let said = "sudo: sorry, you must have a tty to run sudo\n";
+        let line = super::sudo_refusal(said, "deploy");
+        assert!(line.contains("Defaults:deploy !requiretty"), "{line}");
+        let line = super::sudo_refusal("sudo: a password is required\n", "deploy");
+        assert!(line.contains("passwordless sudo"), "{line}");
+    }
 }
