@@ -290,6 +290,16 @@ const ERROR_BODY_LIMIT: usize = 64 << 10;
 /// The Authorization header for `operation` on `target`: the registry's bearer token when
 /// it hands out tokens, else the user's Basic credentials, else none. For the requests
 /// made here, not through oci-client.
+/// The URL of the manifest `reference` names (by digest, else tag, else `latest`).
+pub(crate) fn manifest_url(conn: &Connection, reference: &Reference) -> String {
+    let name = reference.digest().or(reference.tag()).unwrap_or("latest");
+    format!(
+        "{}/v2/{}/manifests/{name}",
+        conn.base_url,
+        reference.repository()
+    )
+}
+
 pub(crate) async fn authorization(
     conn: &Connection,
     target: &Reference,

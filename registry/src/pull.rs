@@ -273,16 +273,7 @@ async fn get_manifest(
     accepted: &[&str],
 ) -> Result<Option<Vec<u8>>, OciDistributionError> {
     let auth = client::authorization(conn, reference, RegistryOperation::Pull).await?;
-    let name = reference
-        .digest()
-        .or(reference.tag())
-        .unwrap_or("latest")
-        .to_string();
-    let url = format!(
-        "{}/v2/{}/manifests/{name}",
-        conn.base_url,
-        reference.repository()
-    );
+    let url = client::manifest_url(conn, reference);
     let mut req = conn.http.get(url).header(ACCEPT, accepted.join(", "));
     if let Some(h) = auth {
         req = req.header(AUTHORIZATION, h);

@@ -216,7 +216,11 @@ pub fn push(
     Ok(summary)
 }
 
-fn blob_error(conn: &Connection, digest: &str, e: &OciDistributionError) -> RegistryError {
+pub(crate) fn blob_error(
+    conn: &Connection,
+    digest: &str,
+    e: &OciDistributionError,
+) -> RegistryError {
     let (status, message) = status_and_message(e);
     RegistryError::Blob {
         digest: digest.into(),

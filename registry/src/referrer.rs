@@ -44,11 +44,11 @@ pub fn attach(
             let d = digest::of(bytes);
             let exists = client::retry(&d, || conn.client.blob_exists(&target, &d))
                 .await
-                .map_err(|e| blob_error(&conn, &d, &e))?;
+                .map_err(|e| crate::push::blob_error(&conn, &d, &e))?;
             if !exists {
                 client::retry(&d, || conn.monolithic.push_blob(&target, bytes.to_vec(), &d))
                     .await
-                    .map_err(|e| blob_error(&conn, &d, &e))?;
+                    .map_err(|e| crate::push::blob_error(&conn, &d, &e))?;
             }
         }
         let manifest = serde_json::json!({
@@ -141,12 +141,7 @@ async fn get_index(conn: &Connection, reference: &Reference) -> Result<Option<In
     let auth = authorization(conn, reference, RegistryOperation::Pull)
         .await
         .map_err(|e| fail(client::describe(&e)))?;
-    let url = format!(
-        "{}/v2/{}/manifests/{}",
-        conn.base_url,
-        reference.repository(),
-        reference.tag().unwrap_or("latest")
-    );
+    let url = client::manifest_url(conn, reference);
     let mut req = conn.http.get(url).header(ACCEPT, MEDIA_INDEX);
     if let Some(h) = auth {
         req = req.header(AUTHORIZATION, h);
@@ -185,16 +180,7 @@ async fn put_manifest(
     let auth = authorization(conn, reference, RegistryOperation::Push)
         .await
         .map_err(|e| fail(String::new(), client::describe(&e)))?;
-    let name = reference
-        .digest()
-        .or(reference.tag())
-        .unwrap_or("latest")
-        .to_string();
-    let url = format!(
-        "{}/v2/{}/manifests/{name}",
-        conn.base_url,
-        reference.repository()
-    );
+    let url = client::manifest_url(conn, reference);
     let mut req = conn
         .http
         .put(url)
@@ -213,18 +199,4 @@ async fn put_manifest(
         return Err(fail(status, oci::text::one_line(&body, 300)));
     }
     Ok(resp.headers().clone())
-}
-
-fn blob_error(
-    conn: &Connection,
-    digest: &str,
-    e: &oci_client::errors::OciDistributionError,
-) -> RegistryError {
-    let (status, message) = client::status_and_message(e);
-    RegistryError::Blob {
-        digest: digest.into(),
-        registry: conn.registry.clone(),
-        status: status.map_or(String::new(), |c| format!("{}: ", client::status_text(c))),
-        message,
-    }
 }

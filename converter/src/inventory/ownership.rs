@@ -394,17 +394,7 @@ impl<'a> Tally<'a> {
         if self.largest.len() > LISTED {
             self.largest.pop();
         }
-        let mut end = 0;
-        for _ in 0..DIR_DEPTH {
-            match entry.path[end..].iter().position(|&b| b == b'/') {
-                Some(i) => {
-                    end += i;
-                    *self.dirs.entry(entry.path[..end].to_vec()).or_default() += data;
-                    end += 1;
-                }
-                None => break,
-            }
-        }
+        super::size::add_to_dirs(&mut self.dirs, &entry.path, DIR_DEPTH, data);
     }
 
     /// The report: the owned files read and compared with their digests.
@@ -457,31 +447,21 @@ impl<'a> Tally<'a> {
 
 /// The digest of the kind `like` of what `r` gives; `None` when it cannot be read.
 fn digest_of(r: &mut dyn Read, like: Digest) -> Option<Digest> {
-    use md5::Digest as _;
+    Some(match like {
+        Digest::Md5(_) => Digest::Md5(hash::<md5::Md5>(r)?.into()),
+        Digest::Sha1(_) => Digest::Sha1(hash::<sha1::Sha1>(r)?.into()),
+    })
+}
+
+fn hash<H: md5::Digest>(r: &mut dyn Read) -> Option<md5::digest::Output<H>> {
+    let mut h = H::new();
     let mut buf = vec![0u8; 1 << 16];
-    match like {
-        Digest::Md5(_) => {
-            let mut h = md5::Md5::new();
-            loop {
-                let n = r.read(&mut buf).ok()?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Some(Digest::Md5(h.finalize().into()))
+    loop {
+        let n = r.read(&mut buf).ok()?;
+        if n == 0 {
+            return Some(h.finalize());
         }
-        Digest::Sha1(_) => {
-            let mut h = sha1::Sha1::new();
-            loop {
-                let n = r.read(&mut buf).ok()?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Some(Digest::Sha1(h.finalize().into()))
-        }
+        h.update(&buf[..n]);
     }
 }
 

@@ -58,6 +58,21 @@ pub struct WalkFacts {
     pub key_candidates: Vec<Vec<u8>>,
 }
 
+/// Adds `bytes` to each directory above `path`, down to `depth` levels.
+pub(crate) fn add_to_dirs(dirs: &mut HashMap<Vec<u8>, u64>, path: &[u8], depth: usize, bytes: u64) {
+    let mut end = 0;
+    for _ in 0..depth {
+        match path[end..].iter().position(|&b| b == b'/') {
+            Some(i) => {
+                end += i;
+                *dirs.entry(path[..end].to_vec()).or_default() += bytes;
+                end += 1;
+            }
+            None => break,
+        }
+    }
+}
+
 /// The walk; `owners`, when given, is told each entry too (package ownership).
 pub fn walk(
     source: &dyn Source,
@@ -112,17 +127,7 @@ pub fn walk(
         if largest.len() > TOP {
             largest.pop();
         }
-        let mut end = 0;
-        for _ in 0..DIR_DEPTH {
-            match entry.path[end..].iter().position(|&b| b == b'/') {
-                Some(i) => {
-                    end += i;
-                    *dirs.entry(entry.path[..end].to_vec()).or_default() += data;
-                    end += 1;
-                }
-                None => break,
-            }
-        }
+        add_to_dirs(&mut dirs, &entry.path, DIR_DEPTH, data);
         // Keys of the system's own packages (test keys, examples) live under /usr.
         if entry.size < (1 << 20)
             && !entry.path.starts_with(b"usr/")
