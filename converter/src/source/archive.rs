@@ -11,7 +11,7 @@
 //! names are confined to the root. Nothing is ever extracted, so nothing is written
 //! outside the output.
 
-use super::{Skipped, Source, Visit};
+use super::{Skipped, Skips, Source, Visit};
 use crate::entry::{normalize, walk_order_key, Entry, Kind};
 use crate::error::{Error, IoContext, Result};
 use oci::tar::EntryType;
@@ -49,7 +49,7 @@ pub struct ArchiveSource {
     side: Option<File>,
     /// Every entry by walk-order key.
     index: BTreeMap<Vec<u8>, Indexed>,
-    skipped: Vec<Skipped>,
+    skipped: Skips,
 }
 
 impl ArchiveSource {
@@ -114,7 +114,7 @@ impl ArchiveSource {
         };
         let mut archive = oci::tar::Reader::new(reader);
         let mut index = BTreeMap::new();
-        let mut skipped = Vec::new();
+        let mut skipped = Skips::default();
         let mut side: Option<File> = None;
         let mut side_len = 0u64;
         let mut acls = Vec::new();
@@ -268,6 +268,7 @@ impl ArchiveSource {
             }
         }
         regroup_hardlinks(&mut index);
+        number_hardlink_groups(&mut index);
         let mut source = ArchiveSource {
             name: path.to_path_buf(),
             data,
@@ -337,7 +338,7 @@ impl Source for ArchiveSource {
         format!("archive {}", self.name.display())
     }
 
-    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
         for item in self.index.values() {
             visit(item.entry.clone())?;
         }
@@ -438,6 +439,35 @@ fn regroup_hardlinks(index: &mut BTreeMap<Vec<u8>, Indexed>) {
                 item.entry.link = first_path.clone();
             }
         }
+    }
+}
+
+/// The device number the hardlink groups of an archive are given: no filesystem's.
+const ARCHIVE_DEV: u64 = u64::MAX;
+
+/// Gives each file that hardlinks name, and those hardlinks, one (device, inode) key of
+/// their group, as a directory walk gives a file with several links: the image builder
+/// keeps only these files' names, not every file's.
+fn number_hardlink_groups(index: &mut BTreeMap<Vec<u8>, Indexed>) {
+    let mut groups: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for item in index.values() {
+        if item.entry.kind == Kind::Hardlink {
+            let next = groups.len() as u64;
+            groups
+                .entry(walk_order_key(&item.entry.link))
+                .or_insert(next);
+        }
+    }
+    if groups.is_empty() {
+        return;
+    }
+    for (key, item) in index.iter_mut() {
+        let group = match item.entry.kind {
+            Kind::Hardlink => groups.get(&walk_order_key(&item.entry.link)),
+            Kind::File => groups.get(key),
+            _ => None,
+        };
+        item.entry.inode = group.map(|&n| (ARCHIVE_DEV, n));
     }
 }
 
