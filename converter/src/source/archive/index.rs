@@ -91,7 +91,8 @@ impl Runs {
         self.sort();
         let mut sources: Vec<Box<dyn Iterator<Item = io::Result<Record>>>> = Vec::new();
         for file in self.spilled {
-            let mut reader = BufReader::with_capacity(1 << 16, file);
+            // Small buffers: an archive of millions of entries merges a hundred runs and more.
+            let mut reader = BufReader::with_capacity(16 << 10, file);
             sources.push(Box::new(std::iter::from_fn(move || {
                 read_record(&mut reader).transpose()
             })));
