@@ -263,8 +263,12 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         );
     }
     if !s.skipped.is_empty() {
-        println!("skipped   {} entries (--json lists them):", s.skipped.len());
-        for item in s.skipped.iter().take(5) {
+        println!(
+            "skipped   {} entries (--json lists the first {}):",
+            s.skipped.total(),
+            s.skipped.listed().len()
+        );
+        for item in s.skipped.listed().iter().take(5) {
             println!("          {}: {}", item.path, item.reason);
         }
     }

@@ -64,6 +64,7 @@ pub fn unpack<R: Read>(tar: R, root: &Path, whiteouts: Whiteouts, layer: &str) -
         written: HashSet::new(),
         dir_times: Vec::new(),
         stats: Stats::default(),
+        last_parent: None,
     };
     let mut archive = oci::tar::Reader::new(tar);
     while let Some(header) = archive.next_entry().map_err(|e| u.bad("(archive)", e))? {
@@ -86,6 +87,10 @@ struct Unpacker<'a> {
     written: HashSet<Vec<OsString>>,
     dir_times: Vec<(Vec<OsString>, u64)>,
     stats: Stats,
+    /// The directory the previous entry went into, still open: a layer lists a
+    /// directory's entries one after another, and an entry can change no directory
+    /// above its own (one that does has a shorter parent, and is resolved again).
+    last_parent: Option<(Vec<OsString>, OwnedFd)>,
 }
 
 /// An entry name (or link target) with a `..` component.
@@ -212,45 +217,64 @@ impl Unpacker<'_> {
             return Ok(()); // the root itself: its directory already exists
         };
         let name = name.clone();
-        let parent = self
-            .open_dir(parent_parts, true)
-            .map_err(|e| self.bad(&shown, format!("parent directory: {e}")))?;
+        let parent = match self.last_parent.take() {
+            Some((parts, fd)) if parts == parent_parts => fd,
+            _ => self
+                .open_dir(parent_parts, true)
+                .map_err(|e| self.bad(&shown, format!("parent directory: {e}")))?,
+        };
+        let result = self.entry_in(header, archive, &parts, &parent, &name, &shown);
+        self.last_parent = Some((parent_parts.to_vec(), parent));
+        result
+    }
+
+    /// The entry `name` of `header`, in its directory `parent`.
+    fn entry_in<R: Read>(
+        &mut self,
+        header: &Header,
+        archive: &mut Reader<R>,
+        parts: &[OsString],
+        parent: &OwnedFd,
+        name: &OsStr,
+        shown: &str,
+    ) -> Result<()> {
+        let parent_parts = &parts[..parts.len() - 1];
         let name_bytes = name.as_bytes();
 
         if name_bytes == OPAQUE {
             self.stats.whiteouts += 1;
             return match self.whiteouts {
                 Whiteouts::Overlay => {
-                    rustix::fs::fsetxattr(&parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
-                        .map_err(|e| self.bad(&shown, format!("opaque xattr: {e}")))
+                    rustix::fs::fsetxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
+                        .map_err(|e| self.bad(shown, format!("opaque xattr: {e}")))
                 }
                 Whiteouts::Apply => self
-                    .clear_earlier(&parent, parent_parts)
-                    .map_err(|e| self.bad(&shown, format!("opaque directory: {e}"))),
+                    .clear_earlier(parent, parent_parts)
+                    .map_err(|e| self.bad(shown, format!("opaque directory: {e}"))),
             };
         }
         if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX) {
             self.stats.whiteouts += 1;
             let hidden = OsStr::from_bytes(hidden);
             if hidden.is_empty() || hidden == ".." || hidden == "." {
-                return Err(self.bad(&shown, "whiteout of nothing"));
+                return Err(self.bad(shown, "whiteout of nothing"));
             }
             return match self.whiteouts {
                 Whiteouts::Overlay => self
-                    .remove(&parent, hidden)
+                    .remove(parent, hidden)
                     .and_then(|_| {
                         Ok(rustix::fs::mknodat(
-                            &parent,
+                            parent,
                             hidden,
                             FileType::CharacterDevice,
                             Mode::empty(),
                             0,
                         )?)
                     })
-                    .map_err(|e| self.bad(&shown, format!("whiteout: {e}"))),
+                    .map_err(|e| self.bad(shown, format!("whiteout: {e}"))),
                 Whiteouts::Apply => self
-                    .remove(&parent, hidden)
-                    .map_err(|e| self.bad(&shown, format!("whiteout: {e}"))),
+                    .remove(parent, hidden)
+                    .map_err(|e| self.bad(shown, format!("whiteout: {e}"))),
             };
         }
 
@@ -258,14 +282,14 @@ impl Unpacker<'_> {
         let xattrs = xattrs(header);
         let mode = Mode::from_raw_mode(header.mode & 0o7777);
         let (Ok(uid), Ok(gid)) = (u32::try_from(header.uid), u32::try_from(header.gid)) else {
-            return Err(self.bad(&shown, "uid or gid out of range"));
+            return Err(self.bad(shown, "uid or gid out of range"));
         };
         let mtime = header.mtime.max(0) as u64;
 
         let result = match header.kind {
             EntryType::Dir => self
-                .make_dir(&parent, &name, mode, uid, gid, &xattrs)
-                .map(|_| self.dir_times.push((parts.clone(), mtime))),
+                .make_dir(parent, name, mode, uid, gid, &xattrs)
+                .map(|_| self.dir_times.push((parts.to_vec(), mtime))),
             EntryType::File => {
                 let meta = FileMeta {
                     mode,
@@ -278,36 +302,36 @@ impl Unpacker<'_> {
                     Some(s) => {
                         let extents = archive
                             .sparse_extents(header)
-                            .map_err(|e| self.bad(&shown, e))?;
+                            .map_err(|e| self.bad(shown, e))?;
                         self.make_sparse_file(
-                            &parent,
-                            &name,
+                            parent,
+                            name,
                             &mut archive.data(),
                             &extents,
                             s.real_size,
                             &meta,
                         )
                     }
-                    None => self.make_file(&parent, &name, &mut archive.data(), &meta),
+                    None => self.make_file(parent, name, &mut archive.data(), &meta),
                 }
             }
             EntryType::Symlink => {
                 let target = header.link.clone().unwrap_or_default();
-                self.remove(&parent, &name)
+                self.remove(parent, name)
                     .and_then(|_| {
                         Ok(rustix::fs::symlinkat(
                             OsStr::from_bytes(&target),
-                            &parent,
-                            name.as_os_str(),
+                            parent,
+                            name,
                         )?)
                     })
-                    .and_then(|_| self.finish_link(&parent, &name, uid, gid, mtime, &xattrs))
+                    .and_then(|_| self.finish_link(parent, name, uid, gid, mtime, &xattrs))
             }
             EntryType::Hardlink => {
                 let target = header.link.clone().unwrap_or_default();
-                let tparts = components(&target).map_err(|r| self.bad(&shown, r))?;
+                let tparts = components(&target).map_err(|r| self.bad(shown, r))?;
                 let Some((tname, tparent)) = tparts.split_last() else {
-                    return Err(self.bad(&shown, "hardlink to the root"));
+                    return Err(self.bad(shown, "hardlink to the root"));
                 };
                 if tparts == parts {
                     return Ok(());
@@ -316,13 +340,13 @@ impl Unpacker<'_> {
                 // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never its target.
                 let tdir = self
                     .open_dir(tparent, false)
-                    .map_err(|e| self.bad(&shown, format!("hardlink target: {e}")))?;
-                self.remove(&parent, &name).and_then(|_| {
+                    .map_err(|e| self.bad(shown, format!("hardlink target: {e}")))?;
+                self.remove(parent, name).and_then(|_| {
                     Ok(rustix::fs::linkat(
                         &tdir,
-                        tname.as_os_str(),
-                        &parent,
-                        name.as_os_str(),
+                        tname,
+                        parent,
+                        name,
                         AtFlags::empty(),
                     )?)
                 })
@@ -334,28 +358,20 @@ impl Unpacker<'_> {
                     _ => FileType::Fifo,
                 };
                 let dev: Dev = rustix::fs::makedev(header.major, header.minor);
-                self.remove(&parent, &name)
-                    .and_then(|_| {
-                        Ok(rustix::fs::mknodat(
-                            &parent,
-                            name.as_os_str(),
-                            ftype,
-                            mode,
-                            dev,
-                        )?)
-                    })
+                self.remove(parent, name)
+                    .and_then(|_| Ok(rustix::fs::mknodat(parent, name, ftype, mode, dev)?))
                     .and_then(|_| {
                         rustix::fs::chownat(
-                            &parent,
-                            name.as_os_str(),
+                            parent,
+                            name,
                             Some(rustix::fs::Uid::from_raw(uid)),
                             Some(rustix::fs::Gid::from_raw(gid)),
                             AtFlags::SYMLINK_NOFOLLOW,
                         )?;
-                        rustix::fs::chmodat(&parent, name.as_os_str(), mode, AtFlags::empty())?;
+                        rustix::fs::chmodat(parent, name, mode, AtFlags::empty())?;
                         let _ = rustix::fs::utimensat(
-                            &parent,
-                            name.as_os_str(),
+                            parent,
+                            name,
                             &times(mtime),
                             AtFlags::SYMLINK_NOFOLLOW,
                         );
@@ -372,9 +388,9 @@ impl Unpacker<'_> {
                 return Ok(());
             }
         };
-        result.map_err(|e| self.bad(&shown, e))?;
+        result.map_err(|e| self.bad(shown, e))?;
         if self.whiteouts == Whiteouts::Apply {
-            self.written.insert(parts);
+            self.written.insert(parts.to_vec());
         }
         Ok(())
     }
@@ -410,13 +426,22 @@ impl Unpacker<'_> {
 
     /// A new, empty regular file `name` in `parent` (an earlier entry of that name goes).
     fn new_file(&self, parent: &OwnedFd, name: &OsStr) -> io::Result<File> {
-        self.remove(parent, name)?;
-        let fd = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
+        let create = || {
+            rustix::fs::openat(
+                parent,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        // Most names are new: the removal is tried only when one is taken.
+        let fd = match create() {
+            Err(rustix::io::Errno::EXIST) => {
+                self.remove(parent, name)?;
+                create()?
+            }
+            other => other?,
+        };
         Ok(File::from(fd))
     }
 

@@ -9,7 +9,7 @@ use super::compress::{self, Compression};
 use crate::entry::{Entry, Kind};
 use crate::error::{Error, IoContext, Result};
 use crate::profile::Excludes;
-use crate::source::{Skipped, Source};
+use crate::source::{Skipped, Skips, Source};
 use oci::digest::HashingWriter;
 use oci::layout::{BlobWriter, LayoutWriter};
 use oci::tar::TarWriter;
@@ -53,8 +53,10 @@ pub struct LayerStats {
     pub tar_bytes: u64,
     /// Excluded entries and bytes, by reason.
     pub excluded: BTreeMap<String, Excluded>,
-    /// Entries the walk could not or would not take (sockets, vanished files, …).
-    pub skipped: Vec<Skipped>,
+    /// Entries the walk could not or would not take (sockets, vanished files, …):
+    /// `skipped` lists the first of them, `skipped_total` counts them all.
+    #[serde(flatten)]
+    pub skipped: Skips,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -149,12 +151,11 @@ pub fn build_layer(
         epoch: options.source_date_epoch,
         excluded_dir: None,
         first_name: HashMap::new(),
-        kept: HashMap::new(),
         progress: Progress::default(),
     };
     let skipped =
         source.walk(&mut |entry| builder.add(entry, &mut blob.tar, &mut stats, progress))?;
-    stats.skipped.extend(skipped);
+    stats.skipped.append(skipped);
     blob.finish(stats)
 }
 
@@ -174,11 +175,10 @@ pub fn write_tree<W: io::Write>(
         epoch: None,
         excluded_dir: None,
         first_name: HashMap::new(),
-        kept: HashMap::new(),
         progress: Progress::default(),
     };
     let skipped = source.walk(&mut |entry| builder.add(entry, &mut tar, &mut stats, progress))?;
-    stats.skipped.extend(skipped);
+    stats.skipped.append(skipped);
     stats.tar_bytes = tar.written();
     let out = tar.finish().map_err(|e| Error::io("tar stream", e))?;
     Ok((out, stats))
@@ -190,11 +190,11 @@ struct Builder<'a> {
     epoch: Option<i64>,
     /// The excluded directory whose contents the walk is in, with its reason.
     excluded_dir: Option<(Vec<u8>, String)>,
-    /// (device, inode) → the first name written, to keep hardlinks as hardlinks.
+    /// (device, inode) of a file with several names → the name written with its data,
+    /// to keep the other names as hardlinks to it. Only such files are kept (sources
+    /// give an inode only to them): memory grows with the hardlinked files, never with
+    /// the tree.
     first_name: HashMap<(u64, u64), Vec<u8>>,
-    /// Regular files by source path → the name written with their data, for hardlinks
-    /// given by path (archives).
-    kept: HashMap<Vec<u8>, Vec<u8>>,
     progress: Progress,
 }
 
@@ -247,23 +247,22 @@ impl Builder<'_> {
                 if let Some(key) = entry.inode {
                     self.first_name.insert(key, entry.path.clone());
                 }
-                self.kept.insert(entry.path.clone(), entry.path.clone());
                 stats.files += 1;
                 stats.content_bytes += entry.size;
                 stats.sparse_files += entry.sparse.is_some() as u64;
                 self.progress.bytes += entry.size;
             }
             Kind::Hardlink => {
-                let target = entry.link.clone();
-                if let Some(written) = self.kept.get(&target) {
+                // A hardlink names its group's first name, which carries the group's
+                // (device, inode) as a directory walk's file with several names does.
+                if let Some(written) = entry.inode.and_then(|key| self.first_name.get(&key)) {
                     return self.write_hardlink(entry, written.clone(), tar, stats);
                 }
                 // The first name was excluded: this name carries the content itself,
                 // and the names after it link to this one.
-                let mut file = self.source.metadata(&target)?;
+                let mut file = self.source.metadata(&entry.link)?;
                 file.path = entry.path.clone();
-                file.inode = None;
-                self.kept.insert(target, entry.path.clone());
+                file.inode = entry.inode;
                 return self.add(file, tar, stats, progress);
             }
             Kind::Socket => {
@@ -378,4 +377,92 @@ fn append_error(entry: &Entry, e: io::Error) -> Error {
 
 fn write_error(entry: &Entry, e: io::Error) -> Error {
     Error::io(format!("layer (at {})", entry_path(entry)), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::ExcludeRule;
+    use crate::source::{ArchiveSource, DirOptions, DirSource};
+    use oci::layout::OutputFormat;
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    /// A tree with hardlink groups (one of them a sparse file, as a linker leaves a
+    /// binary), a long name and a directory deeper than a tar name field.
+    fn tree(root: &Path) {
+        let deep = root.join("a/".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("leaf"), b"deep").unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("srv")).unwrap();
+        std::fs::write(root.join("bin/tool"), b"tool").unwrap();
+        std::fs::hard_link(root.join("bin/tool"), root.join("srv/tool")).unwrap();
+        std::fs::hard_link(root.join("bin/tool"), root.join("srv/tool2")).unwrap();
+        let mut sparse = std::fs::File::create(root.join("bin/build-script")).unwrap();
+        sparse.set_len(8 << 20).unwrap();
+        sparse.seek(SeekFrom::Start(4 << 20)).unwrap();
+        sparse.write_all(b"linked").unwrap();
+        drop(sparse);
+        std::fs::hard_link(root.join("bin/build-script"), root.join("srv/build")).unwrap();
+        std::fs::write(root.join("srv").join("n".repeat(255)), b"long").unwrap();
+        std::os::unix::fs::symlink("../bin/tool", root.join("srv/link")).unwrap();
+    }
+
+    fn diff_id(source: &dyn Source, excludes: &Excludes, out: &Path) -> BuiltLayer {
+        let layout = LayoutWriter::create(out, OutputFormat::Oci, true).unwrap();
+        let options = LayerOptions {
+            compression: crate::image::Compression::None,
+            threads: 1,
+            source_date_epoch: Some(1),
+        };
+        build_layer(source, excludes, &options, &layout, &mut |_| {}).unwrap()
+    }
+
+    /// A tree gives the same layer read as a directory (hardlinks found by inode) and as
+    /// the tar of it (hardlinks given by name), whichever name of a group is left out.
+    #[test]
+    fn a_directory_and_its_archive_give_the_same_layer() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("root");
+        tree(&root);
+        assert!(
+            std::fs::metadata(root.join("bin/build-script"))
+                .unwrap()
+                .blocks()
+                * 512
+                < 8 << 20,
+            "this filesystem keeps no holes"
+        );
+        for excluded in [&[][..], &["/bin/tool", "/bin/build-script"][..]] {
+            let excludes = Excludes::new(
+                &[ExcludeRule {
+                    reason: "test".into(),
+                    paths: excluded.iter().map(|p| p.to_string()).collect(),
+                }],
+                &[],
+            )
+            .unwrap();
+            let dir = DirSource::new(&root, DirOptions::default()).unwrap();
+            let from_dir = diff_id(&dir, &excludes, &work.path().join("a.oci"));
+            let (tar, _) = write_tree(
+                &dir,
+                &Excludes::new(&[], &[]).unwrap(),
+                Vec::new(),
+                &mut |_| {},
+            )
+            .unwrap();
+            let tar_path = work.path().join("tree.tar");
+            std::fs::write(&tar_path, tar).unwrap();
+            let archive = ArchiveSource::open(&tar_path).unwrap();
+            let from_tar = diff_id(&archive, &excludes, &work.path().join("b.oci"));
+            assert_eq!(from_dir.diff_id, from_tar.diff_id, "excluding {excluded:?}");
+            let stats = &from_dir.stats;
+            assert_eq!(stats.hardlinks, 3 - excluded.len() as u64);
+            assert_eq!(stats.sparse_files, 1);
+            assert_eq!(from_tar.stats.hardlinks, stats.hardlinks);
+            assert_eq!(from_tar.stats.files, stats.files);
+        }
+    }
 }

@@ -363,7 +363,7 @@ pub(crate) mod testing {
     //! A source built in memory, for the inventory's unit tests.
     use crate::entry::{Entry, Kind};
     use crate::error::{Error, Result};
-    use crate::source::{Skipped, Source, Visit};
+    use crate::source::{Skips, Source, Visit};
     use std::collections::BTreeMap;
     use std::io::Read;
 
@@ -414,13 +414,13 @@ pub(crate) mod testing {
         fn describe(&self) -> String {
             "memory".into()
         }
-        fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+        fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
             let mut all: Vec<&Entry> = self.entries.values().map(|(e, _)| e).collect();
             all.sort_by_key(|e| crate::entry::walk_order_key(&e.path));
             for e in all {
                 visit(e.clone())?;
             }
-            Ok(Vec::new())
+            Ok(Skips::default())
         }
         fn metadata(&self, path: &[u8]) -> Result<Entry> {
             if path.is_empty() {

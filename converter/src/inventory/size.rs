@@ -139,7 +139,7 @@ pub fn walk(
     };
     let skipped = source.walk(&mut visit)?;
     let size = &mut facts.size;
-    size.skipped = skipped.len();
+    size.skipped = skipped.total() as usize;
     let mut files: Vec<(u64, Vec<u8>)> = largest.into_iter().map(|Reverse(x)| x).collect();
     files.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     size.largest_files = files

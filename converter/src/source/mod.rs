@@ -24,6 +24,74 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// What a walk or a build left out: every entry counted, the first [`Skips::LISTED`]
+/// listed with their reasons. A live root where a million files vanish, or an archive of
+/// a million sockets, must not hold a million messages: memory stays bounded whatever
+/// the tree. The report shows the list as `skipped` and the count as `skipped_total`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Skips {
+    #[serde(rename = "skipped")]
+    listed: Vec<Skipped>,
+    #[serde(rename = "skipped_total")]
+    total: u64,
+}
+
+impl Skips {
+    /// How many entries are listed; the rest are only counted.
+    pub const LISTED: usize = 1000;
+
+    pub fn push(&mut self, item: Skipped) {
+        self.total += 1;
+        if self.listed.len() < Self::LISTED {
+            self.listed.push(item);
+        }
+    }
+
+    /// Adds another list's entries after this one's.
+    pub fn append(&mut self, other: Skips) {
+        let unlisted = other.total - other.listed.len() as u64;
+        for item in other.listed {
+            self.push(item);
+        }
+        self.total += unlisted;
+    }
+
+    /// Counts entries left out that another list (a remote helper's) did not list.
+    pub fn add_unlisted(&mut self, count: u64) {
+        self.total += count;
+    }
+
+    /// Every entry left out, listed or not.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The first [`Skips::LISTED`] entries left out.
+    pub fn listed(&self) -> &[Skipped] {
+        &self.listed
+    }
+}
+
+impl Extend<Skipped> for Skips {
+    fn extend<I: IntoIterator<Item = Skipped>>(&mut self, items: I) {
+        for item in items {
+            self.push(item);
+        }
+    }
+}
+
+impl FromIterator<Skipped> for Skips {
+    fn from_iter<I: IntoIterator<Item = Skipped>>(items: I) -> Self {
+        let mut skips = Skips::default();
+        skips.extend(items);
+        skips
+    }
+}
+
 /// The callback of a walk: takes each entry in walk order.
 pub type Visit<'a> = dyn FnMut(Entry) -> Result<()> + 'a;
 
@@ -35,7 +103,10 @@ pub trait Source: Send + Sync {
     /// [`crate::entry::walk_order_key`]), parents before children. Entries the source
     /// cannot give (sockets, other filesystems, files that vanished) are returned as
     /// skipped instead.
-    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>>;
+    ///
+    /// Memory stays bounded whatever the tree's size: a walk holds one directory's
+    /// sorted names per level of the path it is in, never the whole tree.
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips>;
 
     /// Metadata of one path (not following a final symlink).
     fn metadata(&self, path: &[u8]) -> Result<Entry>;
@@ -226,5 +297,37 @@ impl<R: Read> Read for ExtentsOf<R> {
             self.pos += n as u64;
             return Ok(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(n: u64) -> Skipped {
+        Skipped {
+            path: format!("/f{n}"),
+            reason: "vanished while reading".into(),
+        }
+    }
+
+    /// Past the cap entries are counted, not kept; lists joined keep the first ones.
+    #[test]
+    fn skips_list_the_first_and_count_them_all() {
+        let mut a: Skips = (0..Skips::LISTED as u64 + 5).map(item).collect();
+        assert_eq!(a.total(), Skips::LISTED as u64 + 5);
+        assert_eq!(a.listed().len(), Skips::LISTED);
+        assert_eq!(a.listed()[0], item(0));
+        let b: Skips = (0..3).map(item).collect();
+        a.append(b);
+        assert_eq!(a.total(), Skips::LISTED as u64 + 8);
+        assert_eq!(a.listed().len(), Skips::LISTED);
+        let mut c: Skips = (0..2).map(item).collect();
+        c.append(a);
+        assert_eq!(c.total(), Skips::LISTED as u64 + 10);
+        assert_eq!(c.listed()[2], item(0));
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["skipped_total"], Skips::LISTED as u64 + 10);
+        assert_eq!(json["skipped"].as_array().unwrap().len(), Skips::LISTED);
     }
 }

@@ -12,7 +12,7 @@
 
 use crate::entry::{Entry, Extent, Kind};
 use crate::error::{Error, Result};
-use crate::source::{DirOptions, DirSource, Skipped, Source, Visit};
+use crate::source::{DirOptions, DirSource, Skips, Source, Visit};
 use diskimage::partition::Content;
 use oci::cleanup::{self as interrupt, Registration};
 use std::io::Read;
@@ -161,7 +161,7 @@ impl Source for MountedSource {
     fn describe(&self) -> String {
         format!("{}: {}", self.dir().describe(), self.what)
     }
-    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
         self.dir().walk(&mut |mut e| {
             drop_own_xattrs(&mut e);
             visit(e)

@@ -4,7 +4,7 @@
 use super::fstab::{self, Spec};
 use crate::entry::{normalize, Entry, Extent, Kind};
 use crate::error::{Error, Result};
-use crate::source::{Skipped, Source, Visit};
+use crate::source::{Skipped, Skips, Source, Visit};
 use diskimage::ext4::{DirEntry, Ext4, Inode, ROOT_INO};
 use diskimage::partition::Content;
 use diskimage::volume::{volumes, Volume};
@@ -48,7 +48,7 @@ pub struct DiskSource {
     filesystems: Vec<Mounted>,
     /// Tree path of a mount point → the filesystem mounted there (the root is index 0).
     mounts: BTreeMap<Vec<u8>, usize>,
-    skipped: Vec<Skipped>,
+    skipped: Skips,
     /// Recently listed directories, (filesystem, inode) → entries: the image builder
     /// opens files in walk order, so this spares re-reading their directory each time.
     dirs: Mutex<VecDeque<(DirKey, Arc<Vec<DirEntry>>)>>,
@@ -72,7 +72,7 @@ impl DiskSource {
             format,
             filesystems: Vec::new(),
             mounts: BTreeMap::new(),
-            skipped: Vec::new(),
+            skipped: Skips::default(),
             dirs: Mutex::new(VecDeque::new()),
         };
         // Open every ext filesystem; the first with an OS release file is the root.
@@ -396,7 +396,7 @@ impl DiskSource {
         path: &mut Vec<u8>,
         stack: &mut Walked,
         visit: &mut Visit<'_>,
-        skipped: &mut Vec<Skipped>,
+        skipped: &mut Skips,
     ) -> Result<()> {
         let entries = self.list(fs, dir).map_err(|e| self.at(fs, path, e))?;
         for child in entries.iter() {
@@ -430,7 +430,7 @@ impl DiskSource {
         path: &mut Vec<u8>,
         stack: &mut Walked,
         visit: &mut Visit<'_>,
-        skipped: &mut Vec<Skipped>,
+        skipped: &mut Skips,
     ) -> Result<()> {
         let shown = || format!("/{}", String::from_utf8_lossy(path));
         let Some(entry) = self
@@ -554,7 +554,7 @@ impl Source for DiskSource {
         format!("{} {}", self.format.name(), self.image.display())
     }
 
-    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
         let mut skipped = self.skipped.clone();
         let root = self.filesystems[0]
             .fs

@@ -22,12 +22,13 @@ mod url;
 pub use session::{Helper, Running, Said, Session, HELPER_SUBCOMMAND, LEDGER_PREFIX, PROBE_ANSWER};
 pub use url::{SshUrl, SCHEME};
 
-use super::{ArchiveSource, OpenOptions, Skipped, Source, Visit};
+use super::{ArchiveSource, OpenOptions, Skipped, Skips, Source, Visit};
 use crate::entry::{Entry, Extent};
 use crate::error::{Error, IoContext, Result};
 use crate::image::rich::binary::is_static;
 use crate::profile::{ExcludeRule, Excludes, Profile};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -122,8 +123,12 @@ pub struct CaptureRequest {
 /// What the helper reports after the tree.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Ledger {
-    /// Entries not sent, and why (vanished, unreadable, sockets, other filesystems…).
+    /// Entries not sent, and why (vanished, unreadable, sockets, other filesystems…):
+    /// the first [`Skips::LISTED`] of them.
     pub skipped: Vec<LedgerItem>,
+    /// How many entries were not sent, listed or not.
+    #[serde(default)]
+    pub skipped_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,17 +192,20 @@ fn capture(session: &Session, options: &OpenOptions) -> Result<RemoteSource> {
                 reason: format!("the helper's ledger is unreadable: {e}"),
             }
         })?;
+    let listed = ledger.skipped.len() as u64;
+    let mut skips: Skips = ledger
+        .skipped
+        .into_iter()
+        .map(|i| Skipped {
+            path: i.path,
+            reason: i.reason,
+        })
+        .collect();
+    skips.add_unlisted(ledger.skipped_total.saturating_sub(listed));
     Ok(RemoteSource {
         inner: archive,
         name: url.to_string(),
-        ledger: ledger
-            .skipped
-            .into_iter()
-            .map(|i| Skipped {
-                path: i.path,
-                reason: i.reason,
-            })
-            .collect(),
+        ledger: skips,
     })
 }
 
@@ -241,7 +249,7 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
 pub struct RemoteSource {
     inner: ArchiveSource,
     name: String,
-    ledger: Vec<Skipped>,
+    ledger: Skips,
 }
 
 impl Source for RemoteSource {
@@ -249,9 +257,9 @@ impl Source for RemoteSource {
         self.name.clone()
     }
 
-    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
         let mut skipped = self.inner.walk(visit)?;
-        skipped.extend(self.ledger.iter().cloned());
+        skipped.append(self.ledger.clone());
         Ok(skipped)
     }
 
@@ -364,8 +372,8 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
     let lenient = Lenient {
         inner: source,
         root: root.to_path_buf(),
-        unreadable: Mutex::new(Vec::new()),
-        grown: Mutex::new(Vec::new()),
+        unreadable: Mutex::new(Skips::default()),
+        grown: Mutex::new(Skips::default()),
     };
     let (files, bytes) = progress::measure(&lenient, &excludes)?;
     eprintln!("{}total {files} {bytes}", progress::PREFIX);
@@ -389,23 +397,35 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
         .at("the stream")?;
     let unreadable = lenient.unreadable.into_inner().unwrap_or_default();
     let grown = lenient.grown.into_inner().unwrap_or_default();
-    let mut ledger = Ledger::default();
-    for s in stats.skipped {
-        // An unreadable file reaches the builder as one that vanished: say why.
-        let reason = unreadable
-            .iter()
-            .find(|u| u.path == s.path)
-            .map(|u| u.reason.clone())
-            .unwrap_or(s.reason);
-        ledger.skipped.push(LedgerItem {
-            path: s.path,
-            reason,
-        });
-    }
-    ledger.skipped.extend(grown.into_iter().map(|g| LedgerItem {
-        path: g.path,
-        reason: g.reason,
+    // An unreadable file reaches the builder as one that vanished: say why. Both lists
+    // keep their first entries, so every unreadable file listed is found here.
+    let why: HashMap<&str, &str> = unreadable
+        .listed()
+        .iter()
+        .map(|u| (u.path.as_str(), u.reason.as_str()))
+        .collect();
+    let mut all = Skips::default();
+    all.extend(stats.skipped.listed().iter().map(|s| {
+        Skipped {
+            path: s.path.clone(),
+            reason: why
+                .get(s.path.as_str())
+                .map_or(s.reason.clone(), |r| r.to_string()),
+        }
     }));
+    all.add_unlisted(stats.skipped.total() - stats.skipped.listed().len() as u64);
+    all.append(grown);
+    let ledger = Ledger {
+        skipped_total: all.total(),
+        skipped: all
+            .listed()
+            .iter()
+            .map(|s| LedgerItem {
+                path: s.path.clone(),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+    };
     let mut err = std::io::stderr().lock();
     writeln!(
         err,
@@ -421,8 +441,8 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
 struct Lenient {
     inner: Box<dyn Source>,
     root: PathBuf,
-    unreadable: Mutex<Vec<Skipped>>,
-    grown: Mutex<Vec<Skipped>>,
+    unreadable: Mutex<Skips>,
+    grown: Mutex<Skips>,
 }
 
 impl Lenient {
@@ -450,7 +470,7 @@ impl Source for Lenient {
         self.inner.describe()
     }
 
-    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
         self.inner.walk(visit)
     }
 

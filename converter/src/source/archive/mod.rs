@@ -1,25 +1,30 @@
 //! A root filesystem archive as a source: tar, tar.gz or tar.zst, from a file or a pipe.
 //!
 //! The archive is read once, as a stream, into an index of its entries (metadata and
-//! where the data lies). A plain tar file is then read in place; a compressed or piped
-//! one is spooled, decompressed, to an unnamed temporary file on the way, so the walk
-//! can be sorted and files can be read in any order without decompressing twice.
-//! Memory holds only the index.
+//! where the data lies), kept in walk order in a temporary file ([`index`]). A plain tar
+//! file is then read in place; a compressed or piped one is spooled, decompressed, to an
+//! unnamed temporary file on the way, so the walk can be sorted and files can be read in
+//! any order without decompressing twice. Memory holds a few MiB of the index and the
+//! hardlinked files' names, whatever the number of entries.
 //!
 //! Hostile archives are refused: an entry that climbs out of the root with `..`, a
 //! hardlink to a path outside it or to nothing, or an entry under a symlink. Absolute
 //! names are confined to the root. Nothing is ever extracted, so nothing is written
 //! outside the output.
 
-use super::{Skipped, Source, Visit};
+mod index;
+
+use super::{Skipped, Skips, Source, Visit};
 use crate::entry::{normalize, walk_order_key, Entry, Kind};
 use crate::error::{Error, IoContext, Result};
+use index::{DataAt, Index, IndexWriter, Indexed, Record, Runs};
 use oci::tar::EntryType;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Compression {
@@ -28,17 +33,32 @@ enum Compression {
     Zstd,
 }
 
-/// Where an entry's data lies in the (decompressed) archive.
-#[derive(Debug, Clone, Copy)]
-struct DataAt {
-    offset: u64,
-    /// In the side file (expanded GNU sparse entries) instead of the archive data.
-    side: bool,
+/// A hardlink as the archive gives it, checked and resolved once every entry is indexed.
+struct Link {
+    /// Its place in the archive.
+    seq: u64,
+    key: Vec<u8>,
+    path: Vec<u8>,
+    /// The walk-order key of the path it names, and that path.
+    target: Vec<u8>,
+    target_path: Vec<u8>,
 }
 
-struct Indexed {
-    entry: Entry,
-    data: DataAt,
+/// What the merge saw of a path that a hardlink names or is: its last record's place
+/// and kind, and the places of the records it replaced.
+#[derive(Default)]
+struct Seen {
+    last: Option<(u64, Kind)>,
+    earlier: Vec<u64>,
+}
+
+/// A change to one indexed entry, made while the index is written again.
+#[derive(Default)]
+struct Patch {
+    /// The whole entry in its place (a hardlink group regrouped).
+    replace: Option<Indexed>,
+    link: Option<Vec<u8>>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 pub struct ArchiveSource {
@@ -47,9 +67,14 @@ pub struct ArchiveSource {
     data: File,
     /// Content of GNU sparse entries, expanded.
     side: Option<File>,
-    /// Every entry by walk-order key.
-    index: BTreeMap<Vec<u8>, Indexed>,
-    skipped: Vec<Skipped>,
+    /// Every entry in walk order.
+    index: Index,
+    skipped: Skips,
+    /// Walk-order key of each file that hardlinks name → its group's number: the file
+    /// and its hardlinks carry it as their (device, inode).
+    groups: HashMap<Vec<u8>, u64>,
+    /// The entry the walk gave last: the image builder opens each file as it gets it.
+    recent: Mutex<Option<Record>>,
 }
 
 impl ArchiveSource {
@@ -113,13 +138,13 @@ impl ArchiveSource {
             reason,
         };
         let mut archive = oci::tar::Reader::new(reader);
-        let mut index = BTreeMap::new();
-        let mut skipped = Vec::new();
+        let mut runs = Runs::default();
+        let mut links: Vec<Link> = Vec::new();
+        let mut seq = 0u64;
+        let mut skipped = Skips::default();
         let mut side: Option<File> = None;
         let mut side_len = 0u64;
         let mut acls = Vec::new();
-        // Paths that hardlinks point at: a later entry must not replace them.
-        let mut link_targets: HashSet<Vec<u8>> = HashSet::new();
         loop {
             let header = match archive.next_entry() {
                 Ok(Some(h)) => h,
@@ -151,11 +176,6 @@ impl ArchiveSource {
                 continue; // the root directory itself
             }
             let key = walk_order_key(&path);
-            if link_targets.contains(&key) {
-                return Err(at(
-                    "replaces a file that an earlier hardlink names (refused)",
-                ));
-            }
             let mut e = Entry::new(path.clone(), kind);
             e.mode = header.mode;
             e.uid = id(header.uid).ok_or_else(|| at("uid out of range"))?;
@@ -193,24 +213,15 @@ impl ArchiveSource {
                     if target == path {
                         return Err(at("hardlink to itself (refused)"));
                     }
-                    match index.get(&walk_order_key(&target)) {
-                        Some(Indexed { entry: t, .. })
-                            if matches!(t.kind, Kind::File | Kind::Hardlink) =>
-                        {
-                            // Point straight at the first name, as the walk will have it.
-                            e.link = if t.kind == Kind::Hardlink {
-                                t.link.clone()
-                            } else {
-                                target
-                            };
-                            link_targets.insert(walk_order_key(&e.link));
-                        }
-                        _ => {
-                            return Err(at(
-                                "hardlink to a file not earlier in the archive (refused)",
-                            ))
-                        }
-                    }
+                    // Checked against the whole index once it is sorted.
+                    links.push(Link {
+                        seq,
+                        key: key.clone(),
+                        path: path.clone(),
+                        target: walk_order_key(&target),
+                        target_path: target.clone(),
+                    });
+                    e.link = target;
                 }
                 Kind::File => {
                     e.size = header.size;
@@ -241,7 +252,10 @@ impl ArchiveSource {
                 }
                 _ => {}
             }
-            index.insert(key, Indexed { entry: e, data });
+            let item = Indexed { entry: e, data };
+            runs.push(Record { key, seq, item })
+                .at(std::env::temp_dir())?;
+            seq += 1;
         }
         // The spool must hold the whole stream: read what the tar reader left (padding).
         let mut rest = archive.into_inner();
@@ -249,41 +263,166 @@ impl ArchiveSource {
             .map_err(|e| read_error(path, oci::tar::TarError::Io(e)))?;
         drop(rest);
 
+        // What the hardlinks need from the merge: the records of the paths they are and
+        // they name.
+        let mut seen: HashMap<Vec<u8>, Seen> = HashMap::new();
+        for l in &links {
+            seen.entry(l.key.clone()).or_default();
+            seen.entry(l.target.clone()).or_default();
+        }
         // An entry under a symlink or a file, at any depth, would be written through it
         // by an unpacker. In walk order an entry's descendants follow it at once, so the
         // last entry that is no directory is the only one to check against.
-        let mut last_leaf: Option<&[u8]> = None;
-        for (key, item) in &index {
-            if let Some(leaf) = last_leaf {
-                if key.len() > leaf.len() && key.starts_with(leaf) && key[leaf.len()] == 0 {
-                    return Err(bad(format!(
+        let mut last_leaf: Option<(Vec<u8>, Vec<u8>)> = None;
+        let mut writer = IndexWriter::new().at(std::env::temp_dir())?;
+        let mut under: Option<String> = None;
+        runs.merge(|r, earlier| {
+            if under.is_some() {
+                return Ok(());
+            }
+            if let Some((leaf, leaf_path)) = &last_leaf {
+                if r.key.len() > leaf.len() && r.key.starts_with(leaf) && r.key[leaf.len()] == 0 {
+                    under = Some(format!(
                         "entry `{}` lies under `{}`, which is not a directory (refused)",
-                        String::from_utf8_lossy(&item.entry.path),
-                        String::from_utf8_lossy(&index[leaf].entry.path)
-                    )));
+                        String::from_utf8_lossy(&r.item.entry.path),
+                        String::from_utf8_lossy(leaf_path)
+                    ));
+                    return Ok(());
                 }
             }
-            if item.entry.kind != Kind::Dir {
-                last_leaf = Some(key);
+            if r.item.entry.kind != Kind::Dir {
+                last_leaf = Some((r.key.clone(), r.item.entry.path.clone()));
             }
+            if let Some(s) = seen.get_mut(&r.key) {
+                s.last = Some((r.seq, r.item.entry.kind));
+                s.earlier = earlier.to_vec();
+            }
+            writer.push(&r)
+        })
+        .at(std::env::temp_dir())?;
+        if let Some(reason) = under {
+            return Err(bad(reason));
         }
-        regroup_hardlinks(&mut index);
         let mut source = ArchiveSource {
             name: path.to_path_buf(),
             data,
             side,
-            index,
+            index: writer.finish().at(std::env::temp_dir())?,
             skipped,
+            groups: HashMap::new(),
+            recent: Mutex::new(None),
         };
-        source.apply_acls(acls);
+        let mut patches = source.resolve_links(&links, &seen)?;
+        drop(links);
+        drop(seen);
+        source.apply_acls(acls, &mut patches)?;
+        if !patches.is_empty() {
+            source.index = source.rewrite(patches)?;
+        }
         Ok(source)
+    }
+
+    /// Checks every hardlink against the sorted index as the archive gave them (its
+    /// target earlier in the archive, a file, not replaced later), points each straight
+    /// at its group's first name, makes the first name in walk order the one that holds
+    /// the data, and numbers the groups.
+    fn resolve_links(
+        &mut self,
+        links: &[Link],
+        seen: &HashMap<Vec<u8>, Seen>,
+    ) -> Result<BTreeMap<Vec<u8>, Patch>> {
+        let bad = |l: &Link, what: &str| Error::Archive {
+            archive: self.name.clone(),
+            reason: format!("entry `{}`: {what}", String::from_utf8_lossy(&l.path)),
+        };
+        // Each kept hardlink's key → the file it names in the end: its key and path.
+        let mut resolved: HashMap<Vec<u8>, (Vec<u8>, Vec<u8>)> = HashMap::new();
+        let mut patches: BTreeMap<Vec<u8>, Patch> = BTreeMap::new();
+        // Data holder's key → the hardlinks (keys) that name it.
+        let mut groups: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+        for l in links {
+            let target = &seen[&l.target];
+            let before = |seq: u64| seq < l.seq;
+            let (first, first_path) = match target.last {
+                Some((seq, Kind::File)) if before(seq) => (l.target.clone(), l.target_path.clone()),
+                Some((seq, Kind::Hardlink)) if before(seq) => match resolved.get(&l.target) {
+                    Some(found) => found.clone(),
+                    None => {
+                        return Err(bad(
+                            l,
+                            "hardlink to a file not earlier in the archive (refused)",
+                        ))
+                    }
+                },
+                Some((seq, _)) if !before(seq) && target.earlier.iter().any(|&s| before(s)) => {
+                    return Err(bad(
+                        l,
+                        "replaces a file that an earlier hardlink names (refused)",
+                    ))
+                }
+                _ => {
+                    return Err(bad(
+                        l,
+                        "hardlink to a file not earlier in the archive (refused)",
+                    ))
+                }
+            };
+            // A later entry of the same path replaced this hardlink: nothing to keep.
+            if seen[&l.key].last.map(|(seq, _)| seq) != Some(l.seq) {
+                continue;
+            }
+            if first != l.target {
+                patches.entry(l.key.clone()).or_default().link = Some(first_path.clone());
+            }
+            resolved.insert(l.key.clone(), (first.clone(), first_path));
+            groups.entry(first).or_default().push(l.key.clone());
+        }
+        // A file replaced after its hardlinks were checked cannot happen: refused above.
+        let mut numbers = HashMap::new();
+        for (n, (data_key, mut members)) in groups.into_iter().enumerate() {
+            members.sort();
+            let first = members[0].clone();
+            let holder = if first < data_key {
+                // An archive may list a later name first: the first name in walk order
+                // holds the data, as a walk of the directory would give them, and the
+                // old holder becomes a link to it with its own name.
+                let get = |key: &[u8]| -> Result<Indexed> {
+                    self.index
+                        .get(key)
+                        .at(std::env::temp_dir())?
+                        .map(|r| r.item)
+                        .ok_or_else(|| Error::NotFound(String::from_utf8_lossy(key).into()))
+                };
+                let mut data = get(&data_key)?;
+                let mut old = get(&first)?;
+                let first_path = old.entry.path.clone();
+                old.entry.path = data.entry.path.clone();
+                old.entry.link = first_path.clone();
+                data.entry.path = first_path.clone();
+                patches.entry(first.clone()).or_default().replace = Some(data);
+                patches.entry(data_key.clone()).or_default().replace = Some(old);
+                for key in members.iter().skip(1) {
+                    patches.entry(key.clone()).or_default().link = Some(first_path.clone());
+                }
+                first
+            } else {
+                data_key
+            };
+            numbers.insert(holder, n as u64);
+        }
+        self.groups = numbers;
+        Ok(patches)
     }
 
     /// GNU tar stores POSIX ACLs as text; the filesystem (and OCI layers) keep them as
     /// the binary `system.posix_acl_*` xattrs.
-    fn apply_acls(&mut self, acls: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>) {
+    fn apply_acls(
+        &mut self,
+        acls: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+        patches: &mut BTreeMap<Vec<u8>, Patch>,
+    ) -> Result<()> {
         if acls.is_empty() {
-            return;
+            return Ok(());
         }
         let users = self.id_table(b"etc/passwd");
         let groups = self.id_table(b"etc/group");
@@ -295,13 +434,39 @@ impl ArchiveSource {
                 });
                 continue;
             };
-            if let Some(item) = self.index.get_mut(&walk_order_key(&path)) {
-                if !item.entry.xattrs.iter().any(|(n, _)| *n == name) {
-                    item.entry.xattrs.push((name, value));
-                    item.entry.xattrs.sort();
-                }
-            }
+            patches
+                .entry(walk_order_key(&path))
+                .or_default()
+                .xattrs
+                .push((name, value));
         }
+        Ok(())
+    }
+
+    /// The index written again with its patches.
+    fn rewrite(&self, mut patches: BTreeMap<Vec<u8>, Patch>) -> Result<Index> {
+        let tmp = std::env::temp_dir();
+        let mut writer = IndexWriter::new().at(&tmp)?;
+        for r in self.index.iter() {
+            let mut r = r.at(&tmp)?;
+            if let Some(p) = patches.remove(&r.key) {
+                if let Some(item) = p.replace {
+                    r.item = item;
+                }
+                if let Some(link) = p.link {
+                    r.item.entry.link = link;
+                }
+                let xattrs = &mut r.item.entry.xattrs;
+                for (name, value) in p.xattrs {
+                    if !xattrs.iter().any(|(n, _)| *n == name) {
+                        xattrs.push((name, value));
+                    }
+                }
+                xattrs.sort();
+            }
+            writer.push(&r).at(&tmp)?;
+        }
+        writer.finish().at(&tmp)
     }
 
     /// name → id from the archive's own passwd or group file.
@@ -323,12 +488,36 @@ impl ArchiveSource {
         }
     }
 
-    fn get(&self, path: &[u8]) -> Result<&Indexed> {
+    /// The entry of `path`, numbered as its hardlink group, and where its data lies.
+    fn get(&self, path: &[u8]) -> Result<Indexed> {
         let path =
             normalize(path).ok_or_else(|| Error::NotFound(String::from_utf8_lossy(path).into()))?;
-        self.index
-            .get(&walk_order_key(&path))
-            .ok_or_else(|| Error::NotFound(format!("/{}", String::from_utf8_lossy(&path))))
+        let key = walk_order_key(&path);
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let found = match recent.as_ref().filter(|r| r.key == key) {
+            Some(r) => Some(r.clone()),
+            None => {
+                drop(recent);
+                self.index.get(&key).at(std::env::temp_dir())?
+            }
+        };
+        let mut item = found
+            .map(|r| r.item)
+            .ok_or_else(|| Error::NotFound(format!("/{}", String::from_utf8_lossy(&path))))?;
+        self.number(&key, &mut item.entry);
+        Ok(item)
+    }
+
+    /// Gives a file that hardlinks name, and those hardlinks, their group's number as
+    /// their (device, inode), as a directory walk gives a file with several links: the
+    /// image builder keeps only these files' names, not every file's.
+    fn number(&self, key: &[u8], entry: &mut Entry) {
+        let group = match entry.kind {
+            Kind::File => self.groups.get(key),
+            Kind::Hardlink => self.groups.get(&walk_order_key(&entry.link)),
+            _ => None,
+        };
+        entry.inode = group.map(|&n| (ARCHIVE_DEV, n));
     }
 }
 
@@ -337,9 +526,13 @@ impl Source for ArchiveSource {
         format!("archive {}", self.name.display())
     }
 
-    fn walk(&self, visit: &mut Visit<'_>) -> Result<Vec<Skipped>> {
-        for item in self.index.values() {
-            visit(item.entry.clone())?;
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
+        for record in self.index.iter() {
+            let record = record.at(std::env::temp_dir())?;
+            let mut entry = record.item.entry.clone();
+            self.number(&record.key, &mut entry);
+            *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+            visit(entry)?;
         }
         Ok(self.skipped.clone())
     }
@@ -352,7 +545,7 @@ impl Source for ArchiveSource {
             root.mode = 0o755;
             return Ok(root);
         }
-        Ok(self.get(&path)?.entry.clone())
+        Ok(self.get(&path)?.entry)
     }
 
     fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
@@ -363,12 +556,14 @@ impl Source for ArchiveSource {
             prefix.push(0);
         }
         let mut names = Vec::new();
-        for (key, item) in self.index.range(prefix.clone()..) {
-            let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+        for record in self.index.iter_from(&prefix) {
+            let record = record.at(std::env::temp_dir())?;
+            let Some(rest) = record.key.strip_prefix(prefix.as_slice()) else {
                 break;
             };
-            if !rest.contains(&0) {
-                names.push(item.entry.path[item.entry.path.len() - rest.len()..].to_vec());
+            if !rest.is_empty() && !rest.contains(&0) {
+                let path = &record.item.entry.path;
+                names.push(path[path.len() - rest.len()..].to_vec());
             }
         }
         Ok(names)
@@ -377,7 +572,7 @@ impl Source for ArchiveSource {
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
         let mut item = self.get(path)?;
         if item.entry.kind == Kind::Hardlink {
-            item = self.get(&item.entry.link)?;
+            item = self.get(&item.entry.link.clone())?;
         }
         if item.entry.kind != Kind::File {
             return Err(Error::NotFound(format!(
@@ -397,49 +592,8 @@ impl Source for ArchiveSource {
     }
 }
 
-/// Makes the first name of each hardlinked file in walk order the one that holds the
-/// data, and the others links to it, as a walk of the directory would give them: an
-/// archive may list a later name first.
-fn regroup_hardlinks(index: &mut BTreeMap<Vec<u8>, Indexed>) {
-    let mut groups: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
-    for (key, item) in index.iter() {
-        if item.entry.kind == Kind::Hardlink {
-            groups
-                .entry(walk_order_key(&item.entry.link))
-                .or_default()
-                .push(key.clone());
-        }
-    }
-    for (target_key, links) in groups {
-        let first = links.iter().min().expect("a group has links");
-        if *first > target_key {
-            continue; // the data already comes first
-        }
-        let first = first.clone();
-        if first == target_key || !index.contains_key(&first) {
-            continue; // refused while indexing; nothing to regroup
-        }
-        let Some(mut data) = index.remove(&target_key) else {
-            continue;
-        };
-        let Some(link_entry) = index.remove(&first) else {
-            continue;
-        };
-        let first_path = link_entry.entry.path.clone();
-        // The old holder of the data becomes a link with its own name.
-        let mut old = link_entry;
-        old.entry.path = data.entry.path.clone();
-        old.entry.link = first_path.clone();
-        data.entry.path = first_path.clone();
-        index.insert(first.clone(), data);
-        index.insert(target_key, old);
-        for key in links.iter().filter(|k| **k != first) {
-            if let Some(item) = index.get_mut(key) {
-                item.entry.link = first_path.clone();
-            }
-        }
-    }
-}
+/// The device number the hardlink groups of an archive are given: no filesystem's.
+const ARCHIVE_DEV: u64 = u64::MAX;
 
 /// Reads a byte range of a file with positioned reads, so readers can share the file.
 struct RangeReader<'a> {
