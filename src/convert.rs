@@ -161,6 +161,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             include_mounts: args.include_mount.clone(),
             allow_backing: args.allow_backing.clone(),
             filter,
+            ..OpenOptions::default()
         },
     )?;
     // The plan: the operator's, or the one `inspect` would write; the flags amend it.

@@ -4,6 +4,7 @@ mod convert;
 mod deploy;
 mod exec;
 mod flags;
+mod fleet;
 mod forward_ports;
 mod image_ref;
 mod inspect;
@@ -73,6 +74,8 @@ enum Command {
     Rm(rm::Args),
     /// Boot an image, check its services, ports and shutdown, and report.
     Verify(verify::Args),
+    /// Inspect, convert, verify and push many hosts from one file, N at a time; one report.
+    Fleet(fleet::Args),
     /// Serve a container's published ports (started by `run -p`).
     #[command(name = "forward-ports", hide = true)]
     ForwardPorts(forward_ports::Args),
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => logs::run(args),
         Command::Rm(args) => rm::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Fleet(args) => fleet::run(args, cli.quiet),
         Command::ForwardPorts(args) => forward_ports::run(args),
     };
     match result {

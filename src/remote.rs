@@ -189,6 +189,7 @@ fn serve_inspect(request: InspectRequest) -> Result<()> {
         request.path.as_ref(),
         &OpenOptions {
             include_mounts: request.include_mounts.clone(),
+            hide: remote::helper_directory().into_iter().collect(),
             ..OpenOptions::default()
         },
     )?;

@@ -29,6 +29,8 @@ pub struct Registry {
     /// `127.0.0.1:PORT`.
     pub addr: String,
     tls: bool,
+    /// The network namespace it listens in (`ip netns` name); None: the test's own.
+    netns: Option<String>,
 }
 
 fn run(cmd: &mut Command) {
@@ -101,10 +103,22 @@ fn make_certificates(dir: &Path) {
 
 impl Registry {
     pub fn start(setup: Setup) -> Registry {
+        Registry::start_in(setup, None)
+    }
+
+    /// A registry on 127.0.0.1 of a network namespace the test made (`ip netns add`),
+    /// for a client that runs there.
+    #[allow(dead_code)] // tests/fleet.rs only
+    pub fn start_in_netns(setup: Setup, netns: &str) -> Registry {
+        Registry::start_in(setup, Some(netns.to_string()))
+    }
+
+    fn start_in(setup: Setup, netns: Option<String>) -> Registry {
         let dir = tempfile::tempdir().expect("temporary directory");
         let root = dir.path();
         std::fs::create_dir(root.join("storage")).unwrap();
-        let port = free_port();
+        // A namespace of the test's own has every port free.
+        let port = if netns.is_some() { 5000 } else { free_port() };
         let addr = format!("127.0.0.1:{port}");
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
@@ -147,7 +161,15 @@ impl Registry {
         }
         std::fs::write(root.join("config.yml"), config).unwrap();
         let log = std::fs::File::create(root.join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
+        let mut command = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "docker-registry"]);
+                c
+            }
+            None => Command::new("docker-registry"),
+        };
+        let child = command
             .arg("serve")
             .arg(root.join("config.yml"))
             .stdin(Stdio::null())
@@ -160,9 +182,31 @@ impl Registry {
             dir,
             addr,
             tls,
+            netns,
         };
         registry.wait_until_up();
         registry
+    }
+
+    /// Whether something accepts connections on its address, from its namespace.
+    fn answers(&self) -> bool {
+        let Some(ns) = &self.netns else {
+            return TcpStream::connect(&self.addr).is_ok();
+        };
+        // setns(2) moves only the calling thread: a thread of its own enters the
+        // namespace and connects from there.
+        let path = format!("/var/run/netns/{ns}");
+        let addr = self.addr.clone();
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::File::open(&path).expect("the namespace's file");
+            // SAFETY: a valid namespace descriptor; only this thread changes namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "entering {path}");
+            TcpStream::connect(&addr).is_ok()
+        })
+        .join()
+        .expect("the connecting thread")
     }
 
     fn wait_until_up(&mut self) {
@@ -171,7 +215,7 @@ impl Registry {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("the registry exited ({status}): {}", self.log());
             }
-            if TcpStream::connect(&self.addr).is_ok() {
+            if self.answers() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

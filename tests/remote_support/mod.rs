@@ -297,6 +297,12 @@ impl Server {
         &self.prepared.root
     }
 
+    /// The client's network namespace (`ip netns` name): where `rehost` runs.
+    #[allow(dead_code)] // tests/fleet.rs only
+    pub fn client_netns(&self) -> &str {
+        &self.netns[1]
+    }
+
     pub fn url(&self, user: &str, path: &str) -> String {
         format!("ssh://{user}@{}{path}", self.prepared.address)
     }
@@ -312,14 +318,28 @@ impl Server {
     /// The command `rehost` above runs (`ip netns exec` and `env` exec it: its pid is
     /// rehost's).
     pub fn rehost_command(&self, config: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns[1]]);
+        self.client_env(cmd, config, args)
+    }
+
+    /// The same in the client's network namespace only: `ip netns exec` also gives its
+    /// command a mount namespace with a new /sys, where the cgroup filesystems are gone,
+    /// and `rehost verify` needs them.
+    #[allow(dead_code)] // tests/fleet.rs only
+    pub fn rehost_command_with_host_mounts(&self, config: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.netns[1]));
+        self.client_env(cmd, config, args)
+    }
+
+    fn client_env(&self, mut cmd: Command, config: &str, args: &[&str]) -> Command {
         let path = format!(
             "{}:{}",
             self.prepared.client.join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.netns[1]])
-            .arg("env")
+        cmd.arg("env")
             .arg("-u")
             .arg("SSH_AUTH_SOCK")
             .arg(format!("PATH={path}"))

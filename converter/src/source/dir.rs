@@ -21,6 +21,9 @@ pub struct DirOptions {
     pub skip_virtual: bool,
     /// Mount points (tree paths) whose filesystems are included all the same.
     pub include_mounts: Vec<Vec<u8>>,
+    /// Tree paths rehost itself made (the ssh helper's directory on the server): left out
+    /// as if absent, so a capture neither carries nor reports its own tool.
+    pub hidden: Vec<Vec<u8>>,
 }
 
 const VIRTUAL: [&[u8]; 4] = [b"proc", b"sys", b"dev", b"run"];
@@ -296,6 +299,9 @@ impl DirSource {
             } else {
                 [dir, b"/", name].concat()
             };
+            if self.options.hidden.contains(&path) {
+                continue;
+            }
             let meta = match std::fs::symlink_metadata(&full) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -420,9 +426,23 @@ impl Source for DirSource {
     }
 
     fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let hidden = |name: &[u8]| {
+            let child = if path.is_empty() {
+                name.to_vec()
+            } else {
+                [path, b"/", name].concat()
+            };
+            self.options.hidden.contains(&child)
+        };
         self.open_dir(path)
             .and_then(|dir| list(&dir))
-            .map(|names| names.iter().map(<[u8]>::to_vec).collect())
+            .map(|names| {
+                names
+                    .iter()
+                    .filter(|n| !hidden(n))
+                    .map(<[u8]>::to_vec)
+                    .collect()
+            })
             .at(self.full(path))
     }
 

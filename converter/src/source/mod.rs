@@ -169,6 +169,9 @@ pub struct OpenOptions {
     pub allow_backing: Vec<std::path::PathBuf>,
     /// For a remote server: the excludes it applies before sending anything.
     pub filter: remote::Filter,
+    /// For a directory: absolute paths left out as if absent (rehost's own, see
+    /// [`DirOptions::hidden`]).
+    pub hide: Vec<std::path::PathBuf>,
 }
 
 /// What kind of source a SOURCE argument names, for the image's `io.rehost.source` label.
@@ -253,6 +256,13 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Source>> {
                     .include_mounts
                     .iter()
                     .map(|m| normalize(m.as_os_str().as_encoded_bytes()).unwrap_or_default())
+                    .collect(),
+                hidden: options
+                    .hide
+                    .iter()
+                    .filter_map(|h| h.strip_prefix(path).ok())
+                    .filter_map(|h| normalize(h.as_os_str().as_encoded_bytes()))
+                    .filter(|h| !h.is_empty())
                     .collect(),
             };
             Ok(Box::new(DirSource::new(path, opts)?))

@@ -337,12 +337,25 @@ pub fn find_helper() -> Result<PathBuf> {
 
 /// On the server: answers a capture request on standard output, then writes the
 /// ledger on standard error.
+/// The private directory the client sent this helper to, which the server's tree must
+/// not show: its name is the one the session gives it (`rehost.XXXXXXXX`), so an
+/// installed `rehost` run as the helper hides nothing.
+pub fn helper_directory() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    dir.file_name()?
+        .to_str()?
+        .starts_with("rehost.")
+        .then(|| dir.to_path_buf())
+}
+
 pub fn serve_capture(request: CaptureRequest) -> Result<()> {
     let root = Path::new(&request.path);
     let source = super::open(
         root,
         &OpenOptions {
             include_mounts: request.include_mounts.clone(),
+            hide: helper_directory().into_iter().collect(),
             ..OpenOptions::default()
         },
     )?;
