@@ -852,3 +852,108 @@ fn what_is_not_from_a_package_is_reported() {
         );
     }
 }
+
+/// RPM servers, in both database formats rehost reads (the Berkeley DB `Packages` of
+/// CentOS 7 and the SQLite `rpmdb.sqlite` of RHEL 9), from packages rpmbuild made and
+/// Debian's rpm installed (fixtures/build-rpmdb): owners and versions, an edited %config
+/// file, a changed binary and an unowned application are each named; the SBOM has the
+/// packages' purls.
+#[test]
+fn rpm_databases_of_both_formats_give_owners_versions_and_changes() {
+    let fixture = PathBuf::from(
+        common::run(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/build-rpmdb"),
+            &[],
+        )
+        .trim(),
+    );
+    for (format, database, distro) in [
+        ("bdb", "/var/lib/rpm/Packages", "centos"),
+        ("sqlite", "/var/lib/rpm/rpmdb.sqlite", "rocky"),
+    ] {
+        let work = common::scratch();
+        let root = work.path().join("rootfs");
+        let source = fixture.join(format!("rootfs-{format}"));
+        common::run(
+            "cp",
+            &["-a", source.to_str().unwrap(), root.to_str().unwrap()],
+        );
+        let unchanged = inspect_json(&root, &[]);
+        let o = &unchanged["inventory"]["ownership"];
+        assert_eq!(o["manager"], "rpm", "{format}: {o}");
+        assert_eq!(o["packages"], 3, "{format}: {o}");
+        // 400 pages of docs, the config, the page and its link, the two tool files.
+        assert_eq!(o["owned_files"], 405, "{format}: {o}");
+        assert_eq!(o["changed_files"], 0, "{format}: {o}");
+        assert_eq!(o["unowned"]["files"], 2, "os-release and passwd: {o}");
+        let p = &unchanged["inventory"]["packages"];
+        assert_eq!(
+            (&p["count"], p["database"].as_str()),
+            (&3.into(), Some(database))
+        );
+
+        std::fs::write(root.join("etc/webapp/webapp.conf"), "listen 9090\n").unwrap();
+        std::fs::write(root.join("usr/bin/tool"), "#!/bin/sh\necho patched\n").unwrap();
+        std::fs::create_dir_all(root.join("opt/app")).unwrap();
+        std::fs::write(root.join("opt/app/run.sh"), vec![b'#'; 50_000]).unwrap();
+        let report = inspect_json(&root, &[]);
+        let o = &report["inventory"]["ownership"];
+        let changed: BTreeSet<String> = o["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| format!("{} {} {}", c["path"], c["package"], c["conffile"]))
+            .collect();
+        assert_eq!(
+            changed,
+            set(&[
+                "\"/etc/webapp/webapp.conf\" \"webapp\" true",
+                "\"/usr/bin/tool\" \"tool\" false"
+            ]),
+            "{format}: {o}"
+        );
+        let files: Vec<&str> = o["unowned"]["largest_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(files.first(), Some(&"/opt/app/run.sh"), "{format}: {o}");
+
+        let image = work.path().join("image.oci");
+        common::rehost_ok(&[
+            "convert",
+            root.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+            "--init",
+            "none",
+        ]);
+        let sbom = work.path().join("sbom.json");
+        common::rehost_ok(&[
+            "sbom",
+            image.to_str().unwrap(),
+            "--format",
+            "cyclonedx",
+            "-o",
+            sbom.to_str().unwrap(),
+        ]);
+        let doc: Value = serde_json::from_slice(&std::fs::read(&sbom).unwrap()).unwrap();
+        let purls: BTreeSet<&str> = doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["purl"].as_str())
+            .collect();
+        for want in [
+            format!("pkg:rpm/{distro}/webapp@2.4.1-3.el7?arch=noarch"),
+            format!("pkg:rpm/{distro}/tool@1.0-1?arch=x86_64"),
+            format!("pkg:rpm/{distro}/docs@0.9-2?arch=noarch"),
+        ] {
+            assert!(
+                purls.contains(want.as_str()),
+                "{format}: {want} in {purls:?}"
+            );
+        }
+    }
+}

@@ -51,14 +51,27 @@ pub fn purl(manager: &str, distro: &str, p: &Package) -> String {
         "dpkg" => "deb",
         other => other,
     };
+    // rpm's epoch is a qualifier of its purl, not part of the version.
+    let (epoch, version) = match p.version.split_once(':') {
+        Some((e, v)) if kind == "rpm" && e.bytes().all(|b| b.is_ascii_digit()) => (Some(e), v),
+        _ => (None, p.version.as_str()),
+    };
     let mut out = format!(
         "pkg:{kind}/{}/{}@{}",
         encode(distro),
         encode(&p.name),
-        encode(&p.version)
+        encode(version)
     );
+    let mut qualifiers = Vec::new();
     if !p.architecture.is_empty() {
-        out.push_str(&format!("?arch={}", encode(&p.architecture)));
+        qualifiers.push(format!("arch={}", encode(&p.architecture)));
+    }
+    if let Some(e) = epoch {
+        qualifiers.push(format!("epoch={e}"));
+    }
+    if !qualifiers.is_empty() {
+        out.push('?');
+        out.push_str(&qualifiers.join("&"));
     }
     out
 }

@@ -14,6 +14,7 @@ pub mod os;
 pub mod ownership;
 pub mod packages;
 pub mod ports;
+pub mod rpmdb;
 pub mod secrets;
 pub mod services;
 pub mod size;
@@ -82,7 +83,7 @@ pub fn inspect(source: &dyn Source, options: &InspectOptions) -> Inventory {
             "no system binary with an ELF header: the architecture is unknown",
         );
     }
-    let packages = packages::detect(&root);
+    let mut packages = packages::detect(&root);
     let init = InitSystem::detect(&root);
     let mut services = services::collect(&root, &init);
     details::fill(&root, &mut services);
@@ -118,6 +119,12 @@ pub fn inspect(source: &dyn Source, options: &InspectOptions) -> Inventory {
     let secrets = secrets::collect(&root, &users::homes(&root), &candidates);
     let data_dirs = volumes::collect(&root, facts.as_ref());
     let ownership = tally.filter(|_| facts.is_some()).map(|t| t.finish(source));
+    // rpm's count comes from its binary database, which only the ownership read parses.
+    if let (Some(p), Some(o)) = (&mut packages, &ownership) {
+        if p.count.is_none() && p.manager == o.manager {
+            p.count = Some(o.packages as u64);
+        }
+    }
 
     Inventory {
         source: source.describe(),

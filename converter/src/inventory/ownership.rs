@@ -3,7 +3,8 @@
 //! review is the rest: files no package installed (the application, hand-made files) and
 //! package files changed since installation (hand edits, drift, conffiles).
 //!
-//! rpm's databases (Berkeley DB, sqlite, ndb) are binary: not read yet, and said so.
+//! rpm's databases (Berkeley DB and SQLite) are read by [`super::rpmdb`]; its ndb is not
+//! read yet, and said so as a finding.
 
 use super::fs::Root;
 use crate::entry::{Entry, Kind};
@@ -31,6 +32,7 @@ pub struct Package {
 enum Digest {
     Md5([u8; 16]),
     Sha1([u8; 20]),
+    Sha256([u8; 32]),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +102,9 @@ impl PackageDb {
         }
         if root.is_file("lib/apk/db/installed") {
             return Some(read_apk(root));
+        }
+        if super::rpmdb::present(root) {
+            return read_rpm(root);
         }
         None
     }
@@ -330,6 +335,59 @@ fn read_apk(root: &Root) -> PackageDb {
     db
 }
 
+/// rpm's database; `None` (and a finding) when it cannot be read, rather than a report
+/// that would call every file unowned.
+fn read_rpm(root: &Root) -> Option<PackageDb> {
+    use super::rpmdb::{self, Algo};
+    let (packages, bad) = match rpmdb::read(root) {
+        Ok(found) => found,
+        Err((path, e)) => {
+            root.finding(path, format!("rpm database not read: {e}"));
+            return None;
+        }
+    };
+    if bad > 0 {
+        root.finding(
+            "/var/lib/rpm",
+            format!("{bad} package headers of the rpm database are corrupt; their files count as unowned"),
+        );
+    }
+    let mut db = PackageDb {
+        manager: "rpm".into(),
+        ..Default::default()
+    };
+    for p in packages {
+        let index = db.packages.len() as u32;
+        for f in p.files {
+            let digest = match p.algo {
+                Algo::Md5 => hex::<16>(&f.digest).map(Digest::Md5),
+                Algo::Sha1 => hex::<20>(&f.digest).map(Digest::Sha1),
+                Algo::Sha256 => hex::<32>(&f.digest).map(Digest::Sha256),
+                Algo::Other => None,
+            };
+            let path = f.path.trim_start_matches('/');
+            if path.is_empty() {
+                continue;
+            }
+            db.files.insert(
+                path.as_bytes().to_vec(),
+                Owned {
+                    package: index,
+                    digest,
+                    conffile: f.config,
+                },
+            );
+        }
+        db.packages.push(Package {
+            name: p.name,
+            version: p.version,
+            architecture: p.arch,
+        });
+    }
+    canonical_paths(root, &mut db);
+    Some(db)
+}
+
 fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let text = text.trim();
     if text.len() != N * 2 {
@@ -383,7 +441,15 @@ impl<'a> Tally<'a> {
             return;
         }
         // The package database itself is the manager's, not the server's own.
-        if entry.path.starts_with(b"var/lib/dpkg/") || entry.path.starts_with(b"lib/apk/db/") {
+        if [
+            &b"var/lib/dpkg/"[..],
+            b"lib/apk/db/",
+            b"var/lib/rpm/",
+            b"usr/lib/sysimage/rpm/",
+        ]
+        .iter()
+        .any(|db| entry.path.starts_with(db))
+        {
             return;
         }
         let u = &mut self.report.unowned;
@@ -450,6 +516,7 @@ fn digest_of(r: &mut dyn Read, like: Digest) -> Option<Digest> {
     Some(match like {
         Digest::Md5(_) => Digest::Md5(hash::<md5::Md5>(r)?.into()),
         Digest::Sha1(_) => Digest::Sha1(hash::<sha1::Sha1>(r)?.into()),
+        Digest::Sha256(_) => Digest::Sha256(hash::<sha2::Sha256>(r)?.into()),
     })
 }
 
