@@ -171,8 +171,12 @@ impl Fleet {
             if !names.insert(h.name.clone()) {
                 bail!("host {:?} is named twice", h.name);
             }
-            if h.source.is_empty() {
-                bail!("host {:?} has an empty source", h.name);
+            if h.source.is_empty() || h.source == "-" {
+                bail!(
+                    "host {:?}: source {:?} is not a server (give a directory, an archive, a disk image or ssh://…)",
+                    h.name,
+                    h.source
+                );
             }
             let local = (!h.source.starts_with("ssh://")).then(|| base.join(&h.source));
             hosts.push(Host {
