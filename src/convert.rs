@@ -2,7 +2,7 @@
 
 use crate::output;
 use anyhow::Result;
-use converter::convert::{self, ConvertOptions, Layering, LayerRole};
+use converter::convert::{self, ConvertOptions, LayerRole, Layering};
 use converter::image::cut::DEFAULT_MAX_LAYERS;
 use converter::image::rich::HookPhase;
 use converter::image::Compression;

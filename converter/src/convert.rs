@@ -8,10 +8,10 @@ use crate::image::layer::{build_layer, BuiltLayer, LayerOptions, LayerStats, Pro
 use crate::image::packages::{build_layers, OwnedInServer};
 use crate::image::rich::{HookPhase, RichInputs};
 use crate::image::Compression;
-use crate::plan::{InitMode, Plan};
-use crate::profile::{ExcludeRule, Excludes};
 use crate::inventory::fs::Root;
 use crate::inventory::ownership::PackageDb;
+use crate::plan::{InitMode, Plan};
+use crate::profile::{ExcludeRule, Excludes};
 use crate::source::Source;
 use oci::contract::{IMAGE_NAME_LABEL, LAYER_ANNOTATION, VERSION_LABEL};
 use oci::image::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
@@ -217,15 +217,7 @@ pub fn convert(
             (vec![Piece::server(layer)], stats, None)
         }
         Some((db, cut)) => {
-            let built = build_layers(
-                source,
-                &excludes,
-                &layer_options,
-                &db,
-                &cut,
-                &out,
-                progress,
-            )?;
+            let built = build_layers(source, &excludes, &layer_options, &db, &cut, &out, progress)?;
             let mut pieces: Vec<Piece> = built
                 .packages
                 .into_iter()
@@ -461,10 +453,7 @@ impl Piece {
 }
 
 /// The package database and its cut into layers, when the image is layered by package.
-fn package_db(
-    source: &dyn Source,
-    options: &ConvertOptions,
-) -> Result<Option<(PackageDb, Cut)>> {
+fn package_db(source: &dyn Source, options: &ConvertOptions) -> Result<Option<(PackageDb, Cut)>> {
     if options.layers == Some(Layering::One) {
         return Ok(None);
     }

@@ -8,8 +8,8 @@
 //! bin's layer.
 //!
 //! The one place where the server shows: when it has more large packages than the layer
-//! budget holds, the smallest of them go to their bins (the cut is then the same for
-//! servers with the same large packages).
+//! budget holds, the bar for a layer of one's own doubles until they fit, so servers
+//! with about as many large packages keep the same bar (and share those layers).
 
 use crate::inventory::ownership::Package;
 
@@ -17,7 +17,8 @@ use crate::inventory::ownership::Package;
 /// under what overlay-based engines stack (about 125), as bootc chose.
 pub const DEFAULT_MAX_LAYERS: usize = 64;
 
-/// A package this large (its own installed size) gets a layer of its own.
+/// A package this large (its own installed size) gets a layer of its own, when the
+/// budget holds all of them; else the bar doubles until it does.
 pub const LARGE: u64 = 1 << 20;
 
 /// Layers that are not packages': the server's own and the rehost layer.
@@ -64,8 +65,11 @@ impl Cut {
                 None => large.push((p.installed_size, &p.name)),
             }
         }
-        large.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-        large.truncate(own_layers);
+        let mut bar = LARGE;
+        while large.len() > own_layers {
+            bar = bar.saturating_mul(2);
+            large.retain(|(size, _)| *size >= bar);
+        }
         let mut own: Vec<&str> = large.into_iter().map(|(_, n)| n).collect();
         own.sort_unstable();
 
@@ -158,17 +162,18 @@ mod tests {
 
     #[test]
     fn the_budget_holds_whatever_the_packages() {
-        let many: Vec<Package> = (0..500)
+        let many: Vec<Package> = (0..60)
             .map(|i| pkg(&format!("big{i}"), (3 + i as u64) << 20))
             .collect();
         for max in [3, 4, 10, 64, 125] {
             let cut = Cut::new(&many, max).unwrap();
             assert!(cut.groups.len() + RESERVED <= max, "{max}");
         }
-        // The largest keep their own layers.
+        // 60 above 1 MiB, 47 above 16 MiB: the bar doubled to 32 MiB, where 31 fit.
         let cut = Cut::new(&many, 64).unwrap();
-        assert!(cut.groups.iter().any(|g| g.name == "big499"));
-        assert!(!cut.groups.iter().any(|g| g.name == "big0"));
+        assert!(cut.groups.iter().any(|g| g.name == "big59"));
+        assert!(cut.groups.iter().any(|g| g.name == "big29"));
+        assert!(!cut.groups.iter().any(|g| g.name == "big28"));
         assert!(Cut::new(&many, 2).is_err());
     }
 }

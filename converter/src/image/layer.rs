@@ -361,7 +361,10 @@ impl<'a> Builder<'a> {
     }
 }
 
-pub(super) fn open_content<'s>(source: &'s dyn Source, entry: &Entry) -> Result<Box<dyn Read + Send + 's>> {
+pub(super) fn open_content<'s>(
+    source: &'s dyn Source,
+    entry: &Entry,
+) -> Result<Box<dyn Read + Send + 's>> {
     match &entry.sparse {
         Some(extents) => source.open_extents(&entry.path, extents),
         None => source.open(&entry.path),

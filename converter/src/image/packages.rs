@@ -18,7 +18,7 @@
 
 use super::cut::Cut;
 use super::layer::{
-    append_error, open_content, vanished, write_error, BuiltLayer, Builder, LayerBlob,
+    append_error, open_content, vanished, write_error, Builder, BuiltLayer, LayerBlob,
     LayerOptions, LayerStats, Progress, Tagged,
 };
 use crate::entry::{Entry, Kind};
