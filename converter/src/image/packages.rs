@@ -174,7 +174,7 @@ impl Dispatch<'_> {
             if self.db.owns(&entry.path) {
                 self.owned.other += 1;
             }
-            return self.to_server(entry, progress);
+            return self.server_keeps(entry, progress);
         }
         let plain = matches!(entry.kind, Kind::File) && entry.sparse.is_none();
         let check = self.db.check_of(&entry.path);
@@ -264,10 +264,10 @@ impl Dispatch<'_> {
             self.stats.skipped.append(scratch.skipped);
             self.owned.other += 1;
         }
-        self.to_server(entry, progress)
+        self.server_keeps(entry, progress)
     }
 
-    fn to_server(&mut self, entry: Entry, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    fn server_keeps(&mut self, entry: Entry, progress: &mut dyn FnMut(Progress)) -> Result<()> {
         self.builder
             .keep(entry, &mut self.server.tar, &mut self.stats, progress)
     }
