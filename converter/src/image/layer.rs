@@ -110,6 +110,35 @@ impl LayerBlob {
         })
     }
 
+    /// Compresses a whole tar stream already written (a package layer's, kept in a
+    /// temporary file while the walk went on) into a blob; `diff_id` and `stats.tar_bytes`
+    /// are the stream's, hashed as it was written.
+    pub fn from_tar(
+        out: &LayoutWriter,
+        compression: Compression,
+        threads: usize,
+        tar: &mut dyn Read,
+        diff_id: String,
+        stats: LayerStats,
+    ) -> Result<BuiltLayer> {
+        let blob = out.blob()?;
+        let blob_path = blob.path().to_path_buf();
+        let (dir, tmp, writer) = blob.into_writer();
+        let mut compressed = compress::writer(writer, compression, threads).at(&blob_path)?;
+        io::copy(tar, &mut compressed).at(&blob_path)?;
+        let writer = compressed
+            .finish_into()
+            .map_err(|e| Error::io(&blob_path, e))?;
+        let (digest, size) = BlobWriter::commit_parts(&dir, &tmp, writer)?;
+        Ok(BuiltLayer {
+            digest,
+            diff_id,
+            size,
+            media_type: compression.layer_media_type().into(),
+            stats,
+        })
+    }
+
     /// Where the blob is written, for messages.
     pub fn path(&self) -> &std::path::Path {
         &self.blob_path

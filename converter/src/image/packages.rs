@@ -13,8 +13,11 @@
 //! same metadata everywhere (0755, root, mtime 0), and the server's layer writes every
 //! directory again with its real metadata, which an upper layer's directory entry sets.
 //!
-//! Each layer streams into its own compressor and blob as the walk goes: memory is the
-//! package database plus a few blocks per layer, never the tree.
+//! The server's layer is compressed as the walk goes, as one layer is; each package layer
+//! is written as a plain tar into a temporary file (hashed on the way: its diff_id) and
+//! compressed after the walk, one at a time on every core. So memory is the package
+//! database plus a write buffer per layer, never the tree, and never a compressor per
+//! layer (sixty of them would hold hundreds of MiB).
 
 use super::cut::Cut;
 use super::layer::{
@@ -22,13 +25,17 @@ use super::layer::{
     LayerOptions, LayerStats, Progress, Tagged,
 };
 use crate::entry::{Entry, Kind};
-use crate::error::Result;
+use crate::error::{Error, IoContext, Result};
 use crate::inventory::ownership::{FileCheck, PackageDb};
 use crate::profile::Excludes;
 use crate::source::{Skipped, Source};
+use oci::digest::HashingWriter;
 use oci::layout::LayoutWriter;
+use oci::tar::TarWriter;
 use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
 use std::io::Read;
+use std::io::{self, BufWriter, Seek};
 
 /// Files up to this size are read once, into memory, to check and write them; larger
 /// ones are read twice (checked, then written).
@@ -71,9 +78,12 @@ pub struct Layers {
     pub stats: LayerStats,
 }
 
+/// A package layer's tar, written into an unnamed temporary file.
+type PackageTar = TarWriter<HashingWriter<BufWriter<File>>>;
+
 /// A package layer being written.
 struct Open {
-    blob: LayerBlob,
+    tar: PackageTar,
     /// The directories written so far on the path to the last entry, root first.
     dirs: Vec<Vec<u8>>,
     packages: BTreeSet<usize>,
@@ -92,7 +102,6 @@ pub fn build_layers(
 ) -> Result<Layers> {
     let mut d = Dispatch {
         source,
-        options,
         db,
         cut,
         out,
@@ -126,7 +135,26 @@ pub fn build_layers(
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let built = layer.blob.finish(layer.stats)?;
+        let (diff_id, tar_bytes, file) = layer
+            .tar
+            .finish()
+            .map_err(|e| Error::io("a package layer's temporary file", e))?
+            .finish();
+        let mut file = file
+            .into_inner()
+            .map_err(|e| Error::io("a package layer's temporary file", e.into_error()))?;
+        file.rewind()
+            .map_err(|e| Error::io("a package layer's temporary file", e))?;
+        let mut layer_stats = layer.stats;
+        layer_stats.tar_bytes = tar_bytes;
+        let built = LayerBlob::from_tar(
+            out,
+            options.compression,
+            options.threads,
+            &mut io::BufReader::with_capacity(1 << 20, file),
+            diff_id,
+            layer_stats,
+        )?;
         stats.tar_bytes += built.stats.tar_bytes;
         packages.push(PackageLayer {
             layer: built,
@@ -147,7 +175,6 @@ pub fn build_layers(
 /// The state of the one walk: every layer being written.
 struct Dispatch<'a> {
     source: &'a dyn Source,
-    options: &'a LayerOptions,
     db: &'a PackageDb,
     cut: &'a Cut,
     out: &'a LayoutWriter,
@@ -239,8 +266,9 @@ impl Dispatch<'_> {
     fn layer(&mut self, group: usize) -> Result<&mut Open> {
         let slot = &mut self.open[group];
         if slot.is_none() {
+            let file = tempfile::tempfile_in(self.out.work_dir()).at(self.out.work_dir())?;
             *slot = Some(Open {
-                blob: LayerBlob::create(self.out, self.options.compression, self.options.threads)?,
+                tar: TarWriter::new(HashingWriter::new(BufWriter::with_capacity(64 << 10, file))),
                 dirs: Vec::new(),
                 packages: BTreeSet::new(),
                 stats: LayerStats::default(),
@@ -280,7 +308,6 @@ fn write_hardlink(layer: &mut Open, mut entry: Entry, first: Vec<u8>) -> Result<
     entry.size = 0;
     ancestors(layer, &entry.path)?;
     layer
-        .blob
         .tar
         .append(&entry, None)
         .map_err(|e| write_error(&entry, e))?;
@@ -329,14 +356,12 @@ fn write_package_file(
     ancestors(layer, &entry.path)?;
     let short = match content {
         Some(bytes) => layer
-            .blob
             .tar
             .append(entry, Some(&mut bytes.as_slice()))
             .map_err(|e| append_error(entry, e))?,
         None => {
             let reader = open_content(source, entry)?;
             layer
-                .blob
                 .tar
                 .append(entry, Some(&mut Tagged(reader)))
                 .map_err(|e| append_error(entry, e))?
@@ -374,11 +399,7 @@ fn ancestors(layer: &mut Open, path: &[u8]) -> Result<()> {
     for dir in &ancestors[common..] {
         let mut d = Entry::new(dir.to_vec(), Kind::Dir);
         d.mode = 0o755;
-        layer
-            .blob
-            .tar
-            .append(&d, None)
-            .map_err(|e| write_error(&d, e))?;
+        layer.tar.append(&d, None).map_err(|e| write_error(&d, e))?;
         layer.stats.dirs += 1;
         layer.dirs.push(dir.to_vec());
     }
