@@ -121,6 +121,9 @@ pub fn build_layers(
         ..
     } = d;
     stats.skipped.append(skipped);
+    // Its compressor's threads and blocks go before the package layers' come.
+    let server = server.finish(LayerStats::default())?;
+    stats.tar_bytes += server.stats.tar_bytes;
 
     let mut packages = Vec::new();
     for (group, layer) in cut.groups.iter().zip(open) {
@@ -162,8 +165,6 @@ pub fn build_layers(
             packages: names,
         });
     }
-    let server = server.finish(LayerStats::default())?;
-    stats.tar_bytes += server.stats.tar_bytes;
     Ok(Layers {
         packages,
         server,
