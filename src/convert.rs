@@ -2,7 +2,8 @@
 
 use crate::output;
 use anyhow::Result;
-use converter::convert::{self, ConvertOptions};
+use converter::convert::{self, ConvertOptions, LayerRole, Layering};
+use converter::image::cut::DEFAULT_MAX_LAYERS;
 use converter::image::rich::HookPhase;
 use converter::image::Compression;
 use converter::plan::amend::Amendments;
@@ -62,6 +63,15 @@ pub struct Args {
     /// Layer compression: gzip, zstd or none.
     #[arg(long, default_value = "gzip", value_name = "KIND")]
     compression: Compression,
+    /// How the server's files are cut into layers: packages (the default when the source
+    /// has a dpkg or apk database: package files checked against the database go into
+    /// layers by package, which servers with the same package versions share; the rest
+    /// into the server's own layer on top) or one (the whole tree in one layer).
+    #[arg(long, value_name = "packages|one")]
+    layers: Option<Layering>,
+    /// The most layers the image may have, the rehost layer included.
+    #[arg(long, default_value_t = DEFAULT_MAX_LAYERS, value_name = "N")]
+    max_layers: usize,
     /// Compression threads (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -189,6 +199,8 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             .transpose()?,
         init_binary: args.init.init_binary.clone(),
         hooks: args.init.hooks()?,
+        layers: args.layers,
+        max_layers: args.max_layers,
     };
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
@@ -224,9 +236,41 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         output::bytes(s.content_bytes),
         s.sparse_files
     );
-    for layer in &summary.layers {
+    if let Some(o) = &summary.owned_in_server {
+        let packages = summary
+            .layers
+            .iter()
+            .filter(|l| l.role == LayerRole::Packages);
         println!(
-            "layer     {} ({}, {} uncompressed)",
+            "layers    {} by package ({} files, {}), the server's own, {} in all",
+            packages.clone().count(),
+            packages.clone().map(|l| l.files).sum::<u64>(),
+            output::bytes(packages.map(|l| l.size).sum()),
+            summary.layers.len()
+        );
+        println!(
+            "          package files in the server's layer: {} changed, {} without a digest \
+             (symlinks), {} not owned by root, {} other (split hardlinks, sparse, unreadable)",
+            o.changed, o.unchecked, o.not_root, o.other
+        );
+    }
+    for layer in &summary.layers {
+        let what = match (&layer.group, layer.role) {
+            (Some(group), _) => format!(
+                "{group}: {}",
+                match layer.packages.as_slice() {
+                    [one] => one.clone(),
+                    many => format!("{} packages", many.len()),
+                }
+            ),
+            (None, LayerRole::Server) if summary.layering == Layering::Packages => {
+                "the server's own".into()
+            }
+            (None, LayerRole::Rehost) => "rehost".into(),
+            _ => "the server".into(),
+        };
+        println!(
+            "layer     {} ({}, {} uncompressed, {what})",
             layer.digest,
             output::bytes(layer.size),
             output::bytes(layer.uncompressed_size)

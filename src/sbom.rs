@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use converter::inventory::{self, InspectOptions};
 use converter::sbom::{self, Format, Subject};
 use converter::source::ArchiveSource;
-use oci::contract::IMAGE_NAME_LABEL;
+use oci::contract::{IMAGE_NAME_LABEL, LAYER_ANNOTATION};
 use oci::image::ANNOTATION_CONTAINERD_IMAGE_NAME;
 use oci::layout::Layout;
 use oci::reference::split_image_arg;
@@ -54,14 +54,35 @@ pub fn document(
     let layout = Layout::open(&path)?;
     let chosen = layout.manifest(tag.as_deref())?;
     let config = layout.config(&chosen.manifest)?;
-    // The server's tree is the image's first layer; the layers above are rehost's own.
-    let Some(first) = chosen.manifest.layers.first() else {
-        bail!("{}: the image has no layer", path.display());
+    // The server's tree is the image's first layer, or, layered by package, the layers
+    // marked as its packages' and its own; the layers above are rehost's.
+    let layers = &chosen.manifest.layers;
+    let marked: Vec<&oci::image::Descriptor> = layers
+        .iter()
+        .filter(|l| {
+            l.annotations
+                .get(LAYER_ANNOTATION)
+                .is_some_and(|a| a == "packages" || a == "server")
+        })
+        .collect();
+    let source = match (marked.as_slice(), layers.first()) {
+        ([], None) => bail!("{}: the image has no layer", path.display()),
+        ([], Some(first)) => {
+            let blob = layout.open_blob(first)?;
+            let name = Path::new(&first.digest).to_path_buf();
+            ArchiveSource::from_stream(&name, Box::new(blob)).with_context(|| {
+                format!("{}: reading its layer {}", path.display(), first.digest)
+            })?
+        }
+        (marked, _) => {
+            let mut stream: Box<dyn std::io::Read> = Box::new(std::io::empty());
+            for layer in marked {
+                stream = Box::new(std::io::Read::chain(stream, layout.open_blob(layer)?));
+            }
+            ArchiveSource::from_layers(&path, stream)
+                .with_context(|| format!("{}: reading its server's layers", path.display()))?
+        }
     };
-    let blob = layout.open_blob(first)?;
-    let name = Path::new(&first.digest).to_path_buf();
-    let source = ArchiveSource::from_stream(&name, Box::new(blob))
-        .with_context(|| format!("{}: reading its layer {}", path.display(), first.digest))?;
     let inv = inventory::inspect(&source, &InspectOptions { walk: true });
     let subject = Subject {
         name: chosen

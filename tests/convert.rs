@@ -1146,6 +1146,8 @@ fn the_summary_gives_each_layer_its_own_sizes() {
             "rehost".into(),
             "--compression".into(),
             "zstd".into(),
+            "--layers".into(),
+            "one".into(),
         ]
     };
     let image = work.path().join("json");

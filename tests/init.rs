@@ -526,6 +526,8 @@ fn systemd_mode_hands_over_to_the_images_systemd_with_hooks_and_masks() {
             "cron.service",
             "--expose",
             "80",
+            "--layers",
+            "one",
         ],
     );
     let (manifest, config) = common::image_json(&work.path().join("image"));

@@ -86,6 +86,9 @@ fn a_root_of_a_million_entries_converts_in_bounded_memory_boots_and_unpacks_the_
         "--cmd",
         "sleep infinity",
         "--json",
+        // The server's one layer is what the runtime's unpack is compared with below.
+        "--layers",
+        "one",
     ]);
     let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let stats = &summary["stats"];

@@ -3,13 +3,17 @@
 //! are kept, ports, volumes, hooks); the options say where and how to write.
 
 use crate::error::{Error, Result};
-use crate::image::layer::{build_layer, LayerOptions, LayerStats, Progress};
+use crate::image::cut::Cut;
+use crate::image::layer::{build_layer, BuiltLayer, LayerOptions, LayerStats, Progress};
+use crate::image::packages::{build_layers, OwnedInServer};
 use crate::image::rich::{HookPhase, RichInputs};
 use crate::image::Compression;
+use crate::inventory::fs::Root;
+use crate::inventory::ownership::PackageDb;
 use crate::plan::{InitMode, Plan};
 use crate::profile::{ExcludeRule, Excludes};
 use crate::source::Source;
-use oci::contract::{IMAGE_NAME_LABEL, VERSION_LABEL};
+use oci::contract::{IMAGE_NAME_LABEL, LAYER_ANNOTATION, VERSION_LABEL};
 use oci::image::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
 use oci::layout::{LayoutWriter, OutputFormat};
 use std::collections::BTreeMap;
@@ -33,10 +37,73 @@ pub struct ConvertOptions {
     pub init_binary: Option<PathBuf>,
     /// The user's hook scripts.
     pub hooks: Vec<(HookPhase, PathBuf)>,
+    /// How the server's files are cut into layers; `None`: by package when the source
+    /// has a package database rehost reads, else one layer.
+    pub layers: Option<Layering>,
+    /// The most layers the image may have, the rehost layer included.
+    pub max_layers: usize,
+}
+
+/// How the server's files are cut into layers (`--layers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layering {
+    /// The whole tree in one layer.
+    One,
+    /// Package files in layers by package, shared by servers with the same packages;
+    /// the rest in the server's own layer.
+    Packages,
+}
+
+/// A name that is not a [`Layering`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown layering `{0}` (packages, one)")]
+pub struct UnknownLayering(pub String);
+
+impl std::str::FromStr for Layering {
+    type Err = UnknownLayering;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownLayering> {
+        match s {
+            "one" => Ok(Layering::One),
+            "packages" => Ok(Layering::Packages),
+            _ => Err(UnknownLayering(s.to_string())),
+        }
+    }
+}
+
+/// What a layer of the image holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerRole {
+    /// Files of packages, checked against the package database.
+    Packages,
+    /// The server's own files (all of them with `--layers one`).
+    Server,
+    /// rehost's: init, hooks, masks, identity scrubbing.
+    Rehost,
+}
+
+impl LayerRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            LayerRole::Packages => "packages",
+            LayerRole::Server => "server",
+            LayerRole::Rehost => "rehost",
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LayerSummary {
+    pub role: LayerRole,
+    /// A package layer's group: a package's name, or `bin N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A package layer's packages, `NAME=VERSION`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// Regular files written with their content.
+    pub files: u64,
     pub digest: String,
     pub diff_id: String,
     /// The blob's (compressed) size.
@@ -56,6 +123,11 @@ pub struct Summary {
     pub manifest_digest: String,
     pub config_digest: String,
     pub layers: Vec<LayerSummary>,
+    /// How the server's files were cut into layers.
+    pub layering: Layering,
+    /// With layers by package: the package files that went into the server's own layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owned_in_server: Option<OwnedInServer>,
     pub stats: LayerStats,
     /// What the rehost layer holds, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,17 +205,37 @@ pub fn convert(
 
     let architecture =
         crate::inventory::arch::detect(source).unwrap_or_else(|| host_architecture().into());
-    let layer = build_layer(
-        source,
-        &excludes,
-        &LayerOptions {
-            compression: options.compression,
-            threads: options.threads,
-            source_date_epoch: options.source_date_epoch,
-        },
-        &out,
-        progress,
-    )?;
+    let layer_options = LayerOptions {
+        compression: options.compression,
+        threads: options.threads,
+        source_date_epoch: options.source_date_epoch,
+    };
+    let (pieces, stats, owned_in_server) = match package_db(source, options)? {
+        None => {
+            let layer = build_layer(source, &excludes, &layer_options, &out, progress)?;
+            let stats = layer.stats.clone();
+            (vec![Piece::server(layer)], stats, None)
+        }
+        Some((db, cut)) => {
+            let built = build_layers(source, &excludes, &layer_options, &db, &cut, &out, progress)?;
+            let mut pieces: Vec<Piece> = built
+                .packages
+                .into_iter()
+                .map(|p| Piece {
+                    layer: p.layer,
+                    role: LayerRole::Packages,
+                    group: Some(p.group),
+                    packages: p.packages,
+                })
+                .collect();
+            pieces.push(Piece::server(built.server));
+            (pieces, built.stats, Some(built.owned_in_server))
+        }
+    };
+    let layering = match owned_in_server {
+        Some(_) => Layering::Packages,
+        None => Layering::One,
+    };
 
     let rich_layer = match &rich {
         Some(planned) => Some(crate::image::rich::write(
@@ -168,12 +260,31 @@ pub fn convert(
         env!("CARGO_PKG_VERSION").to_string(),
     );
     let mut run = image::RunConfig::default();
-    let mut diff_ids = vec![layer.diff_id.clone()];
-    let mut history = vec![History {
-        created: created.clone(),
-        created_by: Some(format!("rehost convert ({})", source.describe())),
-        comment: Some("the server's filesystem".into()),
-    }];
+    let mut diff_ids: Vec<String> = pieces.iter().map(|p| p.layer.diff_id.clone()).collect();
+    let mut history: Vec<History> = pieces
+        .iter()
+        .map(|p| match p.role {
+            LayerRole::Packages => History {
+                created: created.clone(),
+                created_by: Some("rehost convert --layers packages".into()),
+                comment: Some(format!(
+                    "packages ({}): {}",
+                    p.group.as_deref().unwrap_or_default(),
+                    p.packages.join(" ")
+                )),
+            },
+            _ => History {
+                created: created.clone(),
+                created_by: Some(format!("rehost convert ({})", source.describe())),
+                comment: Some(match layering {
+                    Layering::One => "the server's filesystem".into(),
+                    Layering::Packages => {
+                        "the server's own files: not from a package, or changed".into()
+                    }
+                }),
+            },
+        })
+        .collect();
     let mut manifest_annotations = BTreeMap::new();
     for p in &plan.port {
         run.exposed_ports
@@ -201,7 +312,8 @@ pub fn convert(
     for v in &plan.volume {
         run.volumes.insert(v.path.clone(), image::Empty {});
     }
-    if let (Some(planned), Some(built)) = (&rich, &rich_layer) {
+    let mut pieces = pieces;
+    if let (Some(planned), Some(built)) = (&rich, rich_layer) {
         run.entrypoint = Some(planned.entrypoint.clone());
         run.stop_signal = Some(planned.stop_signal.clone());
         run.healthcheck = planned.healthcheck.clone();
@@ -215,6 +327,12 @@ pub fn convert(
             created: created.clone(),
             created_by: Some(format!("rehost convert --init {}", planned.config.mode)),
             comment: Some("the rehost layer: init, hooks, masks, identity scrubbing".into()),
+        });
+        pieces.push(Piece {
+            layer: built,
+            role: LayerRole::Rehost,
+            group: None,
+            packages: Vec::new(),
         });
     }
     run.labels = labels;
@@ -235,13 +353,20 @@ pub fn convert(
         schema_version: 2,
         media_type: Some(image::MEDIA_MANIFEST.into()),
         config: config_desc.clone(),
-        layers: std::iter::once(&layer)
-            .chain(rich_layer.as_ref())
-            .map(|l| Descriptor {
-                media_type: l.media_type.clone(),
-                digest: l.digest.clone(),
-                size: l.size,
-                annotations: BTreeMap::new(),
+        layers: pieces
+            .iter()
+            .map(|p| Descriptor {
+                media_type: p.layer.media_type.clone(),
+                digest: p.layer.digest.clone(),
+                size: p.layer.size,
+                // Which layers are the server's, for `rehost sbom`; with one layer the
+                // manifest stays as it always was.
+                annotations: match layering {
+                    Layering::One => BTreeMap::new(),
+                    Layering::Packages => {
+                        BTreeMap::from([(LAYER_ANNOTATION.into(), p.role.as_str().into())])
+                    }
+                },
                 platform: None,
             })
             .collect(),
@@ -268,16 +393,22 @@ pub fn convert(
         architecture,
         manifest_digest: manifest_desc.digest,
         config_digest: config_desc.digest,
-        layers: std::iter::once(&layer)
-            .chain(rich_layer.as_ref())
-            .map(|l| LayerSummary {
-                digest: l.digest.clone(),
-                diff_id: l.diff_id.clone(),
-                size: l.size,
-                uncompressed_size: l.stats.tar_bytes,
-                media_type: l.media_type.clone(),
+        layers: pieces
+            .into_iter()
+            .map(|p| LayerSummary {
+                role: p.role,
+                group: p.group,
+                packages: p.packages,
+                files: p.layer.stats.files,
+                digest: p.layer.digest,
+                diff_id: p.layer.diff_id,
+                size: p.layer.size,
+                uncompressed_size: p.layer.stats.tar_bytes,
+                media_type: p.layer.media_type,
             })
             .collect(),
+        layering,
+        owned_in_server,
         rich: rich.map(|p| RichSummary {
             mode: p.config.mode.as_str().into(),
             init: p.init_path.clone(),
@@ -297,9 +428,54 @@ pub fn convert(
             dropped: p.dropped.clone(),
             scrubbed: p.scrubbed.clone(),
         }),
-        stats: layer.stats,
+        stats,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// One layer of the image and what it holds.
+struct Piece {
+    layer: BuiltLayer,
+    role: LayerRole,
+    group: Option<String>,
+    packages: Vec<String>,
+}
+
+impl Piece {
+    fn server(layer: BuiltLayer) -> Piece {
+        Piece {
+            layer,
+            role: LayerRole::Server,
+            group: None,
+            packages: Vec::new(),
+        }
+    }
+}
+
+/// The package database and its cut into layers, when the image is layered by package.
+fn package_db(source: &dyn Source, options: &ConvertOptions) -> Result<Option<(PackageDb, Cut)>> {
+    if options.layers == Some(Layering::One) {
+        return Ok(None);
+    }
+    let db = PackageDb::read(&Root::new(source)).filter(|db| !db.packages.is_empty());
+    let db = match (db, options.layers) {
+        (Some(db), _) => db,
+        (None, Some(Layering::Packages)) => {
+            return Err(Error::Profile {
+                path: "--layers packages".into(),
+                reason: format!(
+                    "{}: no package database rehost reads (dpkg, apk); use --layers one",
+                    source.describe()
+                ),
+            })
+        }
+        (None, _) => return Ok(None),
+    };
+    let cut = Cut::new(&db.packages, options.max_layers).map_err(|e| Error::Profile {
+        path: "--max-layers".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some((db, cut)))
 }
 
 /// When the output is written inside the source (converting `/` to a file under it),

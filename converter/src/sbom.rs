@@ -269,6 +269,7 @@ mod tests {
             name: "libc6".into(),
             version: "1:2.36+deb12u4".into(),
             architecture: "amd64".into(),
+            installed_size: 0,
         };
         assert_eq!(
             purl("dpkg", "debian", &p),

@@ -34,6 +34,9 @@ pub const PORT_SERVICES_LABEL: &str = "io.rehost.port.services";
 /// Label: the plan's HTTP checks, as `PORT/PATH` items, comma-separated
 /// ([`http_checks_label`], [`parse_http_checks`]): probes for `rehost deploy`.
 pub const HTTP_CHECKS_LABEL: &str = "io.rehost.checks.http";
+/// Layer annotation (in the manifest): what a layer holds, `packages`, `server` or
+/// `rehost`, on images layered by package (an image of one layer has none).
+pub const LAYER_ANNOTATION: &str = "io.rehost.layer";
 /// Label and manifest annotation: the mounts systemd expects in a systemd-mode container.
 pub const SYSTEMD_MOUNTS_ANNOTATION: &str = "io.rehost.systemd.mounts";
 

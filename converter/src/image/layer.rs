@@ -110,6 +110,35 @@ impl LayerBlob {
         })
     }
 
+    /// Compresses a whole tar stream already written (a package layer's, kept in a
+    /// temporary file while the walk went on) into a blob; `diff_id` and `stats.tar_bytes`
+    /// are the stream's, hashed as it was written.
+    pub fn from_tar(
+        out: &LayoutWriter,
+        compression: Compression,
+        threads: usize,
+        tar: &mut dyn Read,
+        diff_id: String,
+        stats: LayerStats,
+    ) -> Result<BuiltLayer> {
+        let blob = out.blob()?;
+        let blob_path = blob.path().to_path_buf();
+        let (dir, tmp, writer) = blob.into_writer();
+        let mut compressed = compress::writer(writer, compression, threads).at(&blob_path)?;
+        io::copy(tar, &mut compressed).at(&blob_path)?;
+        let writer = compressed
+            .finish_into()
+            .map_err(|e| Error::io(&blob_path, e))?;
+        let (digest, size) = BlobWriter::commit_parts(&dir, &tmp, writer)?;
+        Ok(BuiltLayer {
+            digest,
+            diff_id,
+            size,
+            media_type: compression.layer_media_type().into(),
+            stats,
+        })
+    }
+
     /// Where the blob is written, for messages.
     pub fn path(&self) -> &std::path::Path {
         &self.blob_path
@@ -145,14 +174,7 @@ pub fn build_layer(
     let mut blob = LayerBlob::create(out, options.compression, options.threads)?;
 
     let mut stats = LayerStats::default();
-    let mut builder = Builder {
-        source,
-        excludes,
-        epoch: options.source_date_epoch,
-        excluded_dir: None,
-        first_name: HashMap::new(),
-        progress: Progress::default(),
-    };
+    let mut builder = Builder::new(source, excludes, options.source_date_epoch);
     let skipped =
         source.walk(&mut |entry| builder.add(entry, &mut blob.tar, &mut stats, progress))?;
     stats.skipped.append(skipped);
@@ -169,14 +191,7 @@ pub fn write_tree<W: io::Write>(
 ) -> Result<(W, LayerStats)> {
     let mut tar = TarWriter::new(out);
     let mut stats = LayerStats::default();
-    let mut builder = Builder {
-        source,
-        excludes,
-        epoch: None,
-        excluded_dir: None,
-        first_name: HashMap::new(),
-        progress: Progress::default(),
-    };
+    let mut builder = Builder::new(source, excludes, None);
     let skipped = source.walk(&mut |entry| builder.add(entry, &mut tar, &mut stats, progress))?;
     stats.skipped.append(skipped);
     stats.tar_bytes = tar.written();
@@ -184,7 +199,9 @@ pub fn write_tree<W: io::Write>(
     Ok((out, stats))
 }
 
-struct Builder<'a> {
+/// Writes the entries of a walk into one tar stream: exclusions, hardlinks, vanished
+/// files. Layers by package hand it what stays in the server's own layer.
+pub(super) struct Builder<'a> {
     source: &'a dyn Source,
     excludes: &'a Excludes,
     epoch: Option<i64>,
@@ -198,19 +215,39 @@ struct Builder<'a> {
     progress: Progress,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    pub(super) fn new(source: &'a dyn Source, excludes: &'a Excludes, epoch: Option<i64>) -> Self {
+        Builder {
+            source,
+            excludes,
+            epoch,
+            excluded_dir: None,
+            first_name: HashMap::new(),
+            progress: Progress::default(),
+        }
+    }
+
     fn add<W: io::Write>(
         &mut self,
-        mut entry: Entry,
+        entry: Entry,
         tar: &mut TarWriter<W>,
         stats: &mut LayerStats,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<()> {
+        match self.admit(entry, stats) {
+            Some(entry) => self.keep(entry, tar, stats, progress),
+            None => Ok(()),
+        }
+    }
+
+    /// The entry as it goes into the image (its mtime clamped), or `None` when it is
+    /// left out (counted by reason).
+    pub(super) fn admit(&mut self, mut entry: Entry, stats: &mut LayerStats) -> Option<Entry> {
         if let Some(reason) = self.exclusion(&entry.path) {
             let e = stats.excluded.entry(reason).or_default();
             e.entries += 1;
             e.bytes += entry.size;
-            return Ok(());
+            return None;
         }
         if let Some(epoch) = self.epoch {
             if entry.mtime > epoch {
@@ -218,6 +255,39 @@ impl Builder<'_> {
                 entry.mtime_nsec = 0;
             }
         }
+        Some(entry)
+    }
+
+    /// Clamps the mtime as [`Builder::admit`] does, for an entry written again.
+    pub(super) fn clamp(&self, entry: &mut Entry) {
+        if let Some(epoch) = self.epoch {
+            if entry.mtime > epoch {
+                entry.mtime = epoch;
+                entry.mtime_nsec = 0;
+            }
+        }
+    }
+
+    /// Whether a name of the hardlink group `key` is written already.
+    pub(super) fn has_group(&self, key: (u64, u64)) -> bool {
+        self.first_name.contains_key(&key)
+    }
+
+    /// Counts a file written elsewhere (into a package's layer) in the progress.
+    pub(super) fn written_elsewhere(&mut self, bytes: u64, progress: &mut dyn FnMut(Progress)) {
+        self.progress.bytes += bytes;
+        self.progress.entries += 1;
+        progress(self.progress);
+    }
+
+    /// Writes an admitted entry.
+    pub(super) fn keep<W: io::Write>(
+        &mut self,
+        entry: Entry,
+        tar: &mut TarWriter<W>,
+        stats: &mut LayerStats,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
         let shown = || entry_path(&entry);
         match entry.kind {
             Kind::File => {
@@ -320,7 +390,10 @@ impl Builder<'_> {
     }
 }
 
-fn open_content<'s>(source: &'s dyn Source, entry: &Entry) -> Result<Box<dyn Read + Send + 's>> {
+pub(super) fn open_content<'s>(
+    source: &'s dyn Source,
+    entry: &Entry,
+) -> Result<Box<dyn Read + Send + 's>> {
     match &entry.sparse {
         Some(extents) => source.open_extents(&entry.path, extents),
         None => source.open(&entry.path),
@@ -331,7 +404,7 @@ fn entry_path(entry: &Entry) -> String {
     entry.display().to_string()
 }
 
-fn vanished(entry: &Entry) -> Skipped {
+pub(super) fn vanished(entry: &Entry) -> Skipped {
     Skipped {
         path: entry_path(entry),
         reason: "vanished while reading".into(),
@@ -339,7 +412,7 @@ fn vanished(entry: &Entry) -> Skipped {
 }
 
 /// A source reader whose errors say they are the source's, not the output's.
-struct Tagged<R>(R);
+pub(super) struct Tagged<R>(pub R);
 
 #[derive(Debug)]
 struct SourceRead(io::Error);
@@ -362,7 +435,7 @@ impl<R: Read> Read for Tagged<R> {
 
 /// A failure while copying a file: reading the source names the file, writing the
 /// layer names the layer.
-fn append_error(entry: &Entry, e: io::Error) -> Error {
+pub(super) fn append_error(entry: &Entry, e: io::Error) -> Error {
     if e.get_ref().is_some_and(|inner| inner.is::<SourceRead>()) {
         let inner = e.into_inner().and_then(|b| b.downcast::<SourceRead>().ok());
         return Error::io(
@@ -375,7 +448,7 @@ fn append_error(entry: &Entry, e: io::Error) -> Error {
     write_error(entry, e)
 }
 
-fn write_error(entry: &Entry, e: io::Error) -> Error {
+pub(super) fn write_error(entry: &Entry, e: io::Error) -> Error {
     Error::io(format!("layer (at {})", entry_path(entry)), e)
 }
 

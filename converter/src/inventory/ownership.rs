@@ -25,6 +25,10 @@ pub struct Package {
     pub name: String,
     pub version: String,
     pub architecture: String,
+    /// The package's own idea of its size (dpkg's Installed-Size, apk's `I:`), in bytes:
+    /// the same on every server, so layers by package can be cut by it.
+    #[serde(skip)]
+    pub installed_size: u64,
 }
 
 /// The digest the package database gives for a file.
@@ -116,6 +120,21 @@ impl PackageDb {
             .map(|o| &self.packages[o.package as usize])
     }
 
+    /// What the database says `path` (no leading `/`) must hold, when a package owns it
+    /// and gives its digest: the check that lets the file go into its package's layer.
+    pub fn check_of(&self, path: &[u8]) -> Option<FileCheck> {
+        let o = self.files.get(path)?;
+        Some(FileCheck {
+            package: o.package as usize,
+            want: o.digest?,
+        })
+    }
+
+    /// Whether a package owns `path` (no leading `/`).
+    pub fn owns(&self, path: &[u8]) -> bool {
+        self.files.contains_key(path)
+    }
+
     /// How many files the database lists.
     pub fn file_count(&self) -> usize {
         self.files.len()
@@ -144,6 +163,10 @@ fn read_dpkg(root: &Root) -> PackageDb {
                         name: name.clone(),
                         version: stanza.get("Version").cloned().unwrap_or_default(),
                         architecture: stanza.get("Architecture").cloned().unwrap_or_default(),
+                        installed_size: stanza
+                            .get("Installed-Size")
+                            .and_then(|k| k.parse::<u64>().ok())
+                            .map_or(0, |k| k.saturating_mul(1024)),
                     },
                     std::mem::take(conffiles),
                 ));
@@ -174,6 +197,7 @@ fn read_dpkg(root: &Root) -> PackageDb {
                 "Status" => "Status",
                 "Version" => "Version",
                 "Architecture" => "Architecture",
+                "Installed-Size" => "Installed-Size",
                 "Conffiles" => {
                     in_conffiles = true;
                     return;
@@ -282,6 +306,7 @@ fn read_apk(root: &Root) -> PackageDb {
                     name: value.to_string(),
                     version: String::new(),
                     architecture: String::new(),
+                    installed_size: 0,
                 });
                 dir.clear();
             }
@@ -293,6 +318,11 @@ fn read_apk(root: &Root) -> PackageDb {
             "A" => {
                 if let Some(p) = &mut pkg {
                     p.architecture = value.to_string();
+                }
+            }
+            "I" => {
+                if let Some(p) = &mut pkg {
+                    p.installed_size = value.trim().parse().unwrap_or(0);
                 }
             }
             "F" => dir = value.trim_matches('/').to_string(),
@@ -398,6 +428,25 @@ fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
         *b = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// A package file's expected content.
+#[derive(Debug, Clone, Copy)]
+pub struct FileCheck {
+    package: usize,
+    want: Digest,
+}
+
+impl FileCheck {
+    /// The owner's index in [`PackageDb::packages`].
+    pub fn package(&self) -> usize {
+        self.package
+    }
+
+    /// Whether `content` is what the package installed; `None` when it cannot be read.
+    pub fn matches(&self, content: &mut dyn Read) -> Option<bool> {
+        digest_of(content, self.want).map(|d| d == self.want)
+    }
 }
 
 /// Builds the report as the inventory's walk goes: [`Tally::visit`] each entry, then

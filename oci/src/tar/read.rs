@@ -119,6 +119,8 @@ pub struct Reader<R> {
     done: bool,
     /// Skips data by seeking, for a stream that can (see [`Reader::seekable`]).
     seek: Option<fn(&mut R, u64) -> io::Result<()>>,
+    /// Reads on past zero blocks to the stream's end (see [`Reader::concatenated`]).
+    concatenated: bool,
 }
 
 impl<R: Read> Reader<R> {
@@ -130,7 +132,17 @@ impl<R: Read> Reader<R> {
             padding: 0,
             done: false,
             seek: None,
+            concatenated: false,
         }
+    }
+
+    /// A reader of archives one after another in one stream (the layers of an image
+    /// whose layers add to each other, never remove), as `tar --ignore-zeros` reads
+    /// them: the end-of-archive blocks between them are passed over.
+    pub fn concatenated(inner: R) -> Self {
+        let mut reader = Reader::new(inner);
+        reader.concatenated = true;
+        reader
     }
 
     /// Bytes of the stream read so far.
@@ -377,17 +389,23 @@ impl<R: Read> Reader<R> {
     /// The next header block; `None` at the end (a zero block, or the stream's end).
     fn header_block(&mut self) -> Result<Option<[u8; 512]>, TarError> {
         let mut block = [0u8; 512];
-        let at = self.pos;
-        let got = read_full(&mut self.inner, &mut block)?;
-        self.pos += got as u64;
-        if got == 0 {
-            return Ok(None);
-        }
-        if got < block.len() {
-            return Err(TarError::Truncated { at: self.pos });
-        }
-        if block.iter().all(|&b| b == 0) {
-            return Ok(None);
+        let mut at = self.pos;
+        loop {
+            let got = read_full(&mut self.inner, &mut block)?;
+            self.pos += got as u64;
+            if got == 0 {
+                return Ok(None);
+            }
+            if got < block.len() {
+                return Err(TarError::Truncated { at: self.pos });
+            }
+            if !block.iter().all(|&b| b == 0) {
+                break;
+            }
+            if !self.concatenated {
+                return Ok(None);
+            }
+            at = self.pos;
         }
         if !checksum_ok(&block) {
             return Err(TarError::Checksum { at });

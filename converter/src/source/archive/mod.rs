@@ -86,9 +86,9 @@ impl ArchiveSource {
         let compression = detect(path, &magic[..n])?;
         if compression == Compression::None {
             let reader = file.try_clone().at(path)?;
-            Self::index(path, reader, None, file)
+            Self::index(path, reader, false, file)
         } else {
-            Self::from_reader(path, Box::new(file), compression)
+            Self::from_reader(path, Box::new(file), compression, false)
         }
     }
 
@@ -102,7 +102,7 @@ impl ArchiveSource {
         let head = io::Cursor::new(magic[..n].to_vec());
         // Keep reading through the same lock: taking a second one would wait forever.
         let rest: Box<dyn Read> = Box::new(head.chain(stdin));
-        Self::from_reader(path, rest, compression)
+        Self::from_reader(path, rest, compression, false)
     }
 
     /// Reads an archive from any stream (a remote server's), its compression found from
@@ -112,10 +112,26 @@ impl ArchiveSource {
         let n = read_full(&mut raw, &mut magic).at(name)?;
         let compression = detect(name, &magic[..n])?;
         let head = io::Cursor::new(magic[..n].to_vec());
-        Self::from_reader(name, Box::new(head.chain(raw)), compression)
+        Self::from_reader(name, Box::new(head.chain(raw)), compression, false)
     }
 
-    fn from_reader(path: &Path, raw: Box<dyn Read + '_>, compression: Compression) -> Result<Self> {
+    /// Reads the layers of an image as one tree, their blobs given one after another in
+    /// one stream (of one compression): a later entry of a path replaces an earlier one.
+    /// For images whose layers only add (rehost's layers by package), not for whiteouts.
+    pub fn from_layers(name: &Path, mut raw: Box<dyn Read + '_>) -> Result<Self> {
+        let mut magic = [0u8; 512];
+        let n = read_full(&mut raw, &mut magic).at(name)?;
+        let compression = detect(name, &magic[..n])?;
+        let head = io::Cursor::new(magic[..n].to_vec());
+        Self::from_reader(name, Box::new(head.chain(raw)), compression, true)
+    }
+
+    fn from_reader(
+        path: &Path,
+        raw: Box<dyn Read + '_>,
+        compression: Compression,
+        concatenated: bool,
+    ) -> Result<Self> {
         let decoded: Box<dyn Read> = match compression {
             Compression::Gzip => {
                 Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(raw)))
@@ -129,15 +145,18 @@ impl ArchiveSource {
             inner: decoded,
             copy: io::BufWriter::with_capacity(1 << 20, writer),
         };
-        Self::index(path, tee, Some(()), spool)
+        Self::index(path, tee, concatenated, spool)
     }
 
-    fn index<R: Read>(path: &Path, reader: R, _spooled: Option<()>, data: File) -> Result<Self> {
+    fn index<R: Read>(path: &Path, reader: R, concatenated: bool, data: File) -> Result<Self> {
         let bad = |reason: String| Error::Archive {
             archive: path.to_path_buf(),
             reason,
         };
-        let mut archive = oci::tar::Reader::new(reader);
+        let mut archive = match concatenated {
+            true => oci::tar::Reader::concatenated(reader),
+            false => oci::tar::Reader::new(reader),
+        };
         let mut runs = Runs::default();
         let mut links: Vec<Link> = Vec::new();
         let mut seq = 0u64;

@@ -303,3 +303,26 @@ fn gnu_sparse_extension_blocks_are_read() {
         40
     );
 }
+
+/// Layers one after another: a plain reader stops at the first end-of-archive blocks,
+/// a concatenated one reads on to the stream's end, and still checks every header.
+#[test]
+fn concatenated_archives_read_as_one() {
+    let mut two = archive(&[(&header("a", b'0', 1), b"A")]);
+    two.extend(archive(&[(&header("b", b'0', 1), b"B")]));
+    let names = |mut r: Reader<&[u8]>| -> Result<Vec<Vec<u8>>, TarError> {
+        let mut out = Vec::new();
+        while let Some(h) = r.next_entry()? {
+            out.push(h.path);
+        }
+        Ok(out)
+    };
+    assert_eq!(names(Reader::new(&two)).unwrap(), [b"a".to_vec()]);
+    assert_eq!(
+        names(Reader::concatenated(&two)).unwrap(),
+        [b"a".to_vec(), b"b".to_vec()]
+    );
+    let mut broken = two.clone();
+    broken.extend_from_slice(&[1u8; 512]);
+    assert!(names(Reader::concatenated(&broken)).is_err());
+}
