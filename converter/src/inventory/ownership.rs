@@ -412,6 +412,7 @@ fn read_rpm(root: &Root) -> Option<PackageDb> {
             name: p.name,
             version: p.version,
             architecture: p.arch,
+            installed_size: p.installed_size,
         });
     }
     canonical_paths(root, &mut db);

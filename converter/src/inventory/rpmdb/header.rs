@@ -13,6 +13,7 @@ const TAG_NAME: u32 = 1000;
 const TAG_VERSION: u32 = 1001;
 const TAG_RELEASE: u32 = 1002;
 const TAG_EPOCH: u32 = 1003;
+const TAG_SIZE: u32 = 1009;
 const TAG_ARCH: u32 = 1022;
 const TAG_OLDFILENAMES: u32 = 1027;
 const TAG_FILEDIGESTS: u32 = 1035;
@@ -21,8 +22,10 @@ const TAG_DIRINDEXES: u32 = 1116;
 const TAG_BASENAMES: u32 = 1117;
 const TAG_DIRNAMES: u32 = 1118;
 const TAG_FILEDIGESTALGO: u32 = 5011;
+const TAG_LONGSIZE: u32 = 5009;
 
 const TYPE_INT32: u32 = 4;
+const TYPE_INT64: u32 = 5;
 const TYPE_STRING: u32 = 6;
 const TYPE_STRING_ARRAY: u32 = 8;
 const TYPE_I18NSTRING: u32 = 9;
@@ -58,6 +61,8 @@ pub struct RpmPackage {
     /// `[EPOCH:]VERSION-RELEASE`.
     pub version: String,
     pub arch: String,
+    /// The bytes its files take once installed (rpm's SIZE, or LONGSIZE past 4 GiB).
+    pub installed_size: u64,
     pub algo: Algo,
     pub files: Vec<RpmFile>,
 }
@@ -89,6 +94,13 @@ pub fn parse(blob: &[u8]) -> Result<RpmPackage, RpmError> {
         (None, true) => version,
     };
     let arch = header.string(TAG_ARCH)?.unwrap_or_default();
+    let installed_size = match header.int64(TAG_LONGSIZE)? {
+        Some(n) => n,
+        None => header
+            .int32s(TAG_SIZE)?
+            .and_then(|s| s.first().copied())
+            .unwrap_or(0) as u64,
+    };
     let algo = match header
         .int32s(TAG_FILEDIGESTALGO)?
         .and_then(|a| a.first().copied())
@@ -144,6 +156,7 @@ pub fn parse(blob: &[u8]) -> Result<RpmPackage, RpmError> {
         name,
         version,
         arch,
+        installed_size,
         algo,
         files,
     })
@@ -221,6 +234,22 @@ impl<'a> Header<'a> {
         Ok(self.strings(tag)?.and_then(|s| s.into_iter().next()))
     }
 
+    fn int64(&self, tag: u32) -> Result<Option<u64>, RpmError> {
+        let Some(e) = self.find(tag) else {
+            return Ok(None);
+        };
+        if e.kind != TYPE_INT64 {
+            return Err(RpmError::Header("an integer tag of another type"));
+        }
+        let bytes = self
+            .at(e)?
+            .get(..8)
+            .ok_or(RpmError::Header("an integer runs past the data"))?;
+        let mut v = [0u8; 8];
+        v.copy_from_slice(bytes);
+        Ok(Some(u64::from_be_bytes(v)))
+    }
+
     fn int32s(&self, tag: u32) -> Result<Option<Vec<u32>>, RpmError> {
         let Some(e) = self.find(tag) else {
             return Ok(None);
@@ -286,6 +315,7 @@ pub(super) mod tests {
             (TAG_RELEASE, TYPE_STRING, 1, strs(&["3.el7"])),
             (TAG_EPOCH, TYPE_INT32, 1, ints(&[1])),
             (TAG_ARCH, TYPE_STRING, 1, strs(&["noarch"])),
+            (TAG_SIZE, TYPE_INT32, 1, ints(&[123_456])),
             (
                 TAG_DIRNAMES,
                 TYPE_STRING_ARRAY,
@@ -322,6 +352,7 @@ pub(super) mod tests {
             ("webapp", "1:2.4-3.el7", "noarch")
         );
         assert_eq!(p.algo, Algo::Md5);
+        assert_eq!(p.installed_size, 123_456);
         let paths: Vec<&str> = p.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
