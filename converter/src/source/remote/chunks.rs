@@ -14,8 +14,9 @@
 //! signatures it holds in its request, and the helper answers "reuse" for a chunk whose
 //! signature still matches instead of sending it. The chunks, sent or reused, make the
 //! same tar an uninterrupted run gives. A chunk during which a file vanished, shrank,
-//! grew or could not be read is sent but not kept. The cache goes once the image is
-//! written.
+//! grew or could not be read is sent but not kept. A kept chunk is named by the digest
+//! of its bytes too, checked as it is replayed (so it needs no fsync). The cache goes
+//! once the image is written.
 //!
 //! The stream: [`MAGIC`], then per chunk either `D`, the signature, blocks (a 32-bit
 //! big-endian length and that many bytes, until a length of 0) and a byte saying whether
@@ -26,7 +27,7 @@ use crate::error::{IoContext, Result};
 use crate::image::layer::{Progress, TreeParts};
 use oci::tar::TarWriter;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -264,9 +265,13 @@ impl<W: Write> Write for Blocks<'_, W> {
 }
 
 /// Here: the chunks an interrupted capture of one server's path left, by signature.
+/// Each file is named by its signature and the digest of its bytes, checked when it is
+/// replayed: a damaged one is removed and named, never read into an image.
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    /// Signature → the kept file's name.
+    kept: HashMap<Signature, String>,
 }
 
 /// Caches of captures not touched for this long are removed by the next capture.
@@ -287,13 +292,23 @@ impl Cache {
         let name = hex::encode(&Sha256::digest(key.as_bytes())[..12]);
         let dir = all.join(name);
         std::fs::create_dir_all(&dir).ok()?;
-        // Parts of chunks a killed run was receiving.
-        for e in std::fs::read_dir(&dir).ok()?.flatten() {
-            if e.file_name().as_encoded_bytes().ends_with(b".part") {
+        Some(Cache::in_dir(dir))
+    }
+
+    /// The chunks kept in `dir`; parts of chunks a killed run was receiving go.
+    fn in_dir(dir: PathBuf) -> Cache {
+        let mut kept = HashMap::new();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            if name.ends_with(".part") {
                 let _ = std::fs::remove_file(e.path());
+            } else if let Some((sig, _)) = split_name(&name) {
+                kept.insert(sig, name);
             }
         }
-        Some(Cache { dir })
+        Cache { dir, kept }
     }
 
     pub fn dir(&self) -> &Path {
@@ -302,27 +317,29 @@ impl Cache {
 
     /// The signatures held, as the request lists them.
     pub fn signatures(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let sig = name.strip_suffix(".zst")?;
-                parse_signature(sig).map(|_| sig.to_string())
-            })
-            .collect()
-    }
-
-    fn path(&self, signature: &Signature) -> PathBuf {
-        self.dir.join(format!("{}.zst", hex::encode(signature)))
+        self.kept.keys().map(hex::encode).collect()
     }
 
     /// The image is written: nothing is left to resume.
     pub fn clear(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `SIGNATURE.DIGEST.zst`: the chunk's signature and the digest of its bytes.
+fn split_name(name: &str) -> Option<(Signature, Digest16)> {
+    let (sig, rest) = name.strip_suffix(".zst")?.split_once('.')?;
+    Some((
+        parse_signature(sig)?,
+        hex::decode(rest).ok()?.try_into().ok()?,
+    ))
+}
+
+type Digest16 = [u8; 16];
+
+fn digest16(h: Sha256) -> Digest16 {
+    let full: [u8; 32] = h.finalize().into();
+    full[..16].try_into().expect("16 of 32 bytes")
 }
 
 fn sweep(all: &Path) {
@@ -357,11 +374,23 @@ enum State {
     Data {
         signature: Signature,
         left: u32,
-        part: Option<(PathBuf, io::BufWriter<File>)>,
+        part: Option<Part>,
     },
-    Reuse(File),
+    Reuse {
+        file: File,
+        path: PathBuf,
+        hasher: Sha256,
+        want: Digest16,
+    },
     Trailer(io::Cursor<Vec<u8>>),
     Done,
+}
+
+/// A chunk being received into the cache.
+struct Part {
+    path: PathBuf,
+    file: io::BufWriter<File>,
+    hasher: Sha256,
 }
 
 impl<R: Read> Receiver<R> {
@@ -413,9 +442,13 @@ impl<R: Read> Receiver<R> {
             DATA => {
                 self.count(|c| c.chunks += 1);
                 let part = self.cache.as_ref().and_then(|c| {
-                    let path = c.path(&signature).with_extension("part");
+                    let path = c.dir.join(format!("{}.part", hex::encode(signature)));
                     let file = File::create(&path).ok()?;
-                    Some((path, io::BufWriter::new(file)))
+                    Some(Part {
+                        path,
+                        file: io::BufWriter::new(file),
+                        hasher: Sha256::new(),
+                    })
                 });
                 Ok(State::Data {
                     signature,
@@ -424,8 +457,13 @@ impl<R: Read> Receiver<R> {
                 })
             }
             REUSE => {
-                let path = self.cache.as_ref().map(|c| c.path(&signature));
-                let file = path.and_then(|p| File::open(p).ok()).ok_or_else(|| {
+                let kept = self.cache.as_ref().and_then(|c| {
+                    let name = c.kept.get(&signature)?;
+                    let path = c.dir.join(name);
+                    let file = File::open(&path).ok()?;
+                    Some((file, path, split_name(name)?.1))
+                });
+                let (file, path, want) = kept.ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::NotFound,
                         format!(
@@ -435,7 +473,12 @@ impl<R: Read> Receiver<R> {
                     )
                 })?;
                 self.count(|c| c.reused_chunks += 1);
-                Ok(State::Reuse(file))
+                Ok(State::Reuse {
+                    file,
+                    path,
+                    hasher: Sha256::new(),
+                    want,
+                })
             }
             other => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -469,12 +512,18 @@ impl<R: Read> Read for Receiver<R> {
                         signature, part, ..
                     } = std::mem::replace(&mut self.state, State::Tag)
                     {
-                        if let (Some((path, file)), Some(cache)) = (part, &self.cache) {
+                        if let (Some(part), Some(cache)) = (part, &self.cache) {
+                            // Not synced: a file a crash damages fails its digest.
+                            let name = format!(
+                                "{}.{}.zst",
+                                hex::encode(signature),
+                                hex::encode(digest16(part.hasher))
+                            );
                             let kept = clean[0] == 1
-                                && file.into_inner().is_ok_and(|f| f.sync_data().is_ok())
-                                && std::fs::rename(&path, cache.path(&signature)).is_ok();
+                                && part.file.into_inner().is_ok()
+                                && std::fs::rename(&part.path, cache.dir.join(name)).is_ok();
                             if !kept {
-                                let _ = std::fs::remove_file(&path);
+                                let _ = std::fs::remove_file(&part.path);
                             }
                         }
                     }
@@ -487,23 +536,39 @@ impl<R: Read> Read for Receiver<R> {
                     }
                     *left -= n as u32;
                     // A cache that cannot be written only loses the resume.
-                    if let Some((path, file)) = part {
-                        if file.write_all(&buf[..n]).is_err() {
-                            let _ = std::fs::remove_file(path);
+                    if let Some(p) = part {
+                        p.hasher.update(&buf[..n]);
+                        if p.file.write_all(&buf[..n]).is_err() {
+                            let _ = std::fs::remove_file(&p.path);
                             *part = None;
                         }
                     }
                     self.count(|c| c.bytes += n as u64);
                     return Ok(n);
                 }
-                State::Reuse(file) => {
+                State::Reuse {
+                    file,
+                    path,
+                    hasher,
+                    want,
+                } => {
                     let n = file.read(buf)?;
-                    if n == 0 {
-                        self.state = State::Tag;
-                        continue;
+                    if n > 0 {
+                        hasher.update(&buf[..n]);
+                        self.count(|c| c.reused_bytes += n as u64);
+                        return Ok(n);
                     }
-                    self.count(|c| c.reused_bytes += n as u64);
-                    return Ok(n);
+                    if digest16(std::mem::take(hasher)) != *want {
+                        let _ = std::fs::remove_file(&*path);
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "the kept chunk {} was damaged (now removed): run again",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    self.state = State::Tag;
                 }
                 State::Trailer(cursor) => {
                     let n = cursor.read(buf)?;
@@ -520,12 +585,8 @@ impl<R: Read> Read for Receiver<R> {
 
 impl<R> Drop for Receiver<R> {
     fn drop(&mut self) {
-        if let State::Data {
-            part: Some((path, _)),
-            ..
-        } = &self.state
-        {
-            let _ = std::fs::remove_file(path);
+        if let State::Data { part: Some(p), .. } = &self.state {
+            let _ = std::fs::remove_file(&p.path);
         }
     }
 }
@@ -581,21 +642,15 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         tree(root.path());
         let cache_dir = tempfile::tempdir().unwrap();
-        let cache = Cache {
-            dir: cache_dir.path().to_path_buf(),
-        };
+        let cache = Cache::in_dir(cache_dir.path().to_path_buf());
         let full = stream(root.path(), &[]);
         // The uninterrupted run, with no cache.
-        let none = Cache {
-            dir: cache_dir.path().join("none"),
-        };
         let counts = Arc::new(Mutex::new(Received::default()));
         let mut frames = Vec::new();
         Receiver::new(&full[..], None, counts)
             .read_to_end(&mut frames)
             .unwrap();
         let want = zstd::stream::decode_all(&frames[..]).unwrap();
-        assert!(!none.dir.exists());
 
         // Cut two thirds in: the chunks received before it are kept, the one cut is not.
         let cut = &full[..full.len() * 2 / 3];
@@ -607,6 +662,7 @@ mod tests {
             "a cut stream reads to its end"
         );
         drop(rx);
+        let cache = Cache::in_dir(cache_dir.path().to_path_buf());
         let kept = cache.signatures();
         assert!(!kept.is_empty(), "nothing kept");
         assert!(std::fs::read_dir(&cache.dir)
@@ -623,8 +679,29 @@ mod tests {
 
         // A changed file is sent again.
         std::fs::write(root.path().join("b/two"), b"TWO").unwrap();
+        let cache = Cache::in_dir(cache_dir.path().to_path_buf());
         let changed = stream(root.path(), &cache.signatures());
-        let (got, _) = receive(&changed, &cache);
+        let (got, counts) = receive(&changed, &cache);
         assert_ne!(got, want);
+        assert!(counts.reused_chunks > 0 && counts.chunks > 0, "{counts:?}");
+
+        // A kept chunk damaged on disk is named and removed, never read into a tree.
+        let cache = Cache::in_dir(cache_dir.path().to_path_buf());
+        let paths: Vec<PathBuf> = cache.kept.values().map(|n| cache.dir.join(n)).collect();
+        for path in &paths {
+            let mut bytes = std::fs::read(path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            std::fs::write(path, bytes).unwrap();
+        }
+        let again = stream(root.path(), &cache.signatures());
+        let counts = Arc::new(Mutex::new(Received::default()));
+        let mut rx = Receiver::new(&again[..], Some(cache.clone()), counts);
+        let err = rx.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert!(
+            paths.iter().any(|p| !p.exists()),
+            "the damaged chunk is still kept"
+        );
     }
 }
