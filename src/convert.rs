@@ -300,6 +300,15 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         }
     }
     println!("manifest  {}", summary.manifest_digest);
+    if let Some(r) = &summary.received {
+        println!(
+            "received  {} in {} chunks, {} in {} chunks reused from an interrupted run",
+            output::bytes(r.bytes),
+            r.chunks,
+            output::bytes(r.reused_bytes),
+            r.reused_chunks
+        );
+    }
     for (reason, e) in &s.excluded {
         println!(
             "excluded  {} entries, {}: {reason}",

@@ -401,3 +401,185 @@ fn a_run_killed_with_sigkill_leaves_nothing_and_the_next_run_sweeps_its_director
         dir.display()
     );
 }
+
+/// The `received` part of a convert's summary: bytes from the network, bytes reused.
+fn received(summary: &serde_json::Value) -> (u64, u64) {
+    let r = &summary["received"];
+    (
+        r["bytes"]
+            .as_u64()
+            .expect("no received bytes in the summary"),
+        r["reused_bytes"].as_u64().unwrap(),
+    )
+}
+
+/// A capture cut by a dropped connection at about half way fails with one line and
+/// leaves no image; the rerun resumes: it receives less than half of what a whole run
+/// does, and gives the tree the whole run gives. The kept chunks go with the image.
+#[test]
+fn a_run_cut_half_way_leaves_no_image_and_the_rerun_receives_less_than_half() {
+    let server = Prepared::new("debian-sysvinit").start(false);
+    let out = tempfile::tempdir().unwrap();
+    let url = server.url("root", "/");
+    let args_for = |image: &Path| {
+        let mut args = vec![
+            "convert".to_string(),
+            url.clone(),
+            "-o".into(),
+            image.to_str().unwrap().into(),
+        ];
+        args.extend(CONVERT.iter().map(|a| a.to_string()));
+        args
+    };
+    let run = |image: &Path| {
+        let args = args_for(image);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let summary = ok(&server.rehost("config", &args), "convert over ssh");
+        serde_json::from_str::<serde_json::Value>(&summary).unwrap()
+    };
+
+    // The whole run: what a capture receives, and the tree.
+    let whole = out.path().join("whole.oci");
+    let (full, reused) = received(&run(&whole));
+    assert_eq!(reused, 0, "a first run reused something");
+    assert!(full > 0);
+    assert_eq!(
+        server.kept_bytes(),
+        0,
+        "chunks kept after the image was written"
+    );
+    let want = tree(&whole, &["proc"]);
+
+    // The cut: the connection goes (its ssh master dies) once more than half is kept.
+    let cut = out.path().join("cut.oci");
+    let args = args_for(&cut);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = server
+        .rehost_command("config", &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while server.kept_bytes() < full * 55 / 100 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the capture ended before half of it was kept"
+        );
+        assert!(std::time::Instant::now() < deadline, "no progress in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let masters = children_with(child.id(), "ControlMaster=yes");
+    assert_eq!(masters.len(), 1, "not one ssh master: {masters:?}");
+    sh("kill", &["-9", &masters[0].to_string()]);
+    let cut_run = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&cut_run.stderr);
+    assert_eq!(cut_run.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("connection was lost"), "{stderr}");
+    assert!(!cut.exists(), "a cut run left an image");
+    server.assert_nothing_left("a cut capture");
+    assert!(server.kept_bytes() > 0, "the cut run kept nothing");
+
+    // The rerun resumes.
+    let resumed = out.path().join("resumed.oci");
+    let (again, reused) = received(&run(&resumed));
+    assert!(
+        again < full / 2,
+        "the rerun received {again} bytes, a whole run {full}"
+    );
+    assert!(reused > 0, "the rerun reused nothing");
+    assert_same_tree(&want, &tree(&resumed, &["proc"]));
+    assert_eq!(
+        server.kept_bytes(),
+        0,
+        "chunks kept after the image was written"
+    );
+    server.assert_nothing_left("a resumed capture");
+}
+
+/// A file deleted and a file appended to while the capture runs: the run finishes, the
+/// image is written, and the ledger names both, with why.
+#[test]
+fn a_file_deleted_and_a_file_appended_to_during_the_capture_are_in_the_ledger() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let prepared = Prepared::new("debian-sysvinit");
+    // The walk has seen both when it opens the big file (the victim comes after it, in
+    // the same directory); reading it takes a while, during which it grows and the
+    // victim goes.
+    let big = prepared.root.join("srv/growing.log");
+    let victim = prepared.root.join("srv/victim.txt");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    sh(
+        "dd",
+        &[
+            "if=/dev/zero",
+            &format!("of={}", big.display()),
+            "bs=1M",
+            "count=300",
+            "status=none",
+        ],
+    );
+    std::fs::write(&victim, "soon gone\n").unwrap();
+    let server = Arc::new(prepared.start(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, big) = (stop.clone(), big.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(big).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"another line\n").unwrap();
+            }
+        })
+    };
+    let deleter = {
+        let (stop, server, victim) = (stop.clone(), server.clone(), victim.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                if server.has_open("srv/growing.log") {
+                    std::fs::remove_file(&victim).unwrap();
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            false
+        })
+    };
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("ssh.oci");
+    let url = server.url("root", "/");
+    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    let run = server.rehost("config", &args);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        deleter.join().unwrap(),
+        "the big file was never seen open on the server"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok(&run, "convert over ssh of a changing server")).unwrap();
+    let skipped = summary["stats"]["skipped"].as_array().unwrap();
+    let reason = |path: &str| {
+        skipped
+            .iter()
+            .find(|s| s["path"] == path)
+            .and_then(|s| s["reason"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        reason("/srv/growing.log").contains("grew while reading"),
+        "the appended file is not in the ledger: {skipped:?}"
+    );
+    assert!(
+        reason("/srv/victim.txt").contains("vanished"),
+        "the deleted file is not in the ledger: {skipped:?}"
+    );
+    assert!(image.join("index.json").is_file(), "no image");
+    server.assert_nothing_left("a capture of a changing server");
+}

@@ -132,6 +132,9 @@ pub struct Summary {
     /// What the rehost layer holds, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rich: Option<RichSummary>,
+    /// A remote capture: the bytes received, and those reused from an interrupted run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received: Option<crate::source::remote::chunks::Received>,
     pub seconds: f64,
 }
 
@@ -384,6 +387,7 @@ pub fn convert(
             .insert(image::ANNOTATION_CONTAINERD_IMAGE_NAME.into(), full);
     }
     out.commit(manifest_desc.clone(), tag)?;
+    source.image_written();
 
     Ok(Summary {
         source: source.describe(),
@@ -429,6 +433,7 @@ pub fn convert(
             scrubbed: p.scrubbed.clone(),
         }),
         stats,
+        received: source.received(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -348,9 +348,36 @@ impl Server {
                 self.prepared.client.join(config).display()
             ))
             .arg(format!("REHOST_HELPER={}", static_rehost().display()))
+            // The chunks a cut run keeps, this server's own.
+            .arg(format!("XDG_CACHE_HOME={}", self.cache().display()))
             .arg(env!("CARGO_BIN_EXE_rehost"))
             .args(args);
         cmd
+    }
+
+    /// The client's cache directory, where a cut capture keeps its chunks.
+    pub fn cache(&self) -> PathBuf {
+        self.prepared.dir.path().join("cache")
+    }
+
+    /// Bytes of the chunks kept to resume (not those still arriving).
+    pub fn kept_bytes(&self) -> u64 {
+        let mut total = 0;
+        let Ok(servers) = std::fs::read_dir(self.cache().join("rehost/resume")) else {
+            return 0;
+        };
+        for dir in servers.flatten() {
+            for chunk in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if chunk.file_name().to_string_lossy().ends_with(".zst") {
+                    total += chunk.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        total
     }
 
     /// Processes running in the server's root, other than the listening sshd.
@@ -406,6 +433,21 @@ impl Server {
         }
     }
 
+    /// Whether a process in the server's root has a file open whose path ends so.
+    pub fn has_open(&self, suffix: &str) -> bool {
+        self.processes().iter().any(|p| {
+            let pid = p.split(' ').next().unwrap_or_default();
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|t| t.to_string_lossy().ends_with(suffix))
+                })
+        })
+    }
+
     pub fn assert_nothing_left(&self, after: &str) {
         let left = self.leftovers();
         assert!(
@@ -432,6 +474,31 @@ impl Drop for Server {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// The children of a process whose command line holds `needle`.
+pub fn children_with(parent: u32, needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid …: the command may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(parent)
+            && String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .contains(needle)
+        {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// The first layer of an image converted with `--compression none`, as a listing: per

@@ -182,7 +182,7 @@ pub fn build_layer(
 }
 
 /// Streams every entry of `source` that `excludes` keeps as one plain tar into `out`,
-/// with the same walk and encoding as a layer (what a remote capture sends back).
+/// with the same walk and encoding as a layer (the tar a remote capture's chunks make).
 pub fn write_tree<W: io::Write>(
     source: &dyn Source,
     excludes: &Excludes,
@@ -190,14 +190,103 @@ pub fn write_tree<W: io::Write>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(W, LayerStats)> {
     let mut tar = TarWriter::new(out);
-    let mut stats = LayerStats::default();
-    let mut builder = Builder::new(source, excludes, None);
-    let skipped = source.walk(&mut |entry| builder.add(entry, &mut tar, &mut stats, progress))?;
+    let mut parts = TreeParts::new(source, excludes);
+    let skipped = source.walk(&mut |entry| parts.add(entry, &mut tar, progress))?;
+    let mut stats = parts.stats;
     stats.skipped.append(skipped);
     stats.tar_bytes = tar.written();
     let out = tar.finish().map_err(|e| Error::io("tar stream", e))?;
     Ok((out, stats))
 }
+
+/// A tree written in parts, in the walk's order (a remote capture's chunks): what runs
+/// across parts (exclusions, the first names of hardlinked files, the stats) is kept
+/// here, so a part the other side already holds can be passed over without reading it
+/// and the parts after it are written as they would be in one piece.
+pub struct TreeParts<'a> {
+    builder: Builder<'a>,
+    pub stats: LayerStats,
+    /// Entries left out or cut short while written (vanished, shrank, unreadable).
+    pub troubles: u64,
+}
+
+impl<'a> TreeParts<'a> {
+    pub fn new(source: &'a dyn Source, excludes: &'a Excludes) -> Self {
+        TreeParts {
+            builder: Builder::new(source, excludes, None),
+            stats: LayerStats::default(),
+            troubles: 0,
+        }
+    }
+
+    /// Writes one entry into the current part.
+    pub fn add<W: io::Write>(
+        &mut self,
+        entry: Entry,
+        tar: &mut TarWriter<W>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
+        // A socket is skipped every time, as it should be: no trouble.
+        let expected = (entry.kind == Kind::Socket) as u64;
+        let before = self.stats.skipped.total();
+        self.builder.add(entry, tar, &mut self.stats, progress)?;
+        if self.stats.skipped.total() - before > expected {
+            self.troubles += 1;
+        }
+        Ok(())
+    }
+
+    /// Accounts for an entry of a part that is not written (the other side holds it),
+    /// as [`TreeParts::add`] would, without reading the file.
+    pub fn pass(&mut self, entry: &Entry, progress: &mut dyn FnMut(Progress)) {
+        let b = &mut self.builder;
+        let stats = &mut self.stats;
+        if let Some(reason) = b.exclusion(&entry.path) {
+            let e = stats.excluded.entry(reason).or_default();
+            e.entries += 1;
+            e.bytes += entry.size;
+            return;
+        }
+        match entry.kind {
+            Kind::File | Kind::Hardlink => {
+                let known = entry.inode.is_some_and(|k| b.first_name.contains_key(&k));
+                if known {
+                    stats.hardlinks += 1;
+                } else {
+                    if let Some(key) = entry.inode {
+                        b.first_name.insert(key, entry.path.clone());
+                    }
+                    stats.files += 1;
+                    stats.content_bytes += entry.size;
+                    stats.sparse_files += entry.sparse.is_some() as u64;
+                    b.progress.bytes += entry.size;
+                }
+            }
+            Kind::Socket => {
+                stats.skipped.push(Skipped {
+                    path: entry_path(entry),
+                    reason: SOCKET.into(),
+                });
+                return;
+            }
+            Kind::Dir => stats.dirs += 1,
+            Kind::Symlink => stats.symlinks += 1,
+            Kind::Char | Kind::Block => stats.devices += 1,
+            Kind::Fifo => stats.fifos += 1,
+        }
+        b.progress.entries += 1;
+        progress(b.progress);
+    }
+
+    /// The name `entry` would be written as a hardlink to, if it were added now
+    /// because an earlier part holds its group's first name: a part's bytes depend on it.
+    pub fn link_target(&self, entry: &Entry) -> Option<&[u8]> {
+        let key = entry.inode?;
+        self.builder.first_name.get(&key).map(Vec::as_slice)
+    }
+}
+
+const SOCKET: &str = "socket (recreated by its service)";
 
 /// Writes the entries of a walk into one tar stream: exclusions, hardlinks, vanished
 /// files. Layers by package hand it what stays in the server's own layer.
@@ -338,7 +427,7 @@ impl<'a> Builder<'a> {
             Kind::Socket => {
                 stats.skipped.push(Skipped {
                     path: shown(),
-                    reason: "socket (recreated by its service)".into(),
+                    reason: SOCKET.into(),
                 });
                 return Ok(());
             }

@@ -118,6 +118,15 @@ pub trait Source: Send + Sync {
     /// logical content, holes as zeros.
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>>;
 
+    /// What a capture over the network received and reused; none for other sources.
+    fn received(&self) -> Option<remote::chunks::Received> {
+        None
+    }
+
+    /// The image is written: what the source kept to resume an interrupted capture
+    /// can go.
+    fn image_written(&self) {}
+
     /// Opens only the data extents of a sparse file, one after another, as the image
     /// builder writes them. The default reads the whole content and drops the holes.
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {

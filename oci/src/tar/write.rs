@@ -127,6 +127,13 @@ impl<W: Write> TarWriter<W> {
         Ok(short)
     }
 
+    /// Gives back the writer without ending the archive: one part of a tar sent in
+    /// parts (a remote capture's chunks), which the parts after it continue.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
     /// Ends the archive with its two zero blocks and gives back the writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.write(&[0u8; BLOCK * 2])?;

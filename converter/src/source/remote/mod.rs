@@ -6,15 +6,18 @@
 //! profiles' and the user's excludes (excluded bytes never cross the network) and
 //! streams what is kept as one tar, zstd-compressed, with the same encoding as a layer.
 //! Here the stream is read once into an [`ArchiveSource`], so the rest of rehost reads
-//! a remote server as it reads an archive.
+//! a remote server as it reads an archive. The stream comes in chunks, kept here as
+//! they arrive, so that a run cut by a dropped connection resumes ([`chunks`]).
 //!
 //! Files that vanish, shrink or cannot be read on the live server do not end the run:
 //! they are listed (path and why) in the ledger the helper sends after the tree, which
 //! the walk reports as skipped entries.
 //!
 //! When the helper cannot run (a noexec `/tmp`, another architecture), the server's
-//! own `tar` sends the whole tree instead, and a warning says what is lost.
+//! own `tar` sends the whole tree instead, and a warning says what is lost (and a cut
+//! run of it starts over).
 
+pub mod chunks;
 pub mod progress;
 mod session;
 mod url;
@@ -25,6 +28,7 @@ pub use url::{SshUrl, SCHEME};
 use super::{ArchiveSource, OpenOptions, Skipped, Skips, Source, Visit};
 use crate::entry::{Entry, Extent};
 use crate::error::{Error, IoContext, Result};
+use crate::image::layer::TreeParts;
 use crate::image::rich::binary::is_static;
 use crate::profile::{ExcludeRule, Excludes, Profile};
 use serde::{Deserialize, Serialize};
@@ -118,6 +122,9 @@ pub struct CaptureRequest {
     pub path: String,
     pub filter: Filter,
     pub include_mounts: Vec<PathBuf>,
+    /// The signatures of the chunks kept here from an interrupted run.
+    #[serde(default)]
+    pub have: Vec<String>,
 }
 
 /// What the helper reports after the tree.
@@ -161,24 +168,37 @@ pub fn warn_fallback(url: &SshUrl) {
     tracing::warn!(
         "{}: falling back to the server's tar: the whole tree crosses the network and excludes \
          apply here; ports come from daemons' configuration, not the live socket table; \
-         nanosecond times and files tar cannot read are lost (tar's warnings are kept as skipped)",
+         nanosecond times and files tar cannot read are lost (tar's warnings are kept as skipped); \
+         a run cut short cannot resume",
         url.destination()
     );
 }
 
 fn capture(session: &Session, options: &OpenOptions) -> Result<RemoteSource> {
     let url = session.url().clone();
+    let cache = chunks::Cache::open(&format!(
+        "{}:{}{}",
+        url.destination(),
+        url.port.unwrap_or(22),
+        url.path
+    ));
     let request = CaptureRequest {
         path: url.path.clone(),
         filter: options.filter.clone(),
         include_mounts: options.include_mounts.clone(),
+        have: cache
+            .as_ref()
+            .map(chunks::Cache::signatures)
+            .unwrap_or_default(),
     };
     let request = serde_json::json!({ "capture": request });
     let mut running = session.run_helper(&request)?;
     let stdout = running.stdout();
     let name = PathBuf::from(url.to_string());
     let mut reader = Shared::new(stdout);
-    let archive = ArchiveSource::from_stream(&name, Box::new(reader.clone()));
+    let counts = std::sync::Arc::new(Mutex::new(chunks::Received::default()));
+    let receiver = chunks::Receiver::new(reader.clone(), cache.clone(), counts.clone());
+    let archive = ArchiveSource::from_stream(&name, Box::new(receiver));
     let (status, said) = running.finish(reader.detach())?;
     let host = url.destination();
     if !status.success() || said.ledger.is_none() {
@@ -202,10 +222,13 @@ fn capture(session: &Session, options: &OpenOptions) -> Result<RemoteSource> {
         })
         .collect();
     skips.add_unlisted(ledger.skipped_total.saturating_sub(listed));
+    let received = counts.lock().map(|c| *c).unwrap_or_default();
     Ok(RemoteSource {
         inner: archive,
         name: url.to_string(),
         ledger: skips,
+        received: Some(received),
+        cache,
     })
 }
 
@@ -242,6 +265,8 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
         inner: archive,
         name: url.to_string(),
         ledger,
+        received: None,
+        cache: None,
     })
 }
 
@@ -250,6 +275,10 @@ pub struct RemoteSource {
     inner: ArchiveSource,
     name: String,
     ledger: Skips,
+    /// What came over the network and what was reused (none for the server's tar).
+    received: Option<chunks::Received>,
+    /// The chunks kept to resume, dropped once the image is written.
+    cache: Option<chunks::Cache>,
 }
 
 impl Source for RemoteSource {
@@ -277,6 +306,16 @@ impl Source for RemoteSource {
 
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
         self.inner.open_extents(path, extents)
+    }
+
+    fn received(&self) -> Option<chunks::Received> {
+        self.received
+    }
+
+    fn image_written(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 }
 
@@ -391,23 +430,33 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
     let (files, bytes) = progress::measure(&lenient, &excludes)?;
     eprintln!("{}total {files} {bytes}", progress::PREFIX);
     let mut reporter = progress::Reporter::new();
+    let mut report = |p: crate::image::layer::Progress| reporter.report(p.entries, p.bytes);
+    let grown = || lenient.grown.lock().map_or(0, |g| g.total());
+    // Chunks signed by what decides their bytes besides the tree: this format and the
+    // filter.
+    let context = serde_json::to_vec(&(
+        env!("CARGO_PKG_VERSION"),
+        &request.filter,
+        &request.include_mounts,
+        &request.path,
+    ))
+    .expect("the request serializes");
     let stdout = std::io::stdout().lock();
     let buffered = std::io::BufWriter::with_capacity(1 << 20, stdout);
-    let mut encoder = zstd::stream::write::Encoder::new(buffered, 3).at("the stream")?;
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get().min(4) as u32)
-        .unwrap_or(1);
-    if workers > 1 {
-        let _ = encoder.multithread(workers);
-    }
-    let (encoder, stats) =
-        crate::image::layer::write_tree(&lenient, &excludes, encoder, &mut |p| {
-            reporter.report(p.entries, p.bytes)
-        })?;
-    encoder
-        .finish()
-        .and_then(|mut out| out.flush())
-        .at("the stream")?;
+    let mut chunker = chunks::Chunker::new(
+        TreeParts::new(&lenient, &excludes),
+        root,
+        &context,
+        &request.have,
+        buffered,
+        &grown,
+        &mut report,
+    )?;
+    let walked = lenient.walk(&mut |entry| chunker.push(entry))?;
+    let (out, parts) = chunker.finish()?;
+    drop(out);
+    let mut stats = parts.stats;
+    stats.skipped.append(walked);
     let unreadable = lenient.unreadable.into_inner().unwrap_or_default();
     let grown = lenient.grown.into_inner().unwrap_or_default();
     // An unreadable file reaches the builder as one that vanished: say why. Both lists

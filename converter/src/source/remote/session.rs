@@ -128,13 +128,34 @@ impl Session {
         cmd
     }
 
-    /// Runs a short script; its standard output, or an error with what it said.
-    fn output(&self, script: &str, input: Option<std::fs::File>) -> Result<Vec<u8>> {
+    /// Runs a short script, `input` on its standard input; its standard output, or an
+    /// error with what it said.
+    fn output(&self, script: &str, input: Option<Box<dyn Read + Send>>) -> Result<Vec<u8>> {
         let mut cmd = self.remote(script);
-        cmd.stdin(input.map(Stdio::from).unwrap_or_else(Stdio::null));
-        let out = cmd
-            .output()
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
             .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
+        // Fed from a thread: the script's output is read meanwhile, so neither side
+        // waits on a full pipe. A write that fails shows as the script's failure.
+        let feeder = match (input, child.stdin.take()) {
+            (Some(mut input), Some(mut pipe)) => Some(std::thread::spawn(move || {
+                let _ = std::io::copy(&mut input, &mut pipe);
+            })),
+            _ => None,
+        };
+        let out = child
+            .wait_with_output()
+            .map_err(|e| self.fail(format!("waiting for ssh: {e}")))?;
+        if let Some(f) = feeder {
+            let _ = f.join();
+        }
         if !out.status.success() {
             return Err(self.fail(format!(
                 "`{}` failed ({}){}",
@@ -171,14 +192,29 @@ impl Session {
     pub fn install_helper(&mut self, helper: &Path) -> Result<Helper> {
         let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
         let size = file.metadata().map_err(|e| Error::io(helper, e))?.len();
+        // Compressed on the way when the server can uncompress it (gzip: every Unix
+        // has it), which halves what each run sends before the tree.
+        let gzip = self.output("command -v gzip >/dev/null 2>&1 && echo gzip; true", None)?;
+        let gzip = String::from_utf8_lossy(&gzip)
+            .lines()
+            .any(|l| l.trim() == "gzip");
+        let (unpack, input): (&str, Box<dyn Read + Send>) = if gzip {
+            let fast = flate2::Compression::fast();
+            (
+                "gzip -dc",
+                Box::new(flate2::read::GzEncoder::new(file, fast)),
+            )
+        } else {
+            ("cat", Box::new(file))
+        };
         // The size check catches an upload cut short, which must not be run.
         let script = format!(
             "umask 077\n\
              d=$(mktemp -d \"${{TMPDIR:-/tmp}}/rehost.XXXXXXXX\") || exit 1\n\
-             if cat > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
+             if {unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
              then echo \"$d\"; else rm -rf \"$d\"; exit 1; fi"
         );
-        let dir = String::from_utf8_lossy(&self.output(&script, Some(file))?)
+        let dir = String::from_utf8_lossy(&self.output(&script, Some(input))?)
             .lines()
             .last()
             .unwrap_or_default()
