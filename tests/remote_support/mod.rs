@@ -515,9 +515,30 @@ pub fn layer_listing(image: &Path) -> BTreeMap<String, String> {
     };
     let index = json(image.join("index.json"));
     let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
-    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
-    let mut archive = tar::Archive::new(std::fs::File::open(layer).unwrap());
+    // The server's tree: the first layer of a one-layer image, or every layer but
+    // rehost's of one cut by package, an upper layer's entry replacing a lower one's.
+    let layers = manifest["layers"].as_array().unwrap();
+    let annotated = layers
+        .iter()
+        .any(|l| l["annotations"]["io.rehost.layer"].is_string());
+    let tree: Vec<&serde_json::Value> = if annotated {
+        layers
+            .iter()
+            .filter(|l| l["annotations"]["io.rehost.layer"] != "rehost")
+            .collect()
+    } else {
+        vec![&layers[0]]
+    };
     let mut out = BTreeMap::new();
+    for layer in tree {
+        let layer = blob(layer["digest"].as_str().unwrap());
+        let mut archive = tar::Archive::new(std::fs::File::open(layer).unwrap());
+        list_layer(&mut archive, &mut out);
+    }
+    out
+}
+
+fn list_layer(archive: &mut tar::Archive<std::fs::File>, out: &mut BTreeMap<String, String>) {
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -558,7 +579,6 @@ pub fn layer_listing(image: &Path) -> BTreeMap<String, String> {
             ),
         );
     }
-    out
 }
 
 /// Where two listings differ, for a message.
