@@ -77,7 +77,33 @@ fn mount_overlay(lowers: &[PathBuf], container_dir: &Path) -> Result<()> {
             reason: "overlayfs option paths cannot hold `:`, `,` or `\\`".into(),
         });
     }
-    let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    // The kernel takes one page of mount options: an image cut by package has dozens of
+    // layers, whose full paths do not fit. Each lower is then named by a descriptor held
+    // open across the mount (`/proc/self/fd/N`, a few bytes each).
+    let full: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    let mut held = Vec::new();
+    let lower: Vec<String> = if full.iter().map(|p| p.len() + 1).sum::<usize>() > 3000 {
+        let mut short = Vec::with_capacity(lower.len());
+        for p in &lower {
+            let fd = rustix::fs::open(
+                *p,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(std::io::Error::from)
+            .at(p)?;
+            short.push(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&fd)
+            ));
+            held.push(fd);
+        }
+        short
+    } else {
+        full
+    };
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
@@ -86,14 +112,15 @@ fn mount_overlay(lowers: &[PathBuf], container_dir: &Path) -> Result<()> {
     );
     let target = rootfs_path(container_dir);
     let data = std::ffi::CString::new(data).expect("paths hold no NUL");
-    rustix::mount::mount(
+    let mounted = rustix::mount::mount(
         "overlay",
         &target,
         "overlay",
         MountFlags::NOATIME,
         Some(data.as_c_str()),
-    )
-    .at(&target)
+    );
+    drop(held);
+    mounted.at(&target)
 }
 
 /// True when `path` is a mount point.
