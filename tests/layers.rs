@@ -143,6 +143,58 @@ fn servers_with_the_same_packages_share_their_layers() {
     );
 }
 
+/// A server of another release (bullseye against bookworm's debian-sysvinit) shares a
+/// layer only where it holds the same packages at the same versions: never its own
+/// layer, never a layer of packages of other versions.
+#[test]
+fn a_server_of_another_release_shares_only_the_same_package_versions() {
+    let work = scratch();
+    let bullseye = std::path::PathBuf::from(
+        run(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/build-bullseye")
+                .to_str()
+                .unwrap(),
+            &[],
+        )
+        .trim(),
+    )
+    .join("rootfs");
+    let old = convert(&bullseye, &work.path().join("bullseye.oci"), &[]);
+    let new = convert(
+        &fixture_rootfs("debian-sysvinit"),
+        &work.path().join("bookworm.oci"),
+        &[],
+    );
+    assert_eq!(old["layering"], "packages");
+    assert!(package_layers(&old).len() >= 10, "{old:#}");
+    let new_layers: BTreeMap<String, Value> = new["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["digest"].as_str().unwrap().to_string(), l.clone()))
+        .collect();
+    let mut shared = Vec::new();
+    for layer in old["layers"].as_array().unwrap() {
+        let Some(same) = new_layers.get(layer["digest"].as_str().unwrap()) else {
+            continue;
+        };
+        assert_eq!(
+            layer["role"], "packages",
+            "a layer that is not packages' is shared: {layer}"
+        );
+        assert_eq!(
+            layer["packages"], same["packages"],
+            "one layer holds other packages or versions on each release"
+        );
+        shared.push(layer["group"].as_str().unwrap().to_string());
+    }
+    eprintln!("bullseye and bookworm share {shared:?}");
+    // A release upgrades nearly everything: far fewer layers shared than between two
+    // servers of one release.
+    assert!(shared.len() < 10, "{shared:?}");
+}
+
 /// A layered image unpacks, with umoci, to the same tree as the image of one layer (the
 /// rehost layer on top of both), and its SBOM says the same.
 #[test]
