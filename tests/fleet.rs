@@ -90,12 +90,13 @@ fn a_fleet_of_three_runs_to_the_end_reports_the_failure_and_a_rerun_keeps_the_tw
     std::fs::write(
         &file,
         format!(
-            "output = \"out\"\njobs = 2\nregistry = \"{registry}/fleet\"\n\
+            "output = \"out\"\njobs = 2\nregistry = \"{registry}/fleet\"\nsbom = \"spdx\"\n\
              [defaults.verify]\ntimeout = 90\n\
              [[host]]\nname = \"web\"\nsource = \"{systemd}\"\n\
              [[host]]\nname = \"broken\"\nsource = \"{sysv}\"\n\
              verify.http = [\"8080/\"]\n\
-             [[host]]\nname = \"remote\"\nsource = \"{remote}\"\n",
+             [[host]]\nname = \"remote\"\nsource = \"{remote}\"\n\
+             convert.layers = \"one\"\n",
             registry = registry.addr,
             systemd = fixture_root("debian-systemd").display(),
             sysv = fixture_root("debian-sysvinit").display(),
@@ -134,6 +135,33 @@ fn a_fleet_of_three_runs_to_the_end_reports_the_failure_and_a_rerun_keeps_the_tw
         );
     }
     assert_eq!(host(&report, "web")["mode"], "systemd");
+    // The fleet file's layering: the web host by package (convert's default), the remote
+    // one as one layer; each pushed image has its SBOM attached in the registry.
+    let layer_count = |name: &str| {
+        host(&report, name)["image"]["layers"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert!(
+        layer_count("web") > 20,
+        "web: {} layers",
+        layer_count("web")
+    );
+    assert_eq!(layer_count("remote"), 2, "remote: its tree and rehost's");
+    for name in ["web", "remote"] {
+        let sbom = host(&report, name)["pushed"]["sbom_digest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no SBOM attached: {:#}", host(&report, name)));
+        let revision = registry.storage().join(format!(
+            "docker/registry/v2/repositories/fleet/{name}/_manifests/revisions/sha256/{}",
+            sbom.trim_start_matches("sha256:")
+        ));
+        assert!(
+            revision.is_dir(),
+            "{name}: the registry holds the SBOM {sbom}"
+        );
+    }
     let broken = host(&report, "broken");
     assert_eq!(broken["status"], "failed");
     assert_eq!(broken["failed_step"], "verify");

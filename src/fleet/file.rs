@@ -21,6 +21,7 @@ struct Raw {
     tag: Option<String>,
     #[serde(default)]
     insecure: bool,
+    sbom: Option<String>,
     #[serde(default)]
     defaults: Settings,
     #[serde(default, rename = "host")]
@@ -36,6 +37,8 @@ struct RawHost {
     #[serde(default)]
     amend: Amend,
     #[serde(default)]
+    convert: ConvertSettings,
+    #[serde(default)]
     verify: VerifySettings,
 }
 
@@ -47,7 +50,18 @@ pub struct Settings {
     #[serde(default)]
     pub amend: Amend,
     #[serde(default)]
+    pub convert: ConvertSettings,
+    #[serde(default)]
     pub verify: VerifySettings,
+}
+
+/// How the image is built, as `rehost convert`'s flags of the same names.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertSettings {
+    /// `packages` or `one`; unset, convert's own default.
+    pub layers: Option<String>,
+    pub max_layers: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -93,6 +107,8 @@ pub struct Fleet {
     pub registry: Option<String>,
     pub tag: String,
     pub insecure: bool,
+    /// Attach each image's SBOM when pushing: `spdx` or `cyclonedx`.
+    pub sbom: Option<String>,
     pub hosts: Vec<Host>,
 }
 
@@ -159,6 +175,10 @@ impl Fleet {
                 );
             }
         }
+        if let Some(sbom) = &raw.sbom {
+            sbom.parse::<converter::sbom::Format>()
+                .map_err(|e| anyhow::anyhow!("sbom = {sbom:?}: {e}"))?;
+        }
         let mut names = BTreeSet::new();
         let mut hosts = Vec::with_capacity(raw.hosts.len());
         for h in raw.hosts {
@@ -179,17 +199,20 @@ impl Fleet {
                 );
             }
             let local = (!h.source.starts_with("ssh://")).then(|| base.join(&h.source));
+            let settings = merge(
+                &raw.defaults,
+                Settings {
+                    amend: h.amend,
+                    convert: h.convert,
+                    verify: h.verify,
+                },
+            );
+            check_convert(&h.name, &settings.convert)?;
             hosts.push(Host {
                 local,
                 source: h.source,
                 plan: h.plan.map(|p| base.join(p)),
-                settings: merge(
-                    &raw.defaults,
-                    Settings {
-                        amend: h.amend,
-                        verify: h.verify,
-                    },
-                ),
+                settings,
                 name: h.name,
             });
         }
@@ -199,6 +222,7 @@ impl Fleet {
             registry: raw.registry.map(|r| r.trim_end_matches('/').to_string()),
             tag,
             insecure: raw.insecure,
+            sbom: raw.sbom,
             hosts,
         })
     }
@@ -211,6 +235,8 @@ fn merge(defaults: &Settings, own: Settings) -> Settings {
     let a = own.amend;
     let dv = &defaults.verify;
     let v = own.verify;
+    let dc = &defaults.convert;
+    let c = own.convert;
     Settings {
         amend: Amend {
             init: a.init.or_else(|| d.init.clone()),
@@ -222,6 +248,10 @@ fn merge(defaults: &Settings, own: Settings) -> Settings {
             volume: cat(&d.volume, a.volume),
             exclude: cat(&d.exclude, a.exclude),
         },
+        convert: ConvertSettings {
+            layers: c.layers.or_else(|| dc.layers.clone()),
+            max_layers: c.max_layers.or(dc.max_layers),
+        },
         verify: VerifySettings {
             skip: v.skip.or(dv.skip),
             timeout: v.timeout.or(dv.timeout),
@@ -230,6 +260,21 @@ fn merge(defaults: &Settings, own: Settings) -> Settings {
             check: cat(&dv.check, v.check),
         },
     }
+}
+
+/// Refuses a layering convert would refuse, before any host runs.
+fn check_convert(host: &str, c: &ConvertSettings) -> Result<()> {
+    if let Some(layers) = &c.layers {
+        layers
+            .parse::<converter::convert::Layering>()
+            .map_err(|e| anyhow::anyhow!("host {host:?}: convert.layers: {e}"))?;
+    }
+    if let Some(n) = c.max_layers {
+        if n < 3 {
+            bail!("host {host:?}: convert.max_layers = {n}: give at least 3 (the packages', the server's own and rehost's)");
+        }
+    }
+    Ok(())
 }
 
 /// A name that is safe as a directory name and as a repository path component.
@@ -275,6 +320,9 @@ mod tests {
             drop = ["cron.service"]
             [defaults.verify]
             timeout = 60
+            [defaults.convert]
+            layers = "packages"
+            max_layers = 32
             [[host]]
             name = "web1"
             source = "roots/web1"
@@ -285,6 +333,7 @@ mod tests {
             name = "db1"
             source = "ssh://root@db1"
             verify.timeout = 30
+            convert.layers = "one"
             "#,
         )
         .unwrap();
@@ -302,6 +351,9 @@ mod tests {
         let db = &fleet.hosts[1];
         assert_eq!(db.local, None);
         assert_eq!(db.settings.verify.timeout, Some(30));
+        assert_eq!(web.settings.convert.layers.as_deref(), Some("packages"));
+        assert_eq!(db.settings.convert.layers.as_deref(), Some("one"));
+        assert_eq!(db.settings.convert.max_layers, Some(32));
     }
 
     #[test]
@@ -334,6 +386,18 @@ mod tests {
                 "not an image tag",
             ),
             ("[[host]]\nname = \"a\"", "missing field `source`"),
+            (
+                "[[host]]\nname = \"a\"\nsource = \"/x\"\nconvert.layers = \"pkgs\"",
+                "convert.layers",
+            ),
+            (
+                "[[host]]\nname = \"a\"\nsource = \"/x\"\nconvert.max_layers = 2",
+                "at least 3",
+            ),
+            (
+                "sbom = \"swid\"\n[[host]]\nname = \"a\"\nsource = \"/x\"",
+                "sbom = \"swid\"",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());

@@ -47,6 +47,7 @@ impl Fingerprint {
             "rehost": env!("CARGO_PKG_VERSION"),
             "host": host,
             "reference": reference(fleet, host),
+            "sbom": fleet.sbom,
         });
         hasher.write_all(settings.to_string().as_bytes())?;
         if let Some(plan) = &host.plan {
@@ -287,6 +288,13 @@ impl Runner<'_> {
                 args.extend([flag.into(), v.into()]);
             }
         }
+        let layering = &self.host.settings.convert;
+        if let Some(layers) = &layering.layers {
+            args.extend(["--layers".into(), layers.into()]);
+        }
+        if let Some(n) = layering.max_layers {
+            args.extend(["--max-layers".into(), n.to_string().into()]);
+        }
         let converted = self.rehost("convert", args)?;
         result.mode = converted["rich"]["mode"].as_str().map(str::to_string);
         result.services = strings(&converted["rich"]["kept"]);
@@ -344,6 +352,9 @@ impl Runner<'_> {
             ];
             if self.fleet.insecure {
                 args.push("--insecure".into());
+            }
+            if let Some(format) = &self.fleet.sbom {
+                args.extend(["--sbom".into(), format.into()]);
             }
             let pushed = self.rehost("push", args)?;
             result.pushed = Some(Pushed::from_push(reference, &pushed));

@@ -25,8 +25,11 @@ use std::sync::Mutex;
     \n  jobs = 2                              # hosts at a time\
     \n  registry = \"registry.example/migrated\" # push each host to REGISTRY/NAME:TAG (optional)\
     \n  tag = \"latest\"\
+    \n  sbom = \"spdx\"                         # push attaches each image's SBOM (or cyclonedx; optional)\
     \n  [defaults.amend]                      # for every host, as convert's flags\
     \n  drop = [\"cron.service\"]\
+    \n  [defaults.convert]                    # layers (packages, one), max_layers: convert's flags\
+    \n  layers = \"packages\"\
     \n  [[host]]\
     \n  name = \"web01\"                        # a-z 0-9 . _ -: its directory and repository\
     \n  source = \"ssh://root@web01\"           # or a directory, an archive, a disk image\

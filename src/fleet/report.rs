@@ -69,6 +69,9 @@ pub struct Pushed {
     pub bytes_uploaded: u64,
     pub bytes_mounted: u64,
     pub bytes_skipped: u64,
+    /// The SBOM attached as the image's referrer (`sbom = …` in the fleet file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom_digest: Option<String>,
 }
 
 impl HostResult {
@@ -158,6 +161,7 @@ impl Pushed {
             bytes_uploaded: n("bytes_uploaded"),
             bytes_mounted: n("bytes_mounted"),
             bytes_skipped: n("bytes_skipped"),
+            sbom_digest: summary["sbom"]["digest"].as_str().map(str::to_string),
         }
     }
 }
