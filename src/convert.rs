@@ -64,7 +64,7 @@ pub struct Args {
     #[arg(long, default_value = "gzip", value_name = "KIND")]
     compression: Compression,
     /// How the server's files are cut into layers: packages (the default when the source
-    /// has a dpkg or apk database: package files checked against the database go into
+    /// has a dpkg, rpm or apk database: package files checked against the database go into
     /// layers by package, which servers with the same package versions share; the rest
     /// into the server's own layer on top) or one (the whole tree in one layer).
     #[arg(long, value_name = "packages|one")]
