@@ -235,6 +235,59 @@ fn layers_by_package_give_the_same_tree_as_one_layer() {
     }
 }
 
+/// The bundled runtime stacks the layers of a layered image into the same tree as it
+/// shows of the image of one layer: every path with its type, mode, owner, link target
+/// and time, and every file's content. (Not a directory's size: that is how many blocks
+/// its entries took in the file system it was unpacked into, not part of the image.)
+#[test]
+fn the_bundled_runtime_sees_the_same_tree_in_both_layerings() {
+    let work = scratch();
+    let rootfs = fixture_rootfs("debian-sysvinit");
+    let mut rt = Rt::new();
+    // What the runtime itself puts in (proc, sys, dev, run, tmp, and `/` whose time is
+    // when the container made its mount points) is left out: the same for both images,
+    // but alive.
+    let listing = "find / -xdev -mindepth 1 \\( -path /proc -o -path /sys -o -path /dev -o -path /run \
+                   -o -path /tmp \\) -prune -o -printf '%p %y %m %U %G %l %T@\\n' \
+                   | sort > /run/listing; find / -xdev \\( -path /proc -o -path /sys -o -path /dev \
+                   -o -path /run -o -path /tmp \\) -prune -o -type f \
+                   -print0 | sort -z | xargs -0 md5sum >> /run/listing; touch /run/listed; sleep 300";
+    let mut seen = Vec::new();
+    for layers in ["one", "packages"] {
+        let image = work.path().join(format!("{layers}.oci"));
+        let s = convert(&rootfs, &image, &["--layers", layers, "--init", "rehost"]);
+        assert_eq!(s["layering"], layers);
+        let name = rt.name(layers);
+        rt.run_detached(&name, &image, &["--init", "none"], &["sh", "-c", listing]);
+        rt.wait_for_file(&name, "/run/listed");
+        let (text, code) = rt.exec(&name, &["cat", "/run/listing"]);
+        assert_eq!(code, 0);
+        rt.rehost_ok(&["rm", "-f", &name]);
+        seen.push(text);
+    }
+    let (one, packages) = (&seen[0], &seen[1]);
+    assert!(
+        one.lines().count() > 10_000,
+        "a whole system: {} lines",
+        one.lines().count()
+    );
+    let only = |a: &str, b: &str| -> Vec<String> {
+        let b: BTreeSet<&str> = b.lines().collect();
+        a.lines()
+            .filter(|l| !b.contains(l))
+            .take(20)
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(
+        one == packages,
+        "the trees differ:\n only with one layer: {:#?}\n only by package: {:#?}",
+        only(one, packages),
+        only(packages, one)
+    );
+    rt.assert_clean("two containers removed");
+}
+
 /// A hand-edited conffile, an application no package installed and a changed package
 /// binary stay in the server's own layer: never in a package layer, which stays the one
 /// an untouched server has (but for the changed file).
