@@ -153,22 +153,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn work(rx: Receiver<Job>, room: &Room, level: u32) {
+    // A file's blocks are read into the same buffer each time.
+    let mut read = Vec::new();
     for job in rx {
-        let block = deflate_input(job.input, job.last, level);
+        let block = deflate_input(job.input, job.last, level, &mut read);
         let freed = job.member.deliver(job.seq, block);
         room.give(freed);
     }
 }
 
-fn deflate_input(input: Input, last: bool, level: u32) -> io::Result<Deflated> {
-    let read;
+fn deflate_input(input: Input, last: bool, level: u32, read: &mut Vec<u8>) -> io::Result<Deflated> {
     let (dict, data) = match &input {
         Input::Memory { data, dict } => (&dict[..], &data[..]),
         Input::File { file, start, len } => {
             let d = (*start).min(DICT_SIZE as u64) as usize;
-            let mut buf = vec![0u8; d + len];
-            file.read_exact_at(&mut buf, start - d as u64)?;
-            read = buf;
+            read.resize(d + len, 0);
+            file.read_exact_at(read, start - d as u64)?;
             read.split_at(d)
         }
     };

@@ -130,6 +130,15 @@ impl PackageDb {
         })
     }
 
+    /// Every path the database gives a digest for, with its package's index in
+    /// [`PackageDb::packages`].
+    pub fn checked_paths(&self) -> impl Iterator<Item = (&[u8], usize)> {
+        self.files
+            .iter()
+            .filter(|(_, o)| o.digest.is_some())
+            .map(|(path, o)| (path.as_slice(), o.package as usize))
+    }
+
     /// Whether a package owns `path` (no leading `/`).
     pub fn owns(&self, path: &[u8]) -> bool {
         self.files.contains_key(path)
