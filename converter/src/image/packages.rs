@@ -17,9 +17,12 @@
 //! server's layer is compressed from memory, as one layer is; each package layer is
 //! spooled into a temporary file ([`super::spool`]): a package file is checked while it
 //! is written (read once) and taken back when it turns out changed, so only what stays
-//! is handed to the compressors. Memory is the package database, a write buffer per
-//! layer and the blocks in flight, never the tree, and never a compressor per layer
-//! (sixty of them would hold hundreds of MiB).
+//! is handed to the compressors. A layer is ended as soon as the walk is past the last
+//! file of its group (the database lists them, and the walk's order is known), so the
+//! compression of its last block overlaps the rest of the walk instead of following it.
+//! Memory is the package database, a write buffer per layer and the blocks in flight,
+//! never the tree, and never a compressor per layer (sixty of them would hold hundreds
+//! of MiB).
 
 use super::compress::Compressors;
 use super::cut::Cut;
@@ -121,13 +124,25 @@ enum Slot<'a> {
 /// A package layer's tar, ended, being compressed.
 struct Ended<'a> {
     layer: spool::Closed<'a>,
+    group: String,
     /// As `NAME=VERSION`, sorted.
     packages: Vec<String>,
     stats: LayerStats,
 }
 
+impl Ended<'_> {
+    /// The layer, once compressed and committed.
+    fn finish(self) -> Result<PackageLayer> {
+        Ok(PackageLayer {
+            layer: self.layer.finish(self.stats)?,
+            group: self.group,
+            packages: self.packages,
+        })
+    }
+}
+
 impl<'a> Open<'a> {
-    fn end(self, db: &PackageDb) -> Result<Option<Ended<'a>>> {
+    fn end(self, db: &PackageDb, group: &str) -> Result<Option<Ended<'a>>> {
         // A layer whose every file was taken back is no layer.
         if self.spool.is_empty() {
             return Ok(None);
@@ -144,6 +159,7 @@ impl<'a> Open<'a> {
             .collect();
         Ok(Some(Ended {
             layer: self.spool.close()?,
+            group: group.to_string(),
             packages,
             stats: self.stats,
         }))
@@ -191,25 +207,18 @@ pub fn build_layers(
     let server = server.finish(LayerStats::default())?;
     stats.tar_bytes += server.stats.tar_bytes;
 
-    let mut ended = Vec::new();
-    for (group, slot) in cut.groups.iter().zip(layers) {
-        if let Slot::Ended(Some(layer)) = slot {
-            ended.push((group, layer));
-        }
-    }
-    let (about, ending): (Vec<_>, Vec<_>) = ended
+    let ended = layers
         .into_iter()
-        .map(|(group, e)| ((group, e.packages), (e.layer, e.stats)))
-        .unzip();
+        .filter_map(|slot| match slot {
+            Slot::Ended(ended) => ended,
+            _ => None,
+        })
+        .collect();
     let mut packages = Vec::new();
-    for ((group, names), built) in about.into_iter().zip(finish_all(ending)) {
+    for built in finish_all(ended) {
         let built = built?;
-        stats.tar_bytes += built.stats.tar_bytes;
-        packages.push(PackageLayer {
-            layer: built,
-            group: group.name.clone(),
-            packages: names,
-        });
+        stats.tar_bytes += built.layer.stats.tar_bytes;
+        packages.push(built);
     }
     Ok(Layers {
         packages,
@@ -246,7 +255,7 @@ fn last_files<'d>(db: &'d PackageDb, cut: &Cut) -> Vec<(&'d [u8], usize)> {
 const COMMITTERS: usize = 8;
 
 /// Waits for each layer's compression and commits it; the results in the same order.
-fn finish_all(layers: Vec<(spool::Closed<'_>, LayerStats)>) -> Vec<Result<BuiltLayer>> {
+fn finish_all(layers: Vec<Ended<'_>>) -> Vec<Result<PackageLayer>> {
     let count = layers.len();
     let queue = Mutex::new(layers.into_iter().enumerate());
     let done = Mutex::new(Vec::with_capacity(count));
@@ -254,10 +263,10 @@ fn finish_all(layers: Vec<(spool::Closed<'_>, LayerStats)>) -> Vec<Result<BuiltL
         for _ in 0..COMMITTERS.min(count) {
             s.spawn(|| loop {
                 let next = lock(&queue).next();
-                let Some((i, (layer, stats))) = next else {
+                let Some((i, layer)) = next else {
                     break;
                 };
-                let built = layer.finish(stats);
+                let built = layer.finish();
                 lock(&done).push((i, built));
             });
         }
@@ -416,7 +425,7 @@ impl<'a> Dispatch<'a> {
     fn end(&mut self, group: usize) -> Result<()> {
         let slot = std::mem::replace(&mut self.layers[group], Slot::Ended(None));
         if let Slot::Open(open) = slot {
-            self.layers[group] = Slot::Ended(open.end(self.db)?);
+            self.layers[group] = Slot::Ended(open.end(self.db, &self.cut.groups[group].name)?);
         } else if let Slot::Ended(ended) = slot {
             self.layers[group] = Slot::Ended(ended);
         }

@@ -198,3 +198,100 @@ impl Closed<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Entry, Kind};
+    use crate::image::Compression;
+    use oci::layout::OutputFormat;
+    use std::io::Read;
+
+    fn file(i: usize, len: usize) -> (Entry, Vec<u8>) {
+        let mut entry = Entry::new(format!("usr/lib/f{i}").into_bytes(), Kind::File);
+        entry.mode = 0o644;
+        let content: Vec<u8> = (0..len)
+            .map(|j| (j % 251) as u8 ^ (j / 997 + i) as u8)
+            .collect();
+        entry.size = content.len() as u64;
+        (entry, content)
+    }
+
+    /// Writes `files` into a spool; with `changed`, a changed file is written and taken
+    /// back after each of them.
+    fn layer(
+        layout: &LayoutWriter,
+        compressors: &Compressors,
+        files: &[(Entry, Vec<u8>)],
+        changed: Option<&(Entry, Vec<u8>)>,
+    ) -> BuiltLayer {
+        let mut spool = Spool::create(layout, compressors).unwrap();
+        for (entry, content) in files {
+            TarWriter::new(spool.tar())
+                .append(entry, Some(&mut content.as_slice()))
+                .unwrap();
+            spool.settle().unwrap();
+            if let Some((entry, content)) = changed {
+                let mark = spool.mark();
+                TarWriter::new(spool.tar())
+                    .append(entry, Some(&mut content.as_slice()))
+                    .unwrap();
+                spool.take_back(mark).unwrap();
+            }
+        }
+        spool
+            .close()
+            .unwrap()
+            .finish(LayerStats::default())
+            .unwrap()
+    }
+
+    /// A layer with entries taken back is the layer written without them: its tar (the
+    /// diff_id, over the blob's content) and its compressed blob, whatever the
+    /// compression.
+    #[test]
+    fn a_taken_back_entry_leaves_no_trace() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out.oci");
+        let layout = LayoutWriter::create(&out, OutputFormat::Oci, true).unwrap();
+        let files: Vec<_> = (0..7).map(|i| file(i, 400_000 + i * 50_000)).collect();
+        let changed = file(99, 1_500_000);
+        for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let compressors = Compressors::new(compression, 2);
+            let straight = layer(&layout, &compressors, &files, None);
+            let taken = layer(&layout, &compressors, &files, Some(&changed));
+            assert_eq!(straight.digest, taken.digest, "{compression:?}");
+            assert_eq!(straight.diff_id, taken.diff_id, "{compression:?}");
+            let blob = std::fs::read(
+                layout
+                    .work_dir()
+                    .join("blobs/sha256")
+                    .join(&taken.digest["sha256:".len()..]),
+            )
+            .unwrap();
+            let mut tar = Vec::new();
+            match compression {
+                Compression::Gzip => {
+                    flate2::read::GzDecoder::new(&blob[..])
+                        .read_to_end(&mut tar)
+                        .unwrap();
+                }
+                Compression::Zstd => tar = zstd::decode_all(&blob[..]).unwrap(),
+                Compression::None => tar = blob,
+            }
+            assert_eq!(oci::digest::of(&tar), taken.diff_id, "{compression:?}");
+            let mut reader = oci::tar::Reader::new(&tar[..]);
+            let mut names = Vec::new();
+            while let Some(header) = reader.next_entry().unwrap() {
+                names.push(header.path.clone());
+            }
+            assert_eq!(
+                names,
+                files
+                    .iter()
+                    .map(|(e, _)| e.path.clone())
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
