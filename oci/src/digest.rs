@@ -29,6 +29,46 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
+/// A point of a [`HashingWriter`]'s stream to come back to.
+#[derive(Clone)]
+pub struct Mark {
+    hasher: Sha256,
+    count: u64,
+}
+
+impl Mark {
+    /// The bytes written before it.
+    pub fn position(&self) -> u64 {
+        self.count
+    }
+}
+
+impl<W> HashingWriter<W> {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.count
+    }
+
+    /// The point reached, to take back what comes after it ([`HashingWriter::rewind`]).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            hasher: self.hasher.clone(),
+            count: self.count,
+        }
+    }
+
+    /// Forgets the bytes written since `mark`: the digest and the count are as they were
+    /// then. The caller takes them back from the inner writer itself ([`Self::get_mut`]).
+    pub fn rewind(&mut self, mark: Mark) {
+        self.hasher = mark.hasher;
+        self.count = mark.count;
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;

@@ -117,9 +117,22 @@ impl fmt::Display for DisplayPath<'_> {
 /// right before its own contents (`a`, `a/b`, `a.b`), as a depth-first walk with sorted
 /// children gives. Mapping `/` to a byte below every other makes a plain comparison do it.
 pub fn walk_order_key(path: &[u8]) -> Vec<u8> {
-    path.iter()
-        .map(|&b| if b == b'/' { 0 } else { b })
-        .collect()
+    path.iter().map(|&b| walk_byte(b)).collect()
+}
+
+/// Compares two paths in the order of a sorted walk, as their [`walk_order_key`]s compare.
+pub fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.iter()
+        .map(|&b| walk_byte(b))
+        .cmp(b.iter().map(|&b| walk_byte(b)))
+}
+
+fn walk_byte(b: u8) -> u8 {
+    if b == b'/' {
+        0
+    } else {
+        b
+    }
 }
 
 /// Normalises a path found in an archive or given by a user to the tree form:
@@ -146,6 +159,10 @@ mod tests {
         let mut paths: Vec<&[u8]> = vec![b"a.b", b"a/b", b"a", b"a/b/c", b"a-"];
         paths.sort_by_key(|p| walk_order_key(p));
         assert_eq!(paths, vec![&b"a"[..], b"a/b", b"a/b/c", b"a-", b"a.b"]);
+        let mut compared = paths.clone();
+        compared.reverse();
+        compared.sort_by(|a, b| walk_order(a, b));
+        assert_eq!(compared, paths);
     }
 
     #[test]

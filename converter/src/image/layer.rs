@@ -5,7 +5,7 @@
 //! threads and the compressed bytes are hashed and written on another, so both cores
 //! work and memory stays at a few blocks whatever the tree's size.
 
-use super::compress::{self, Compression};
+use super::compress::{self, Compression, Compressors};
 use crate::entry::{Entry, Kind};
 use crate::error::{Error, IoContext, Result};
 use crate::profile::Excludes;
@@ -96,17 +96,17 @@ pub struct LayerBlob {
 }
 
 impl LayerBlob {
-    pub fn create(out: &LayoutWriter, compression: Compression, threads: usize) -> Result<Self> {
+    pub fn create(out: &LayoutWriter, compressors: &Compressors) -> Result<Self> {
         let blob = out.blob()?;
         let blob_path = blob.path().to_path_buf();
         let (dir, path, writer) = blob.into_writer();
-        let compressed = compress::writer(writer, compression, threads).at(&blob_path)?;
+        let compressed = compressors.writer(writer).at(&blob_path)?;
         Ok(LayerBlob {
             tar: TarWriter::new(HashingWriter::new(compressed)),
             blob_path,
             dir,
             tmp: path,
-            compression,
+            compression: compressors.compression(),
         })
     }
 
@@ -115,8 +115,7 @@ impl LayerBlob {
     /// are the stream's, hashed as it was written.
     pub fn from_tar(
         out: &LayoutWriter,
-        compression: Compression,
-        threads: usize,
+        compressors: &Compressors,
         tar: &mut dyn Read,
         diff_id: String,
         stats: LayerStats,
@@ -124,7 +123,7 @@ impl LayerBlob {
         let blob = out.blob()?;
         let blob_path = blob.path().to_path_buf();
         let (dir, tmp, writer) = blob.into_writer();
-        let mut compressed = compress::writer(writer, compression, threads).at(&blob_path)?;
+        let mut compressed = compressors.writer(writer).at(&blob_path)?;
         io::copy(tar, &mut compressed).at(&blob_path)?;
         let writer = compressed
             .finish_into()
@@ -134,7 +133,7 @@ impl LayerBlob {
             digest,
             diff_id,
             size,
-            media_type: compression.layer_media_type().into(),
+            media_type: compressors.compression().layer_media_type().into(),
             stats,
         })
     }
@@ -171,7 +170,8 @@ pub fn build_layer(
     out: &LayoutWriter,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<BuiltLayer> {
-    let mut blob = LayerBlob::create(out, options.compression, options.threads)?;
+    let compressors = Compressors::new(options.compression, options.threads);
+    let mut blob = LayerBlob::create(out, &compressors)?;
 
     let mut stats = LayerStats::default();
     let mut builder = Builder::new(source, excludes, options.source_date_epoch);
@@ -522,10 +522,15 @@ impl<R: Read> Read for Tagged<R> {
     }
 }
 
+/// Whether a failure while copying a file through [`Tagged`] was the source's.
+pub(super) fn from_source(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<SourceRead>())
+}
+
 /// A failure while copying a file: reading the source names the file, writing the
 /// layer names the layer.
 pub(super) fn append_error(entry: &Entry, e: io::Error) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<SourceRead>()) {
+    if from_source(&e) {
         let inner = e.into_inner().and_then(|b| b.downcast::<SourceRead>().ok());
         return Error::io(
             entry_path(entry),

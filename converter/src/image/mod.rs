@@ -5,9 +5,11 @@
 pub mod acl;
 pub mod compress;
 pub mod cut;
+pub mod gzip;
 pub mod layer;
 pub mod packages;
 pub mod rich;
+mod spool;
 
 pub use compress::{Compression, UnknownCompression};
 pub use layer::{build_layer, BuiltLayer, LayerOptions, LayerStats, Progress};

@@ -13,33 +13,34 @@
 //! same metadata everywhere (0755, root, mtime 0), and the server's layer writes every
 //! directory again with its real metadata, which an upper layer's directory entry sets.
 //!
-//! The server's layer is compressed as the walk goes, as one layer is; each package layer
-//! is written as a plain tar into a temporary file (hashed on the way: its diff_id) and
-//! compressed after the walk, one at a time on every core. So memory is the package
-//! database plus a write buffer per layer, never the tree, and never a compressor per
-//! layer (sixty of them would hold hundreds of MiB).
+//! Every layer is compressed as the walk goes, on one pool of workers they share. The
+//! server's layer is compressed from memory, as one layer is; each package layer is
+//! spooled into a temporary file ([`super::spool`]): a package file is checked while it
+//! is written (read once) and taken back when it turns out changed, so only what stays
+//! is handed to the compressors. A layer is ended as soon as the walk is past the last
+//! file of its group (the database lists them, and the walk's order is known), so the
+//! compression of its last block overlaps the rest of the walk instead of following it.
+//! Memory is the package database, a write buffer per layer and the blocks in flight,
+//! never the tree, and never a compressor per layer (sixty of them would hold hundreds
+//! of MiB).
 
+use super::compress::Compressors;
 use super::cut::Cut;
 use super::layer::{
-    append_error, open_content, vanished, write_error, Builder, BuiltLayer, LayerBlob,
-    LayerOptions, LayerStats, Progress, Tagged,
+    from_source, write_error, Builder, BuiltLayer, LayerBlob, LayerOptions, LayerStats, Progress,
+    Tagged,
 };
-use crate::entry::{Entry, Kind};
-use crate::error::{Error, IoContext, Result};
+use super::spool::{self, Spool};
+use crate::entry::{walk_order, Entry, Kind};
+use crate::error::Result;
 use crate::inventory::ownership::{FileCheck, PackageDb};
 use crate::profile::Excludes;
-use crate::source::{Skipped, Source};
-use oci::digest::HashingWriter;
+use crate::source::Source;
 use oci::layout::LayoutWriter;
 use oci::tar::TarWriter;
+use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
-use std::fs::File;
-use std::io::Read;
-use std::io::{self, BufWriter, Seek};
-
-/// Files up to this size are read once, into memory, to check and write them; larger
-/// ones are read twice (checked, then written).
-const READ_ONCE: u64 = 1 << 20;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// One package layer, built.
 #[derive(Debug, Clone)]
@@ -78,16 +79,91 @@ pub struct Layers {
     pub stats: LayerStats,
 }
 
-/// A package layer's tar, written into an unnamed temporary file.
-type PackageTar = TarWriter<HashingWriter<BufWriter<File>>>;
-
 /// A package layer being written.
-struct Open {
-    tar: PackageTar,
+struct Open<'a> {
+    spool: Spool<'a>,
     /// The directories written so far on the path to the last entry, root first.
     dirs: Vec<Vec<u8>>,
     packages: BTreeSet<usize>,
     stats: LayerStats,
+}
+
+/// A package layer before an entry: [`Open::take_back`].
+struct Mark {
+    spool: spool::Mark,
+    dirs: Vec<Vec<u8>>,
+    dir_count: u64,
+}
+
+impl Open<'_> {
+    fn mark(&self) -> Mark {
+        Mark {
+            spool: self.spool.mark(),
+            dirs: self.dirs.clone(),
+            dir_count: self.stats.dirs,
+        }
+    }
+
+    /// Takes back what was written since `mark` (a file and the directories before it).
+    fn take_back(&mut self, mark: Mark) -> Result<()> {
+        self.dirs = mark.dirs;
+        self.stats.dirs = mark.dir_count;
+        self.spool.take_back(mark.spool)
+    }
+}
+
+/// A package layer's place in the walk.
+enum Slot<'a> {
+    /// No file of its group written yet.
+    Waiting,
+    Open(Open<'a>),
+    /// The walk is past its group's last file: its tar is ended (`None`: it holds nothing).
+    Ended(Option<Ended<'a>>),
+}
+
+/// A package layer's tar, ended, being compressed.
+struct Ended<'a> {
+    layer: spool::Closed<'a>,
+    group: String,
+    /// As `NAME=VERSION`, sorted.
+    packages: Vec<String>,
+    stats: LayerStats,
+}
+
+impl Ended<'_> {
+    /// The layer, once compressed and committed.
+    fn finish(self) -> Result<PackageLayer> {
+        Ok(PackageLayer {
+            layer: self.layer.finish(self.stats)?,
+            group: self.group,
+            packages: self.packages,
+        })
+    }
+}
+
+impl<'a> Open<'a> {
+    fn end(self, db: &PackageDb, group: &str) -> Result<Option<Ended<'a>>> {
+        // A layer whose every file was taken back is no layer.
+        if self.spool.is_empty() {
+            return Ok(None);
+        }
+        let packages = self
+            .packages
+            .iter()
+            .map(|&i| {
+                let p = &db.packages[i];
+                format!("{}={}", p.name, p.version)
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(Some(Ended {
+            layer: self.spool.close()?,
+            group: group.to_string(),
+            packages,
+            stats: self.stats,
+        }))
+    }
 }
 
 /// Streams the tree into the package layers of `cut` and the server's layer, in one walk.
@@ -100,70 +176,49 @@ pub fn build_layers(
     out: &LayoutWriter,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Layers> {
+    let compressors = Compressors::new(options.compression, options.threads);
     let mut d = Dispatch {
         source,
         db,
         cut,
         out,
-        server: LayerBlob::create(out, options.compression, options.threads)?,
-        open: cut.groups.iter().map(|_| None).collect(),
+        compressors: &compressors,
+        server: LayerBlob::create(out, &compressors)?,
+        layers: cut.groups.iter().map(|_| Slot::Waiting).collect(),
+        ends: last_files(db, cut),
+        ended: 0,
         stats: LayerStats::default(),
         owned: OwnedInServer::default(),
         builder: Builder::new(source, excludes, options.source_date_epoch),
         in_packages: HashMap::new(),
     };
     let skipped = source.walk(&mut |entry| d.dispatch(entry, progress))?;
+    for group in 0..cut.groups.len() {
+        d.end(group)?;
+    }
     let Dispatch {
-        open,
+        layers,
         server,
         mut stats,
         owned,
         ..
     } = d;
     stats.skipped.append(skipped);
-    // Its compressor's threads and blocks go before the package layers' come.
     let server = server.finish(LayerStats::default())?;
     stats.tar_bytes += server.stats.tar_bytes;
 
+    let ended = layers
+        .into_iter()
+        .filter_map(|slot| match slot {
+            Slot::Ended(ended) => ended,
+            _ => None,
+        })
+        .collect();
     let mut packages = Vec::new();
-    for (group, layer) in cut.groups.iter().zip(open) {
-        let Some(layer) = layer else { continue };
-        let names = layer
-            .packages
-            .iter()
-            .map(|&i| {
-                let p = &db.packages[i];
-                format!("{}={}", p.name, p.version)
-            })
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let (diff_id, tar_bytes, file) = layer
-            .tar
-            .finish()
-            .map_err(|e| Error::io("a package layer's temporary file", e))?
-            .finish();
-        let mut file = file
-            .into_inner()
-            .map_err(|e| Error::io("a package layer's temporary file", e.into_error()))?;
-        file.rewind()
-            .map_err(|e| Error::io("a package layer's temporary file", e))?;
-        let mut layer_stats = layer.stats;
-        layer_stats.tar_bytes = tar_bytes;
-        let built = LayerBlob::from_tar(
-            out,
-            options.compression,
-            options.threads,
-            &mut io::BufReader::with_capacity(1 << 20, file),
-            diff_id,
-            layer_stats,
-        )?;
-        stats.tar_bytes += built.stats.tar_bytes;
-        packages.push(PackageLayer {
-            layer: built,
-            group: group.name.clone(),
-            packages: names,
-        });
+    for built in finish_all(ended) {
+        let built = built?;
+        stats.tar_bytes += built.layer.stats.tar_bytes;
+        packages.push(built);
     }
     Ok(Layers {
         packages,
@@ -173,14 +228,71 @@ pub fn build_layers(
     })
 }
 
+/// Each group's last file in walk order (of those the database gives a digest for),
+/// with the group, in walk order. Once the walk is past it, no file of the group can
+/// come: its layer is ended then, and its last blocks are compressed while the walk
+/// goes on, not after it.
+fn last_files<'d>(db: &'d PackageDb, cut: &Cut) -> Vec<(&'d [u8], usize)> {
+    let mut last: Vec<Option<&[u8]>> = vec![None; cut.groups.len()];
+    for (path, package) in db.checked_paths() {
+        let slot = &mut last[cut.group_of(package)];
+        if slot.is_none_or(|l| walk_order(l, path) == Ordering::Less) {
+            *slot = Some(path);
+        }
+    }
+    let mut ends: Vec<(&[u8], usize)> = last
+        .into_iter()
+        .enumerate()
+        .filter_map(|(group, path)| Some((path?, group)))
+        .collect();
+    ends.sort_by(|a, b| walk_order(a.0, b.0));
+    ends
+}
+
+/// Threads that wait for the package layers and commit them. A commit syncs its blob to
+/// disk: sixty syncs one after another took 0.2 s here, while syncs made at once are
+/// written by the filesystem's journal together.
+const COMMITTERS: usize = 8;
+
+/// Waits for each layer's compression and commits it; the results in the same order.
+fn finish_all(layers: Vec<Ended<'_>>) -> Vec<Result<PackageLayer>> {
+    let count = layers.len();
+    let queue = Mutex::new(layers.into_iter().enumerate());
+    let done = Mutex::new(Vec::with_capacity(count));
+    std::thread::scope(|s| {
+        for _ in 0..COMMITTERS.min(count) {
+            s.spawn(|| loop {
+                let next = lock(&queue).next();
+                let Some((i, layer)) = next else {
+                    break;
+                };
+                let built = layer.finish();
+                lock(&done).push((i, built));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, built)| built).collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The state of the one walk: every layer being written.
 struct Dispatch<'a> {
     source: &'a dyn Source,
     db: &'a PackageDb,
     cut: &'a Cut,
     out: &'a LayoutWriter,
+    compressors: &'a Compressors,
     server: LayerBlob,
-    open: Vec<Option<Open>>,
+    /// By group.
+    layers: Vec<Slot<'a>>,
+    /// Where the walk ends each group's layer ([`last_files`]), and how many it did.
+    ends: Vec<(&'a [u8], usize)>,
+    ended: usize,
     /// The whole tree's.
     stats: LayerStats,
     owned: OwnedInServer,
@@ -192,8 +304,9 @@ struct Dispatch<'a> {
     in_packages: HashMap<(u64, u64), (Vec<u8>, usize)>,
 }
 
-impl Dispatch<'_> {
+impl<'a> Dispatch<'a> {
     fn dispatch(&mut self, entry: Entry, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        self.end_before(&entry.path)?;
         let Some(entry) = self.builder.admit(entry, &mut self.stats) else {
             return Ok(());
         };
@@ -222,8 +335,43 @@ impl Dispatch<'_> {
             return self.split_group(entry, progress);
         }
         let group = self.cut.group_of(check.package());
-        let content = match checked(self.source, &entry, check) {
-            Checked::Same(content) => content,
+        if let Slot::Ended(_) = self.layers[group] {
+            // Only a source that breaks walk order gives a file after its group's last.
+            self.owned.other += 1;
+            return self.split_group(entry, progress);
+        }
+        if let Some(key) = entry.inode {
+            if let Some((first, g)) = self.in_packages.get(&key) {
+                // A further name of a file written into a package layer: checked as its
+                // own path, and linked to the first name when that is in the same layer.
+                let (first, g) = (first.clone(), *g);
+                match self
+                    .source
+                    .open(&entry.path)
+                    .ok()
+                    .and_then(|mut r| check.matches(&mut r))
+                {
+                    Some(true) if g == group => {
+                        let layer = self.layer(group)?;
+                        layer.packages.insert(check.package());
+                        write_hardlink(layer, entry, first)?;
+                        self.stats.hardlinks += 1;
+                        return Ok(());
+                    }
+                    Some(true) => self.owned.other += 1,
+                    Some(false) => self.owned.changed += 1,
+                    None => self.owned.other += 1,
+                }
+                return self.split_group(entry, progress);
+            }
+        }
+        let Ok(reader) = self.source.open(&entry.path) else {
+            self.owned.other += 1;
+            return self.split_group(entry, progress);
+        };
+        let layer = self.layer(group)?;
+        match write_checked(layer, &entry, check, reader)? {
+            Checked::Same => {}
             Checked::Differs => {
                 self.owned.changed += 1;
                 return self.split_group(entry, progress);
@@ -232,50 +380,56 @@ impl Dispatch<'_> {
                 self.owned.other += 1;
                 return self.split_group(entry, progress);
             }
-        };
-        if let Some(key) = entry.inode {
-            match self.in_packages.get(&key) {
-                Some((first, g)) if *g == group => {
-                    let first = first.clone();
-                    let layer = self.layer(group)?;
-                    layer.packages.insert(check.package());
-                    write_hardlink(layer, entry, first)?;
-                    self.stats.hardlinks += 1;
-                    return Ok(());
-                }
-                Some(_) => {
-                    self.owned.other += 1;
-                    return self.split_group(entry, progress);
-                }
-                None => {
-                    self.in_packages.insert(key, (entry.path.clone(), group));
-                }
-            }
         }
-        let (source, size) = (self.source, entry.size);
-        let mut stats = std::mem::take(&mut self.stats);
-        let layer = self.layer(group)?;
         layer.packages.insert(check.package());
-        let written = write_package_file(source, layer, &entry, content, &mut stats);
-        self.stats = stats;
-        written?;
-        self.builder.written_elsewhere(size, progress);
+        layer.stats.files += 1;
+        layer.stats.content_bytes += entry.size;
+        self.stats.files += 1;
+        self.stats.content_bytes += entry.size;
+        if let Some(key) = entry.inode {
+            self.in_packages.insert(key, (entry.path.clone(), group));
+        }
+        self.builder.written_elsewhere(entry.size, progress);
         Ok(())
     }
 
     /// The layer of `group`, opened when its first file comes.
-    fn layer(&mut self, group: usize) -> Result<&mut Open> {
-        let slot = &mut self.open[group];
-        if slot.is_none() {
-            let file = tempfile::tempfile_in(self.out.work_dir()).at(self.out.work_dir())?;
-            *slot = Some(Open {
-                tar: TarWriter::new(HashingWriter::new(BufWriter::with_capacity(64 << 10, file))),
+    fn layer(&mut self, group: usize) -> Result<&mut Open<'a>> {
+        let slot = &mut self.layers[group];
+        if let Slot::Waiting = slot {
+            *slot = Slot::Open(Open {
+                spool: Spool::create(self.out, self.compressors)?,
                 dirs: Vec::new(),
                 packages: BTreeSet::new(),
                 stats: LayerStats::default(),
             });
         }
-        Ok(slot.as_mut().expect("opened above"))
+        match slot {
+            Slot::Open(open) => Ok(open),
+            _ => unreachable!("dispatch sends the files of an ended layer to the server's"),
+        }
+    }
+
+    /// Ends the layers of the groups whose last file comes before `path` in the walk.
+    fn end_before(&mut self, path: &[u8]) -> Result<()> {
+        while let Some(&(last, group)) = self.ends.get(self.ended) {
+            if walk_order(last, path) != Ordering::Less {
+                break;
+            }
+            self.ended += 1;
+            self.end(group)?;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, group: usize) -> Result<()> {
+        let slot = std::mem::replace(&mut self.layers[group], Slot::Ended(None));
+        if let Slot::Open(open) = slot {
+            self.layers[group] = Slot::Ended(open.end(self.db, &self.cut.groups[group].name)?);
+        } else if let Slot::Ended(ended) = slot {
+            self.layers[group] = Slot::Ended(ended);
+        }
+        Ok(())
     }
 
     /// Sends an entry to the server's layer; when it is a further name of a file written
@@ -308,8 +462,7 @@ fn write_hardlink(layer: &mut Open, mut entry: Entry, first: Vec<u8>) -> Result<
     entry.link = first;
     entry.size = 0;
     ancestors(layer, &entry.path)?;
-    layer
-        .tar
+    TarWriter::new(layer.spool.tar())
         .append(&entry, None)
         .map_err(|e| write_error(&entry, e))?;
     layer.stats.hardlinks += 1;
@@ -317,68 +470,38 @@ fn write_hardlink(layer: &mut Open, mut entry: Entry, first: Vec<u8>) -> Result<
 }
 
 enum Checked {
-    /// As the package installed it: the content when it was small enough to keep.
-    Same(Option<Vec<u8>>),
+    /// As the package installed it: written into its layer.
+    Same,
     Differs,
+    /// Unreadable, or of another size than the walk saw.
     Unreadable,
 }
 
-/// Reads `entry` and compares it with the package's digest.
-fn checked(source: &dyn Source, entry: &Entry, check: FileCheck) -> Checked {
-    let Ok(mut reader) = source.open(&entry.path) else {
-        return Checked::Unreadable;
-    };
-    let verdict = |same: Option<bool>, content| match same {
-        Some(true) => Checked::Same(content),
-        Some(false) => Checked::Differs,
-        None => Checked::Unreadable,
-    };
-    if entry.size > READ_ONCE {
-        return verdict(check.matches(&mut reader), None);
-    }
-    let mut content = Vec::with_capacity(entry.size as usize);
-    match reader.take(READ_ONCE + 1).read_to_end(&mut content) {
-        // A file that changed size since the walk saw it is the server's to report.
-        Ok(n) if n as u64 == entry.size => {
-            verdict(check.matches(&mut content.as_slice()), Some(content))
-        }
-        _ => Checked::Unreadable,
-    }
-}
-
-/// Writes a checked package file into its layer, after the directories that lead to it.
-fn write_package_file(
-    source: &dyn Source,
+/// Writes a package file into its layer, after the directories that lead to it, checking
+/// its content against the package's digest on the way; when it is not the package's,
+/// the layer is taken back to what it was.
+fn write_checked(
     layer: &mut Open,
     entry: &Entry,
-    content: Option<Vec<u8>>,
-    total: &mut LayerStats,
-) -> Result<()> {
+    check: FileCheck,
+    reader: Box<dyn std::io::Read + Send + '_>,
+) -> Result<Checked> {
+    let mark = layer.mark();
     ancestors(layer, &entry.path)?;
-    let short = match content {
-        Some(bytes) => layer
-            .tar
-            .append(entry, Some(&mut bytes.as_slice()))
-            .map_err(|e| append_error(entry, e))?,
-        None => {
-            let reader = open_content(source, entry)?;
-            layer
-                .tar
-                .append(entry, Some(&mut Tagged(reader)))
-                .map_err(|e| append_error(entry, e))?
+    let mut content = check.checking(Tagged(reader));
+    let verdict = match TarWriter::new(layer.spool.tar()).append(entry, Some(&mut content)) {
+        Ok(false) if content.matches() => {
+            layer.spool.settle()?;
+            return Ok(Checked::Same);
         }
+        Ok(false) => Checked::Differs,
+        // Shorter than the walk saw.
+        Ok(true) => Checked::Unreadable,
+        Err(e) if from_source(&e) => Checked::Unreadable,
+        Err(e) => return Err(write_error(entry, e)),
     };
-    if short {
-        total.skipped.push(Skipped {
-            reason: "shrank while reading (padded with zeros)".into(),
-            ..vanished(entry)
-        });
-    }
-    for stats in [&mut layer.stats, total] {
-        stats.files += 1;
-        stats.content_bytes += entry.size;
-    }
-    Ok(())
+    layer.take_back(mark)?;
+    Ok(verdict)
 }
 
 /// Writes the directories on the way to `path` that the layer has not written yet, all
@@ -400,7 +523,9 @@ fn ancestors(layer: &mut Open, path: &[u8]) -> Result<()> {
     for dir in &ancestors[common..] {
         let mut d = Entry::new(dir.to_vec(), Kind::Dir);
         d.mode = 0o755;
-        layer.tar.append(&d, None).map_err(|e| write_error(&d, e))?;
+        TarWriter::new(layer.spool.tar())
+            .append(&d, None)
+            .map_err(|e| write_error(&d, e))?;
         layer.stats.dirs += 1;
         layer.dirs.push(dir.to_vec());
     }

@@ -130,6 +130,15 @@ impl PackageDb {
         })
     }
 
+    /// Every path the database gives a digest for, with its package's index in
+    /// [`PackageDb::packages`].
+    pub fn checked_paths(&self) -> impl Iterator<Item = (&[u8], usize)> {
+        self.files
+            .iter()
+            .filter(|(_, o)| o.digest.is_some())
+            .map(|(path, o)| (path.as_slice(), o.package as usize))
+    }
+
     /// Whether a package owns `path` (no leading `/`).
     pub fn owns(&self, path: &[u8]) -> bool {
         self.files.contains_key(path)
@@ -446,7 +455,75 @@ impl FileCheck {
 
     /// Whether `content` is what the package installed; `None` when it cannot be read.
     pub fn matches(&self, content: &mut dyn Read) -> Option<bool> {
-        digest_of(content, self.want).map(|d| d == self.want)
+        same_digest(content, self.want)
+    }
+
+    /// `inner`, hashed as it is read, to say at the end whether it was what the package
+    /// installed ([`Checking::matches`]): a file is read once to check and copy it.
+    pub fn checking<R: Read>(&self, inner: R) -> Checking<R> {
+        Checking {
+            inner,
+            hasher: Hasher::like(self.want),
+            want: self.want,
+        }
+    }
+}
+
+/// A reader that checks what passes through it: [`FileCheck::checking`].
+pub struct Checking<R> {
+    inner: R,
+    hasher: Hasher,
+    want: Digest,
+}
+
+impl<R> Checking<R> {
+    /// Whether the bytes read were what the package installed.
+    pub fn matches(self) -> bool {
+        self.hasher.finish() == self.want
+    }
+}
+
+impl<R: Read> Read for Checking<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A digest being computed, of the database's kind.
+enum Hasher {
+    Md5(md5::Md5),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+impl Hasher {
+    fn like(digest: Digest) -> Hasher {
+        use md5::Digest as _;
+        match digest {
+            Digest::Md5(_) => Hasher::Md5(md5::Md5::new()),
+            Digest::Sha1(_) => Hasher::Sha1(sha1::Sha1::new()),
+            Digest::Sha256(_) => Hasher::Sha256(sha2::Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        use md5::Digest as _;
+        match self {
+            Hasher::Md5(h) => h.update(bytes),
+            Hasher::Sha1(h) => h.update(bytes),
+            Hasher::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Digest {
+        use md5::Digest as _;
+        match self {
+            Hasher::Md5(h) => Digest::Md5(h.finalize().into()),
+            Hasher::Sha1(h) => Digest::Sha1(h.finalize().into()),
+            Hasher::Sha256(h) => Digest::Sha256(h.finalize().into()),
+        }
     }
 }
 
@@ -519,7 +596,7 @@ impl<'a> Tally<'a> {
         for path in std::mem::take(&mut self.to_check) {
             let o = self.db.files[&path];
             let same = match (o.digest, source.open(&path)) {
-                (Some(expected), Ok(mut r)) => digest_of(&mut r, expected).map(|d| d == expected),
+                (Some(expected), Ok(mut r)) => same_digest(&mut r, expected),
                 _ => None,
             };
             // Unreadable (vanished, a device): not said to be changed.
@@ -562,24 +639,12 @@ impl<'a> Tally<'a> {
 }
 
 /// The digest of the kind `like` of what `r` gives; `None` when it cannot be read.
-fn digest_of(r: &mut dyn Read, like: Digest) -> Option<Digest> {
-    Some(match like {
-        Digest::Md5(_) => Digest::Md5(hash::<md5::Md5>(r)?.into()),
-        Digest::Sha1(_) => Digest::Sha1(hash::<sha1::Sha1>(r)?.into()),
-        Digest::Sha256(_) => Digest::Sha256(hash::<sha2::Sha256>(r)?.into()),
-    })
-}
-
-fn hash<H: md5::Digest>(r: &mut dyn Read) -> Option<md5::digest::Output<H>> {
-    let mut h = H::new();
+/// Whether `r` holds the content `want` is the digest of; `None` when it cannot be read.
+fn same_digest(r: &mut dyn Read, want: Digest) -> Option<bool> {
+    let mut checking = FileCheck { package: 0, want }.checking(r);
     let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r.read(&mut buf).ok()?;
-        if n == 0 {
-            return Some(h.finalize());
-        }
-        h.update(&buf[..n]);
-    }
+    while checking.read(&mut buf).ok()? > 0 {}
+    Some(checking.matches())
 }
 
 #[cfg(test)]

@@ -108,6 +108,16 @@ impl LayoutWriter {
 
     /// A writer for a new blob; [`BlobWriter::commit`] names it by its digest.
     pub fn blob(&self) -> Result<BlobWriter> {
+        self.blob_buffered(1 << 20)
+    }
+
+    /// A writer for a new blob written in large pieces (a compressor's blocks), without
+    /// a buffer of its own: dozens of such blobs may be open at once.
+    pub fn blob_unbuffered(&self) -> Result<BlobWriter> {
+        self.blob_buffered(0)
+    }
+
+    fn blob_buffered(&self, capacity: usize) -> Result<BlobWriter> {
         let n = self
             .blobs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -116,7 +126,7 @@ impl LayoutWriter {
         Ok(BlobWriter {
             dir: self.tmp.join("blobs/sha256"),
             path,
-            writer: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            writer: HashingWriter::new(BufWriter::with_capacity(capacity, file)),
         })
     }
 

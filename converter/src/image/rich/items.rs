@@ -2,7 +2,7 @@
 
 use crate::entry::{Entry, Kind};
 use crate::error::{Error, IoContext, Result};
-use crate::image::compress::Compression;
+use crate::image::compress::{Compression, Compressors};
 use crate::image::layer::{BuiltLayer, LayerBlob, LayerStats};
 use crate::source::Source;
 use oci::layout::LayoutWriter;
@@ -76,7 +76,7 @@ pub fn write(
             (rel.to_string(), Some(item)),
         );
     }
-    let mut blob = LayerBlob::create(out, compression, threads)?;
+    let mut blob = LayerBlob::create(out, &Compressors::new(compression, threads))?;
     let blob_path = blob.path().to_path_buf();
     let tar = &mut blob.tar;
     let mut stats = LayerStats::default();
