@@ -198,15 +198,7 @@ impl Session {
         let gzip = String::from_utf8_lossy(&gzip)
             .lines()
             .any(|l| l.trim() == "gzip");
-        let (unpack, input): (&str, Box<dyn Read + Send>) = if gzip {
-            let fast = flate2::Compression::fast();
-            (
-                "gzip -dc",
-                Box::new(flate2::read::GzEncoder::new(file, fast)),
-            )
-        } else {
-            ("cat", Box::new(file))
-        };
+        let unpack = if gzip { "gzip -dc" } else { "cat" };
         // The size check catches an upload cut short, which must not be run.
         let script = format!(
             "umask 077\n\
@@ -214,7 +206,32 @@ impl Session {
              if {unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
              then echo \"$d\"; else rm -rf \"$d\"; exit 1; fi"
         );
-        let dir = String::from_utf8_lossy(&self.output(&script, Some(input))?)
+        let fresh = |file: std::fs::File| -> Box<dyn Read + Send> {
+            match gzip {
+                true => Box::new(flate2::read::GzEncoder::new(
+                    file,
+                    flate2::Compression::fast(),
+                )),
+                false => Box::new(file),
+            }
+        };
+        let kept = gzip.then(|| compressed_copy(helper)).flatten();
+        let said = match kept.as_ref().and_then(|k| std::fs::File::open(k).ok()) {
+            Some(copy) => match self.output(&script, Some(Box::new(copy))) {
+                Ok(said) => said,
+                // A kept copy that fails (damaged, say) goes, and the helper is sent as
+                // it is.
+                Err(_) => {
+                    if let Some(k) = &kept {
+                        let _ = std::fs::remove_file(k);
+                    }
+                    let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
+                    self.output(&script, Some(fresh(file)))?
+                }
+            },
+            None => self.output(&script, Some(fresh(file)))?,
+        };
+        let dir = String::from_utf8_lossy(&said)
             .lines()
             .last()
             .unwrap_or_default()
@@ -517,14 +534,80 @@ fn last_lines(text: &str, lead: &str) -> String {
     format!("{lead}{}", tail.join("; "))
 }
 
+/// The helper gzip-compressed, kept in the user's cache under the digest of its bytes:
+/// compressing twenty megabytes cost each run more CPU than the rest of its setup, so it
+/// is done once per helper (at the default level: once, the smaller copy is worth it).
+/// Only the copy of the latest helper is kept. None without a cache or on any failure:
+/// the caller then compresses on the way.
+fn compressed_copy(helper: &Path) -> Option<PathBuf> {
+    kept_copy(&super::chunks::cache_home()?.join("helper"), helper)
+}
+
+fn kept_copy(dir: &Path, helper: &Path) -> Option<PathBuf> {
+    use sha2::{Digest, Sha256};
+    use std::io::Seek;
+    let mut file = std::fs::File::open(helper).ok()?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut buf).ok()? {
+            0 => break,
+            n => hasher.update(&buf[..n]),
+        }
+    }
+    let name = format!("{}.gz", hex::encode(&hasher.finalize()[..16]));
+    let path = dir.join(&name);
+    if path.is_file() {
+        return Some(path);
+    }
+    std::fs::create_dir_all(dir).ok()?;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    file.rewind().ok()?;
+    let tmp = tempfile::NamedTempFile::new_in(dir).ok()?;
+    let mut gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(tmp), flate2::Compression::default());
+    std::io::copy(&mut file, &mut gz).ok()?;
+    let tmp = gz.finish().ok()?.into_inner().ok()?;
+    tmp.persist(&path).ok()?;
+    Some(path)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_sudo_that_wants_a_terminal_is_named() {
         let said = "sudo: sorry, you must have a tty to run sudo\n";
-        let line = super::sudo_refusal(said, "deploy");
+        let line = sudo_refusal(said, "deploy");
         assert!(line.contains("Defaults:deploy !requiretty"), "{line}");
-        let line = super::sudo_refusal("sudo: a password is required\n", "deploy");
+        let line = sudo_refusal("sudo: a password is required\n", "deploy");
         assert!(line.contains("passwordless sudo"), "{line}");
+    }
+
+    #[test]
+    fn the_helper_is_compressed_once_and_a_new_one_replaces_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("helper");
+        let helper = dir.path().join("rehost");
+        std::fs::write(&helper, b"one helper ".repeat(1000)).unwrap();
+        let copy = kept_copy(&kept, &helper).unwrap();
+        let mut got = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&copy).unwrap())
+            .read_to_end(&mut got)
+            .unwrap();
+        assert!(got == std::fs::read(&helper).unwrap(), "the copy differs");
+        assert_eq!(kept_copy(&kept, &helper), Some(copy.clone()));
+
+        std::fs::write(&helper, b"another helper").unwrap();
+        let other = kept_copy(&kept, &helper).unwrap();
+        assert_ne!(other, copy);
+        assert_eq!(
+            std::fs::read_dir(&kept).unwrap().count(),
+            1,
+            "old copies stay"
+        );
     }
 }
