@@ -206,31 +206,17 @@ impl Session {
              if {unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
              then echo \"$d\"; else rm -rf \"$d\"; exit 1; fi"
         );
-        let fresh = |file: std::fs::File| -> Box<dyn Read + Send> {
-            match gzip {
-                true => Box::new(flate2::read::GzEncoder::new(
+        let input: Box<dyn Read + Send> = match gzip {
+            true => match compressed_copy(helper) {
+                Some(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                None => Box::new(flate2::read::GzEncoder::new(
                     file,
                     flate2::Compression::fast(),
                 )),
-                false => Box::new(file),
-            }
-        };
-        let kept = gzip.then(|| compressed_copy(helper)).flatten();
-        let said = match kept.as_ref().and_then(|k| std::fs::File::open(k).ok()) {
-            Some(copy) => match self.output(&script, Some(Box::new(copy))) {
-                Ok(said) => said,
-                // A kept copy that fails (damaged, say) goes, and the helper is sent as
-                // it is.
-                Err(_) => {
-                    if let Some(k) = &kept {
-                        let _ = std::fs::remove_file(k);
-                    }
-                    let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
-                    self.output(&script, Some(fresh(file)))?
-                }
             },
-            None => self.output(&script, Some(fresh(file)))?,
+            false => Box::new(file),
         };
+        let said = self.output(&script, Some(input))?;
         let dir = String::from_utf8_lossy(&said)
             .lines()
             .last()
@@ -537,41 +523,61 @@ fn last_lines(text: &str, lead: &str) -> String {
 /// The helper gzip-compressed, kept in the user's cache under the digest of its bytes:
 /// compressing twenty megabytes cost each run more CPU than the rest of its setup, so it
 /// is done once per helper (at the default level: once, the smaller copy is worth it).
-/// Only the copy of the latest helper is kept. None without a cache or on any failure:
-/// the caller then compresses on the way.
-fn compressed_copy(helper: &Path) -> Option<PathBuf> {
+/// What runs as root on the server must be this helper: the copy is checked on every
+/// use (uncompressed and hashed: a tenth of compressing it) and sent from memory, so
+/// nothing can change it in between; a copy that fails goes and is made again. Only the
+/// latest helper's copy is kept. None without a cache or on any failure: the caller
+/// then compresses on the way.
+fn compressed_copy(helper: &Path) -> Option<Vec<u8>> {
     kept_copy(&super::chunks::cache_home()?.join("helper"), helper)
 }
 
-fn kept_copy(dir: &Path, helper: &Path) -> Option<PathBuf> {
-    use sha2::{Digest, Sha256};
+fn kept_copy(dir: &Path, helper: &Path) -> Option<Vec<u8>> {
     use std::io::Seek;
     let mut file = std::fs::File::open(helper).ok()?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match file.read(&mut buf).ok()? {
-            0 => break,
-            n => hasher.update(&buf[..n]),
+    let size = file.metadata().ok()?.len();
+    let digest = sha256_of(&mut file)?;
+    let path = dir.join(format!("{}.gz", hex::encode(&digest[..16])));
+    // gzip never grows its input by more than a few bytes per 16 KiB block.
+    let bound = size + size / 256 + 1024;
+    if let Ok(kept) = std::fs::File::open(&path) {
+        let mut bytes = Vec::new();
+        if kept.take(bound + 1).read_to_end(&mut bytes).is_ok()
+            && bytes.len() as u64 <= bound
+            && sha256_of(&mut flate2::read::MultiGzDecoder::new(&bytes[..])) == Some(digest)
+        {
+            return Some(bytes);
         }
+        let _ = std::fs::remove_file(&path);
     }
-    let name = format!("{}.gz", hex::encode(&hasher.finalize()[..16]));
-    let path = dir.join(&name);
-    if path.is_file() {
-        return Some(path);
+    file.rewind().ok()?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::copy(&mut file, &mut gz).ok()?;
+    let bytes = gz.finish().ok()?;
+    // The helper may have been rebuilt since its digest was taken.
+    if sha256_of(&mut flate2::read::MultiGzDecoder::new(&bytes[..])) != Some(digest) {
+        return None;
     }
     std::fs::create_dir_all(dir).ok()?;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let _ = std::fs::remove_file(e.path());
     }
-    file.rewind().ok()?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).ok()?;
-    let mut gz =
-        flate2::write::GzEncoder::new(std::io::BufWriter::new(tmp), flate2::Compression::default());
-    std::io::copy(&mut file, &mut gz).ok()?;
-    let tmp = gz.finish().ok()?.into_inner().ok()?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).ok()?;
+    tmp.write_all(&bytes).ok()?;
     tmp.persist(&path).ok()?;
-    Some(path)
+    Some(bytes)
+}
+
+fn sha256_of(r: &mut impl Read) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match r.read(&mut buf).ok()? {
+            0 => return Some(hasher.finalize().into()),
+            n => hasher.update(&buf[..n]),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -588,22 +594,45 @@ mod tests {
     }
 
     #[test]
-    fn the_helper_is_compressed_once_and_a_new_one_replaces_its_copy() {
+    fn the_helper_is_compressed_once_checked_on_each_use_and_a_new_one_replaces_it() {
         let dir = tempfile::tempdir().unwrap();
         let kept = dir.path().join("helper");
         let helper = dir.path().join("rehost");
         std::fs::write(&helper, b"one helper ".repeat(1000)).unwrap();
+        let unpacked = |bytes: &[u8]| {
+            let mut got = Vec::new();
+            flate2::read::GzDecoder::new(bytes)
+                .read_to_end(&mut got)
+                .unwrap();
+            got
+        };
         let copy = kept_copy(&kept, &helper).unwrap();
-        let mut got = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(&copy).unwrap())
-            .read_to_end(&mut got)
-            .unwrap();
-        assert!(got == std::fs::read(&helper).unwrap(), "the copy differs");
-        assert_eq!(kept_copy(&kept, &helper), Some(copy.clone()));
+        assert!(
+            unpacked(&copy) == std::fs::read(&helper).unwrap(),
+            "the copy differs"
+        );
+        let file = std::fs::read_dir(&kept)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert!(
+            std::fs::read(&file).unwrap() == copy,
+            "the copy is not kept"
+        );
+        assert!(kept_copy(&kept, &helper) == Some(copy.clone()));
+
+        // A kept copy that is not this helper's is never sent: it is made again.
+        let mut other = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        other.write_all(b"not the helper").unwrap();
+        std::fs::write(&file, other.finish().unwrap()).unwrap();
+        assert!(kept_copy(&kept, &helper) == Some(copy.clone()));
+        assert!(std::fs::read(&file).unwrap() == copy, "the bad copy stays");
 
         std::fs::write(&helper, b"another helper").unwrap();
         let other = kept_copy(&kept, &helper).unwrap();
-        assert_ne!(other, copy);
+        assert_eq!(unpacked(&other), b"another helper");
         assert_eq!(
             std::fs::read_dir(&kept).unwrap().count(),
             1,
