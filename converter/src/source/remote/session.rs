@@ -198,15 +198,7 @@ impl Session {
         let gzip = String::from_utf8_lossy(&gzip)
             .lines()
             .any(|l| l.trim() == "gzip");
-        let (unpack, input): (&str, Box<dyn Read + Send>) = if gzip {
-            let fast = flate2::Compression::fast();
-            (
-                "gzip -dc",
-                Box::new(flate2::read::GzEncoder::new(file, fast)),
-            )
-        } else {
-            ("cat", Box::new(file))
-        };
+        let unpack = if gzip { "gzip -dc" } else { "cat" };
         // The size check catches an upload cut short, which must not be run.
         let script = format!(
             "umask 077\n\
@@ -214,7 +206,18 @@ impl Session {
              if {unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
              then echo \"$d\"; else rm -rf \"$d\"; exit 1; fi"
         );
-        let dir = String::from_utf8_lossy(&self.output(&script, Some(input))?)
+        let input: Box<dyn Read + Send> = match gzip {
+            true => match compressed_copy(helper) {
+                Some(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                None => Box::new(flate2::read::GzEncoder::new(
+                    file,
+                    flate2::Compression::fast(),
+                )),
+            },
+            false => Box::new(file),
+        };
+        let said = self.output(&script, Some(input))?;
+        let dir = String::from_utf8_lossy(&said)
             .lines()
             .last()
             .unwrap_or_default()
@@ -517,14 +520,123 @@ fn last_lines(text: &str, lead: &str) -> String {
     format!("{lead}{}", tail.join("; "))
 }
 
+/// The helper gzip-compressed, kept in the user's cache under the digest of its bytes:
+/// compressing twenty megabytes cost each run more CPU than the rest of its setup, so it
+/// is done once per helper (at the default level: once, the smaller copy is worth it).
+/// What runs as root on the server must be this helper: the copy is checked on every
+/// use (uncompressed and hashed: a tenth of compressing it) and sent from memory, so
+/// nothing can change it in between; a copy that fails goes and is made again. Only the
+/// latest helper's copy is kept. None without a cache or on any failure: the caller
+/// then compresses on the way.
+fn compressed_copy(helper: &Path) -> Option<Vec<u8>> {
+    kept_copy(&super::chunks::cache_home()?.join("helper"), helper)
+}
+
+fn kept_copy(dir: &Path, helper: &Path) -> Option<Vec<u8>> {
+    use std::io::Seek;
+    let mut file = std::fs::File::open(helper).ok()?;
+    let size = file.metadata().ok()?.len();
+    let digest = sha256_of(&mut file)?;
+    let path = dir.join(format!("{}.gz", hex::encode(&digest[..16])));
+    // gzip never grows its input by more than a few bytes per 16 KiB block.
+    let bound = size + size / 256 + 1024;
+    if let Ok(kept) = std::fs::File::open(&path) {
+        let mut bytes = Vec::new();
+        if kept.take(bound + 1).read_to_end(&mut bytes).is_ok()
+            && bytes.len() as u64 <= bound
+            && sha256_of(&mut flate2::read::MultiGzDecoder::new(&bytes[..])) == Some(digest)
+        {
+            return Some(bytes);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    file.rewind().ok()?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::copy(&mut file, &mut gz).ok()?;
+    let bytes = gz.finish().ok()?;
+    // The helper may have been rebuilt since its digest was taken.
+    if sha256_of(&mut flate2::read::MultiGzDecoder::new(&bytes[..])) != Some(digest) {
+        return None;
+    }
+    std::fs::create_dir_all(dir).ok()?;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).ok()?;
+    tmp.write_all(&bytes).ok()?;
+    tmp.persist(&path).ok()?;
+    Some(bytes)
+}
+
+fn sha256_of(r: &mut impl Read) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match r.read(&mut buf).ok()? {
+            0 => return Some(hasher.finalize().into()),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_sudo_that_wants_a_terminal_is_named() {
         let said = "sudo: sorry, you must have a tty to run sudo\n";
-        let line = super::sudo_refusal(said, "deploy");
+        let line = sudo_refusal(said, "deploy");
         assert!(line.contains("Defaults:deploy !requiretty"), "{line}");
-        let line = super::sudo_refusal("sudo: a password is required\n", "deploy");
+        let line = sudo_refusal("sudo: a password is required\n", "deploy");
         assert!(line.contains("passwordless sudo"), "{line}");
+    }
+
+    #[test]
+    fn the_helper_is_compressed_once_checked_on_each_use_and_a_new_one_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("helper");
+        let helper = dir.path().join("rehost");
+        std::fs::write(&helper, b"one helper ".repeat(1000)).unwrap();
+        let unpacked = |bytes: &[u8]| {
+            let mut got = Vec::new();
+            flate2::read::GzDecoder::new(bytes)
+                .read_to_end(&mut got)
+                .unwrap();
+            got
+        };
+        let copy = kept_copy(&kept, &helper).unwrap();
+        assert!(
+            unpacked(&copy) == std::fs::read(&helper).unwrap(),
+            "the copy differs"
+        );
+        let file = std::fs::read_dir(&kept)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert!(
+            std::fs::read(&file).unwrap() == copy,
+            "the copy is not kept"
+        );
+        assert!(kept_copy(&kept, &helper) == Some(copy.clone()));
+
+        // A kept copy that is not this helper's is never sent: it is made again.
+        let mut other = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        other.write_all(b"not the helper").unwrap();
+        std::fs::write(&file, other.finish().unwrap()).unwrap();
+        assert!(kept_copy(&kept, &helper) == Some(copy.clone()));
+        assert!(std::fs::read(&file).unwrap() == copy, "the bad copy stays");
+
+        std::fs::write(&helper, b"another helper").unwrap();
+        let other = kept_copy(&kept, &helper).unwrap();
+        assert_eq!(unpacked(&other), b"another helper");
+        assert_eq!(
+            std::fs::read_dir(&kept).unwrap().count(),
+            1,
+            "old copies stay"
+        );
     }
 }
