@@ -450,7 +450,9 @@ fn a_run_cut_half_way_leaves_no_image_and_the_rerun_receives_less_than_half() {
     );
     let want = tree(&whole, &["proc"]);
 
-    // The cut: the connection goes (its ssh master dies) once more than half is kept.
+    // The cut: the connection goes (its ssh master dies) once more than half is kept:
+    // 60% of the whole run's bytes, as each run's compression level follows the link and
+    // the same tree may take a few percent more bytes in one run than in the other.
     let cut = out.path().join("cut.oci");
     let args = args_for(&cut);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -461,7 +463,7 @@ fn a_run_cut_half_way_leaves_no_image_and_the_rerun_receives_less_than_half() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while server.kept_bytes() < full * 55 / 100 {
+    while server.kept_bytes() < full * 60 / 100 {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the capture ended before half of it was kept"
