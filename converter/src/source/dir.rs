@@ -255,9 +255,20 @@ impl DirSource {
                 if meta.nlink() > 1 {
                     e.inode = Some((meta.dev(), meta.ino()));
                 }
-                // Fewer blocks than the size needs: there are holes worth keeping as holes.
+                // Fewer blocks than the size needs: there may be holes worth keeping as
+                // holes. The block count is only a hint (a file being appended to while
+                // its blocks are allocated, a compressing file system); the file is
+                // sparse only if it really has a hole. Else it is read as a plain file,
+                // whose growth during the capture is then seen.
                 if meta.blocks() * 512 < meta.len() {
-                    e.sparse = Some(data_extents(full, meta.len())?);
+                    let extents = data_extents(full, meta.len())?;
+                    let whole = [Extent {
+                        offset: 0,
+                        len: meta.len(),
+                    }];
+                    if extents != whole {
+                        e.sparse = Some(extents);
+                    }
                 }
             }
             Kind::Symlink => {
