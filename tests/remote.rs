@@ -351,7 +351,7 @@ fn a_run_killed_with_sigkill_leaves_nothing_and_the_next_run_sweeps_its_director
     let pid = child.id().to_string();
     // The session's own directory: the one whose owner file names this rehost.
     let dir_of_run = || {
-        std::fs::read_dir(std::env::temp_dir())
+        std::fs::read_dir(server.tmp())
             .unwrap()
             .flatten()
             .map(|e| e.path())

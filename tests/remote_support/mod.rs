@@ -350,9 +350,19 @@ impl Server {
             .arg(format!("REHOST_HELPER={}", static_rehost().display()))
             // The chunks a cut run keeps, this server's own.
             .arg(format!("XDG_CACHE_HOME={}", self.cache().display()))
+            // Its session directories too: a run sweeps the dead ones it finds, and a
+            // test that looks at a killed run's directory must not race another test.
+            .arg(format!("TMPDIR={}", self.tmp().display()))
             .arg(env!("CARGO_BIN_EXE_rehost"))
             .args(args);
         cmd
+    }
+
+    /// The client's temporary directory, where its runs keep their session directories.
+    pub fn tmp(&self) -> PathBuf {
+        let tmp = self.prepared.dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("create the client's TMPDIR");
+        tmp
     }
 
     /// The client's cache directory, where a cut capture keeps its chunks.
