@@ -83,10 +83,9 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     let bar = crate::output::spinner(quiet || args.json);
     bar.set_message(format!("connecting to {}", url.destination()));
-    let mut session = Session::connect(&url)?;
-    session.become_root()?;
+    let (mut session, ready) = Session::open(&url, &helper)?;
     bar.set_message(format!("reading {url}"));
-    let (report, plan, review) = match session.install_helper(&helper)? {
+    let (report, plan, review) = match ready {
         Helper::Ready => {
             let request = InspectRequest {
                 path: url.path.clone(),
@@ -106,6 +105,7 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
                     Running::error(&url.destination(), status, &said, "the inspection").into(),
                 );
             }
+            session.helper_removed();
             let answer: InspectAnswer =
                 serde_json::from_slice(&answer).context("the helper's answer is unreadable")?;
             (answer.report.into_bytes(), answer.plan, answer.review)

@@ -149,10 +149,9 @@ pub struct LedgerItem {
 pub fn open(address: &str, options: &OpenOptions) -> Result<Box<dyn Source>> {
     let url = SshUrl::parse(address)?;
     let helper = find_helper()?;
-    let mut session = Session::connect(&url)?;
-    session.become_root()?;
-    let captured = match session.install_helper(&helper)? {
-        Helper::Ready => capture(&session, options)?,
+    let (mut session, ready) = Session::open(&url, &helper)?;
+    let captured = match ready {
+        Helper::Ready => capture(&mut session, options)?,
         Helper::Unusable(why) => {
             tracing::warn!("{}: {why}", url.destination());
             warn_fallback(&url);
@@ -174,7 +173,7 @@ pub fn warn_fallback(url: &SshUrl) {
     );
 }
 
-fn capture(session: &Session, options: &OpenOptions) -> Result<RemoteSource> {
+fn capture(session: &mut Session, options: &OpenOptions) -> Result<RemoteSource> {
     let url = session.url().clone();
     let cache = chunks::Cache::open(&format!(
         "{}:{}{}",
@@ -204,6 +203,7 @@ fn capture(session: &Session, options: &OpenOptions) -> Result<RemoteSource> {
     if !status.success() || said.ledger.is_none() {
         return Err(Running::error(&host, status, &said, "the capture"));
     }
+    session.helper_removed();
     let archive = archive?;
     let ledger: Ledger =
         serde_json::from_str(said.ledger.as_deref().unwrap_or_default()).map_err(|e| {

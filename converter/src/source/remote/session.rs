@@ -25,6 +25,9 @@ pub const HELPER_SUBCOMMAND: &str = "__remote";
 /// What the helper answers to `--probe`: it runs, and it is ours.
 pub const PROBE_ANSWER: &str = "rehost-helper";
 
+/// What starts each answer of the setup script.
+const SETUP_MARK: &str = "rehost-setup:";
+
 pub struct Session {
     url: SshUrl,
     /// Holds the control socket and the master's messages.
@@ -44,7 +47,7 @@ pub enum Helper {
 
 impl Session {
     /// Opens the master connection; returns once it is authenticated.
-    pub fn connect(url: &SshUrl) -> Result<Session> {
+    fn connect(url: &SshUrl) -> Result<Session> {
         sweep_stale(&std::env::temp_dir());
         let local = tempfile::Builder::new()
             .prefix(LOCAL_PREFIX)
@@ -128,125 +131,155 @@ impl Session {
         cmd
     }
 
-    /// Runs a short script, `input` on its standard input; its standard output, or an
-    /// error with what it said.
-    fn output(&self, script: &str, input: Option<Box<dyn Read + Send>>) -> Result<Vec<u8>> {
+    /// Connects, becomes root (or finds a passwordless sudo), and sends the static
+    /// helper to a new private directory on the server, checking that it runs there.
+    /// The setup is one script over the connection, not a command per step: each round
+    /// trip costs a remote shell, and the helper's compressed copy is checked here while
+    /// the connection is being made.
+    pub fn open(url: &SshUrl, helper: &Path) -> Result<(Session, Helper)> {
+        let copy = {
+            let helper = helper.to_path_buf();
+            std::thread::spawn(move || compressed_copy(&helper))
+        };
+        let mut session = Session::connect(url)?;
+        let copy = copy.join().ok().flatten();
+        let ready = session.install_helper(helper, copy)?;
+        Ok((session, ready))
+    }
+
+    /// Runs a short script, `input` on its standard input, to its end.
+    fn run_script(
+        &self,
+        script: &str,
+        input: Box<dyn Read + Send>,
+    ) -> Result<std::process::Output> {
         let mut cmd = self.remote(script);
-        cmd.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
         // Fed from a thread: the script's output is read meanwhile, so neither side
-        // waits on a full pipe. A write that fails shows as the script's failure.
-        let feeder = match (input, child.stdin.take()) {
-            (Some(mut input), Some(mut pipe)) => Some(std::thread::spawn(move || {
-                let _ = std::io::copy(&mut input, &mut pipe);
-            })),
-            _ => None,
-        };
+        // waits on a full pipe. A script that stops reading early (sudo refused) only
+        // ends the copy.
+        let mut pipe = child.stdin.take().expect("piped");
+        let mut input = input;
+        let feeder = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut input, &mut pipe);
+        });
         let out = child
             .wait_with_output()
             .map_err(|e| self.fail(format!("waiting for ssh: {e}")))?;
-        if let Some(f) = feeder {
-            let _ = f.join();
-        }
-        if !out.status.success() {
-            return Err(self.fail(format!(
-                "`{}` failed ({}){}",
-                script.lines().next().unwrap_or_default(),
-                describe_status(out.status),
-                last_lines(&String::from_utf8_lossy(&out.stderr), ": ")
-            )));
-        }
-        Ok(out.stdout)
+        let _ = feeder.join();
+        Ok(out)
     }
 
-    /// Root, or a sudo that needs no password: the walk must read every file.
-    pub fn become_root(&mut self) -> Result<()> {
-        // The last line: a noisy shell startup file may print before the command.
-        let uid = self.output("id -u", None)?;
-        if String::from_utf8_lossy(&uid).lines().last().map(str::trim) == Some("0") {
-            return Ok(());
-        }
-        let mut cmd = self.remote("sudo -n true");
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
-        if !out.status.success() {
-            let user = self.url.user.clone().unwrap_or_else(|| "this user".into());
-            return Err(self.fail(sudo_refusal(&String::from_utf8_lossy(&out.stderr), &user)));
-        }
-        self.sudo = true;
-        Ok(())
-    }
-
-    /// Sends the static helper to a new private directory on the server and checks
-    /// that it runs there.
-    pub fn install_helper(&mut self, helper: &Path) -> Result<Helper> {
-        let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
-        let size = file.metadata().map_err(|e| Error::io(helper, e))?.len();
-        // Compressed on the way when the server can uncompress it (gzip: every Unix
-        // has it), which halves what each run sends before the tree.
-        let gzip = self.output("command -v gzip >/dev/null 2>&1 && echo gzip; true", None)?;
-        let gzip = String::from_utf8_lossy(&gzip)
-            .lines()
-            .any(|l| l.trim() == "gzip");
-        let unpack = if gzip { "gzip -dc" } else { "cat" };
+    /// The setup script: root or sudo, then the helper from standard input into a new
+    /// private directory, then the probe. Each answer is a line starting with
+    /// [`SETUP_MARK`] (a noisy shell startup file may print other lines).
+    fn setup_script(size: u64, gzip: bool) -> String {
+        let (check, unpack) = match gzip {
+            true => (
+                format!("command -v gzip >/dev/null 2>&1 || {{ echo '{SETUP_MARK}no-gzip'; exit 0; }}\n"),
+                "gzip -dc",
+            ),
+            false => (String::new(), "cat"),
+        };
         // The size check catches an upload cut short, which must not be run.
-        let script = format!(
+        format!(
             "umask 077\n\
+             if [ \"$(id -u)\" != 0 ]; then\n\
+             if s=$(sudo -n true 2>&1 </dev/null); then echo '{SETUP_MARK}sudo'; \
+             else echo '{SETUP_MARK}refused'; printf '%s\\n' \"$s\"; exit 0; fi\n\
+             fi\n\
+             {check}\
              d=$(mktemp -d \"${{TMPDIR:-/tmp}}/rehost.XXXXXXXX\") || exit 1\n\
              if {unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
-             then echo \"$d\"; else rm -rf \"$d\"; exit 1; fi"
-        );
-        let input: Box<dyn Read + Send> = match gzip {
-            true => match compressed_copy(helper) {
-                Some(bytes) => Box::new(std::io::Cursor::new(bytes)),
-                None => Box::new(flate2::read::GzEncoder::new(
+             then echo \"{SETUP_MARK}dir $d\"; else rm -rf \"$d\"; exit 1; fi\n\
+             if p=$(\"$d/rehost\" {HELPER_SUBCOMMAND} --probe 2>&1 </dev/null) && [ \"${{p#{PROBE_ANSWER}}}\" != \"$p\" ]; \
+             then echo '{SETUP_MARK}ready'; \
+             else rm -rf \"$d\"; echo '{SETUP_MARK}unusable'; printf '%s\\n' \"$p\"; fi"
+        )
+    }
+
+    /// Sends the static helper (gzip-compressed when the server has gzip: every Unix
+    /// does, and it halves what each run sends before the tree) and checks that it runs.
+    fn install_helper(&mut self, helper: &Path, mut copy: Option<Vec<u8>>) -> Result<Helper> {
+        let size = std::fs::metadata(helper)
+            .map_err(|e| Error::io(helper, e))?
+            .len();
+        let mut gzip = true;
+        loop {
+            let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
+            let input: Box<dyn Read + Send> = match (gzip, copy.take()) {
+                (true, Some(bytes)) => Box::new(std::io::Cursor::new(bytes)),
+                (true, None) => Box::new(flate2::read::GzEncoder::new(
                     file,
                     flate2::Compression::fast(),
                 )),
-            },
-            false => Box::new(file),
-        };
-        let said = self.output(&script, Some(input))?;
-        let dir = String::from_utf8_lossy(&said)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if !dir.starts_with('/') || dir.contains('\'') {
-            return Err(self.fail(format!("mktemp gave an unusable directory `{dir}`")));
-        }
-        self.remote_dir = Some(dir.clone());
-        let probe = self
-            .remote(&format!(
-                "{}/rehost {HELPER_SUBCOMMAND} --probe",
-                quote(&dir)
-            ))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
-        if probe.status.code() == Some(255) {
-            return Err(self.fail("the connection was lost".into()));
-        }
-        if !String::from_utf8_lossy(&probe.stdout).starts_with(PROBE_ANSWER) {
-            self.remove_dir();
-            let said = String::from_utf8_lossy(&probe.stderr);
+                (false, _) => Box::new(file),
+            };
+            let out = self.run_script(&Self::setup_script(size, gzip), input)?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let said = String::from_utf8_lossy(&out.stderr);
+            if out.status.code() == Some(255) {
+                return Err(self.fail(format!(
+                    "the connection was lost while sending the helper{}",
+                    last_lines(&said, ": ")
+                )));
+            }
+            let mut lines = text.lines();
+            let mut answers = Vec::new();
+            let mut rest = String::new();
+            for line in lines.by_ref() {
+                match line.strip_prefix(SETUP_MARK) {
+                    Some(a) => answers.push(a.to_string()),
+                    None if answers
+                        .last()
+                        .is_some_and(|a| a == "refused" || a == "unusable") =>
+                    {
+                        rest.push_str(line);
+                        rest.push('\n');
+                    }
+                    None => {}
+                }
+            }
+            if answers.iter().any(|a| a == "refused") {
+                let user = self.url.user.clone().unwrap_or_else(|| "this user".into());
+                return Err(self.fail(sudo_refusal(&rest, &user)));
+            }
+            if answers.iter().any(|a| a == "no-gzip") {
+                gzip = false;
+                continue;
+            }
+            if !out.status.success() {
+                return Err(self.fail(format!(
+                    "sending the helper failed ({}){}",
+                    describe_status(out.status),
+                    last_lines(&said, ": ")
+                )));
+            }
+            self.sudo = answers.iter().any(|a| a == "sudo");
+            let dir = answers
+                .iter()
+                .find_map(|a| a.strip_prefix("dir "))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            if !dir.starts_with('/') || dir.contains('\'') {
+                return Err(self.fail(format!("mktemp gave an unusable directory `{dir}`")));
+            }
+            if answers.iter().any(|a| a == "ready") {
+                self.remote_dir = Some(dir);
+                return Ok(Helper::Ready);
+            }
+            // The script removed the directory.
             return Ok(Helper::Unusable(format!(
                 "the rehost helper cannot run in {dir}{}",
-                last_lines(&said, ": ")
+                last_lines(&rest, ": ")
             )));
         }
-        Ok(Helper::Ready)
     }
 
     /// Runs the helper (as root) with `request` as its first line of input; the helper's
@@ -265,6 +298,12 @@ impl Session {
         let mut line = serde_json::to_vec(request).expect("a request serializes");
         line.push(b'\n');
         self.spawn(&script, Some(line))
+    }
+
+    /// The helper's run ended well, so its command removed the helper's directory: the
+    /// session need not remove it again (a round trip).
+    pub fn helper_removed(&mut self) {
+        self.remote_dir = None;
     }
 
     /// The server's own tar of `path` (the fallback when the helper cannot run),
@@ -325,14 +364,15 @@ impl Drop for Session {
             return;
         }
         self.remove_dir();
-        let _ = ssh_command()
-            .args(["-O", "exit"])
-            .args(self.common_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // The master ends on SIGTERM as on `ssh -O exit`, closing the connection (every
+        // command run through it has ended by now), without another round trip.
         if let Some(mut master) = self.master.take() {
+            // SAFETY: kill(2) on our own child, which is not reaped yet (its pid is ours).
+            unsafe { libc::kill(master.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while matches!(master.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = master.kill();
             let _ = master.wait();
         }
