@@ -296,15 +296,34 @@ fn a_file_that_grows_during_the_capture_is_listed_and_the_run_finishes() {
             "status=none",
         ],
     );
+    // A sparse one too (a hole, then data): it is read by its extents, whose end is
+    // not its size, and its growth is measured against the size the walk saw.
+    let sparse = prepared.root.join("srv/growing.img");
+    sh(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", sparse.display()),
+            "bs=1M",
+            "seek=64",
+            "count=8",
+            "status=none",
+        ],
+    );
     let server = prepared.start(false);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
-        let big = big.clone();
+        let files = [big.clone(), sparse.clone()];
         std::thread::spawn(move || {
-            let mut f = std::fs::OpenOptions::new().append(true).open(big).unwrap();
+            let mut open: Vec<std::fs::File> = files
+                .iter()
+                .map(|f| std::fs::OpenOptions::new().append(true).open(f).unwrap())
+                .collect();
             while !stop.load(Ordering::Relaxed) {
-                f.write_all(b"another line\n").unwrap();
+                for f in &mut open {
+                    f.write_all(b"another line\n").unwrap();
+                }
             }
         })
     };
@@ -319,14 +338,16 @@ fn a_file_that_grows_during_the_capture_is_listed_and_the_run_finishes() {
     let summary: serde_json::Value =
         serde_json::from_str(&ok(&run, "convert over ssh of a changing server")).unwrap();
     let skipped = summary["stats"]["skipped"].as_array().unwrap();
-    assert!(
-        skipped.iter().any(|s| s["path"] == "/srv/growing.log"
-            && s["reason"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("grew while reading")),
-        "the growing file is not in the ledger: {skipped:?}"
-    );
+    for path in ["/srv/growing.log", "/srv/growing.img"] {
+        assert!(
+            skipped.iter().any(|s| s["path"] == path
+                && s["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("grew while reading")),
+            "the growing file {path} is not in the ledger: {skipped:?}"
+        );
+    }
     assert!(image.join("index.json").is_file(), "no image");
     server.assert_nothing_left("a capture of a changing server");
 }

@@ -426,6 +426,7 @@ pub fn serve_capture(request: CaptureRequest) -> Result<()> {
         root: root.to_path_buf(),
         unreadable: Mutex::new(Skips::default()),
         grown: Mutex::new(Skips::default()),
+        sparse_sizes: Mutex::new(HashMap::new()),
     };
     let (files, bytes) = progress::measure(&lenient, &excludes)?;
     eprintln!("{}total {files} {bytes}", progress::PREFIX);
@@ -505,6 +506,16 @@ struct Lenient {
     root: PathBuf,
     unreadable: Mutex<Skips>,
     grown: Mutex<Skips>,
+    /// The size the walk saw of each sparse file not opened yet: its extents do not say
+    /// it (a hole may end it), and growth is measured against it. The builder opens a
+    /// file just after the walk gives it, so this holds one or two.
+    sparse_sizes: Mutex<HashMap<Vec<u8>, u64>>,
+}
+
+impl Lenient {
+    /// More than this many sparse files given and not opened (left out by the
+    /// excludes): the older ones never will be.
+    const PENDING_SPARSE: usize = 64;
 }
 
 impl Lenient {
@@ -533,7 +544,17 @@ impl Source for Lenient {
     }
 
     fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
-        self.inner.walk(visit)
+        self.inner.walk(&mut |entry: Entry| {
+            if entry.sparse.is_some() {
+                if let Ok(mut sizes) = self.sparse_sizes.lock() {
+                    if sizes.len() >= Self::PENDING_SPARSE {
+                        sizes.clear();
+                    }
+                    sizes.insert(entry.path.clone(), entry.size);
+                }
+            }
+            visit(entry)
+        })
     }
 
     fn metadata(&self, path: &[u8]) -> Result<Entry> {
@@ -549,15 +570,29 @@ impl Source for Lenient {
         Ok(Box::new(Watched {
             inner,
             read: 0,
+            seen: None,
             path: path.to_vec(),
             tree: self,
         }))
     }
 
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
-        self.inner
+        let seen = self
+            .sparse_sizes
+            .lock()
+            .ok()
+            .and_then(|mut sizes| sizes.remove(path));
+        let inner = self
+            .inner
             .open_extents(path, extents)
-            .map_err(|e| self.note(path, e))
+            .map_err(|e| self.note(path, e))?;
+        Ok(Box::new(Watched {
+            inner,
+            read: 0,
+            seen,
+            path: path.to_vec(),
+            tree: self,
+        }))
     }
 }
 
@@ -566,6 +601,9 @@ impl Source for Lenient {
 struct Watched<'a> {
     inner: Box<dyn Read + Send + 'a>,
     read: u64,
+    /// A sparse file's size as the walk saw it (its data is less than its size); none:
+    /// the bytes read are that size.
+    seen: Option<u64>,
     path: Vec<u8>,
     tree: &'a Lenient,
 }
@@ -585,13 +623,14 @@ impl Drop for Watched<'_> {
         let Ok(now) = std::fs::symlink_metadata(full) else {
             return;
         };
-        if now.len() > self.read {
+        let size = self.seen.unwrap_or(self.read);
+        if now.len() > size {
             if let Ok(mut list) = self.tree.grown.lock() {
                 list.push(Skipped {
                     path: format!("/{}", String::from_utf8_lossy(&self.path)),
                     reason: format!(
                         "grew while reading (kept its first {} bytes, now {})",
-                        self.read,
+                        size,
                         now.len()
                     ),
                 });
