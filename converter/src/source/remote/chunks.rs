@@ -2,8 +2,17 @@
 //! fully received is not sent again.
 //!
 //! On the server the walk is cut at entry boundaries into chunks: one per top-level
-//! directory, and a big one further every [`MAX_BYTES`] of content or [`MAX_ENTRIES`]
-//! entries. Each chunk is named by a signature of the walk's metadata of the entries it
+//! directory, and a big one further. Where is decided by the paths, not by the bytes
+//! before: past [`MIN_ENTRIES`] entries a chunk ends before the next path whose hash
+//! makes it an anchor (one path in [`ANCHOR_ONE_IN`]), and past [`WEAK_BYTES`] of
+//! content before the next weak anchor (one in [`WEAK_ONE_IN`], anchors included), so
+//! that a directory of big files is cut too. So a file that grew or shrank between a cut
+//! run and its rerun changes its own chunk, and the chunks after it soon start where
+//! they started before and are reused, as content-defined chunking does; cutting every
+//! N bytes would shift every later boundary of its directory. The minimum is small
+//! next to the anchors' spacing, or two runs cut from different places would rarely
+//! meet on the same anchor. [`MAX_BYTES`] and [`MAX_ENTRIES`] bound a chunk that meets
+//! none. Each chunk is named by a signature of the walk's metadata of the entries it
 //! holds (paths, kinds, sizes, modes, owners, times, inode and change time, link
 //! targets, extended attributes), of the names earlier chunks give its hardlinks, and of
 //! the filter: cheap next to the bytes, and different whenever the chunk's bytes could
@@ -39,9 +48,17 @@ use std::time::{Duration, Instant};
 /// The first bytes of the stream (its format, for a helper of another version).
 pub const MAGIC: &[u8] = b"rehost-chunks 1\n";
 /// A chunk of content bytes, at most (a single larger file is a chunk of its own).
-pub const MAX_BYTES: u64 = 16 << 20;
+pub const MAX_BYTES: u64 = 32 << 20;
 /// A chunk of entries, at most: the metadata of one chunk is held in memory.
 pub const MAX_ENTRIES: usize = 4096;
+/// Past this many entries, a chunk ends before the next anchor.
+pub const MIN_ENTRIES: usize = 32;
+/// One path in this many is an anchor.
+pub const ANCHOR_ONE_IN: u64 = 128;
+/// Past this much content, a chunk ends before the next weak anchor.
+pub const WEAK_BYTES: u64 = 8 << 20;
+/// One path in this many is a weak anchor (every anchor is one).
+pub const WEAK_ONE_IN: u64 = 16;
 
 const DATA: u8 = b'D';
 const REUSE: u8 = b'R';
@@ -116,7 +133,10 @@ impl<'a, W: Write> Chunker<'a, W> {
     /// Takes the next entry of the walk.
     pub fn push(&mut self, entry: Entry) -> Result<()> {
         if let Some(first) = self.pending.first() {
+            let anchor = anchor_hash(&entry.path);
             if top(&first.path) != top(&entry.path)
+                || (self.pending.len() >= MIN_ENTRIES && anchor.is_multiple_of(ANCHOR_ONE_IN))
+                || (self.pending_bytes >= WEAK_BYTES && anchor.is_multiple_of(WEAK_ONE_IN))
                 || self.pending_bytes >= MAX_BYTES
                 || self.pending.len() >= MAX_ENTRIES
             {
@@ -226,6 +246,17 @@ impl<'a, W: Write> Chunker<'a, W> {
         }
         h.finalize().into()
     }
+}
+
+/// What makes a path an anchor: FNV-1a of the path, so the same paths are anchors on
+/// every run and every machine.
+fn anchor_hash(path: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in path {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// The top-level name a path is under (the root is its own).
@@ -746,6 +777,31 @@ mod tests {
         let tar = zstd::stream::decode_all(&frames[..]).unwrap();
         let c = *counts.lock().unwrap();
         (tar, c)
+    }
+
+    /// A file that grew between two runs changes its own chunk, not the ones after it.
+    #[test]
+    fn a_file_that_grew_shifts_no_later_chunk() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("var/log");
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..800 {
+            std::fs::write(dir.join(format!("f{i:04}")), vec![i as u8; 32 << 10]).unwrap();
+        }
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = Cache::in_dir(cache_dir.path().to_path_buf());
+        let (_, first) = receive(&stream(root.path(), &[]), &cache);
+        assert!(first.chunks >= 4, "{first:?}");
+        // An early file grows by 3 MiB, most of a chunk's minimum.
+        std::fs::write(dir.join("f0003"), vec![7u8; 3 << 20]).unwrap();
+        let cache = Cache::in_dir(cache_dir.path().to_path_buf());
+        let (_, again) = receive(&stream(root.path(), &cache.signatures()), &cache);
+        // `chunks` counts those sent.
+        assert!(again.chunks <= 2, "{again:?} after {first:?}");
+        assert!(
+            again.reused_chunks + 2 >= first.chunks,
+            "{again:?} after {first:?}"
+        );
     }
 
     #[test]
