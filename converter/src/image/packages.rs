@@ -314,7 +314,7 @@ struct Dispatch<'a> {
 }
 
 /// The largest package file read ahead, to be checked with others ([`Dispatch::visit`]).
-const AHEAD_FILE: u64 = 1 << 20;
+const AHEAD_FILE: u64 = 2 << 20;
 /// At most this much content read ahead, and this many entries waiting.
 const AHEAD_BYTES: usize = 16 << 20;
 const AHEAD_ENTRIES: usize = 4096;
