@@ -15,14 +15,16 @@
 //!
 //! Every layer is compressed as the walk goes, on one pool of workers they share. The
 //! server's layer is compressed from memory, as one layer is; each package layer is
-//! spooled into a temporary file ([`super::spool`]): a package file is checked while it
-//! is written (read once) and taken back when it turns out changed, so only what stays
-//! is handed to the compressors. A layer is ended as soon as the walk is past the last
+//! spooled into a temporary file ([`super::spool`]): a package file is read once, and
+//! only what stays is handed to the compressors. Small files of dpkg's are read ahead
+//! and checked many at once (`Dispatch::visit`), so a changed one is never written
+//! into its package's layer; any other is checked while it is written and taken back
+//! when it turns out changed. A layer is ended as soon as the walk is past the last
 //! file of its group (the database lists them, and the walk's order is known), so the
 //! compression of its last block overlaps the rest of the walk instead of following it.
-//! Memory is the package database, a write buffer per layer and the blocks in flight,
-//! never the tree, and never a compressor per layer (sixty of them would hold hundreds
-//! of MiB).
+//! Memory is the package database, a write buffer per layer, the blocks in flight and
+//! the files read ahead (16 MiB), never the tree, and never a compressor per layer
+//! (sixty of them would hold hundreds of MiB).
 
 use super::compress::Compressors;
 use super::cut::Cut;
