@@ -10,6 +10,7 @@ pub mod cron;
 pub mod details;
 pub mod fs;
 pub mod identity;
+pub mod md5_lanes;
 pub mod os;
 pub mod ownership;
 pub mod packages;

@@ -453,6 +453,15 @@ impl FileCheck {
         self.package
     }
 
+    /// The MD5 the package gives, when its database gives MD5s (dpkg's): such files can
+    /// be checked many at once ([`super::md5_lanes`]).
+    pub fn md5(&self) -> Option<[u8; 16]> {
+        match self.want {
+            Digest::Md5(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// Whether `content` is what the package installed; `None` when it cannot be read.
     pub fn matches(&self, content: &mut dyn Read) -> Option<bool> {
         same_digest(content, self.want)
