@@ -28,6 +28,18 @@ pub const PROBE_ANSWER: &str = "rehost-helper";
 /// What starts each answer of the setup script.
 const SETUP_MARK: &str = "rehost-setup:";
 
+/// The most of a short command's output kept: its answers and a few lines of messages.
+const SAID_CAP: u64 = 64 << 10;
+
+/// The first `cap` bytes of `r`; the rest is read and dropped, so the writer never
+/// blocks on a full pipe.
+fn read_capped(mut r: impl Read, cap: u64) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let _ = (&mut r).take(cap).read_to_end(&mut kept);
+    let _ = std::io::copy(&mut r, &mut std::io::sink());
+    kept
+}
+
 pub struct Session {
     url: SshUrl,
     /// Holds the control socket and the master's messages.
@@ -168,11 +180,21 @@ impl Session {
         let feeder = std::thread::spawn(move || {
             let _ = std::io::copy(&mut input, &mut pipe);
         });
-        let out = child
-            .wait_with_output()
+        // What the server says is read whole but kept only up to a cap: a shell startup
+        // file (or a hostile server) may print without end.
+        let stderr = child.stderr.take().expect("piped");
+        let said = std::thread::spawn(move || read_capped(stderr, SAID_CAP));
+        let stdout = read_capped(child.stdout.take().expect("piped"), SAID_CAP);
+        let status = child
+            .wait()
             .map_err(|e| self.fail(format!("waiting for ssh: {e}")))?;
+        let stderr = said.join().unwrap_or_default();
         let _ = feeder.join();
-        Ok(out)
+        Ok(std::process::Output {
+            status,
+            stdout,
+            stderr,
+        })
     }
 
     /// The setup script: root or sudo, then the helper from standard input into a new
@@ -229,10 +251,10 @@ impl Session {
                     last_lines(&said, ": ")
                 )));
             }
-            let mut lines = text.lines();
             let mut answers = Vec::new();
+            // What sudo or the probe said, after their answer.
             let mut rest = String::new();
-            for line in lines.by_ref() {
+            for line in text.lines() {
                 match line.strip_prefix(SETUP_MARK) {
                     Some(a) => answers.push(a.to_string()),
                     None if answers
@@ -367,8 +389,10 @@ impl Drop for Session {
         // The master ends on SIGTERM as on `ssh -O exit`, closing the connection (every
         // command run through it has ended by now), without another round trip.
         if let Some(mut master) = self.master.take() {
-            // SAFETY: kill(2) on our own child, which is not reaped yet (its pid is ours).
-            unsafe { libc::kill(master.id() as i32, libc::SIGTERM) };
+            // Our own child, not reaped yet: its pid is still ours.
+            if let Some(pid) = rustix::process::Pid::from_raw(master.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while matches!(master.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
@@ -623,6 +647,14 @@ fn sha256_of(r: &mut impl Read) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_that_prints_without_end_is_kept_to_the_cap_and_read_to_its_end() {
+        let mut endless = std::io::Cursor::new(vec![b'x'; 1 << 20]);
+        let kept = read_capped(&mut endless, 100);
+        assert_eq!(kept.len(), 100);
+        assert_eq!(endless.position(), 1 << 20, "the rest was not drained");
+    }
 
     #[test]
     fn a_sudo_that_wants_a_terminal_is_named() {
