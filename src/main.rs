@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         .nth(1)
         .is_some_and(|a| a == converter::source::remote::HELPER_SUBCOMMAND)
     {
-        return remote::helper_main(std::env::args_os().skip(2).collect());
+        return converter::source::remote::helper::main(std::env::args_os().skip(2).collect());
     }
     let cli = Cli::parse();
     output::init_logging(cli.verbose, cli.quiet);

@@ -1,17 +1,14 @@
-//! `ssh://` sources: `rehost inspect ssh://…` here, and the helper's side on the server
-//! (`rehost __remote`, hidden: the static rehost sent there runs it).
-//!
-//! A convert of `ssh://…` needs nothing here: the converter opens it as a source.
+//! `ssh://` sources: `rehost inspect ssh://…`, and the progress of a capture. The
+//! helper's side on the server is the converter's (`converter::source::remote::helper`),
+//! and a convert of `ssh://…` needs nothing here: the converter opens it as a source.
 
-use crate::inspect::{self, Examined};
+use crate::inspect;
 use anyhow::{Context, Result};
-use converter::plan::Plan;
 use converter::profile::Profile;
+use converter::report;
+use converter::source::remote::helper::{InspectAnswer, InspectRequest};
 use converter::source::remote::{self, Helper, Running, Session, SshUrl};
-use converter::source::{self, OpenOptions};
-use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Read, Write};
-use std::path::PathBuf;
+use std::io::Read;
 use std::process::ExitCode;
 
 /// Shows a remote capture's progress on the command's spinner: files, bytes, the rate
@@ -35,29 +32,6 @@ pub fn show_transfer(bar: &indicatif::ProgressBar, source: &std::path::Path) {
             crate::output::bytes(t.rate() as u64),
         ));
     });
-}
-
-/// What the helper is asked for an inspect.
-#[derive(Serialize, Deserialize)]
-struct InspectRequest {
-    path: String,
-    /// The name the report gives the source (the ssh:// address).
-    name: String,
-    json: bool,
-    walk: bool,
-    /// Profiles by built-in name, or by file name with the file's text.
-    profiles: Vec<(String, Option<String>)>,
-    include_mounts: Vec<PathBuf>,
-}
-
-/// What the helper answers an inspect with.
-#[derive(Serialize, Deserialize)]
-struct InspectAnswer {
-    report: String,
-    plan: Plan,
-    /// The plan file's review notes ([`converter::plan::review`]).
-    #[serde(default)]
-    review: Vec<String>,
 }
 
 /// `rehost inspect ssh://…`: the inventory, the plan and the size are made on the
@@ -119,10 +93,10 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
                 .iter()
                 .map(|p| Profile::load(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let examined = inspect::examine(&captured, &profiles, !args.no_walk)?;
+            let examined = report::examine(&captured, &profiles, !args.no_walk)?;
             let review = converter::plan::review(&examined.inventory);
             (
-                inspect::render(&examined, args.json)?,
+                report::render(&examined, args.json).context("writing the report")?,
                 examined.plan,
                 review,
             )
@@ -131,87 +105,4 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
     drop(session);
     bar.finish_and_clear();
     inspect::finish(&args, quiet, &report, &plan, &review)
-}
-
-/// On the server: `rehost __remote [--probe]`. The request is the first line of
-/// standard input; the end of standard input means rehost went away (Ctrl-C, a dropped
-/// connection), and the helper exits at once.
-pub fn helper_main(args: Vec<std::ffi::OsString>) -> ExitCode {
-    if args.iter().any(|a| a == "--probe") {
-        println!("{}", remote::PROBE_ANSWER);
-        return ExitCode::SUCCESS;
-    }
-    let mut line = Vec::new();
-    let mut stdin = std::io::stdin().lock();
-    if let Err(e) = stdin.read_until(b'\n', &mut line) {
-        eprintln!("rehost helper: reading the request: {e}");
-        return ExitCode::FAILURE;
-    }
-    drop(stdin);
-    std::thread::spawn(|| {
-        let mut rest = [0u8; 64];
-        // Nothing more is sent: a read returns only at the end.
-        while matches!(std::io::stdin().read(&mut rest), Ok(n) if n > 0) {}
-        std::process::exit(3);
-    });
-    let result = serve(&line);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            let mut text = format!("{err}");
-            for cause in err.chain().skip(1) {
-                text.push_str(&format!(": {cause}"));
-            }
-            let _ = writeln!(std::io::stderr(), "rehost helper: {text}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn serve(line: &[u8]) -> Result<()> {
-    let request: serde_json::Value =
-        serde_json::from_slice(line).context("the request is not JSON")?;
-    if let Some(capture) = request.get("capture") {
-        let capture: remote::CaptureRequest =
-            serde_json::from_value(capture.clone()).context("a bad capture request")?;
-        return Ok(remote::serve_capture(capture)?);
-    }
-    if let Some(inspect) = request.get("inspect") {
-        let request: InspectRequest =
-            serde_json::from_value(inspect.clone()).context("a bad inspect request")?;
-        return serve_inspect(request);
-    }
-    anyhow::bail!("an unknown request")
-}
-
-fn serve_inspect(request: InspectRequest) -> Result<()> {
-    let source = source::open(
-        request.path.as_ref(),
-        &OpenOptions {
-            include_mounts: request.include_mounts.clone(),
-            hide: remote::helper_directory().into_iter().collect(),
-            ..OpenOptions::default()
-        },
-    )?;
-    let profiles = request
-        .profiles
-        .iter()
-        .map(|(name, text)| match text {
-            Some(text) => Profile::parse(name, text),
-            None => Profile::builtin(name),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut examined: Examined = inspect::examine(source.as_ref(), &profiles, request.walk)?;
-    examined.inventory.source = request.name.clone();
-    examined.plan.source = request.name.clone();
-    let report = String::from_utf8_lossy(&inspect::render(&examined, request.json)?).into_owned();
-    let answer = InspectAnswer {
-        report,
-        review: converter::plan::review(&examined.inventory),
-        plan: examined.plan,
-    };
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, &answer)?;
-    out.flush()?;
-    Ok(())
 }

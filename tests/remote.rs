@@ -232,18 +232,42 @@ fn the_static_rehost_runs_with_no_libc_and_on_bullseye_where_the_dynamic_one_can
     let fixed = static_rehost();
     // An empty root: no libc, no loader, nothing but the binary.
     let empty = tempfile::tempdir().unwrap();
-    std::fs::copy(&fixed, empty.path().join("rehost")).unwrap();
+    // Copied by cp, not by this process: a file this process held open for writing
+    // could be inherited by another test's fork, and running it would fail (ETXTBSY).
+    let copy = |from: &Path, to: &Path| sh("cp", &[from.to_str().unwrap(), to.to_str().unwrap()]);
+    copy(&fixed, &empty.path().join("rehost"));
     let version = sh(
         "chroot",
         &[empty.path().to_str().unwrap(), "/rehost", "--version"],
     );
     assert!(version.starts_with("rehost "), "{version}");
+    // Both serve as the helper there: the one ssh:// runs send, and the whole rehost.
+    copy(&static_helper(), &empty.path().join("rehost-helper"));
+    for helper in ["/rehost-helper", "/rehost"] {
+        let probe = sh(
+            "chroot",
+            &[
+                empty.path().to_str().unwrap(),
+                helper,
+                "__remote",
+                "--probe",
+            ],
+        );
+        assert_eq!(
+            probe.trim(),
+            converter::source::remote::PROBE_ANSWER,
+            "{helper}"
+        );
+    }
 
     // Debian 11: glibc 2.31.
     let prepared = Prepared::new("debian-bullseye");
     let bin = prepared.root.join("usr/local/bin");
-    std::fs::copy(&fixed, bin.join("rehost-static")).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_rehost"), bin.join("rehost-dynamic")).unwrap();
+    copy(&fixed, &bin.join("rehost-static"));
+    copy(
+        Path::new(env!("CARGO_BIN_EXE_rehost")),
+        &bin.join("rehost-dynamic"),
+    );
     let root = prepared.root.to_str().unwrap();
     let dynamic = Command::new("chroot")
         .args([root, "/usr/local/bin/rehost-dynamic", "--version"])
@@ -297,7 +321,9 @@ fn a_file_that_grows_during_the_capture_is_listed_and_the_run_finishes() {
         ],
     );
     // A sparse one too (a hole, then data): it is read by its extents, whose end is
-    // not its size, and its growth is measured against the size the walk saw.
+    // not its size, and its growth is measured against the size the walk saw. Its data
+    // is random, so that reading, compressing and sending it takes long enough for the
+    // writer below to append to it meanwhile, even on a loaded machine.
     let sparse = prepared.root.join("srv/growing.img");
     sh(
         "dd",
@@ -306,7 +332,7 @@ fn a_file_that_grows_during_the_capture_is_listed_and_the_run_finishes() {
             &format!("of={}", sparse.display()),
             "bs=1M",
             "seek=64",
-            "count=8",
+            "count=64",
             "status=none",
         ],
     );

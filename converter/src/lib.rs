@@ -5,7 +5,8 @@
 //! - [`inventory`]: what the server is and runs;
 //! - [`plan`]: the decisions about it, the builder's input;
 //! - [`profile`]: the data-driven defaults (excludes and their reasons);
-//! - [`image`]: the image builder (tar layers, compression, the rich layer).
+//! - [`image`]: the image builder (tar layers, compression, the rich layer);
+//! - [`report`]: the inspect report (also made on a server by the ssh helper).
 //!
 //! It may depend on `oci` (image types, the tar and layout writers), `diskimage` (disk
 //! formats and ext4, under the disk source's adapter) and `init` (the service model);
@@ -17,6 +18,7 @@ pub mod image;
 pub mod inventory;
 pub mod plan;
 pub mod profile;
+pub mod report;
 pub mod sbom;
 pub mod source;
 

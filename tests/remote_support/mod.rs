@@ -37,9 +37,18 @@ pub fn fixture_root(name: &str) -> PathBuf {
     PathBuf::from(sh(script.to_str().unwrap(), args).trim()).join("rootfs")
 }
 
-/// The static rehost (scripts/build-static), which the ssh:// runs send to the server.
+/// The static rehost (scripts/build-static), the one a user copies to a server.
 pub fn static_rehost() -> PathBuf {
-    let path = repo().join("target/static/rehost");
+    static_binary("rehost")
+}
+
+/// The static helper (scripts/build-static), which the ssh:// runs send to the server.
+pub fn static_helper() -> PathBuf {
+    static_binary("rehost-helper")
+}
+
+fn static_binary(name: &str) -> PathBuf {
+    let path = repo().join("target/static").join(name);
     assert!(
         path.is_file(),
         "{} is missing: build it with scripts/build-static",
@@ -347,7 +356,7 @@ impl Server {
                 "REHOST_TEST_SSH_CONFIG={}",
                 self.prepared.client.join(config).display()
             ))
-            .arg(format!("REHOST_HELPER={}", static_rehost().display()))
+            .arg(format!("REHOST_HELPER={}", static_helper().display()))
             // The chunks a cut run keeps, this server's own.
             .arg(format!("XDG_CACHE_HOME={}", self.cache().display()))
             // Its session directories too: a run sweeps the dead ones it finds, and a

@@ -1,7 +1,7 @@
 //! A remote server as a source: `ssh://[USER@]HOST[:PORT][/PATH]`, read agentlessly.
 //!
-//! rehost sends its static self (the helper) over one multiplexed OpenSSH connection
-//! into a private temporary directory, runs it as root (or through `sudo -n`), and
+//! rehost sends a static helper (`rehost-helper`, [`helper`]) over one multiplexed
+//! OpenSSH connection into a private temporary directory, runs it as root (or through `sudo -n`), and
 //! removes it at the end. On the server the helper walks the tree, applies the
 //! profiles' and the user's excludes (excluded bytes never cross the network) and
 //! streams what is kept as one tar, zstd-compressed, with the same encoding as a layer.
@@ -18,6 +18,7 @@
 //! run of it starts over).
 
 pub mod chunks;
+pub mod helper;
 pub mod progress;
 mod session;
 mod url;
@@ -27,13 +28,11 @@ pub use url::{SshUrl, SCHEME};
 
 use super::{ArchiveSource, OpenOptions, Skipped, Skips, Source, Visit};
 use crate::entry::{Entry, Extent};
-use crate::error::{Error, IoContext, Result};
-use crate::image::layer::TreeParts;
+use crate::error::{Error, Result};
 use crate::image::rich::binary::is_static;
-use crate::profile::{ExcludeRule, Excludes, Profile};
+use crate::profile::{ExcludeRule, Profile};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -343,8 +342,9 @@ impl Read for Shared {
     }
 }
 
-/// The static rehost to send: `REHOST_HELPER`, this program when it is static, or the
-/// one scripts/build-static leaves in `target/static/` of a source tree.
+/// The static helper to send: `REHOST_HELPER`; a static `rehost-helper` beside this
+/// program, or where scripts/build-static leaves it (`target/static/`); else this
+/// program when it is static (the full rehost serves too, three times bigger).
 pub fn find_helper() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("REHOST_HELPER") {
         let path = PathBuf::from(path);
@@ -352,16 +352,17 @@ pub fn find_helper() -> Result<PathBuf> {
             true => Ok(path),
             false => Err(Error::BadSource {
                 path,
-                reason: "REHOST_HELPER is dynamically linked; build the static rehost with scripts/build-static".into(),
+                reason: "REHOST_HELPER is dynamically linked; build the static helper with scripts/build-static".into(),
             }),
         };
     }
     let exe = std::env::current_exe().map_err(|e| Error::io("the rehost executable", e))?;
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     let candidates = [
+        dir.join("rehost-helper"),
+        dir.join("../static/rehost-helper"),
+        dir.join("static/rehost-helper"),
         exe.clone(),
-        dir.join("../static/rehost"),
-        dir.join("static/rehost"),
     ];
     for c in &candidates {
         if is_static(c).unwrap_or(false) {
@@ -370,271 +371,6 @@ pub fn find_helper() -> Result<PathBuf> {
     }
     Err(Error::BadSource {
         path: exe,
-        reason: "no static rehost to send to the server (build it with scripts/build-static, or set REHOST_HELPER)".into(),
+        reason: "no static helper to send to the server (build it with scripts/build-static, or set REHOST_HELPER)".into(),
     })
-}
-
-/// On the server: answers a capture request on standard output, then writes the
-/// ledger on standard error.
-/// The private directory the client sent this helper to, which the server's tree must
-/// not show: its name is the one the session gives it (`rehost.XXXXXXXX`), so an
-/// installed `rehost` run as the helper hides nothing.
-pub fn helper_directory() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    dir.file_name()?
-        .to_str()?
-        .starts_with("rehost.")
-        .then(|| dir.to_path_buf())
-}
-
-pub fn serve_capture(request: CaptureRequest) -> Result<()> {
-    let root = Path::new(&request.path);
-    let source = super::open(
-        root,
-        &OpenOptions {
-            include_mounts: request.include_mounts.clone(),
-            hide: helper_directory().into_iter().collect(),
-            ..OpenOptions::default()
-        },
-    )?;
-    let mut names: Vec<String> = request
-        .filter
-        .profiles
-        .iter()
-        .map(|p| p.name.clone())
-        .collect();
-    let mut rules: Vec<ExcludeRule> = request
-        .filter
-        .profiles
-        .iter()
-        .flat_map(|p| p.exclude.clone())
-        .collect();
-    if request.filter.family_profiles {
-        let family =
-            crate::inventory::os::detect(&crate::inventory::fs::Root::new(source.as_ref())).family;
-        for p in Profile::for_family(&family)? {
-            if !names.contains(&p.name) {
-                names.push(p.name.clone());
-                rules.extend(p.exclude);
-            }
-        }
-    }
-    let excludes = Excludes::new(&rules, &request.filter.excludes)?;
-    let lenient = Lenient {
-        inner: source,
-        root: root.to_path_buf(),
-        unreadable: Mutex::new(Skips::default()),
-        grown: Mutex::new(Skips::default()),
-        sparse_sizes: Mutex::new(HashMap::new()),
-    };
-    let (files, bytes) = progress::measure(&lenient, &excludes)?;
-    eprintln!("{}total {files} {bytes}", progress::PREFIX);
-    let mut reporter = progress::Reporter::new();
-    let mut report = |p: crate::image::layer::Progress| reporter.report(p.entries, p.bytes);
-    let grown = || lenient.grown.lock().map_or(0, |g| g.total());
-    // Chunks signed by what decides their bytes besides the tree: this format and the
-    // filter.
-    let context = serde_json::to_vec(&(
-        env!("CARGO_PKG_VERSION"),
-        &request.filter,
-        &request.include_mounts,
-        &request.path,
-    ))
-    .expect("the request serializes");
-    let stdout = std::io::stdout().lock();
-    let buffered = std::io::BufWriter::with_capacity(1 << 20, stdout);
-    let mut chunker = chunks::Chunker::new(
-        TreeParts::new(&lenient, &excludes),
-        root,
-        &context,
-        &request.have,
-        buffered,
-        &grown,
-        &mut report,
-    )?;
-    let walked = lenient.walk(&mut |entry| chunker.push(entry))?;
-    let (out, parts) = chunker.finish()?;
-    drop(out);
-    let mut stats = parts.stats;
-    stats.skipped.append(walked);
-    let unreadable = lenient.unreadable.into_inner().unwrap_or_default();
-    let grown = lenient.grown.into_inner().unwrap_or_default();
-    // An unreadable file reaches the builder as one that vanished: say why. Both lists
-    // keep their first entries, so every unreadable file listed is found here.
-    let why: HashMap<&str, &str> = unreadable
-        .listed()
-        .iter()
-        .map(|u| (u.path.as_str(), u.reason.as_str()))
-        .collect();
-    let mut all = Skips::default();
-    all.extend(stats.skipped.listed().iter().map(|s| {
-        Skipped {
-            path: s.path.clone(),
-            reason: why
-                .get(s.path.as_str())
-                .map_or(s.reason.clone(), |r| r.to_string()),
-        }
-    }));
-    all.add_unlisted(stats.skipped.total() - stats.skipped.listed().len() as u64);
-    all.append(grown);
-    let ledger = Ledger {
-        skipped_total: all.total(),
-        skipped: all
-            .listed()
-            .iter()
-            .map(|s| LedgerItem {
-                path: s.path.clone(),
-                reason: s.reason.clone(),
-            })
-            .collect(),
-    };
-    let mut err = std::io::stderr().lock();
-    writeln!(
-        err,
-        "{LEDGER_PREFIX}{}",
-        serde_json::to_string(&ledger).expect("the ledger serializes")
-    )
-    .at("standard error")?;
-    Ok(())
-}
-
-/// A live tree in which a file that cannot be opened is left out and listed, not the
-/// end of the capture, and a file that grows while it is read is listed.
-struct Lenient {
-    inner: Box<dyn Source>,
-    root: PathBuf,
-    unreadable: Mutex<Skips>,
-    grown: Mutex<Skips>,
-    /// The size the walk saw of each sparse file not opened yet: its extents do not say
-    /// it (a hole may end it), and growth is measured against it. The builder opens a
-    /// file just after the walk gives it, so this holds one or two.
-    sparse_sizes: Mutex<HashMap<Vec<u8>, u64>>,
-}
-
-impl Lenient {
-    /// More than this many sparse files given and not opened (left out by the
-    /// excludes): the older ones never will be.
-    const PENDING_SPARSE: usize = 64;
-}
-
-impl Lenient {
-    fn note(&self, path: &[u8], error: Error) -> Error {
-        if error.is_vanished() {
-            return error;
-        }
-        let shown = format!("/{}", String::from_utf8_lossy(path));
-        let reason = match &error {
-            Error::Io { source, .. } => format!("unreadable: {source}"),
-            other => format!("unreadable: {other}"),
-        };
-        if let Ok(mut list) = self.unreadable.lock() {
-            list.push(Skipped {
-                path: shown.clone(),
-                reason,
-            });
-        }
-        Error::NotFound(shown)
-    }
-}
-
-impl Source for Lenient {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-
-    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
-        self.inner.walk(&mut |entry: Entry| {
-            if entry.sparse.is_some() {
-                if let Ok(mut sizes) = self.sparse_sizes.lock() {
-                    if sizes.len() >= Self::PENDING_SPARSE {
-                        sizes.clear();
-                    }
-                    sizes.insert(entry.path.clone(), entry.size);
-                }
-            }
-            visit(entry)
-        })
-    }
-
-    fn metadata(&self, path: &[u8]) -> Result<Entry> {
-        self.inner.metadata(path)
-    }
-
-    fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.inner.read_dir(path)
-    }
-
-    fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
-        let inner = self.inner.open(path).map_err(|e| self.note(path, e))?;
-        Ok(Box::new(Watched {
-            inner,
-            read: 0,
-            seen: None,
-            path: path.to_vec(),
-            tree: self,
-        }))
-    }
-
-    fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
-        let seen = self
-            .sparse_sizes
-            .lock()
-            .ok()
-            .and_then(|mut sizes| sizes.remove(path));
-        let inner = self
-            .inner
-            .open_extents(path, extents)
-            .map_err(|e| self.note(path, e))?;
-        Ok(Box::new(Watched {
-            inner,
-            read: 0,
-            seen,
-            path: path.to_vec(),
-            tree: self,
-        }))
-    }
-}
-
-/// A file being read: when the builder is done with it (it reads the size the walk
-/// saw), a file now longer than that grew during the capture, and is listed.
-struct Watched<'a> {
-    inner: Box<dyn Read + Send + 'a>,
-    read: u64,
-    /// A sparse file's size as the walk saw it (its data is less than its size); none:
-    /// the bytes read are that size.
-    seen: Option<u64>,
-    path: Vec<u8>,
-    tree: &'a Lenient,
-}
-
-impl Read for Watched<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        Ok(n)
-    }
-}
-
-impl Drop for Watched<'_> {
-    fn drop(&mut self) {
-        use std::os::unix::ffi::OsStrExt;
-        let full = self.tree.root.join(std::ffi::OsStr::from_bytes(&self.path));
-        let Ok(now) = std::fs::symlink_metadata(full) else {
-            return;
-        };
-        let size = self.seen.unwrap_or(self.read);
-        if now.len() > size {
-            if let Ok(mut list) = self.tree.grown.lock() {
-                list.push(Skipped {
-                    path: format!("/{}", String::from_utf8_lossy(&self.path)),
-                    reason: format!(
-                        "grew while reading (kept its first {} bytes, now {})",
-                        size,
-                        now.len()
-                    ),
-                });
-            }
-        }
-    }
 }
