@@ -23,14 +23,18 @@ pub fn show_transfer(bar: &indicatif::ProgressBar, source: &std::path::Path) {
             .eta()
             .map(|d| format!(", {} s left", d.as_secs()))
             .unwrap_or_default();
-        bar.set_message(format!(
-            "receiving: {} of {} files, {} of {}, {}/s{left}",
-            t.files,
-            t.total_files,
-            crate::output::bytes(t.bytes),
-            crate::output::bytes(t.total_bytes),
-            crate::output::bytes(t.rate() as u64),
-        ));
+        let bytes = crate::output::bytes(t.bytes);
+        let rate = crate::output::bytes(t.rate() as u64);
+        // The total comes from a walk the server makes beside the stream: until it is
+        // known, what has come so far.
+        bar.set_message(match t.total_files {
+            0 => format!("receiving: {} files, {bytes}, {rate}/s", t.files),
+            total => format!(
+                "receiving: {} of {total} files, {bytes} of {}, {rate}/s{left}",
+                t.files,
+                crate::output::bytes(t.total_bytes),
+            ),
+        });
     });
 }
 

@@ -194,8 +194,6 @@ fn serve_capture(request: CaptureRequest) -> Result<()> {
         grown: Mutex::new(Skips::default()),
         sparse_sizes: Mutex::new(HashMap::new()),
     };
-    let (files, bytes) = progress::measure(&lenient, &excludes)?;
-    eprintln!("{}total {files} {bytes}", progress::PREFIX);
     let mut reporter = progress::Reporter::new();
     let mut report = |p: crate::image::layer::Progress| reporter.report(p.entries, p.bytes);
     let grown = || lenient.grown.lock().map_or(0, |g| g.total());
@@ -208,20 +206,31 @@ fn serve_capture(request: CaptureRequest) -> Result<()> {
         &request.path,
     ))
     .expect("the request serializes");
-    let stdout = std::io::stdout().lock();
-    let buffered = std::io::BufWriter::with_capacity(1 << 20, stdout);
-    let mut chunker = chunks::Chunker::new(
-        TreeParts::new(&lenient, &excludes),
-        root,
-        &context,
-        &request.have,
-        buffered,
-        &grown,
-        &mut report,
-    )?;
-    let walked = lenient.walk(&mut |entry| chunker.push(entry))?;
-    let (out, parts) = chunker.finish()?;
-    drop(out);
+    let (walked, parts) = std::thread::scope(|scope| {
+        // What the capture will send, for the progress's total and time left: measured
+        // by a walk of its own beside the stream, which does not wait for it. It walks
+        // the tree under `Lenient`, which keeps only the stream's own sparse files.
+        scope.spawn(|| {
+            if let Ok((files, bytes)) = progress::measure(lenient.inner.as_ref(), &excludes) {
+                eprintln!("{}total {files} {bytes}", progress::PREFIX);
+            }
+        });
+        let stdout = std::io::stdout().lock();
+        let buffered = std::io::BufWriter::with_capacity(1 << 20, stdout);
+        let mut chunker = chunks::Chunker::new(
+            TreeParts::new(&lenient, &excludes),
+            root,
+            &context,
+            &request.have,
+            buffered,
+            &grown,
+            &mut report,
+        )?;
+        let walked = lenient.walk(&mut |entry| chunker.push(entry))?;
+        let (out, parts) = chunker.finish()?;
+        drop(out);
+        Ok::<_, Error>((walked, parts))
+    })?;
     let mut stats = parts.stats;
     stats.skipped.append(walked);
     let unreadable = lenient.unreadable.into_inner().unwrap_or_default();
