@@ -250,7 +250,7 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
         ));
     }
     let archive = archive?;
-    let ledger = said
+    let mut ledger: Skips = said
         .lines
         .iter()
         .filter_map(|l| l.strip_prefix("tar: "))
@@ -260,6 +260,8 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
             reason: why.to_string(),
         })
         .collect();
+    // The lines past those kept: tar's warnings, nearly all.
+    ledger.add_unlisted(said.more);
     Ok(RemoteSource {
         inner: archive,
         name: url.to_string(),

@@ -417,7 +417,22 @@ pub struct Running {
 pub struct Said {
     /// The helper's ledger line (JSON), when it got that far.
     pub ledger: Option<String>,
+    /// The first [`Said::LINES`] other lines, each cut at [`Said::LINE`] bytes.
     pub lines: Vec<String>,
+    /// How many lines were said after those.
+    pub more: u64,
+    /// The last few lines, whose words an error quotes.
+    pub last: std::collections::VecDeque<String>,
+}
+
+impl Said {
+    /// The server is not trusted to stop talking: what is kept of it is capped.
+    pub const LINES: usize = super::Skips::LISTED;
+    pub const LINE: usize = 8192;
+    /// The ledger lists at most [`Skips::LISTED`](super::Skips::LISTED) paths, each
+    /// at most a few KiB even escaped: far under this.
+    pub const LEDGER: usize = 32 << 20;
+    const LAST: usize = 3;
 }
 
 impl Running {
@@ -444,7 +459,7 @@ impl Running {
 
     /// The error for a run that failed: the server's own words when there are some.
     pub fn error(host: &str, status: ExitStatus, said: &Said, what: &str) -> Error {
-        let text = said.lines.join("\n");
+        let text = Vec::from(said.last.clone()).join("\n");
         let reason = if status.code() == Some(255) && said.ledger.is_none() {
             format!(
                 "the connection was lost during {what}{}",
@@ -468,24 +483,55 @@ fn collect_stderr(stderr: impl Read, host: &str) -> Said {
     let mut said = Said::default();
     let started = std::time::Instant::now();
     let mut transfer = super::progress::Transfer::default();
-    for line in BufReader::new(stderr).split(b'\n') {
-        let Ok(line) = line else { break };
-        let line = String::from_utf8_lossy(&line).trim_end().to_string();
+    let mut reader = BufReader::new(stderr);
+    let mut raw = Vec::new();
+    while let Ok(true) = next_line(&mut reader, &mut raw, Said::LEDGER) {
+        if let Some(ledger) = raw.strip_prefix(LEDGER_PREFIX.as_bytes()) {
+            said.ledger = Some(String::from_utf8_lossy(ledger).trim_end().to_string());
+            continue;
+        }
+        raw.truncate(Said::LINE);
+        let line = String::from_utf8_lossy(&raw).trim_end().to_string();
         if let Some(report) = line.strip_prefix(super::progress::PREFIX) {
             super::progress::received(report, &mut transfer, started);
-        } else if let Some(ledger) = line.strip_prefix(LEDGER_PREFIX) {
-            said.ledger = Some(ledger.to_string());
         } else if !line.is_empty() {
             tracing::info!("{host}: {line}");
-            said.lines.push(line);
+            if said.last.len() == Said::LAST {
+                said.last.pop_front();
+            }
+            said.last.push_back(line.clone());
+            if said.lines.len() < Said::LINES {
+                said.lines.push(line);
+            } else {
+                said.more += 1;
+            }
         }
     }
     said
 }
 
-/// The system's `ssh`, ended by the kernel if rehost dies first (killed, not just
-/// Ctrl-C, which the whole process group gets): a master left running would keep the
-/// server's session, and the helper, alive.
+/// Reads the next line, without its newline, into `line`: at most `cap` bytes of it, the
+/// rest read and dropped. False at the end (or on a read error: the end of what is said).
+fn next_line(r: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -> std::io::Result<bool> {
+    line.clear();
+    let mut any = false;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(any);
+        }
+        any = true;
+        let end = buf.iter().position(|&b| b == b'\n');
+        let upto = end.unwrap_or(buf.len());
+        let room = cap.saturating_sub(line.len());
+        line.extend_from_slice(&buf[..upto.min(room)]);
+        r.consume(end.map_or(upto, |e| e + 1));
+        if end.is_some() {
+            return Ok(true);
+        }
+    }
+}
+
 /// What to tell the operator when `sudo -n` refuses, from what sudo said.
 fn sudo_refusal(said: &str, user: &str) -> String {
     if said.contains("must have a tty") || said.contains("requiretty") {
@@ -541,6 +587,9 @@ fn sweep_stale(tmp: &std::path::Path) {
     }
 }
 
+/// The system's `ssh`, ended by the kernel if rehost dies first (killed, not just
+/// Ctrl-C, which the whole process group gets): a master left running would keep the
+/// server's session, and the helper, alive.
 fn ssh_command() -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("ssh");
@@ -647,6 +696,46 @@ fn sha256_of(r: &mut impl Read) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_helper_says_is_kept_to_its_caps_and_its_ledger_whole() {
+        let mut text = Vec::new();
+        // One endless line, many lines, then the ledger and a last word.
+        text.extend(std::iter::repeat_n(b'y', 1 << 20));
+        text.push(b'\n');
+        for i in 0..3000 {
+            text.extend(format!("tar: ./f{i}: vanished\n").bytes());
+        }
+        let ledger = format!(
+            "{{\"skipped\":[{{\"path\":\"/{}\",\"reason\":\"r\"}}]}}",
+            "p".repeat(100_000)
+        );
+        text.extend(format!("{LEDGER_PREFIX}{ledger}\nthe end\n").bytes());
+        let said = collect_stderr(std::io::Cursor::new(text), "host");
+        assert_eq!(said.lines.len(), Said::LINES);
+        assert_eq!(said.lines[0].len(), Said::LINE);
+        assert_eq!(said.lines[1], "tar: ./f0: vanished");
+        assert_eq!(said.more, 3002 - Said::LINES as u64);
+        assert_eq!(said.ledger.as_deref(), Some(ledger.as_str()));
+        assert_eq!(said.last.back().map(String::as_str), Some("the end"));
+        assert_eq!(said.last.len(), 3);
+    }
+
+    #[test]
+    fn a_line_is_cut_at_its_cap_and_the_next_one_read_whole() {
+        let mut r = std::io::BufReader::with_capacity(
+            7,
+            std::io::Cursor::new(b"abcdefghij\nkl\nm".to_vec()),
+        );
+        let mut line = Vec::new();
+        assert!(next_line(&mut r, &mut line, 4).unwrap());
+        assert_eq!(line, b"abcd");
+        assert!(next_line(&mut r, &mut line, 4).unwrap());
+        assert_eq!(line, b"kl");
+        assert!(next_line(&mut r, &mut line, 4).unwrap());
+        assert_eq!(line, b"m");
+        assert!(!next_line(&mut r, &mut line, 4).unwrap());
+    }
 
     #[test]
     fn a_server_that_prints_without_end_is_kept_to_the_cap_and_read_to_its_end() {
