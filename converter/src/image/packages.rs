@@ -21,7 +21,8 @@
 //! into its package's layer; any other is checked while it is written and taken back
 //! when it turns out changed. A layer is ended as soon as the walk is past the last
 //! file of its group (the database lists them, and the walk's order is known), so the
-//! compression of its last block overlaps the rest of the walk instead of following it.
+//! compression of its last block and its commit (a sync to disk) overlap the rest of the
+//! walk instead of following it.
 //! Memory is the package database, a write buffer per layer, the blocks in flight and
 //! the files read ahead (16 MiB), never the tree, and never a compressor per layer
 //! (sixty of them would hold hundreds of MiB).
@@ -120,9 +121,10 @@ impl Open<'_> {
 enum Slot<'a> {
     /// No file of its group written yet.
     Waiting,
-    Open(Open<'a>),
-    /// The walk is past its group's last file: its tar is ended (`None`: it holds nothing).
-    Ended(Option<Ended<'a>>),
+    Open(Box<Open<'a>>),
+    /// The walk is past its group's last file: its tar is ended, and handed to the
+    /// committers when it holds anything.
+    Ended,
 }
 
 /// A package layer's tar, ended, being compressed.
@@ -181,48 +183,63 @@ pub fn build_layers(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Layers> {
     let compressors = Compressors::new(options.compression, options.threads);
-    let mut d = Dispatch {
-        source,
-        db,
-        cut,
-        out,
-        compressors: &compressors,
-        server: LayerBlob::create(out, &compressors)?,
-        layers: cut.groups.iter().map(|_| Slot::Waiting).collect(),
-        ends: last_files(db, cut),
-        ended: 0,
-        stats: LayerStats::default(),
-        owned: OwnedInServer::default(),
-        builder: Builder::new(source, excludes, options.source_date_epoch),
-        in_packages: HashMap::new(),
-        ahead: Vec::new(),
-        ahead_bytes: 0,
-    };
-    let skipped = source.walk(&mut |entry| d.visit(entry, progress))?;
-    d.flush(progress)?;
-    for group in 0..cut.groups.len() {
-        d.end(group)?;
-    }
-    let Dispatch {
-        layers,
-        server,
-        mut stats,
-        owned,
-        ..
-    } = d;
-    stats.skipped.append(skipped);
-    let server = server.finish(LayerStats::default())?;
+    // Each layer is committed as soon as the walk ends it, while the walk goes on: its
+    // blob's sync then waits on the disk beside the walk, not after it.
+    let (ended, to_commit) = crossbeam_channel::unbounded::<(usize, Ended)>();
+    let committed = Mutex::new(Vec::new());
+    let (walked, server) = std::thread::scope(|s| {
+        for _ in 0..COMMITTERS.min(cut.groups.len()) {
+            s.spawn(|| {
+                for (group, layer) in &to_commit {
+                    let built = layer.finish();
+                    lock(&committed).push((group, built));
+                }
+            });
+        }
+        let mut d = Dispatch {
+            source,
+            db,
+            cut,
+            out,
+            compressors: &compressors,
+            server: LayerBlob::create(out, &compressors)?,
+            layers: cut.groups.iter().map(|_| Slot::Waiting).collect(),
+            committers: ended,
+            ends: last_files(db, cut),
+            ended: 0,
+            stats: LayerStats::default(),
+            owned: OwnedInServer::default(),
+            builder: Builder::new(source, excludes, options.source_date_epoch),
+            in_packages: HashMap::new(),
+            ahead: Vec::new(),
+            ahead_bytes: 0,
+        };
+        let skipped = source.walk(&mut |entry| d.visit(entry, progress))?;
+        d.flush(progress)?;
+        for group in 0..cut.groups.len() {
+            d.end(group)?;
+        }
+        let Dispatch {
+            server,
+            mut stats,
+            owned,
+            ..
+        } = d;
+        stats.skipped.append(skipped);
+        let server = server.finish(LayerStats::default());
+        Ok::<_, crate::Error>(((stats, owned), server))
+    })?;
+    let (mut stats, owned) = walked;
+    let server = server?;
     stats.tar_bytes += server.stats.tar_bytes;
 
-    let ended = layers
-        .into_iter()
-        .filter_map(|slot| match slot {
-            Slot::Ended(ended) => ended,
-            _ => None,
-        })
-        .collect();
+    let mut committed = committed
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    // In the order of the cut's groups, whatever order they were committed in.
+    committed.sort_by_key(|(group, _)| *group);
     let mut packages = Vec::new();
-    for built in finish_all(ended) {
+    for (_, built) in committed {
         let built = built?;
         stats.tar_bytes += built.layer.stats.tar_bytes;
         packages.push(built);
@@ -256,32 +273,11 @@ fn last_files<'d>(db: &'d PackageDb, cut: &Cut) -> Vec<(&'d [u8], usize)> {
     ends
 }
 
-/// Threads that wait for the package layers and commit them. A commit syncs its blob to
-/// disk: sixty syncs one after another took 0.2 s here, while syncs made at once are
-/// written by the filesystem's journal together.
+/// Threads that wait for the package layers ended by the walk and commit them, while the
+/// walk goes on. A commit syncs its blob to disk: sixty syncs one after another took
+/// 0.2 s here, while syncs made at once are written by the filesystem's journal together;
+/// made after the walk, they were most of the time between its end and the image's.
 const COMMITTERS: usize = 8;
-
-/// Waits for each layer's compression and commits it; the results in the same order.
-fn finish_all(layers: Vec<Ended<'_>>) -> Vec<Result<PackageLayer>> {
-    let count = layers.len();
-    let queue = Mutex::new(layers.into_iter().enumerate());
-    let done = Mutex::new(Vec::with_capacity(count));
-    std::thread::scope(|s| {
-        for _ in 0..COMMITTERS.min(count) {
-            s.spawn(|| loop {
-                let next = lock(&queue).next();
-                let Some((i, layer)) = next else {
-                    break;
-                };
-                let built = layer.finish();
-                lock(&done).push((i, built));
-            });
-        }
-    });
-    let mut done = done.into_inner().unwrap_or_else(PoisonError::into_inner);
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, built)| built).collect()
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -297,6 +293,8 @@ struct Dispatch<'a> {
     server: LayerBlob,
     /// By group.
     layers: Vec<Slot<'a>>,
+    /// Where ended layers go to be committed, with their group.
+    committers: crossbeam_channel::Sender<(usize, Ended<'a>)>,
     /// Where the walk ends each group's layer ([`last_files`]), and how many it did.
     ends: Vec<(&'a [u8], usize)>,
     ended: usize,
@@ -419,7 +417,7 @@ impl<'a> Dispatch<'a> {
             return self.split_group(entry, progress);
         }
         let group = self.cut.group_of(check.package());
-        if let Slot::Ended(_) = self.layers[group] {
+        if let Slot::Ended = self.layers[group] {
             // Only a source that breaks walk order gives a file after its group's last.
             self.owned.other += 1;
             return self.split_group(entry, progress);
@@ -490,12 +488,12 @@ impl<'a> Dispatch<'a> {
     fn layer(&mut self, group: usize) -> Result<&mut Open<'a>> {
         let slot = &mut self.layers[group];
         if let Slot::Waiting = slot {
-            *slot = Slot::Open(Open {
+            *slot = Slot::Open(Box::new(Open {
                 spool: Spool::create(self.out, self.compressors)?,
                 dirs: Vec::new(),
                 packages: BTreeSet::new(),
                 stats: LayerStats::default(),
-            });
+            }));
         }
         match slot {
             Slot::Open(open) => Ok(open),
@@ -516,11 +514,12 @@ impl<'a> Dispatch<'a> {
     }
 
     fn end(&mut self, group: usize) -> Result<()> {
-        let slot = std::mem::replace(&mut self.layers[group], Slot::Ended(None));
+        let slot = std::mem::replace(&mut self.layers[group], Slot::Ended);
         if let Slot::Open(open) = slot {
-            self.layers[group] = Slot::Ended(open.end(self.db, &self.cut.groups[group].name)?);
-        } else if let Slot::Ended(ended) = slot {
-            self.layers[group] = Slot::Ended(ended);
+            if let Some(ended) = (*open).end(self.db, &self.cut.groups[group].name)? {
+                // The committers stop only once this sender is dropped.
+                let _ = self.committers.send((group, ended));
+            }
         }
         Ok(())
     }
