@@ -27,7 +27,7 @@
 //! the files read ahead (16 MiB), never the tree, and never a compressor per layer
 //! (sixty of them would hold hundreds of MiB).
 
-use super::compress::Compressors;
+use super::compress::{Compression, Compressors};
 use super::cut::Cut;
 use super::layer::{
     from_source, write_error, Builder, BuiltLayer, LayerBlob, LayerOptions, LayerStats, Progress,
@@ -188,7 +188,7 @@ pub fn build_layers(
     let (ended, to_commit) = crossbeam_channel::unbounded::<(usize, Ended)>();
     let committed = Mutex::new(Vec::new());
     let (walked, server) = std::thread::scope(|s| {
-        for _ in 0..COMMITTERS.min(cut.groups.len()) {
+        for _ in 0..committers(options.compression).min(cut.groups.len()) {
             s.spawn(|| {
                 for (group, layer) in &to_commit {
                     let built = layer.finish();
@@ -278,6 +278,17 @@ fn last_files<'d>(db: &'d PackageDb, cut: &Cut) -> Vec<(&'d [u8], usize)> {
 /// 0.2 s here, while syncs made at once are written by the filesystem's journal together;
 /// made after the walk, they were most of the time between its end and the image's.
 const COMMITTERS: usize = 8;
+
+/// With zstd a commit also compresses its layer, read whole from its spool, and each
+/// encoder already uses every thread: one committer, so one encoder at a time, in one
+/// thread. Encoders made in eight threads at once held some 20 MiB each, and freed in
+/// those threads their memory stayed with the threads' allocator arenas.
+fn committers(compression: Compression) -> usize {
+    match compression {
+        Compression::Zstd => 1,
+        Compression::Gzip | Compression::None => COMMITTERS,
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
