@@ -106,7 +106,7 @@ fn chained(err: &dyn std::error::Error) -> String {
 }
 
 fn serve_inspect(request: InspectRequest) -> std::result::Result<(), String> {
-    let source = super::super::open(
+    let source = crate::source::open(
         request.path.as_ref(),
         &OpenOptions {
             include_mounts: request.include_mounts.clone(),
@@ -156,7 +156,7 @@ fn helper_directory() -> Option<PathBuf> {
 /// error.
 fn serve_capture(request: CaptureRequest) -> Result<()> {
     let root = Path::new(&request.path);
-    let source = super::super::open(
+    let source = crate::source::open(
         root,
         &OpenOptions {
             include_mounts: request.include_mounts.clone(),
