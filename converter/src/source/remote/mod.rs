@@ -1,10 +1,11 @@
 //! A remote server as a source: `ssh://[USER@]HOST[:PORT][/PATH]`, read agentlessly.
 //!
 //! rehost sends a static helper (`rehost-helper`, [`helper`]) over one multiplexed
-//! OpenSSH connection into a private temporary directory, runs it as root (or through `sudo -n`), and
-//! removes it at the end. On the server the helper walks the tree, applies the
-//! profiles' and the user's excludes (excluded bytes never cross the network) and
-//! streams what is kept as one tar, zstd-compressed, with the same encoding as a layer.
+//! OpenSSH connection into a private temporary directory, runs it as root (or through
+//! `sudo -n`), and removes it at the end. On the server the helper walks the tree,
+//! applies the profiles' and the user's excludes (excluded bytes never cross the
+//! network) and streams what is kept as one tar, zstd-compressed, with the same
+//! encoding as a layer.
 //! Here the stream is read once into an [`ArchiveSource`], so the rest of rehost reads
 //! a remote server as it reads an archive. The stream comes in chunks, kept here as
 //! they arrive, so that a run cut by a dropped connection resumes ([`chunks`]).
