@@ -767,15 +767,19 @@ fn without_a_terminal_the_boot_and_the_services_journal_reach_the_container_outp
             .env("REHOST_ROOT", rt.root())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdout = run.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stdout.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        });
+        let read_all = |mut from: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = Vec::new();
+                let _ = from.read_to_end(&mut text);
+                String::from_utf8_lossy(&text).into_owned()
+            })
+        };
+        let reader = read_all(Box::new(run.stdout.take().unwrap()));
+        // What rehost itself says, for a failure's message.
+        let said = read_all(Box::new(run.stderr.take().unwrap()));
         let state = rt.wait_booted(&name);
         assert!(
             state == "running" || state == "degraded",
@@ -792,7 +796,12 @@ fn without_a_terminal_the_boot_and_the_services_journal_reach_the_container_outp
         }
         let status = run.wait().unwrap();
         let text = reader.join().unwrap();
-        assert_eq!(status.code(), Some(0), "{engine}: {text}");
+        let said = said.join().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{engine}: rehost said:\n{said}\nthe container's output:\n{text}"
+        );
         for line in [
             "Welcome to Debian GNU/Linux 12",
             "Reached target multi-user.target",
