@@ -247,12 +247,28 @@ impl<'a> Root<'a> {
 
     /// Calls `line` for each line of a file of any size, streamed; false when the file
     /// could not be read (a finding says why, unless it is simply missing).
-    pub fn for_each_line(&self, path: impl AsRef<[u8]>, mut line: impl FnMut(&str)) -> bool {
+    pub fn for_each_line(&self, path: impl AsRef<[u8]>, line: impl FnMut(&str)) -> bool {
         let path = path.as_ref();
         let Some(resolved) = self.regular(path) else {
             return false;
         };
-        let reader = match self.source.open(&resolved) {
+        self.lines_of(path, &resolved, line)
+    }
+
+    /// Like [`Root::for_each_line`], for the file `name` that the listing of the resolved
+    /// directory `dir` gave ([`Root::list`]). The file is opened without asking its
+    /// metadata first: every source's `open` refuses what is not a regular file, and a
+    /// package database is hundreds of such files, read before the walk can start.
+    pub fn for_each_line_listed(&self, dir: &[u8], name: &[u8], line: impl FnMut(&str)) -> bool {
+        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+            return false;
+        }
+        let path = [dir, b"/", name].concat();
+        self.lines_of(&path, &path, line)
+    }
+
+    fn lines_of(&self, path: &[u8], resolved: &[u8], mut line: impl FnMut(&str)) -> bool {
+        let reader = match self.source.open(resolved) {
             Ok(r) => r,
             Err(e) if e.is_vanished() => return false,
             Err(e) => {

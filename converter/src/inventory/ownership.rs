@@ -10,7 +10,7 @@ use super::fs::Root;
 use crate::entry::{Entry, Kind};
 use crate::source::Source;
 use serde::Serialize;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io::Read;
 
 /// How many of the unowned directories and files, and of the changed files, are listed
@@ -218,16 +218,21 @@ fn read_dpkg(root: &Root) -> PackageDb {
     });
     finish(&mut stanza, &mut conffiles);
 
+    // The info directory is listed once, and its files read by their listed names.
+    let info = root.resolve("var/lib/dpkg/info", true).unwrap_or_default();
+    let listed: HashSet<Vec<u8>> = match info.is_empty() {
+        true => HashSet::new(),
+        false => root.list(&info).into_iter().collect(),
+    };
     for (pkg, conf) in installed {
         let index = db.packages.len() as u32;
         // Multi-arch packages name their files NAME:ARCH.*.
         let qualified = format!("{}:{}", pkg.name, pkg.architecture);
         let stem = [qualified.as_str(), pkg.name.as_str()]
             .into_iter()
-            .find(|s| root.is_file(format!("var/lib/dpkg/info/{s}.list")))
-            .map(str::to_string);
+            .find(|s| listed.contains(format!("{s}.list").as_bytes()));
         if let Some(stem) = stem {
-            root.for_each_line(format!("var/lib/dpkg/info/{stem}.list"), |line| {
+            root.for_each_line_listed(&info, format!("{stem}.list").as_bytes(), |line| {
                 let path = line.trim_start_matches('/');
                 if !path.is_empty() && path != "." {
                     db.files.insert(
@@ -240,15 +245,19 @@ fn read_dpkg(root: &Root) -> PackageDb {
                     );
                 }
             });
-            root.for_each_line(format!("var/lib/dpkg/info/{stem}.md5sums"), |line| {
-                let Some((md5, path)) = line.split_once("  ") else {
-                    return;
-                };
-                let path = path.trim_start_matches('/');
-                if let (Some(d), Some(o)) = (hex::<16>(md5), db.files.get_mut(path.as_bytes())) {
-                    o.digest = Some(Digest::Md5(d));
-                }
-            });
+            let md5sums = format!("{stem}.md5sums");
+            if listed.contains(md5sums.as_bytes()) {
+                root.for_each_line_listed(&info, md5sums.as_bytes(), |line| {
+                    let Some((md5, path)) = line.split_once("  ") else {
+                        return;
+                    };
+                    let path = path.trim_start_matches('/');
+                    if let (Some(d), Some(o)) = (hex::<16>(md5), db.files.get_mut(path.as_bytes()))
+                    {
+                        o.digest = Some(Digest::Md5(d));
+                    }
+                });
+            }
         }
         for (path, md5) in conf {
             let path = path.trim_start_matches('/');
@@ -273,24 +282,32 @@ fn read_dpkg(root: &Root) -> PackageDb {
 /// on a merged-/usr system the file is at `usr/bin/bash`, `bin` being a symlink. Each
 /// listed path's directory is resolved inside the source, so the walk finds its owner.
 fn canonical_paths(root: &Root, db: &mut PackageDb) {
-    let mut dirs: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-    let files = std::mem::take(&mut db.files);
-    for (path, owned) in files {
-        let canonical = match path.iter().rposition(|&b| b == b'/') {
-            Some(slash) => {
-                let (dir, name) = (&path[..slash], &path[slash..]);
-                let resolved = dirs
-                    .entry(dir.to_vec())
-                    .or_insert_with(|| root.resolve(dir, true))
-                    .clone();
-                match resolved {
-                    Some(d) if d.as_slice() != dir => [d.as_slice(), name].concat(),
-                    _ => path,
-                }
+    let mut dirs: HashMap<&[u8], Option<Vec<u8>>> = HashMap::new();
+    for path in db.files.keys() {
+        if let Some(slash) = path.iter().rposition(|&b| b == b'/') {
+            let dir = &path[..slash];
+            if !dirs.contains_key(dir) {
+                let resolved = root.resolve(dir, true).filter(|d| d.as_slice() != dir);
+                dirs.insert(dir, resolved);
             }
-            None => path,
-        };
-        db.files.entry(canonical).or_insert(owned);
+        }
+    }
+    let moved: Vec<(Vec<u8>, Vec<u8>)> = db
+        .files
+        .keys()
+        .filter_map(|path| {
+            let slash = path.iter().rposition(|&b| b == b'/')?;
+            let canonical = dirs.get(&path[..slash])?.as_ref()?;
+            Some((
+                path.clone(),
+                [canonical.as_slice(), &path[slash..]].concat(),
+            ))
+        })
+        .collect();
+    for (path, canonical) in moved {
+        if let Some(owned) = db.files.remove(&path) {
+            db.files.entry(canonical).or_insert(owned);
+        }
     }
 }
 
