@@ -142,7 +142,9 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn copy_exact(&mut self, reader: &mut dyn Read, len: u64) -> io::Result<u64> {
-        let mut buf = vec![0u8; 256 * 1024];
+        // As large as the content, up to 256 KiB: most files are small, and a buffer is
+        // zeroed whole when it is made, once per file.
+        let mut buf = vec![0u8; len.min(256 * 1024) as usize];
         let mut left = len;
         while left > 0 {
             let want = buf.len().min(left as usize);
