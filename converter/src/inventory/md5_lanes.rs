@@ -77,9 +77,11 @@ fn lanes16(inputs: &[&[u8]]) -> Vec<[u8; 16]> {
     // The state word by word, lane by lane, as the kernel loads it.
     let mut state = [[0u32; LANES]; 4];
     let mut lanes: [Option<Lane>; LANES] = Default::default();
-    let mut words = [[0u32; LANES]; 16];
+    // An idle lane hashes this; nothing reads its state.
+    let idle = [0u8; 64];
     loop {
         let mut busy = false;
+        let mut blocks = [idle.as_ptr(); LANES];
         for (l, slot) in lanes.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|lane| lane.next == lane.blocks) {
                 let lane = slot.take().expect("checked just above");
@@ -99,20 +101,17 @@ fn lanes16(inputs: &[&[u8]]) -> Vec<[u8; 16]> {
             }
             if let Some(lane) = slot {
                 busy = true;
-                let block = lane.block();
-                for (w, word) in words.iter_mut().enumerate() {
-                    word[l] = u32::from_le_bytes(block[w * 4..w * 4 + 4].try_into().unwrap());
-                }
+                blocks[l] = lane.block().as_ptr();
                 lane.next += 1;
             }
-            // An idle lane hashes whatever its words hold; nothing reads its state.
         }
         if !busy {
             return out;
         }
-        // SAFETY: `md5_many` calls this only once AVX-512F is detected on this CPU, and
-        // the kernel only reads and writes the arrays it is given.
-        unsafe { kernel16(&mut state, &words) };
+        // SAFETY: `md5_many` calls this only once AVX-512F is detected on this CPU; each
+        // pointer is to 64 bytes (a lane's block, in its input or its tail, or `idle`)
+        // that nothing moves or changes until the kernel returns.
+        unsafe { kernel16(&mut state, &blocks) };
     }
 }
 
@@ -128,15 +127,51 @@ const K: [u32; 64] = [
     0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
 ];
 
-/// One block of each lane: `words[w][lane]` is word `w` of the lane's block.
+/// One block of each lane, `blocks[lane]` pointing to its 64 bytes.
+///
+/// # Safety
+/// The CPU has AVX-512F, and each pointer is valid for reading 64 bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn kernel16(state: &mut [[u32; LANES]; 4], words: &[[u32; LANES]; 16]) {
+unsafe fn kernel16(state: &mut [[u32; LANES]; 4], blocks: &[*const u8; LANES]) {
     use std::arch::x86_64::*;
     // SAFETY (the loads and stores below): each row is 16 u32, 64 bytes, the size of a
     // zmm register; the unaligned forms need no alignment.
     let load = |row: &[u32; LANES]| unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
-    let m: [__m512i; 16] = std::array::from_fn(|w| load(&words[w]));
+    // A lane's block is a row of 16 little-endian words; the steps want each word of
+    // every lane in one register: the 16 × 16 matrix is transposed in registers, by
+    // interleaving 32-bit then 64-bit elements within 128-bit lanes, then moving
+    // 128-bit lanes in two rounds. (It was gathered word by word, as long as the steps.)
+    // SAFETY: the caller gives 64 readable bytes behind each pointer.
+    let r: [__m512i; 16] = std::array::from_fn(|l| unsafe { _mm512_loadu_si512(blocks[l].cast()) });
+    let t: [__m512i; 16] = std::array::from_fn(|i| {
+        let (x, y) = (r[i & !1], r[i | 1]);
+        match i & 1 {
+            0 => _mm512_unpacklo_epi32(x, y),
+            _ => _mm512_unpackhi_epi32(x, y),
+        }
+    });
+    // u[4g + j]: in each 128-bit lane k, word 4k + j of rows 4g..4g + 4.
+    let u: [__m512i; 16] = std::array::from_fn(|i| {
+        let g = i & !3;
+        match i & 3 {
+            0 => _mm512_unpacklo_epi64(t[g], t[g + 2]),
+            1 => _mm512_unpackhi_epi64(t[g], t[g + 2]),
+            2 => _mm512_unpacklo_epi64(t[g + 1], t[g + 3]),
+            _ => _mm512_unpackhi_epi64(t[g + 1], t[g + 3]),
+        }
+    });
+    let mut m = [_mm512_setzero_si512(); 16];
+    for j in 0..4 {
+        let v0 = _mm512_shuffle_i32x4::<0x88>(u[j], u[4 + j]);
+        let v1 = _mm512_shuffle_i32x4::<0xdd>(u[j], u[4 + j]);
+        let w0 = _mm512_shuffle_i32x4::<0x88>(u[8 + j], u[12 + j]);
+        let w1 = _mm512_shuffle_i32x4::<0xdd>(u[8 + j], u[12 + j]);
+        m[j] = _mm512_shuffle_i32x4::<0x88>(v0, w0);
+        m[4 + j] = _mm512_shuffle_i32x4::<0x88>(v1, w1);
+        m[8 + j] = _mm512_shuffle_i32x4::<0xdd>(v0, w0);
+        m[12 + j] = _mm512_shuffle_i32x4::<0xdd>(v1, w1);
+    }
     let (a0, b0, c0, d0) = (
         load(&state[0]),
         load(&state[1]),
