@@ -206,15 +206,19 @@ fn serve_capture(request: CaptureRequest) -> Result<()> {
         &request.path,
     ))
     .expect("the request serializes");
+    let measured = std::sync::atomic::AtomicBool::new(false);
     let (walked, parts) = std::thread::scope(|scope| {
         // What the capture will send, for the progress's total and time left: measured
         // by a walk of its own beside the stream, which does not wait for it. It walks
-        // the tree under `Lenient`, which keeps only the stream's own sparse files.
-        scope.spawn(|| {
-            if let Ok((files, bytes)) = progress::measure(lenient.inner.as_ref(), &excludes) {
+        // the tree under `Lenient`, which keeps only the stream's own sparse files. It
+        // stops when the stream ends, whichever way: an error is not held back by it.
+        let measure = || progress::measure(lenient.inner.as_ref(), &excludes, &measured);
+        scope.spawn(move || {
+            if let Ok(Some((files, bytes))) = measure() {
                 eprintln!("{}total {files} {bytes}", progress::PREFIX);
             }
         });
+        let _stop = progress::SetOnDrop(&measured);
         let stdout = std::io::stdout().lock();
         let buffered = std::io::BufWriter::with_capacity(1 << 20, stdout);
         let mut chunker = chunks::Chunker::new(

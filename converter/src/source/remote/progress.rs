@@ -3,10 +3,11 @@
 //! bytes, the rate and the time left, for whoever shows it.
 
 use crate::entry::Kind;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::profile::Excludes;
 use crate::source::Source;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -81,12 +82,20 @@ pub(crate) fn received(line: &str, transfer: &mut Transfer, started: Instant) {
     }
 }
 
-/// On the server: the files and content bytes the capture will send.
-pub(crate) fn measure(source: &dyn Source, excludes: &Excludes) -> Result<(u64, u64)> {
+/// On the server: the files and content bytes the capture will send. `None` when
+/// `stop` was set before the walk ended (the stream ended first, or failed).
+pub(crate) fn measure(
+    source: &dyn Source,
+    excludes: &Excludes,
+    stop: &AtomicBool,
+) -> Result<Option<(u64, u64)>> {
     let (mut files, mut bytes) = (0u64, 0u64);
     let mut cut: Option<Vec<u8>> = None;
     let mut inodes = HashSet::new();
-    source.walk(&mut |entry| {
+    let walked = source.walk(&mut |entry| {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::NotFound("the measure is no longer wanted".into()));
+        }
         if let Some(prefix) = &cut {
             if entry.path.starts_with(prefix) && entry.path.get(prefix.len()) == Some(&b'/') {
                 return Ok(());
@@ -102,8 +111,21 @@ pub(crate) fn measure(source: &dyn Source, excludes: &Excludes) -> Result<(u64, 
             bytes += entry.size;
         }
         Ok(())
-    })?;
-    Ok((files, bytes))
+    });
+    match walked {
+        _ if stop.load(Ordering::Relaxed) => Ok(None),
+        Ok(_) => Ok(Some((files, bytes))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets its flag when dropped: on every way out of the scope that holds it.
+pub(crate) struct SetOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// On the server: a progress line at most every quarter second.
@@ -146,5 +168,24 @@ mod tests {
         assert!((5.0..=6.5).contains(&left), "{left}");
         received("garbage", &mut t, started);
         assert_eq!(t.bytes, 1000);
+    }
+
+    /// The measure counts what the stream sends (no excluded tree, a file of several
+    /// names once), and gives up as soon as the stream no longer needs it.
+    #[test]
+    fn the_measure_counts_what_is_sent_and_stops_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("skip/deep")).unwrap();
+        std::fs::write(root.join("etc/a"), b"12345").unwrap();
+        std::fs::hard_link(root.join("etc/a"), root.join("etc/b")).unwrap();
+        std::fs::write(root.join("skip/deep/c"), vec![0u8; 1000]).unwrap();
+        let source = crate::source::dir::DirSource::new(root, Default::default()).unwrap();
+        let excludes = Excludes::new(&[], &["/skip".to_string()]).unwrap();
+        let stop = AtomicBool::new(false);
+        assert_eq!(measure(&source, &excludes, &stop).unwrap(), Some((1, 5)));
+        drop(SetOnDrop(&stop));
+        assert_eq!(measure(&source, &excludes, &stop).unwrap(), None);
     }
 }
