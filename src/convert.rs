@@ -174,12 +174,6 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             ..OpenOptions::default()
         },
     )?;
-    // The plan: the operator's, or the one `inspect` would write; the flags amend it.
-    let mut plan = match given {
-        Some(plan) => plan,
-        None => Plan::derive(source.as_ref(), &args.profile)?,
-    };
-    plan.amend(&args.init.amendments(&args))?;
     let options = ConvertOptions {
         source: args.source.clone(),
         output: args.output.clone(),
@@ -202,10 +196,13 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         layers: args.layers,
         max_layers: args.max_layers,
     };
+    // The plan: the operator's, or the one `inspect` would write; the flags amend it.
+    let mut prepared = convert::prepare(source.as_ref(), given, &args.profile, &options)?;
+    prepared.plan.amend(&args.init.amendments(&args))?;
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
     crate::remote::show_transfer(&bar, &args.source);
-    let summary = convert::convert(source.as_ref(), &plan, &options, &mut |p| {
+    let summary = convert::convert(source.as_ref(), prepared, &options, &mut |p| {
         if p.entries % 256 == 0 {
             bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)));
         }

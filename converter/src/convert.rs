@@ -160,13 +160,49 @@ pub fn split_tag(reference: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// Builds the image of `source` that `plan` describes.
+/// What a conversion reads of the source before its walk: the plan (the operator's, or
+/// the one `inspect` would write) and, for layers by package, the package database and
+/// its cut. Each reads hundreds of files of its own and they do not depend on each
+/// other, so they are read at once, on two cores: the walk cannot start before both.
+pub struct Prepared {
+    pub plan: Plan,
+    packages: Option<(PackageDb, Cut)>,
+}
+
+/// Reads what [`convert`] needs before its walk ([`Prepared`]); `given` is the
+/// operator's plan, else the plan is derived with `profiles`.
+pub fn prepare(
+    source: &dyn Source,
+    given: Option<Plan>,
+    profiles: &[String],
+    options: &ConvertOptions,
+) -> Result<Prepared> {
+    let (plan, packages) = std::thread::scope(|scope| {
+        let packages = scope.spawn(|| package_db(source, options));
+        let plan = match given {
+            Some(plan) => Ok(plan),
+            None => Plan::derive(source, profiles),
+        };
+        let packages = packages
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (plan, packages)
+    });
+    Ok(Prepared {
+        plan: plan?,
+        packages: packages?,
+    })
+}
+
+/// Builds the image of `source` that the prepared plan describes.
 pub fn convert(
     source: &dyn Source,
-    plan: &Plan,
+    prepared: Prepared,
     options: &ConvertOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
+    let Prepared { plan, packages } = prepared;
+    let plan = &plan;
     let started = Instant::now();
     let (name, tag) = split_tag(&options.tag);
     // A name is checked before anything is written: containerd refuses a bad one later.
@@ -213,7 +249,7 @@ pub fn convert(
         threads: options.threads,
         source_date_epoch: options.source_date_epoch,
     };
-    let (pieces, stats, owned_in_server) = match package_db(source, options)? {
+    let (pieces, stats, owned_in_server) = match packages {
         None => {
             let layer = build_layer(source, &excludes, &layer_options, &out, progress)?;
             let stats = layer.stats.clone();
