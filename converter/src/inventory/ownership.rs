@@ -704,6 +704,38 @@ mod tests {
             .file("opt/app/run.sh", "#!/bin/sh\n")
     }
 
+    /// dpkg's info files are opened by their listed names, without asking their
+    /// metadata first: a FIFO put where one was is refused by the open itself (it must
+    /// not block the read) and named in a finding; the other packages are read.
+    #[test]
+    fn a_fifo_among_dpkg_info_files_is_a_finding_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = dir.path().join("var/lib/dpkg/info");
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(dir.path().join("var/lib/dpkg/status"), STATUS).unwrap();
+        std::fs::write(info.join("libc6:amd64.list"), "/usr/lib/libc.so.6\n").unwrap();
+        let fifo = std::ffi::CString::new(
+            info.join("nginx.list")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let src = crate::source::DirSource::new(dir.path(), Default::default()).unwrap();
+        let root = Root::new(&src);
+        let db = PackageDb::read(&root).unwrap();
+        assert_eq!(db.owner(b"usr/lib/libc.so.6").unwrap().name, "libc6");
+        assert!(db.owner(b"usr/sbin/nginx").is_none());
+        let findings = root.take_findings();
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.path == "/var/lib/dpkg/info/nginx.list" && f.problem.contains("regular")),
+            "{findings:?}"
+        );
+    }
+
     #[test]
     fn dpkg_owners_and_versions() {
         let src = dpkg();

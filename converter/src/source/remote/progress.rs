@@ -181,7 +181,7 @@ mod tests {
         std::fs::write(root.join("etc/a"), b"12345").unwrap();
         std::fs::hard_link(root.join("etc/a"), root.join("etc/b")).unwrap();
         std::fs::write(root.join("skip/deep/c"), vec![0u8; 1000]).unwrap();
-        let source = crate::source::dir::DirSource::new(root, Default::default()).unwrap();
+        let source = crate::source::DirSource::new(root, Default::default()).unwrap();
         let excludes = Excludes::new(&[], &["/skip".to_string()]).unwrap();
         let stop = AtomicBool::new(false);
         assert_eq!(measure(&source, &excludes, &stop).unwrap(), Some((1, 5)));
