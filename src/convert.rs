@@ -171,6 +171,11 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             include_mounts: args.include_mount.clone(),
             allow_backing: args.allow_backing.clone(),
             filter,
+            prepare: Some(convert::PrepareOptions {
+                derive: given.is_none(),
+                layers: args.layers,
+                max_layers: args.max_layers,
+            }),
             ..OpenOptions::default()
         },
     )?;

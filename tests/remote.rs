@@ -97,7 +97,8 @@ fn reference(prepared: &Prepared) -> (tempfile::TempDir, serde_json::Value) {
     let root = prepared.root.to_str().unwrap();
     let mut args = vec!["convert", root, "-o", image.to_str().unwrap()];
     args.extend(CONVERT);
-    ok(&local_rehost(&args), "convert of the directory");
+    let summary = ok(&local_rehost(&args), "convert of the directory");
+    std::fs::write(out.path().join("dir.json"), summary).unwrap();
     let report = ok(
         &local_rehost(&["inspect", root, "--json"]),
         "inspect of the directory",
@@ -105,13 +106,27 @@ fn reference(prepared: &Prepared) -> (tempfile::TempDir, serde_json::Value) {
     (out, serde_json::from_str(&report).unwrap())
 }
 
+/// What a convert's plan and package database decide: the layers by package and what
+/// the image's configuration says of ports and volumes.
+fn prepared_facts(summary: &serde_json::Value, image: &Path) -> serde_json::Value {
+    let layers: Vec<_> = summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::json!([l["role"], l["group"], l["packages"], l["files"]]))
+        .collect();
+    let (_, config) = common::image_json(image);
+    serde_json::json!({
+        "layering": summary["layering"], "layers": layers,
+        "ports": config["config"]["ExposedPorts"], "volumes": config["config"]["Volumes"],
+    })
+}
+
 /// Converts and inspects `ssh://USER@server/` and checks both against the directory's.
-fn same_as_directory(
-    server: &Server,
-    user: &str,
-    want_tree: &BTreeMap<String, String>,
-    want_report: &serde_json::Value,
-) {
+fn same_as_directory(server: &Server, user: &str, dir: &Path, want_report: &serde_json::Value) {
+    let want_tree = &tree(&dir.join("dir.oci"), &["proc"]);
+    let dir_summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dir.json")).unwrap()).unwrap();
     let out = tempfile::tempdir().unwrap();
     let image = out.path().join("ssh.oci");
     let url = server.url(user, "/");
@@ -122,6 +137,14 @@ fn same_as_directory(
     assert_eq!(summary["source"], url.as_str());
     server.assert_nothing_left(&format!("convert as {user}"));
     assert_same_tree(want_tree, &tree(&image, &["proc"]));
+    // The plan and the package database were read from what the server recorded and
+    // sent ahead of the tree, and decide what the directory's own decide.
+    assert_eq!(summary["prepared_from_record"], true, "{summary}");
+    assert!(summary["received"]["record_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        prepared_facts(&summary, &image),
+        prepared_facts(&dir_summary, &dir.join("dir.oci"))
+    );
 
     let report = ok(
         &server.rehost("config", &["inspect", url.as_str(), "--json"]),
@@ -153,18 +176,16 @@ fn same_as_directory(
 fn convert_and_inspect_as_root_give_what_the_directory_gives() {
     let prepared = Prepared::new("debian-sysvinit");
     let (dir, want_report) = reference(&prepared);
-    let want = tree(&dir.path().join("dir.oci"), &["proc"]);
     let server = prepared.start(false);
-    same_as_directory(&server, "root", &want, &want_report);
+    same_as_directory(&server, "root", dir.path(), &want_report);
 }
 
 #[test]
 fn a_user_with_passwordless_sudo_on_bullseye_gets_the_same() {
     let prepared = Prepared::new("debian-bullseye");
     let (dir, want_report) = reference(&prepared);
-    let want = tree(&dir.path().join("dir.oci"), &["proc"]);
     let server = prepared.start(false);
-    same_as_directory(&server, "tester", &want, &want_report);
+    same_as_directory(&server, "tester", dir.path(), &want_report);
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crate::inventory::fs::Root;
 use crate::inventory::ownership::PackageDb;
 use crate::plan::{InitMode, Plan};
 use crate::profile::{ExcludeRule, Excludes};
+use crate::source::recorded::{Reads, Recorder, Replay};
 use crate::source::Source;
 use oci::contract::{IMAGE_NAME_LABEL, LAYER_ANNOTATION, VERSION_LABEL};
 use oci::image::{self, Descriptor, History, ImageConfig, Manifest, RootFs};
@@ -45,7 +46,7 @@ pub struct ConvertOptions {
 }
 
 /// How the server's files are cut into layers (`--layers`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layering {
     /// The whole tree in one layer.
@@ -135,6 +136,10 @@ pub struct Summary {
     /// A remote capture: the bytes received, and those reused from an interrupted run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received: Option<crate::source::remote::chunks::Received>,
+    /// The plan and the package database were read from the reads the server recorded
+    /// and sent with its tree, not from the tree received.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub prepared_from_record: bool,
     pub seconds: f64,
 }
 
@@ -167,30 +172,96 @@ pub fn split_tag(reference: &str) -> (Option<&str>, &str) {
 pub struct Prepared {
     pub plan: Plan,
     packages: Option<(PackageDb, Cut)>,
+    /// Read from what the source recorded ahead of its tree ([`Source::recorded`]).
+    pub from_record: bool,
+}
+
+/// What decides [`prepare`]'s reads besides the source: a remote capture sends it to
+/// the server, which makes the same reads ahead of the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PrepareOptions {
+    /// The plan is derived (not the operator's).
+    pub derive: bool,
+    pub layers: Option<Layering>,
+    pub max_layers: usize,
 }
 
 /// Reads what [`convert`] needs before its walk ([`Prepared`]); `given` is the
-/// operator's plan, else the plan is derived with `profiles`.
+/// operator's plan, else the plan is derived with `profiles`. A source that recorded
+/// these reads ahead of its tree is read from that record, unless the record misses a
+/// read (then from the source itself).
 pub fn prepare(
     source: &dyn Source,
     given: Option<Plan>,
     profiles: &[String],
     options: &ConvertOptions,
 ) -> Result<Prepared> {
-    let (plan, packages) = std::thread::scope(|scope| {
+    let reads = PrepareOptions {
+        derive: given.is_none(),
+        layers: options.layers,
+        max_layers: options.max_layers,
+    };
+    if let Some(recorded) = source.recorded() {
+        let replay = Replay::new(recorded, source.describe());
+        let prepared = prepare_from(&replay, given.clone(), profiles, &reads);
+        if !replay.missed() {
+            return prepared.map(|p| Prepared {
+                from_record: true,
+                ..p
+            });
+        }
+        tracing::info!(
+            "{}: the reads recorded ahead of the tree miss one; reading the tree",
+            source.describe()
+        );
+    }
+    prepare_from(source, given, profiles, &reads)
+}
+
+/// On the server: makes [`prepare`]'s reads of `source` and records them; none when
+/// they outgrow the record's cap.
+pub fn record_prepare(source: &dyn Source, options: &PrepareOptions) -> Option<Reads> {
+    let recorder = Recorder::new(source);
+    // Its result is the client's to compute; only the reads matter here.
+    let _ = read_before_walk(&recorder, options.derive.then_some(&[]), options);
+    recorder.finish()
+}
+
+fn prepare_from(
+    source: &dyn Source,
+    given: Option<Plan>,
+    profiles: &[String],
+    options: &PrepareOptions,
+) -> Result<Prepared> {
+    let derive = given.is_none().then_some(profiles);
+    let (derived, packages) = read_before_walk(source, derive, options);
+    let plan = match given {
+        Some(plan) => plan,
+        None => derived.expect("derived when not given")?,
+    };
+    Ok(Prepared {
+        plan,
+        packages: packages?,
+        from_record: false,
+    })
+}
+
+type PackagesRead = Result<Option<(PackageDb, Cut)>>;
+
+/// The plan derived with `derive`'s profiles (none: not derived) and the package
+/// database, read at once.
+fn read_before_walk(
+    source: &dyn Source,
+    derive: Option<&[String]>,
+    options: &PrepareOptions,
+) -> (Option<Result<Plan>>, PackagesRead) {
+    std::thread::scope(|scope| {
         let packages = scope.spawn(|| package_db(source, options));
-        let plan = match given {
-            Some(plan) => Ok(plan),
-            None => Plan::derive(source, profiles),
-        };
+        let plan = derive.map(|profiles| Plan::derive(source, profiles));
         let packages = packages
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (plan, packages)
-    });
-    Ok(Prepared {
-        plan: plan?,
-        packages: packages?,
     })
 }
 
@@ -201,7 +272,11 @@ pub fn convert(
     options: &ConvertOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
-    let Prepared { plan, packages } = prepared;
+    let Prepared {
+        plan,
+        packages,
+        from_record,
+    } = prepared;
     let plan = &plan;
     let started = Instant::now();
     let (name, tag) = split_tag(&options.tag);
@@ -470,6 +545,7 @@ pub fn convert(
         }),
         stats,
         received: source.received(),
+        prepared_from_record: from_record,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -494,7 +570,7 @@ impl Piece {
 }
 
 /// The package database and its cut into layers, when the image is layered by package.
-fn package_db(source: &dyn Source, options: &ConvertOptions) -> Result<Option<(PackageDb, Cut)>> {
+fn package_db(source: &dyn Source, options: &PrepareOptions) -> PackagesRead {
     if options.layers == Some(Layering::One) {
         return Ok(None);
     }
@@ -576,4 +652,144 @@ pub fn parse_epoch(text: &str) -> Result<i64> {
         path: "--source-date-epoch".into(),
         reason: format!("`{text}` is not a number of seconds since 1970"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::fs::testing::MemSource;
+    use crate::source::{Skips, Visit};
+
+    /// A small Debian server: its release, users, a daemon's init script and
+    /// configuration, and dpkg's database.
+    fn server() -> MemSource {
+        MemSource::new()
+            .file("etc/os-release", "ID=debian\nVERSION_ID=12\nPRETTY_NAME=\"Debian 12\"\n")
+            .file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n")
+            .file("etc/group", "root:x:0:\nwww-data:x:33:\n")
+            .file("etc/hostname", "web1\n")
+            .file("etc/init.d/nginx", "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: nginx\n# Default-Start: 2 3 4 5\n### END INIT INFO\nDAEMON=/usr/sbin/nginx\n")
+            .link("etc/rc2.d/S01nginx", "../init.d/nginx")
+            .file("etc/nginx/nginx.conf", "http { server { listen 8080; } }\n")
+            .file("usr/sbin/nginx", "a")
+            .file("var/lib/dpkg/status", "Package: nginx\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.22\n")
+            .file("var/lib/dpkg/info/nginx.list", "/.\n/usr\n/usr/sbin/nginx\n")
+            .file("var/lib/dpkg/info/nginx.md5sums", "0cc175b9c0f1b6a831c399e269772661  usr/sbin/nginx\n")
+    }
+
+    /// A source that sent `reads` ahead of its tree, as a remote server does.
+    struct Sent<'a> {
+        tree: &'a dyn Source,
+        reads: Reads,
+    }
+
+    impl Source for Sent<'_> {
+        fn describe(&self) -> String {
+            self.tree.describe()
+        }
+        fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
+            self.tree.walk(visit)
+        }
+        fn metadata(&self, path: &[u8]) -> Result<crate::entry::Entry> {
+            self.tree.metadata(path)
+        }
+        fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+            self.tree.read_dir(path)
+        }
+        fn open(&self, path: &[u8]) -> Result<Box<dyn std::io::Read + Send + '_>> {
+            self.tree.open(path)
+        }
+        fn recorded(&self) -> Option<&Reads> {
+            Some(&self.reads)
+        }
+    }
+
+    fn options(layers: Option<Layering>) -> ConvertOptions {
+        ConvertOptions {
+            source: PathBuf::from("/srv/web1"),
+            output: PathBuf::from("/nonexistent/out"),
+            format: OutputFormat::Oci,
+            tag: "latest".into(),
+            force: false,
+            compression: Compression::None,
+            threads: 1,
+            source_date_epoch: None,
+            init_binary: None,
+            hooks: Vec::new(),
+            layers,
+            max_layers: 10,
+        }
+    }
+
+    fn packages(p: &Prepared) -> Option<Vec<String>> {
+        p.packages.as_ref().map(|(db, _)| {
+            db.packages
+                .iter()
+                .map(|p| format!("{}={}", p.name, p.version))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_prepare_from_the_record_gives_what_the_tree_gives_and_a_miss_reads_the_tree() {
+        let tree = server();
+        let options = options(None);
+        let direct = prepare(&tree, None, &[], &options).unwrap();
+        assert!(!direct.from_record);
+        assert_eq!(packages(&direct), Some(vec!["nginx=1.22".to_string()]));
+        assert!(!direct.plan.services.is_empty(), "{:?}", direct.plan);
+
+        let wanted = PrepareOptions {
+            derive: true,
+            layers: None,
+            max_layers: 10,
+        };
+        // Recorded where the tree is, sent, read back here.
+        let reads = record_prepare(&tree, &wanted).expect("a prepare's reads are kept");
+        let sent = Sent {
+            tree: &tree,
+            reads: Reads::decode(&reads.encode()).unwrap(),
+        };
+        let ahead = prepare(&sent, None, &[], &options).unwrap();
+        assert!(ahead.from_record);
+        assert_eq!(ahead.plan, direct.plan);
+        assert_eq!(packages(&ahead), packages(&direct));
+
+        // Recorded without deriving the plan (the operator gave one), asked to derive:
+        // the record misses the plan's reads, and the tree itself is read.
+        let partial = record_prepare(
+            &tree,
+            &PrepareOptions {
+                derive: false,
+                ..wanted
+            },
+        )
+        .unwrap();
+        let sent = Sent {
+            tree: &tree,
+            reads: partial,
+        };
+        let fallen = prepare(&sent, None, &[], &options).unwrap();
+        assert!(!fallen.from_record);
+        assert_eq!(fallen.plan, direct.plan);
+        assert_eq!(packages(&fallen), packages(&direct));
+
+        // An empty record, and layers by package asked of a record made for one layer.
+        for reads in [
+            Reads::default(),
+            record_prepare(
+                &tree,
+                &PrepareOptions {
+                    layers: Some(Layering::One),
+                    ..wanted
+                },
+            )
+            .unwrap(),
+        ] {
+            let sent = Sent { tree: &tree, reads };
+            let fallen = prepare(&sent, None, &[], &options).unwrap();
+            assert!(!fallen.from_record);
+            assert_eq!(packages(&fallen), packages(&direct));
+        }
+    }
 }

@@ -39,6 +39,10 @@ pub enum Error {
     /// A remote server that cannot be reached or captured (ssh://).
     #[error("{host}: {reason}")]
     Remote { host: String, reason: String },
+    /// A read failure recorded where a pass first ran (a server), given again by its
+    /// replay here ([`crate::source::recorded`]).
+    #[error("{}", .0.text)]
+    Replayed(crate::source::recorded::Failure),
     /// The output already exists and would be overwritten.
     #[error("{0}: already exists (remove it, or pass --force)")]
     OutputExists(PathBuf),
@@ -56,6 +60,7 @@ impl Error {
     pub fn is_vanished(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
             || matches!(self, Error::NotFound(_))
+            || matches!(self, Error::Replayed(f) if f.vanished)
     }
 }
 

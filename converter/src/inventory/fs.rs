@@ -173,7 +173,7 @@ impl<'a> Root<'a> {
             Ok(names) => names,
             Err(e) if e.is_vanished() => Vec::new(),
             Err(e) => {
-                self.finding(show(dir), format!("cannot list: {}", inner(&e)));
+                self.finding(show(dir), format!("cannot list: {}", without_path(&e)));
                 Vec::new()
             }
         }
@@ -217,7 +217,7 @@ impl<'a> Root<'a> {
             Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
             Err(e) if e.is_vanished() => None,
             Err(e) => {
-                self.finding(show(path), format!("cannot read: {}", inner(&e)));
+                self.finding(show(path), format!("cannot read: {}", without_path(&e)));
                 None
             }
         }
@@ -239,7 +239,7 @@ impl<'a> Root<'a> {
             }
             Err(e) if e.is_vanished() => None,
             Err(e) => {
-                self.finding(show(path), format!("cannot read: {}", inner(&e)));
+                self.finding(show(path), format!("cannot read: {}", without_path(&e)));
                 None
             }
         }
@@ -272,7 +272,7 @@ impl<'a> Root<'a> {
             Ok(r) => r,
             Err(e) if e.is_vanished() => return false,
             Err(e) => {
-                self.finding(show(path), format!("cannot read: {}", inner(&e)));
+                self.finding(show(path), format!("cannot read: {}", without_path(&e)));
                 return false;
             }
         };
@@ -358,10 +358,11 @@ pub fn show(path: &[u8]) -> String {
 }
 
 /// The error without the path the finding already names.
-fn inner(e: &Error) -> String {
+pub fn without_path(e: &Error) -> String {
     match e {
         Error::Io { source, .. } => source.to_string(),
         Error::BadSource { reason, .. } => reason.clone(),
+        Error::Replayed(failure) => failure.inner.clone(),
         other => other.to_string(),
     }
 }

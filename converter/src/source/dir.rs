@@ -26,7 +26,7 @@ pub struct DirOptions {
     pub hidden: Vec<Vec<u8>>,
 }
 
-const VIRTUAL: [&[u8]; 4] = [b"proc", b"sys", b"dev", b"run"];
+pub(crate) const VIRTUAL: [&[u8]; 4] = [b"proc", b"sys", b"dev", b"run"];
 
 pub struct DirSource {
     root: PathBuf,

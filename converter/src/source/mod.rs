@@ -7,6 +7,7 @@
 mod archive;
 mod dir;
 pub mod disk;
+pub mod recorded;
 pub mod remote;
 
 pub use archive::ArchiveSource;
@@ -123,6 +124,13 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// What a pass of [`crate::convert::prepare`]'s reads got where the source is (a
+    /// server), sent ahead of the tree: the prepare can run on it before the tree has
+    /// all arrived. None for other sources.
+    fn recorded(&self) -> Option<&recorded::Reads> {
+        None
+    }
+
     /// The image is written: what the source kept to resume an interrupted capture
     /// can go.
     fn image_written(&self) {}
@@ -178,6 +186,9 @@ pub struct OpenOptions {
     pub allow_backing: Vec<std::path::PathBuf>,
     /// For a remote server: the excludes it applies before sending anything.
     pub filter: remote::Filter,
+    /// For a remote server: the prepare to make there and send ahead
+    /// ([`Source::recorded`]).
+    pub prepare: Option<crate::convert::PrepareOptions>,
     /// For a directory: absolute paths left out as if absent (rehost's own, see
     /// [`DirOptions::hidden`]).
     pub hide: Vec<std::path::PathBuf>,

@@ -31,7 +31,11 @@
 //!
 //! The stream: [`MAGIC`], then per chunk either `D`, the signature, blocks (a 32-bit
 //! big-endian length and that many bytes, until a length of 0) and a byte saying whether
-//! the chunk may be kept, or `R` and the signature; then `Z`.
+//! the chunk may be kept, or `R` and the signature; then `Z`. Once, between two chunks,
+//! may come `H`, a 32-bit big-endian length and that many bytes: the reads a prepare
+//! made on the server ([`crate::source::recorded`]), zstd-compressed. The server makes
+//! them beside its walk and sends them as soon as they are done, so the tree waits for
+//! nothing.
 
 use crate::entry::Entry;
 use crate::error::{IoContext, Result};
@@ -63,6 +67,7 @@ pub const WEAK_ONE_IN: u64 = 16;
 const DATA: u8 = b'D';
 const REUSE: u8 = b'R';
 const END: u8 = b'Z';
+const RECORD: u8 = b'H';
 const BLOCK: usize = 128 << 10;
 
 pub type Signature = [u8; 32];
@@ -77,6 +82,9 @@ pub struct Received {
     pub reused_bytes: u64,
     pub chunks: u64,
     pub reused_chunks: u64,
+    /// Bytes of the record of the server's reads for the prepare (compressed), part of
+    /// `bytes`.
+    pub record_bytes: u64,
 }
 
 /// On the server: cuts the walk into chunks and writes each one, or a reuse of it.
@@ -94,6 +102,8 @@ pub(crate) struct Chunker<'a, W: Write> {
     /// How many files grew while read so far (they do not reach the tree's stats).
     grown: &'a dyn Fn() -> u64,
     progress: &'a mut dyn FnMut(Progress),
+    /// The recorded reads to send, once they are made ([`Chunker::send_record`]).
+    record: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
 }
 
 impl<'a, W: Write> Chunker<'a, W> {
@@ -127,7 +137,37 @@ impl<'a, W: Write> Chunker<'a, W> {
             workers,
             grown,
             progress,
+            record: None,
         })
+    }
+
+    /// Sends the (compressed) record that `ready` gives, between the chunks where it is
+    /// ready, or before the end. A sender dropped without giving one sends none.
+    pub fn send_record(&mut self, ready: std::sync::mpsc::Receiver<Vec<u8>>) {
+        self.record = Some(ready);
+    }
+
+    fn record_if_ready(&mut self, wait: bool) -> Result<()> {
+        let Some(ready) = &self.record else {
+            return Ok(());
+        };
+        let got = match wait {
+            true => ready.recv().ok(),
+            false => match ready.try_recv() {
+                Ok(bytes) => Some(bytes),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+            },
+        };
+        self.record = None;
+        if let Some(bytes) = got {
+            self.out.write_all(&[RECORD]).at("the stream")?;
+            self.out
+                .write_all(&(bytes.len() as u32).to_be_bytes())
+                .at("the stream")?;
+            self.out.write_all(&bytes).at("the stream")?;
+        }
+        Ok(())
     }
 
     /// Takes the next entry of the walk.
@@ -151,6 +191,7 @@ impl<'a, W: Write> Chunker<'a, W> {
     /// Sends the last chunk and the end; gives the tree's stats back.
     pub fn finish(mut self) -> Result<(W, TreeParts<'a>)> {
         self.flush()?;
+        self.record_if_ready(true)?;
         self.out.write_all(&[END]).at("the stream")?;
         self.out.flush().at("the stream")?;
         Ok((self.out.inner, self.parts))
@@ -160,6 +201,7 @@ impl<'a, W: Write> Chunker<'a, W> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        self.record_if_ready(false)?;
         let entries = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         let signature = self.signature(&entries);
@@ -489,6 +531,8 @@ pub struct Receiver<R> {
     state: State,
     counts: Arc<Mutex<Received>>,
     started: bool,
+    /// The record of the server's reads, when it comes (compressed).
+    record: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 enum State {
@@ -523,7 +567,13 @@ impl<R: Read> Receiver<R> {
             state: State::Tag,
             counts,
             started: false,
+            record: Arc::default(),
         }
+    }
+
+    /// Where the record of the server's reads is left when it comes.
+    pub fn record(&self) -> Arc<Mutex<Option<Vec<u8>>>> {
+        self.record.clone()
     }
 
     fn count(&self, f: impl FnOnce(&mut Received)) {
@@ -554,6 +604,25 @@ impl<R: Read> Receiver<R> {
         }
         let mut tag = [0u8; 1];
         self.exact(&mut tag)?;
+        if tag[0] == RECORD {
+            let mut len = [0u8; 4];
+            self.exact(&mut len)?;
+            let len = u32::from_be_bytes(len) as usize;
+            let held = self.record.lock().map_or(true, |r| r.is_some());
+            if len > crate::source::recorded::Reads::MAX || held {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a second record, or one past its cap, in the stream",
+                ));
+            }
+            let mut bytes = vec![0u8; len];
+            self.exact(&mut bytes)?;
+            if let Ok(mut r) = self.record.lock() {
+                *r = Some(bytes);
+            }
+            self.count(|c| c.record_bytes += len as u64);
+            self.exact(&mut tag)?;
+        }
         if tag[0] == END {
             let trailer = zstd::bulk::compress(&[0u8; 1024], 1)?;
             return Ok(State::Trailer(io::Cursor::new(trailer)));

@@ -219,6 +219,17 @@ fn serve_capture(request: CaptureRequest) -> Result<()> {
             }
         });
         let _stop = progress::SetOnDrop(&measured);
+        // The reads a prepare makes, recorded beside the walk and sent once made.
+        let record = request.prepare.map(|options| {
+            let (ready, record) = std::sync::mpsc::channel();
+            let sent = AsSent::new(lenient.inner.as_ref(), root, &request.include_mounts);
+            scope.spawn(move || {
+                if let Some(reads) = crate::convert::record_prepare(&sent, &options) {
+                    let _ = ready.send(super::pack_record(&reads));
+                }
+            });
+            record
+        });
         let stdout = std::io::stdout().lock();
         let buffered = std::io::BufWriter::with_capacity(1 << 20, stdout);
         let mut chunker = chunks::Chunker::new(
@@ -230,6 +241,9 @@ fn serve_capture(request: CaptureRequest) -> Result<()> {
             &grown,
             &mut report,
         )?;
+        if let Some(record) = record {
+            chunker.send_record(record);
+        }
         let walked = lenient.walk(&mut |entry| chunker.push(entry))?;
         let (out, parts) = chunker.finish()?;
         drop(out);
@@ -276,6 +290,110 @@ fn serve_capture(request: CaptureRequest) -> Result<()> {
     )
     .at("standard error")?;
     Ok(())
+}
+
+/// The tree as the capture sends it, for the record of a prepare's reads: the walk of a
+/// live root gives other filesystems' mount points (not included) and the kernel's
+/// virtual trees as empty directories, so what lies below them is not there. Else a
+/// prepare here would see, say, the live socket tables, which the tree sent lacks.
+struct AsSent<'a> {
+    inner: &'a dyn Source,
+    root: PathBuf,
+    /// The filesystems a live root's walk gives (none: not a live root, all of them).
+    devices: Option<std::collections::HashSet<u64>>,
+    /// Directory → whether its entries are sent.
+    dirs: Mutex<HashMap<Vec<u8>, bool>>,
+}
+
+impl<'a> AsSent<'a> {
+    fn new(inner: &'a dyn Source, root: &Path, include_mounts: &[PathBuf]) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let live = crate::source::kind_of(root).ok() == Some(crate::source::SourceKind::LiveRoot);
+        let devices = live.then(|| {
+            std::iter::once(root.to_path_buf())
+                .chain(
+                    include_mounts
+                        .iter()
+                        .map(|m| root.join(m.strip_prefix("/").unwrap_or(m))),
+                )
+                .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.dev()))
+                .collect()
+        });
+        AsSent {
+            inner,
+            root: root.to_path_buf(),
+            devices,
+            dirs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sent(&self, path: &[u8]) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let Some(devices) = &self.devices else {
+            return Ok(());
+        };
+        let Some(slash) = path.iter().rposition(|&b| b == b'/') else {
+            return Ok(()); // the root's own entries are all given
+        };
+        let dir = &path[..slash];
+        let top = dir.split(|&b| b == b'/').next().unwrap_or_default();
+        let known = self.dirs.lock().ok().and_then(|d| d.get(dir).copied());
+        let given = match known {
+            Some(given) => given,
+            None => {
+                let given = !crate::source::dir::VIRTUAL.contains(&top)
+                    && std::fs::metadata(self.root.join(std::ffi::OsStr::from_bytes(dir)))
+                        .is_ok_and(|m| devices.contains(&m.dev()));
+                if let Ok(mut d) = self.dirs.lock() {
+                    d.insert(dir.to_vec(), given);
+                }
+                given
+            }
+        };
+        match given {
+            true => Ok(()),
+            false => Err(Error::NotFound(format!(
+                "/{}",
+                String::from_utf8_lossy(path)
+            ))),
+        }
+    }
+}
+
+impl Source for AsSent<'_> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
+        self.inner.walk(visit)
+    }
+
+    fn metadata(&self, path: &[u8]) -> Result<Entry> {
+        self.sent(path)?;
+        self.inner.metadata(path)
+    }
+
+    fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        // A directory whose entries are not sent lists as empty, as the walk gives it.
+        let mut child = path.to_vec();
+        child.extend_from_slice(b"/x");
+        let child = if path.is_empty() {
+            &b"x"[..]
+        } else {
+            &child[..]
+        };
+        match self.sent(child) {
+            Ok(()) => self.inner.read_dir(path),
+            Err(_) => self.inner.metadata(path).map(|_| Vec::new()),
+        }
+    }
+
+    fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
+        self.sent(path)?;
+        self.inner.open(path)
+    }
 }
 
 /// A live tree in which a file that cannot be opened is left out and listed, not the

@@ -27,6 +27,7 @@ mod url;
 pub use session::{Helper, Running, Said, Session, HELPER_SUBCOMMAND, LEDGER_PREFIX, PROBE_ANSWER};
 pub use url::{SshUrl, SCHEME};
 
+use super::recorded::Reads;
 use super::{ArchiveSource, OpenOptions, Skipped, Skips, Source, Visit};
 use crate::entry::{Entry, Extent};
 use crate::error::{Error, Result};
@@ -125,6 +126,9 @@ pub struct CaptureRequest {
     /// The signatures of the chunks kept here from an interrupted run.
     #[serde(default)]
     pub have: Vec<String>,
+    /// Record the reads of a prepare with these options and send them with the tree.
+    #[serde(default)]
+    pub prepare: Option<crate::convert::PrepareOptions>,
 }
 
 /// What the helper reports after the tree.
@@ -189,6 +193,7 @@ fn capture(session: &mut Session, options: &OpenOptions) -> Result<RemoteSource>
             .as_ref()
             .map(chunks::Cache::signatures)
             .unwrap_or_default(),
+        prepare: options.prepare,
     };
     let request = serde_json::json!({ "capture": request });
     let mut running = session.run_helper(&request)?;
@@ -197,6 +202,7 @@ fn capture(session: &mut Session, options: &OpenOptions) -> Result<RemoteSource>
     let mut reader = Shared::new(stdout);
     let counts = std::sync::Arc::new(Mutex::new(chunks::Received::default()));
     let receiver = chunks::Receiver::new(reader.clone(), cache.clone(), counts.clone());
+    let record = receiver.record();
     let archive = ArchiveSource::from_stream(&name, Box::new(receiver));
     let (status, said) = running.finish(reader.detach())?;
     let host = url.destination();
@@ -223,12 +229,21 @@ fn capture(session: &mut Session, options: &OpenOptions) -> Result<RemoteSource>
         .collect();
     skips.add_unlisted(ledger.skipped_total.saturating_sub(listed));
     let received = counts.lock().map(|c| *c).unwrap_or_default();
+    let record = record.lock().ok().and_then(|mut r| r.take());
+    let recorded = record
+        .map(|bytes| unpack_record(&bytes))
+        .transpose()
+        .map_err(|reason| Error::Remote {
+            host: host.clone(),
+            reason: format!("the helper's record of its reads is unreadable: {reason}"),
+        })?;
     Ok(RemoteSource {
         inner: archive,
         name: url.to_string(),
         ledger: skips,
         received: Some(received),
         cache,
+        recorded,
     })
 }
 
@@ -269,7 +284,18 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
         ledger,
         received: None,
         cache: None,
+        recorded: None,
     })
+}
+
+/// The helper's record of its reads, as it sends it: compressed, capped.
+pub(crate) fn pack_record(reads: &Reads) -> Vec<u8> {
+    zstd::bulk::compress(&reads.encode(), 3).expect("compressing in memory")
+}
+
+fn unpack_record(bytes: &[u8]) -> std::result::Result<Reads, String> {
+    let plain = zstd::bulk::decompress(bytes, Reads::MAX).map_err(|e| e.to_string())?;
+    Reads::decode(&plain)
 }
 
 /// A captured server: the tree it sent, named by its address, with its ledger.
@@ -281,6 +307,8 @@ pub struct RemoteSource {
     received: Option<chunks::Received>,
     /// The chunks kept to resume, dropped once the image is written.
     cache: Option<chunks::Cache>,
+    /// What a prepare read on the server, sent with the tree.
+    recorded: Option<Reads>,
 }
 
 impl Source for RemoteSource {
@@ -312,6 +340,10 @@ impl Source for RemoteSource {
 
     fn received(&self) -> Option<chunks::Received> {
         self.received
+    }
+
+    fn recorded(&self) -> Option<&Reads> {
+        self.recorded.as_ref()
     }
 
     fn image_written(&self) {
