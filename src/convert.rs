@@ -165,6 +165,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
         Some(plan) => Filter::of_plan(plan, &args.exclude),
         None => Filter::of_profiles(&args.profile, args.no_default_excludes, &args.exclude)?,
     };
+    let amendments = args.init.amendments(&args);
     let source = source::open(
         &args.source,
         &OpenOptions {
@@ -175,6 +176,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
                 derive: given.is_none(),
                 layers: args.layers,
                 max_layers: args.max_layers,
+                amendments: amendments.clone(),
             }),
             ..OpenOptions::default()
         },
@@ -203,12 +205,14 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     };
     // The plan: the operator's, or the one `inspect` would write; the flags amend it.
     let mut prepared = convert::prepare(source.as_ref(), given, &args.profile, &options)?;
-    prepared.plan.amend(&args.init.amendments(&args))?;
+    prepared.plan.amend(&amendments)?;
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
     crate::remote::show_transfer(&bar, &args.source);
+    // A server's tree is built as it arrives: the transfer says more than the count.
+    let remote = converter::source::remote::is_remote(&args.source);
     let summary = convert::convert(source.as_ref(), prepared, &options, &mut |p| {
-        if p.entries % 256 == 0 {
+        if !remote && p.entries % 256 == 0 {
             bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)));
         }
     })?;

@@ -141,6 +141,11 @@ fn same_as_directory(server: &Server, user: &str, dir: &Path, want_report: &serd
     // sent ahead of the tree, and decide what the directory's own decide.
     assert_eq!(summary["prepared_from_record"], true, "{summary}");
     assert!(summary["received"]["record_bytes"].as_u64().unwrap() > 0);
+    // And the image was built as the tree arrived.
+    assert_eq!(
+        summary["received"]["built_while_arriving"], true,
+        "{summary}"
+    );
     assert_eq!(
         prepared_facts(&summary, &image),
         prepared_facts(&dir_summary, &dir.join("dir.oci"))

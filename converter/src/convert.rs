@@ -178,12 +178,16 @@ pub struct Prepared {
 
 /// What decides [`prepare`]'s reads besides the source: a remote capture sends it to
 /// the server, which makes the same reads ahead of the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PrepareOptions {
     /// The plan is derived (not the operator's).
     pub derive: bool,
     pub layers: Option<Layering>,
     pub max_layers: usize,
+    /// The flags' changes to the derived plan, which decide what the rehost layer's
+    /// plan reads ([`record_prepare`]); [`prepare`] itself does not use them.
+    #[serde(default)]
+    pub amendments: crate::plan::amend::Amendments,
 }
 
 /// Reads what [`convert`] needs before its walk ([`Prepared`]); `given` is the
@@ -200,6 +204,7 @@ pub fn prepare(
         derive: given.is_none(),
         layers: options.layers,
         max_layers: options.max_layers,
+        amendments: Default::default(),
     };
     if let Some(recorded) = source.recorded() {
         let replay = Replay::new(recorded, source.describe());
@@ -218,12 +223,32 @@ pub fn prepare(
     prepare_from(source, given, profiles, &reads)
 }
 
-/// On the server: makes [`prepare`]'s reads of `source` and records them; none when
-/// they outgrow the record's cap.
+/// On the server: makes the reads a conversion makes before its walk and records them;
+/// none when they outgrow the record's cap. Those are [`prepare`]'s, then those of the
+/// rehost layer's plan (with the flags' amendments) and of the architecture's
+/// detection, which [`convert`] makes before its walk. Their results are the client's
+/// to compute; only the reads matter here.
 pub fn record_prepare(source: &dyn Source, options: &PrepareOptions) -> Option<Reads> {
     let recorder = Recorder::new(source);
-    // Its result is the client's to compute; only the reads matter here.
-    let _ = read_before_walk(&recorder, options.derive.then_some(&[]), options);
+    let (derived, _) = read_before_walk(&recorder, options.derive.then_some(&[]), options);
+    if let Some(Ok(mut plan)) = derived {
+        // This program is as static as the rehost-init the client ships: it stands in
+        // for it, which is checked but not read from the tree.
+        let exe = std::env::current_exe();
+        if let (Ok(()), Ok(init_binary)) = (plan.amend(&options.amendments), exe) {
+            if plan.init.mode != InitMode::None {
+                let inputs = RichInputs {
+                    init_binary,
+                    hooks: Vec::new(),
+                    source_host: String::new(),
+                    source_kind: crate::source::SourceKind::Ssh,
+                    capture_time: 0,
+                };
+                let _ = crate::image::rich::plan(&recorder, &plan, &inputs);
+            }
+        }
+    }
+    let _ = crate::inventory::arch::detect(&recorder);
     recorder.finish()
 }
 
@@ -743,6 +768,7 @@ mod tests {
             derive: true,
             layers: None,
             max_layers: 10,
+            amendments: Default::default(),
         };
         // Recorded where the tree is, sent, read back here.
         let reads = record_prepare(&tree, &wanted).expect("a prepare's reads are kept");
@@ -761,7 +787,7 @@ mod tests {
             &tree,
             &PrepareOptions {
                 derive: false,
-                ..wanted
+                ..wanted.clone()
             },
         )
         .unwrap();
@@ -781,7 +807,7 @@ mod tests {
                 &tree,
                 &PrepareOptions {
                     layers: Some(Layering::One),
-                    ..wanted
+                    ..wanted.clone()
                 },
             )
             .unwrap(),

@@ -9,7 +9,7 @@ use super::{
 use crate::error::{Error, Result};
 
 /// The changes asked for on the command line; empty fields change nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Amendments {
     /// `--init`: rehost, systemd, sbin-init, dumb-init, none (or a plan mode name).
     pub mode: Option<String>,

@@ -302,6 +302,18 @@ struct ExtentsOf<R> {
     next: usize,
 }
 
+impl<R> ExtentsOf<R> {
+    /// The data extents of the whole content `inner` gives, one after another.
+    pub(crate) fn new(inner: R, extents: &[Extent]) -> Self {
+        ExtentsOf {
+            inner,
+            extents: extents.to_vec(),
+            pos: 0,
+            next: 0,
+        }
+    }
+}
+
 impl<R: Read> Read for ExtentsOf<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {

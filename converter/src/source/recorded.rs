@@ -68,6 +68,24 @@ impl Reads {
     /// after its tree has arrived, as any other source.
     pub const MAX: usize = 64 << 20;
 
+    /// The recorded metadata of `path`, if it was read.
+    pub fn metadata(&self, path: &[u8]) -> Option<Result<Entry>> {
+        let answer = self.metadata.get(path)?;
+        Some(answer.clone().map_err(|f| f.error()))
+    }
+
+    /// The recorded listing of `path`, if it was read.
+    pub fn read_dir(&self, path: &[u8]) -> Option<Result<Vec<Vec<u8>>>> {
+        let answer = self.listings.get(path)?;
+        Some(answer.clone().map_err(|f| f.error()))
+    }
+
+    /// The recorded content of `path` (as far as it was read), if it was opened.
+    pub fn content(&self, path: &[u8]) -> Option<Result<Content>> {
+        let answer = self.contents.get(path)?;
+        Some(answer.clone().map_err(|f| f.error()))
+    }
+
     /// Bytes of file content held.
     pub fn content_bytes(&self) -> u64 {
         self.contents

@@ -7,4 +7,4 @@ pub mod sparse;
 mod write;
 
 pub use read::{EntryType, Header, Reader, TarError};
-pub use write::{ExtentReader, TarWriter};
+pub use write::{ExtentReader, TarWriter, LINKED};

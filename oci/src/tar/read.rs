@@ -154,6 +154,11 @@ impl<R: Read> Reader<R> {
         self.inner
     }
 
+    /// The stream, to flush what it copies on the way (a spool) between entries.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The next entry, after skipping what is left of the current one; `None` at the
     /// end of the archive.
     pub fn next_entry(&mut self) -> Result<Option<Header>, TarError> {

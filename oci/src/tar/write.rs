@@ -15,11 +15,30 @@ const USTAR_MAX_OCTAL_12: u64 = 0o77777777777;
 pub struct TarWriter<W: Write> {
     out: W,
     written: u64,
+    /// Marks files with further names ([`LINKED`]).
+    mark_linked: bool,
 }
+
+/// The PAX record that marks, in a remote capture's stream (never in a layer), a file
+/// whose further names follow as hardlinks, so that the receiver, which builds the image
+/// as the stream arrives, knows the file's group when it gets it.
+pub const LINKED: &[u8] = b"REHOST.linked";
 
 impl<W: Write> TarWriter<W> {
     pub fn new(out: W) -> Self {
-        TarWriter { out, written: 0 }
+        TarWriter {
+            out,
+            written: 0,
+            mark_linked: false,
+        }
+    }
+
+    /// A writer that marks files with further names ([`LINKED`]): a capture's stream.
+    pub fn marking_linked(out: W) -> Self {
+        TarWriter {
+            mark_linked: true,
+            ..TarWriter::new(out)
+        }
     }
 
     /// Bytes of tar written so far.
@@ -74,6 +93,9 @@ impl<W: Write> TarWriter<W> {
         }
         if entry.mtime < 0 || entry.mtime as u64 > USTAR_MAX_OCTAL_12 {
             record(&mut pax, b"mtime", entry.mtime.to_string().as_bytes());
+        }
+        if self.mark_linked && entry.kind == Kind::File && entry.inode.is_some() {
+            record(&mut pax, LINKED, b"1");
         }
         for (key, value) in &entry.xattrs {
             let mut k = b"SCHILY.xattr.".to_vec();

@@ -13,6 +13,9 @@
 //! outside the output.
 
 mod index;
+mod stream;
+
+pub use stream::{ArchiveStream, Window};
 
 use super::{Skipped, Skips, Source, Visit};
 use crate::entry::{normalize, walk_order_key, Entry, Kind};
@@ -78,6 +81,12 @@ pub struct ArchiveSource {
 }
 
 impl ArchiveSource {
+    /// The entries the archive holds and does not give (unsupported kinds, ACLs that
+    /// cannot be read).
+    pub fn skipped(&self) -> Skips {
+        self.skipped.clone()
+    }
+
     pub fn open(path: &Path) -> Result<Self> {
         let mut file = File::open(path).at(path)?;
         let mut magic = [0u8; 512];
@@ -149,196 +158,16 @@ impl ArchiveSource {
     }
 
     fn index<R: Read>(path: &Path, reader: R, concatenated: bool, data: File) -> Result<Self> {
-        let bad = |reason: String| Error::Archive {
-            archive: path.to_path_buf(),
-            reason,
-        };
         let mut archive = match concatenated {
             true => oci::tar::Reader::concatenated(reader),
             false => oci::tar::Reader::new(reader),
         };
-        let mut runs = Runs::default();
-        let mut links: Vec<Link> = Vec::new();
-        let mut seq = 0u64;
-        let mut skipped = Skips::default();
-        let mut side: Option<File> = None;
-        let mut side_len = 0u64;
-        let mut acls = Vec::new();
-        loop {
-            let header = match archive.next_entry() {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(e) => return Err(read_error(path, e)),
-            };
-            let shown = String::from_utf8_lossy(&header.path).into_owned();
-            let at = |what: &str| bad(format!("entry `{shown}`: {what}"));
-            let Some(path) = normalize(&header.path) else {
-                return Err(at("climbs out of the root with `..` (refused)"));
-            };
-            let kind = match header.kind {
-                EntryType::File => Kind::File,
-                EntryType::Dir => Kind::Dir,
-                EntryType::Symlink => Kind::Symlink,
-                EntryType::Hardlink => Kind::Hardlink,
-                EntryType::Char => Kind::Char,
-                EntryType::Block => Kind::Block,
-                EntryType::Fifo => Kind::Fifo,
-                EntryType::Other(byte) => {
-                    skipped.push(Skipped {
-                        path: format!("/{shown}"),
-                        reason: format!("unsupported tar entry type {:?}", byte as char),
-                    });
-                    continue;
-                }
-            };
-            if path.is_empty() {
-                continue; // the root directory itself
-            }
-            let key = walk_order_key(&path);
-            let mut e = Entry::new(path.clone(), kind);
-            e.mode = header.mode;
-            e.uid = id(header.uid).ok_or_else(|| at("uid out of range"))?;
-            e.gid = id(header.gid).ok_or_else(|| at("gid out of range"))?;
-            e.mtime = header.mtime;
-            e.mtime_nsec = header.mtime_nsec;
-            if matches!(kind, Kind::Char | Kind::Block) {
-                e.major = header.major;
-                e.minor = header.minor;
-            }
-            for (key, value) in &header.records {
-                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    e.xattrs.push((name.to_vec(), value.clone()));
-                } else if key == b"SCHILY.acl.access" || key == b"SCHILY.acl.default" {
-                    let name: &[u8] = if key.ends_with(b"access") {
-                        b"system.posix_acl_access"
-                    } else {
-                        b"system.posix_acl_default"
-                    };
-                    acls.push((path.clone(), name.to_vec(), value.clone()));
-                }
-            }
-            e.xattrs.sort();
-            let mut data = DataAt {
-                offset: header.data_offset,
-                side: false,
-            };
-            match kind {
-                Kind::Symlink => e.link = header.link.clone().unwrap_or_default(),
-                Kind::Hardlink => {
-                    let target = header.link.clone().unwrap_or_default();
-                    let Some(target) = normalize(&target) else {
-                        return Err(at("hardlink climbs out of the root with `..` (refused)"));
-                    };
-                    if target == path {
-                        return Err(at("hardlink to itself (refused)"));
-                    }
-                    // Checked against the whole index once it is sorted.
-                    links.push(Link {
-                        seq,
-                        key: key.clone(),
-                        path: path.clone(),
-                        target: walk_order_key(&target),
-                        target_path: target.clone(),
-                    });
-                    e.link = target;
-                }
-                Kind::File => {
-                    e.size = header.size;
-                    if let Some(sparse) = &header.sparse {
-                        let extents = archive
-                            .sparse_extents(&header)
-                            .map_err(|err| at(&format!("corrupt sparse file: {err}")))?;
-                        let file = match &mut side {
-                            Some(f) => f,
-                            None => side.insert(tempfile::tempfile().at(std::env::temp_dir())?),
-                        };
-                        oci::tar::sparse::expand(
-                            &mut archive.data(),
-                            &extents,
-                            sparse.real_size,
-                            file,
-                            side_len,
-                        )
-                        .map_err(|err| at(&format!("corrupt sparse file: {err}")))?;
-                        data = DataAt {
-                            offset: side_len,
-                            side: true,
-                        };
-                        side_len += sparse.real_size;
-                        e.size = sparse.real_size;
-                        e.sparse = Some(extents);
-                    }
-                }
-                _ => {}
-            }
-            let item = Indexed { entry: e, data };
-            runs.push(Record { key, seq, item })
-                .at(std::env::temp_dir())?;
-            seq += 1;
+        let mut indexer = Indexer::new(path);
+        while let Some(header) = archive.next_entry().map_err(|e| read_error(path, e))? {
+            indexer.add(header, &mut archive)?;
         }
-        // The spool must hold the whole stream: read what the tar reader left (padding).
-        let mut rest = archive.into_inner();
-        io::copy(&mut rest, &mut io::sink())
-            .map_err(|e| read_error(path, oci::tar::TarError::Io(e)))?;
-        drop(rest);
-
-        // What the hardlinks need from the merge: the records of the paths they are and
-        // they name.
-        let mut seen: HashMap<Vec<u8>, Seen> = HashMap::new();
-        for l in &links {
-            seen.entry(l.key.clone()).or_default();
-            seen.entry(l.target.clone()).or_default();
-        }
-        // An entry under a symlink or a file, at any depth, would be written through it
-        // by an unpacker. In walk order an entry's descendants follow it at once, so the
-        // last entry that is no directory is the only one to check against.
-        let mut last_leaf: Option<(Vec<u8>, Vec<u8>)> = None;
-        let mut writer = IndexWriter::new().at(std::env::temp_dir())?;
-        let mut under: Option<String> = None;
-        runs.merge(|r, earlier| {
-            if under.is_some() {
-                return Ok(());
-            }
-            if let Some((leaf, leaf_path)) = &last_leaf {
-                if r.key.len() > leaf.len() && r.key.starts_with(leaf) && r.key[leaf.len()] == 0 {
-                    under = Some(format!(
-                        "entry `{}` lies under `{}`, which is not a directory (refused)",
-                        String::from_utf8_lossy(&r.item.entry.path),
-                        String::from_utf8_lossy(leaf_path)
-                    ));
-                    return Ok(());
-                }
-            }
-            if r.item.entry.kind != Kind::Dir {
-                last_leaf = Some((r.key.clone(), r.item.entry.path.clone()));
-            }
-            if let Some(s) = seen.get_mut(&r.key) {
-                s.last = Some((r.seq, r.item.entry.kind));
-                s.earlier = earlier.to_vec();
-            }
-            writer.push(&r)
-        })
-        .at(std::env::temp_dir())?;
-        if let Some(reason) = under {
-            return Err(bad(reason));
-        }
-        let mut source = ArchiveSource {
-            name: path.to_path_buf(),
-            data,
-            side,
-            index: writer.finish().at(std::env::temp_dir())?,
-            skipped,
-            groups: HashMap::new(),
-            recent: Mutex::new(None),
-        };
-        let mut patches = source.resolve_links(&links, &seen)?;
-        drop(links);
-        drop(seen);
-        source.apply_acls(acls, &mut patches)?;
-        if !patches.is_empty() {
-            source.index = source.rewrite(patches)?;
-        }
-        Ok(source)
+        drain(path, archive)?;
+        indexer.finish(data)
     }
 
     /// Checks every hardlink against the sorted index as the archive gave them (its
@@ -538,6 +367,265 @@ impl ArchiveSource {
         };
         entry.inode = group.map(|&n| (ARCHIVE_DEV, n));
     }
+}
+
+/// An entry as [`Indexer::add`] read it.
+pub(crate) struct Added {
+    pub entry: Entry,
+    data: DataAt,
+    /// A file the stream marks as having further names ([`oci::tar::LINKED`]).
+    pub linked: bool,
+}
+
+/// Reads an archive's entries, one at a time, into its index: [`ArchiveSource::index`]
+/// reads them all at once; a remote capture's walk gives each as it arrives
+/// ([`ArchiveStream`]).
+pub(crate) struct Indexer {
+    name: PathBuf,
+    runs: Runs,
+    links: Vec<Link>,
+    seq: u64,
+    skipped: Skips,
+    /// Content of GNU sparse entries, expanded.
+    side: Option<File>,
+    side_len: u64,
+    /// ACLs as tar's text: they become xattrs once the archive's users are known.
+    acls: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+}
+
+impl Indexer {
+    fn new(name: &Path) -> Self {
+        Indexer {
+            name: name.to_path_buf(),
+            runs: Runs::default(),
+            links: Vec::new(),
+            seq: 0,
+            skipped: Skips::default(),
+            side: None,
+            side_len: 0,
+            acls: Vec::new(),
+        }
+    }
+
+    /// Indexes the entry of `header`; none for one that is not given (the root, a kind
+    /// rehost does not keep). A sparse file's data is read, expanded, here; any other
+    /// entry's data is left for the reader to pass over.
+    fn add<R: Read>(
+        &mut self,
+        header: oci::tar::Header,
+        archive: &mut oci::tar::Reader<R>,
+    ) -> Result<Option<Added>> {
+        let name = self.name.clone();
+        let bad = |reason: String| Error::Archive {
+            archive: name.clone(),
+            reason,
+        };
+        let shown = String::from_utf8_lossy(&header.path).into_owned();
+        let at = |what: &str| bad(format!("entry `{shown}`: {what}"));
+        let Some(path) = normalize(&header.path) else {
+            return Err(at("climbs out of the root with `..` (refused)"));
+        };
+        let kind = match header.kind {
+            EntryType::File => Kind::File,
+            EntryType::Dir => Kind::Dir,
+            EntryType::Symlink => Kind::Symlink,
+            EntryType::Hardlink => Kind::Hardlink,
+            EntryType::Char => Kind::Char,
+            EntryType::Block => Kind::Block,
+            EntryType::Fifo => Kind::Fifo,
+            EntryType::Other(byte) => {
+                self.skipped.push(Skipped {
+                    path: format!("/{shown}"),
+                    reason: format!("unsupported tar entry type {:?}", byte as char),
+                });
+                return Ok(None);
+            }
+        };
+        if path.is_empty() {
+            return Ok(None); // the root directory itself
+        }
+        let key = walk_order_key(&path);
+        let mut e = Entry::new(path.clone(), kind);
+        e.mode = header.mode;
+        e.uid = id(header.uid).ok_or_else(|| at("uid out of range"))?;
+        e.gid = id(header.gid).ok_or_else(|| at("gid out of range"))?;
+        e.mtime = header.mtime;
+        e.mtime_nsec = header.mtime_nsec;
+        if matches!(kind, Kind::Char | Kind::Block) {
+            e.major = header.major;
+            e.minor = header.minor;
+        }
+        let mut linked = false;
+        for (key, value) in &header.records {
+            if key == oci::tar::LINKED {
+                linked = kind == Kind::File;
+            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                e.xattrs.push((name.to_vec(), value.clone()));
+            } else if key == b"SCHILY.acl.access" || key == b"SCHILY.acl.default" {
+                let name: &[u8] = if key.ends_with(b"access") {
+                    b"system.posix_acl_access"
+                } else {
+                    b"system.posix_acl_default"
+                };
+                self.acls.push((path.clone(), name.to_vec(), value.clone()));
+            }
+        }
+        e.xattrs.sort();
+        let mut data = DataAt {
+            offset: header.data_offset,
+            side: false,
+        };
+        match kind {
+            Kind::Symlink => e.link = header.link.clone().unwrap_or_default(),
+            Kind::Hardlink => {
+                let target = header.link.clone().unwrap_or_default();
+                let Some(target) = normalize(&target) else {
+                    return Err(at("hardlink climbs out of the root with `..` (refused)"));
+                };
+                if target == path {
+                    return Err(at("hardlink to itself (refused)"));
+                }
+                // Checked against the whole index once it is sorted.
+                self.links.push(Link {
+                    seq: self.seq,
+                    key: key.clone(),
+                    path: path.clone(),
+                    target: walk_order_key(&target),
+                    target_path: target.clone(),
+                });
+                e.link = target;
+            }
+            Kind::File => {
+                e.size = header.size;
+                if let Some(sparse) = &header.sparse {
+                    let extents = archive
+                        .sparse_extents(&header)
+                        .map_err(|err| at(&format!("corrupt sparse file: {err}")))?;
+                    let file = match &mut self.side {
+                        Some(f) => f,
+                        None => self
+                            .side
+                            .insert(tempfile::tempfile().at(std::env::temp_dir())?),
+                    };
+                    oci::tar::sparse::expand(
+                        &mut archive.data(),
+                        &extents,
+                        sparse.real_size,
+                        file,
+                        self.side_len,
+                    )
+                    .map_err(|err| at(&format!("corrupt sparse file: {err}")))?;
+                    data = DataAt {
+                        offset: self.side_len,
+                        side: true,
+                    };
+                    self.side_len += sparse.real_size;
+                    e.size = sparse.real_size;
+                    e.sparse = Some(extents);
+                }
+            }
+            _ => {}
+        }
+        let added = Added {
+            entry: e.clone(),
+            data,
+            linked,
+        };
+        let item = Indexed { entry: e, data };
+        self.runs
+            .push(Record {
+                key,
+                seq: self.seq,
+                item,
+            })
+            .at(std::env::temp_dir())?;
+        self.seq += 1;
+        Ok(Some(added))
+    }
+
+    /// Sorts and checks the whole index once every entry is read; `data` holds the tar.
+    fn finish(self, data: File) -> Result<ArchiveSource> {
+        let Indexer {
+            name,
+            runs,
+            links,
+            skipped,
+            side,
+            acls,
+            ..
+        } = self;
+        let path = name.as_path();
+        let bad = |reason: String| Error::Archive {
+            archive: path.to_path_buf(),
+            reason,
+        };
+        // What the hardlinks need from the merge: the records of the paths they are and
+        // they name.
+        let mut seen: HashMap<Vec<u8>, Seen> = HashMap::new();
+        for l in &links {
+            seen.entry(l.key.clone()).or_default();
+            seen.entry(l.target.clone()).or_default();
+        }
+        // An entry under a symlink or a file, at any depth, would be written through it
+        // by an unpacker. In walk order an entry's descendants follow it at once, so the
+        // last entry that is no directory is the only one to check against.
+        let mut last_leaf: Option<(Vec<u8>, Vec<u8>)> = None;
+        let mut writer = IndexWriter::new().at(std::env::temp_dir())?;
+        let mut under: Option<String> = None;
+        runs.merge(|r, earlier| {
+            if under.is_some() {
+                return Ok(());
+            }
+            if let Some((leaf, leaf_path)) = &last_leaf {
+                if r.key.len() > leaf.len() && r.key.starts_with(leaf) && r.key[leaf.len()] == 0 {
+                    under = Some(format!(
+                        "entry `{}` lies under `{}`, which is not a directory (refused)",
+                        String::from_utf8_lossy(&r.item.entry.path),
+                        String::from_utf8_lossy(leaf_path)
+                    ));
+                    return Ok(());
+                }
+            }
+            if r.item.entry.kind != Kind::Dir {
+                last_leaf = Some((r.key.clone(), r.item.entry.path.clone()));
+            }
+            if let Some(s) = seen.get_mut(&r.key) {
+                s.last = Some((r.seq, r.item.entry.kind));
+                s.earlier = earlier.to_vec();
+            }
+            writer.push(&r)
+        })
+        .at(std::env::temp_dir())?;
+        if let Some(reason) = under {
+            return Err(bad(reason));
+        }
+        let mut source = ArchiveSource {
+            name: path.to_path_buf(),
+            data,
+            side,
+            index: writer.finish().at(std::env::temp_dir())?,
+            skipped,
+            groups: HashMap::new(),
+            recent: Mutex::new(None),
+        };
+        let mut patches = source.resolve_links(&links, &seen)?;
+        drop(links);
+        drop(seen);
+        source.apply_acls(acls, &mut patches)?;
+        if !patches.is_empty() {
+            source.index = source.rewrite(patches)?;
+        }
+        Ok(source)
+    }
+}
+
+/// Reads what a tar reader left of its stream (the end's padding), so that the spool
+/// holds the whole stream.
+fn drain<R: Read>(path: &Path, archive: oci::tar::Reader<R>) -> Result<()> {
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink())
+        .map_err(|e| read_error(path, oci::tar::TarError::Io(e)))?;
+    Ok(())
 }
 
 impl Source for ArchiveSource {

@@ -31,11 +31,11 @@
 //!
 //! The stream: [`MAGIC`], then per chunk either `D`, the signature, blocks (a 32-bit
 //! big-endian length and that many bytes, until a length of 0) and a byte saying whether
-//! the chunk may be kept, or `R` and the signature; then `Z`. Once, between two chunks,
+//! the chunk may be kept, or `R` and the signature; then `Z`. Before the first chunk
 //! may come `H`, a 32-bit big-endian length and that many bytes: the reads a prepare
 //! made on the server ([`crate::source::recorded`]), zstd-compressed. The server makes
-//! them beside its walk and sends them as soon as they are done, so the tree waits for
-//! nothing.
+//! them beside the start of its walk; here they come first, so the conversion is
+//! prepared before the tree arrives and builds the image as it does.
 
 use crate::entry::Entry;
 use crate::error::{IoContext, Result};
@@ -85,6 +85,8 @@ pub struct Received {
     /// Bytes of the record of the server's reads for the prepare (compressed), part of
     /// `bytes`.
     pub record_bytes: u64,
+    /// The image was built as the tree arrived (no read needed the whole tree first).
+    pub built_while_arriving: bool,
 }
 
 /// On the server: cuts the walk into chunks and writes each one, or a reuse of it.
@@ -141,25 +143,17 @@ impl<'a, W: Write> Chunker<'a, W> {
         })
     }
 
-    /// Sends the (compressed) record that `ready` gives, between the chunks where it is
-    /// ready, or before the end. A sender dropped without giving one sends none.
+    /// Sends the (compressed) record that `ready` gives before the first chunk. A sender
+    /// dropped without giving one sends none.
     pub fn send_record(&mut self, ready: std::sync::mpsc::Receiver<Vec<u8>>) {
         self.record = Some(ready);
     }
 
-    fn record_if_ready(&mut self, wait: bool) -> Result<()> {
-        let Some(ready) = &self.record else {
+    fn send_record_first(&mut self) -> Result<()> {
+        let Some(ready) = self.record.take() else {
             return Ok(());
         };
-        let got = match wait {
-            true => ready.recv().ok(),
-            false => match ready.try_recv() {
-                Ok(bytes) => Some(bytes),
-                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
-            },
-        };
-        self.record = None;
+        let got = ready.recv().ok();
         if let Some(bytes) = got {
             self.out.write_all(&[RECORD]).at("the stream")?;
             self.out
@@ -191,7 +185,7 @@ impl<'a, W: Write> Chunker<'a, W> {
     /// Sends the last chunk and the end; gives the tree's stats back.
     pub fn finish(mut self) -> Result<(W, TreeParts<'a>)> {
         self.flush()?;
-        self.record_if_ready(true)?;
+        self.send_record_first()?;
         self.out.write_all(&[END]).at("the stream")?;
         self.out.flush().at("the stream")?;
         Ok((self.out.inner, self.parts))
@@ -201,7 +195,7 @@ impl<'a, W: Write> Chunker<'a, W> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.record_if_ready(false)?;
+        self.send_record_first()?;
         let entries = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         let signature = self.signature(&entries);
@@ -226,7 +220,7 @@ impl<'a, W: Write> Chunker<'a, W> {
         if self.workers > 1 {
             let _ = encoder.multithread(self.workers);
         }
-        let mut tar = TarWriter::new(encoder);
+        let mut tar = TarWriter::marking_linked(encoder);
         for e in entries {
             self.parts.add(e, &mut tar, self.progress)?;
         }

@@ -27,7 +27,8 @@ mod url;
 pub use session::{Helper, Running, Said, Session, HELPER_SUBCOMMAND, LEDGER_PREFIX, PROBE_ANSWER};
 pub use url::{SshUrl, SCHEME};
 
-use super::recorded::Reads;
+use super::archive::{ArchiveStream, Window};
+use super::recorded::{Content, Reads};
 use super::{ArchiveSource, OpenOptions, Skipped, Skips, Source, Visit};
 use crate::entry::{Entry, Extent};
 use crate::error::{Error, Result};
@@ -36,7 +37,7 @@ use crate::profile::{ExcludeRule, Profile};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Whether SOURCE names a remote server.
 pub fn is_remote(source: &Path) -> bool {
@@ -148,22 +149,24 @@ pub struct LedgerItem {
     pub reason: String,
 }
 
-/// Captures a remote server's tree: connects, runs the helper (or the server's tar),
-/// reads the stream, cleans up.
+/// Opens a remote server's tree: connects, runs the helper and reads the record it
+/// sends first; the tree itself is read as the walk goes ([`RemoteSource`]). With the
+/// server's tar instead, the whole tree is read here.
 pub fn open(address: &str, options: &OpenOptions) -> Result<Box<dyn Source>> {
     let url = SshUrl::parse(address)?;
     let helper = find_helper()?;
-    let (mut session, ready) = Session::open(&url, &helper)?;
-    let captured = match ready {
-        Helper::Ready => capture(&mut session, options)?,
+    let (session, ready) = Session::open(&url, &helper)?;
+    let source = match ready {
+        Helper::Ready => start_capture(session, options)?,
         Helper::Unusable(why) => {
             tracing::warn!("{}: {why}", url.destination());
             warn_fallback(&url);
-            capture_with_tar(&session)?
+            let captured = capture_with_tar(&session)?;
+            drop(session);
+            captured
         }
     };
-    drop(session);
-    Ok(Box::new(captured))
+    Ok(Box::new(source))
 }
 
 /// The warning for a capture by the server's own tar: what it loses.
@@ -177,7 +180,9 @@ pub fn warn_fallback(url: &SshUrl) {
     );
 }
 
-fn capture(session: &mut Session, options: &OpenOptions) -> Result<RemoteSource> {
+/// Runs the helper's capture and reads the stream's start: the record of the reads a
+/// prepare makes there, which the helper sends before the tree.
+fn start_capture(session: Session, options: &OpenOptions) -> Result<RemoteSource> {
     let url = session.url().clone();
     let cache = chunks::Cache::open(&format!(
         "{}:{}{}",
@@ -193,58 +198,130 @@ fn capture(session: &mut Session, options: &OpenOptions) -> Result<RemoteSource>
             .as_ref()
             .map(chunks::Cache::signatures)
             .unwrap_or_default(),
-        prepare: options.prepare,
+        prepare: options.prepare.clone(),
     };
     let request = serde_json::json!({ "capture": request });
     let mut running = session.run_helper(&request)?;
     let stdout = running.stdout();
     let name = PathBuf::from(url.to_string());
-    let mut reader = Shared::new(stdout);
+    let reader = Shared::new(stdout);
     let counts = std::sync::Arc::new(Mutex::new(chunks::Received::default()));
     let receiver = chunks::Receiver::new(reader.clone(), cache.clone(), counts.clone());
     let record = receiver.record();
-    let archive = ArchiveSource::from_stream(&name, Box::new(receiver));
-    let (status, said) = running.finish(reader.detach())?;
-    let host = url.destination();
-    if !status.success() || said.ledger.is_none() {
-        return Err(Running::error(&host, status, &said, "the capture"));
-    }
-    session.helper_removed();
-    let archive = archive?;
-    let ledger: Ledger =
-        serde_json::from_str(said.ledger.as_deref().unwrap_or_default()).map_err(|e| {
-            Error::Remote {
-                host: host.clone(),
-                reason: format!("the helper's ledger is unreadable: {e}"),
-            }
-        })?;
-    let listed = ledger.skipped.len() as u64;
-    let mut skips: Skips = ledger
-        .skipped
-        .into_iter()
-        .map(|i| Skipped {
-            path: i.path,
-            reason: i.reason,
-        })
-        .collect();
-    skips.add_unlisted(ledger.skipped_total.saturating_sub(listed));
-    let received = counts.lock().map(|c| *c).unwrap_or_default();
+    let mut arriving = Arriving {
+        stream: None,
+        running: Some(running),
+        session,
+        reader,
+        counts,
+    };
+    // The stream's first bytes hold the record, when one was asked for.
+    let stream = match ArchiveStream::new(&name, Box::new(receiver)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            return Err(arriving
+                .conclude(Err(e))
+                .err()
+                .unwrap_or_else(|| Error::Remote {
+                    host: url.destination(),
+                    reason: "the capture's stream ended before its tree".into(),
+                }))
+        }
+    };
+    arriving.stream = Some(stream);
     let record = record.lock().ok().and_then(|mut r| r.take());
     let recorded = record
         .map(|bytes| unpack_record(&bytes))
         .transpose()
         .map_err(|reason| Error::Remote {
-            host: host.clone(),
+            host: url.destination(),
             reason: format!("the helper's record of its reads is unreadable: {reason}"),
         })?;
     Ok(RemoteSource {
-        inner: archive,
         name: url.to_string(),
-        ledger: skips,
-        received: Some(received),
+        arriving: Mutex::new(Some(Box::new(arriving))),
+        window: Window::default(),
+        captured: OnceLock::new(),
         cache,
         recorded,
     })
+}
+
+/// A capture whose tree is still on its way.
+struct Arriving {
+    /// Its tree (none only while it is being opened).
+    stream: Option<ArchiveStream<'static>>,
+    running: Option<Running>,
+    session: Session,
+    reader: Shared,
+    counts: std::sync::Arc<Mutex<chunks::Received>>,
+}
+
+impl Arriving {
+    /// The stream read to its end (`tree`: the archive it made, or why not): waits for
+    /// the helper, reads its ledger, and gives the whole capture.
+    fn conclude(&mut self, tree: Result<ArchiveSource>) -> Result<Captured> {
+        let host = self.session.url().destination();
+        let running = self.running.take().expect("concluded once");
+        let (status, said) = running.finish(self.reader.detach())?;
+        if !status.success() || said.ledger.is_none() {
+            return Err(Running::error(&host, status, &said, "the capture"));
+        }
+        self.session.helper_removed();
+        let archive = tree?;
+        let ledger: Ledger = serde_json::from_str(said.ledger.as_deref().unwrap_or_default())
+            .map_err(|e| Error::Remote {
+                host: host.clone(),
+                reason: format!("the helper's ledger is unreadable: {e}"),
+            })?;
+        let listed = ledger.skipped.len() as u64;
+        let mut skips: Skips = ledger
+            .skipped
+            .into_iter()
+            .map(|i| Skipped {
+                path: i.path,
+                reason: i.reason,
+            })
+            .collect();
+        skips.add_unlisted(ledger.skipped_total.saturating_sub(listed));
+        let received = self.counts.lock().map(|c| *c).unwrap_or_default();
+        Ok(Captured {
+            archive,
+            ledger: skips,
+            received: Some(received),
+        })
+    }
+
+    /// The whole tree, read at once (something needed it before the walk).
+    fn receive(mut self: Box<Self>) -> Result<Captured> {
+        let stream = self.stream.take().expect("opened");
+        let tree = stream.finish();
+        self.conclude(tree)
+    }
+
+    /// The tree read by `visit` as it arrives.
+    fn walk(mut self: Box<Self>, window: &Window, visit: &mut Visit<'_>) -> Result<Captured> {
+        let stream = self.stream.take().expect("opened");
+        let mut visitor_failed = false;
+        let tree = stream.walk(window, &mut |entry| {
+            visit(entry).inspect_err(|_| visitor_failed = true)
+        });
+        match tree {
+            // The build failed here: the rest of the stream is not waited for.
+            Err(e) if visitor_failed => Err(e),
+            tree => self.conclude(tree),
+        }
+    }
+}
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        // Not read to its end (the conversion failed, or never walked): the helper is
+        // stopped before the session removes its directory.
+        if let Some(running) = self.running.take() {
+            running.abandon();
+        }
+    }
 }
 
 /// The fallback: the server's tar of the whole tree; its warnings become the ledger.
@@ -279,10 +356,14 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
     // The lines past those kept: tar's warnings, nearly all.
     ledger.add_unlisted(said.more);
     Ok(RemoteSource {
-        inner: archive,
         name: url.to_string(),
-        ledger,
-        received: None,
+        arriving: Mutex::new(None),
+        window: Window::default(),
+        captured: OnceLock::from(Captured {
+            archive,
+            ledger,
+            received: None,
+        }),
         cache: None,
         recorded: None,
     })
@@ -298,17 +379,76 @@ fn unpack_record(bytes: &[u8]) -> std::result::Result<Reads, String> {
     Reads::decode(&plain)
 }
 
-/// A captured server: the tree it sent, named by its address, with its ledger.
-pub struct RemoteSource {
-    inner: ArchiveSource,
-    name: String,
+/// A captured tree: what the server sent, and its ledger.
+struct Captured {
+    archive: ArchiveSource,
     ledger: Skips,
     /// What came over the network and what was reused (none for the server's tar).
     received: Option<chunks::Received>,
+}
+
+/// A server's tree, named by its address. Its stream is read by the first walk as the
+/// entries arrive, so the image is built while the rest is on its way; a read before
+/// that walk is answered from the record of the server's reads when it holds the
+/// answer, else it reads the whole tree first (as an archive is read). Later reads go
+/// to the received archive.
+pub struct RemoteSource {
+    name: String,
+    /// The capture not read yet; none once read, or while the walk reads it.
+    arriving: Mutex<Option<Box<Arriving>>>,
+    /// What the walk may read meanwhile.
+    window: Window,
+    captured: OnceLock<Captured>,
     /// The chunks kept to resume, dropped once the image is written.
     cache: Option<chunks::Cache>,
-    /// What a prepare read on the server, sent with the tree.
+    /// What a prepare read on the server, sent before the tree.
     recorded: Option<Reads>,
+}
+
+impl RemoteSource {
+    /// The received tree for a read of `path`, reading it whole first if no walk has.
+    fn captured_for(&self, path: &[u8]) -> Result<&Captured> {
+        if self.arriving() {
+            tracing::debug!(
+                "{}: /{} is not in the record: the whole tree is read before the walk",
+                self.name,
+                String::from_utf8_lossy(path)
+            );
+        }
+        self.captured()
+    }
+
+    /// The received tree, reading it whole first if no walk has.
+    fn captured(&self) -> Result<&Captured> {
+        if let Some(c) = self.captured.get() {
+            return Ok(c);
+        }
+        let arriving = self.arriving.lock().map_err(|_| self.busy())?.take();
+        match arriving {
+            Some(arriving) => {
+                let captured = arriving.receive()?;
+                Ok(self.captured.get_or_init(|| captured))
+            }
+            None => self.captured.get().ok_or_else(|| self.busy()),
+        }
+    }
+
+    fn busy(&self) -> Error {
+        Error::Remote {
+            host: self.name.clone(),
+            reason: "a read outside what the walk holds while the tree arrives".into(),
+        }
+    }
+
+    /// Whether the tree is still to come (no walk has read it, nothing needed it whole).
+    fn arriving(&self) -> bool {
+        self.captured.get().is_none() && self.arriving.lock().is_ok_and(|a| a.is_some())
+    }
+
+    /// Whether a walk is reading the tree now.
+    fn walking(&self) -> bool {
+        self.captured.get().is_none() && self.arriving.lock().is_ok_and(|a| a.is_none())
+    }
 }
 
 impl Source for RemoteSource {
@@ -317,29 +457,76 @@ impl Source for RemoteSource {
     }
 
     fn walk(&self, visit: &mut Visit<'_>) -> Result<Skips> {
-        let mut skipped = self.inner.walk(visit)?;
-        skipped.append(self.ledger.clone());
+        let arriving = self.arriving.lock().map_err(|_| self.busy())?.take();
+        let captured = match arriving {
+            Some(arriving) => {
+                let mut captured = arriving.walk(&self.window, visit)?;
+                if let Some(r) = &mut captured.received {
+                    r.built_while_arriving = true;
+                }
+                let mut skipped = captured.archive.skipped();
+                skipped.append(captured.ledger.clone());
+                self.captured.get_or_init(|| captured);
+                return Ok(skipped);
+            }
+            None => self.captured()?,
+        };
+        let mut skipped = captured.archive.walk(visit)?;
+        skipped.append(captured.ledger.clone());
         Ok(skipped)
     }
 
     fn metadata(&self, path: &[u8]) -> Result<Entry> {
-        self.inner.metadata(path)
+        if self.walking() {
+            return self.window.metadata(path).ok_or_else(|| self.busy());
+        }
+        if self.arriving() {
+            if let Some(answer) = self.recorded.as_ref().and_then(|r| r.metadata(path)) {
+                return answer;
+            }
+        }
+        self.captured_for(path)?.archive.metadata(path)
     }
 
     fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.inner.read_dir(path)
+        if self.arriving() {
+            if let Some(answer) = self.recorded.as_ref().and_then(|r| r.read_dir(path)) {
+                return answer;
+            }
+        }
+        self.captured_for(path)?.archive.read_dir(path)
     }
 
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + Send + '_>> {
-        self.inner.open(path)
+        if self.walking() {
+            return self.window.open(path).unwrap_or_else(|| Err(self.busy()));
+        }
+        if self.arriving() {
+            if let Some(answer) = self.recorded.as_ref().and_then(|r| r.content(path)) {
+                return answer.map(|content| {
+                    Box::new(FromRecord {
+                        content,
+                        at: 0,
+                        path: path.to_vec(),
+                        tree: self,
+                        rest: None,
+                    }) as _
+                });
+            }
+        }
+        self.captured_for(path)?.archive.open(path)
     }
 
     fn open_extents(&self, path: &[u8], extents: &[Extent]) -> Result<Box<dyn Read + Send + '_>> {
-        self.inner.open_extents(path, extents)
+        if self.walking() {
+            let whole = self.window.open(path).unwrap_or_else(|| Err(self.busy()))?;
+            return Ok(Box::new(super::ExtentsOf::new(whole, extents)));
+        }
+        self.captured_for(path)?.archive.open_extents(path, extents)
     }
 
     fn received(&self) -> Option<chunks::Received> {
-        self.received
+        self.captured.get().and_then(|c| c.received)
     }
 
     fn recorded(&self) -> Option<&Reads> {
@@ -350,6 +537,39 @@ impl Source for RemoteSource {
         if let Some(cache) = &self.cache {
             cache.clear();
         }
+    }
+}
+
+/// A file read before the walk from the record of the server's reads: past the bytes
+/// the server read, from the whole tree (read first).
+struct FromRecord<'s> {
+    content: Content,
+    at: usize,
+    path: Vec<u8>,
+    tree: &'s RemoteSource,
+    rest: Option<Box<dyn Read + Send + 's>>,
+}
+
+impl Read for FromRecord<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(rest) = &mut self.rest {
+            return rest.read(buf);
+        }
+        let left = &self.content.bytes[self.at..];
+        if !left.is_empty() || self.content.whole || buf.is_empty() {
+            let n = left.len().min(buf.len());
+            buf[..n].copy_from_slice(&left[..n]);
+            self.at += n;
+            return Ok(n);
+        }
+        let tree = self.tree;
+        let mut rest = tree
+            .captured()
+            .and_then(|c| c.archive.open(&self.path))
+            .map_err(std::io::Error::other)?;
+        std::io::copy(&mut (&mut rest).take(self.at as u64), &mut std::io::sink())?;
+        self.rest = Some(rest);
+        self.read(buf)
     }
 }
 

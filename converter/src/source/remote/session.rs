@@ -457,6 +457,16 @@ impl Running {
         Ok((status, said))
     }
 
+    /// Stops the command before its output is read to the end: its ssh ends, so the
+    /// server's side sees its input close and exits.
+    pub fn abandon(mut self) {
+        drop(self.stdin.take());
+        drop(self.stdout.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.messages.join();
+    }
+
     /// The error for a run that failed: the server's own words when there are some.
     pub fn error(host: &str, status: ExitStatus, said: &Said, what: &str) -> Error {
         let text = Vec::from(said.last.clone()).join("\n");
