@@ -705,6 +705,20 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzzers_seed_is_a_record() {
+        let seed = include_bytes!("../../../fuzz/seeds/recorded_reads/small");
+        let reads = Reads::decode(seed).unwrap();
+        let replay = Replay::new(&reads, String::new());
+        assert!(replay.metadata(b"etc/missing").unwrap_err().is_vanished());
+        assert_eq!(replay.read_to_vec(b"etc/hostname", 100).unwrap(), b"web1\n");
+        assert_eq!(
+            replay.metadata(b"etc/hostname").unwrap().inode,
+            Some((1, 2))
+        );
+        assert_eq!(Reads::decode(&reads.encode()).unwrap(), reads);
+    }
+
+    #[test]
     fn a_damaged_record_is_refused_in_one_line_without_a_panic() {
         let dir = tree();
         let source = DirSource::new(dir.path(), DirOptions::default()).unwrap();
