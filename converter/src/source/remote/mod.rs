@@ -204,15 +204,14 @@ fn start_capture(session: Session, options: &OpenOptions) -> Result<RemoteSource
     let mut running = session.run_helper(&request)?;
     let stdout = running.stdout();
     let name = PathBuf::from(url.to_string());
-    let reader = Shared::new(stdout);
+    let reader = ReadAhead::new(stdout);
     let counts = std::sync::Arc::new(Mutex::new(chunks::Received::default()));
-    let receiver = chunks::Receiver::new(reader.clone(), cache.clone(), counts.clone());
+    let receiver = chunks::Receiver::new(reader, cache.clone(), counts.clone());
     let record = receiver.record();
     let mut arriving = Arriving {
         stream: None,
         running: Some(running),
         session,
-        reader,
         counts,
     };
     // The stream's first bytes hold the record, when one was asked for.
@@ -253,7 +252,6 @@ struct Arriving {
     stream: Option<ArchiveStream<'static>>,
     running: Option<Running>,
     session: Session,
-    reader: Shared,
     counts: std::sync::Arc<Mutex<chunks::Received>>,
 }
 
@@ -263,7 +261,8 @@ impl Arriving {
     fn conclude(&mut self, tree: Result<ArchiveSource>) -> Result<Captured> {
         let host = self.session.url().destination();
         let running = self.running.take().expect("concluded once");
-        let (status, said) = running.finish(self.reader.detach())?;
+        // The stream itself is read to its end by its [`ReadAhead`].
+        let (status, said) = running.finish(None)?;
         if !status.success() || said.ledger.is_none() {
             return Err(Running::error(&host, status, &said, "the capture"));
         }
@@ -570,6 +569,65 @@ impl Read for FromRecord<'_> {
         std::io::copy(&mut (&mut rest).take(self.at as u64), &mut std::io::sink())?;
         self.rest = Some(rest);
         self.read(buf)
+    }
+}
+
+/// The helper's stream, read from the connection by a thread of its own as fast as it
+/// comes, up to [`ReadAhead::HELD`] bytes ahead of the walk: the walk's pace varies
+/// (a chunk reused from the cache is built at the CPU's speed, with nothing to
+/// receive), and the link must not wait for it meanwhile. When the walk stops reading,
+/// the thread reads the rest to its end, so the helper never blocks on a full pipe.
+struct ReadAhead {
+    blocks: crossbeam_channel::Receiver<std::io::Result<Vec<u8>>>,
+    block: std::io::Cursor<Vec<u8>>,
+}
+
+impl ReadAhead {
+    const BLOCK: usize = 256 << 10;
+    const HELD: usize = 32 << 20;
+
+    fn new(mut out: std::process::ChildStdout) -> Self {
+        let (send, blocks) = crossbeam_channel::bounded(Self::HELD / Self::BLOCK);
+        std::thread::spawn(move || loop {
+            let mut block = vec![0u8; Self::BLOCK];
+            let read = match out.read(&mut block) {
+                Ok(0) => break,
+                Ok(n) => {
+                    block.truncate(n);
+                    Ok(block)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = read.is_err();
+            if send.send(read).is_err() {
+                let _ = std::io::copy(&mut out, &mut std::io::sink());
+                break;
+            }
+            if failed {
+                break;
+            }
+        });
+        ReadAhead {
+            blocks,
+            block: std::io::Cursor::new(Vec::new()),
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.block.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.blocks.recv() {
+                Ok(block) => self.block = std::io::Cursor::new(block?),
+                // The stream ended.
+                Err(_) => return Ok(0),
+            }
+        }
     }
 }
 
