@@ -702,14 +702,15 @@ impl Source for ArchiveSource {
 /// The device number the hardlink groups of an archive are given: no filesystem's.
 const ARCHIVE_DEV: u64 = u64::MAX;
 
-/// Reads a byte range of a file with positioned reads, so readers can share the file.
-struct RangeReader<'a> {
-    file: &'a File,
+/// Reads a byte range of a file with positioned reads, so readers can share the file
+/// (borrowed, or shared by an `Arc`).
+struct RangeReader<F> {
+    file: F,
     pos: u64,
     end: u64,
 }
 
-impl Read for RangeReader<'_> {
+impl<F: std::ops::Deref<Target = File>> Read for RangeReader<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let want = buf.len().min((self.end - self.pos) as usize);
         if want == 0 {

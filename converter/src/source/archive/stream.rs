@@ -16,14 +16,15 @@
 //! ends the walk with one line; the index's own checks run again at the end.
 
 use super::index::Indexed;
-use super::{detect, drain, read_error, read_full, ArchiveSource, Indexer, Tee, ARCHIVE_DEV};
+use super::{
+    detect, drain, read_error, read_full, ArchiveSource, Indexer, RangeReader, Tee, ARCHIVE_DEV,
+};
 use crate::entry::{normalize, walk_order_key, Entry, Kind};
 use crate::error::{Error, IoContext, Result};
 use crate::source::Visit;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -261,33 +262,11 @@ impl Window {
             true => held.side.clone(),
             false => held.spool.clone(),
         }?;
-        Some(Ok(Box::new(Range {
+        Some(Ok(Box::new(RangeReader {
             file,
             pos: item.data.offset,
             end: item.data.offset + item.entry.size,
         })))
-    }
-}
-
-/// A byte range of the spool, read with positioned reads.
-struct Range {
-    file: Arc<File>,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for Range {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min((self.end - self.pos) as usize);
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 
