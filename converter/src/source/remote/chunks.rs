@@ -527,6 +527,8 @@ pub struct Receiver<R> {
     started: bool,
     /// The record of the server's reads, when it comes (compressed).
     record: Arc<Mutex<Option<Vec<u8>>>>,
+    /// A record came: a stream has one at most.
+    recorded: bool,
 }
 
 enum State {
@@ -562,6 +564,7 @@ impl<R: Read> Receiver<R> {
             counts,
             started: false,
             record: Arc::default(),
+            recorded: false,
         }
     }
 
@@ -598,12 +601,11 @@ impl<R: Read> Receiver<R> {
         }
         let mut tag = [0u8; 1];
         self.exact(&mut tag)?;
-        if tag[0] == RECORD {
+        while tag[0] == RECORD {
             let mut len = [0u8; 4];
             self.exact(&mut len)?;
             let len = u32::from_be_bytes(len) as usize;
-            let held = self.record.lock().map_or(true, |r| r.is_some());
-            if len > crate::source::recorded::Reads::MAX || held {
+            if len > crate::source::recorded::Reads::MAX || self.recorded {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "a second record, or one past its cap, in the stream",
@@ -614,6 +616,7 @@ impl<R: Read> Receiver<R> {
             if let Ok(mut r) = self.record.lock() {
                 *r = Some(bytes);
             }
+            self.recorded = true;
             self.count(|c| c.record_bytes += len as u64);
             self.exact(&mut tag)?;
         }
@@ -843,6 +846,63 @@ mod tests {
         let tar = zstd::stream::decode_all(&frames[..]).unwrap();
         let c = *counts.lock().unwrap();
         (tar, c)
+    }
+
+    /// The record of the server's reads goes before the first chunk, comes out of the
+    /// stream beside the tar (which it leaves as it is), and once only; the further
+    /// name of a file is marked in the stream's tar.
+    #[test]
+    fn the_record_comes_first_and_once_and_the_tar_is_unchanged() {
+        let root = tempfile::tempdir().unwrap();
+        tree(root.path());
+        let plain = stream(root.path(), &[]);
+        let source = DirSource::new(root.path(), DirOptions::default()).unwrap();
+        let excludes = Excludes::new(&[], &[]).unwrap();
+        let grown = || 0;
+        let mut progress = |_| {};
+        let mut chunker = Chunker::new(
+            TreeParts::new(&source, &excludes),
+            root.path(),
+            b"test",
+            &[],
+            Vec::new(),
+            &grown,
+            &mut progress,
+        )
+        .unwrap();
+        let (ready, record) = std::sync::mpsc::channel();
+        chunker.send_record(record);
+        ready.send(b"the record".to_vec()).unwrap();
+        source.walk(&mut |e| chunker.push(e)).unwrap();
+        let with = chunker.finish().unwrap().0;
+        assert_eq!(with[MAGIC.len()], RECORD);
+
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = Cache::in_dir(cache_dir.path().to_path_buf());
+        let counts = Arc::new(Mutex::new(Received::default()));
+        let mut rx = Receiver::new(&with[..], Some(cache.clone()), counts.clone());
+        let slot = rx.record();
+        let mut frames = Vec::new();
+        rx.read_to_end(&mut frames).unwrap();
+        assert_eq!(slot.lock().unwrap().as_deref(), Some(&b"the record"[..]));
+        assert_eq!(counts.lock().unwrap().record_bytes, 10);
+        let tar = zstd::stream::decode_all(&frames[..]).unwrap();
+        let (without, _) = receive(&plain, &cache);
+        assert_eq!(tar, without);
+        let linked = String::from_utf8_lossy(oci::tar::LINKED);
+        assert!(String::from_utf8_lossy(&tar).contains(&*linked));
+
+        // A second record is refused.
+        let mut twice = with[..MAGIC.len()].to_vec();
+        for _ in 0..2 {
+            twice.push(RECORD);
+            twice.extend_from_slice(&1u32.to_be_bytes());
+            twice.push(b'x');
+        }
+        twice.push(END);
+        let mut rx = Receiver::new(&twice[..], None, counts);
+        let err = rx.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("a second record"), "{err}");
     }
 
     /// A file that grew between two runs changes its own chunk, not the ones after it.

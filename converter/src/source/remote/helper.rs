@@ -219,7 +219,8 @@ fn serve_capture(request: CaptureRequest) -> Result<()> {
             }
         });
         let _stop = progress::SetOnDrop(&measured);
-        // The reads a prepare makes, recorded beside the walk and sent once made.
+        // The reads a conversion makes before its walk, recorded beside the walk's start
+        // and sent before its first chunk.
         let record = request.prepare.map(|options| {
             let (ready, record) = std::sync::mpsc::channel();
             let sent = AsSent::new(lenient.inner.as_ref(), root, &request.include_mounts);
