@@ -5,6 +5,7 @@
 //! know where the bytes came from.
 
 mod archive;
+mod codec;
 mod dir;
 pub mod disk;
 pub mod recorded;

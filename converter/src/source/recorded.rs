@@ -11,8 +11,9 @@
 //! The record crosses the network: [`Reads::decode`] checks every length against the
 //! bytes it has, and the whole is capped ([`Reads::MAX`]).
 
+use super::codec::{In, Out, Parsed};
 use super::{Skips, Source, Visit};
-use crate::entry::{Entry, Extent, Kind};
+use crate::entry::{Entry, Extent};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -353,11 +354,11 @@ impl Reads {
         let mut out = Out(MAGIC.to_vec());
         out.u32(self.metadata.len() as u32);
         for (path, answer) in &self.metadata {
-            out.answer(path, answer, |o, e| o.entry(e));
+            put_answer(&mut out, path, answer, |o, e| o.entry(e));
         }
         out.u32(self.listings.len() as u32);
         for (path, answer) in &self.listings {
-            out.answer(path, answer, |o, names| {
+            put_answer(&mut out, path, answer, |o, names| {
                 o.u32(names.len() as u32);
                 for n in names {
                     o.bytes(n);
@@ -366,7 +367,7 @@ impl Reads {
         }
         out.u32(self.contents.len() as u32);
         for (path, answer) in &self.contents {
-            out.answer(path, answer, |o, c| {
+            put_answer(&mut out, path, answer, |o, c| {
                 o.0.push(c.whole as u8);
                 o.bytes(&c.bytes);
             });
@@ -382,11 +383,11 @@ impl Reads {
         }
         let mut reads = Reads::default();
         for _ in 0..c.count()? {
-            let (path, answer) = c.answer(|c| c.entry())?;
+            let (path, answer) = get_answer(&mut c, |c| c.entry())?;
             reads.metadata.insert(path, answer);
         }
         for _ in 0..c.count()? {
-            let (path, answer) = c.answer(|c| {
+            let (path, answer) = get_answer(&mut c, |c| {
                 let n = c.count()?;
                 (0..n)
                     .map(|_| c.bytes())
@@ -395,7 +396,7 @@ impl Reads {
             reads.listings.insert(path, answer);
         }
         for _ in 0..c.count()? {
-            let (path, answer) = c.answer(|c| {
+            let (path, answer) = get_answer(&mut c, |c| {
                 let whole = c.flag()?;
                 Ok(Content {
                     whole,
@@ -411,183 +412,36 @@ impl Reads {
     }
 }
 
-struct Out(Vec<u8>);
-
-impl Out {
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-    }
-    fn answer<T>(&mut self, path: &[u8], answer: &Answer<T>, ok: impl FnOnce(&mut Self, &T)) {
-        self.bytes(path);
-        match answer {
-            Ok(v) => {
-                self.0.push(0);
-                ok(self, v);
-            }
-            Err(f) => {
-                self.0.push(1);
-                self.0.push(f.vanished as u8);
-                self.bytes(f.text.as_bytes());
-                self.bytes(f.inner.as_bytes());
-            }
+fn put_answer<T>(o: &mut Out, path: &[u8], answer: &Answer<T>, ok: impl FnOnce(&mut Out, &T)) {
+    o.bytes(path);
+    match answer {
+        Ok(v) => {
+            o.0.push(0);
+            ok(o, v);
         }
-    }
-    fn entry(&mut self, e: &Entry) {
-        self.bytes(&e.path);
-        self.0
-            .push(KINDS.iter().position(|k| *k == e.kind).unwrap_or(0) as u8);
-        self.u64(e.size);
-        self.u32(e.mode);
-        self.u32(e.uid);
-        self.u32(e.gid);
-        self.u64(e.mtime as u64);
-        self.u32(e.mtime_nsec);
-        self.bytes(&e.link);
-        self.u32(e.major);
-        self.u32(e.minor);
-        self.u32(e.xattrs.len() as u32);
-        for (k, v) in &e.xattrs {
-            self.bytes(k);
-            self.bytes(v);
-        }
-        match &e.sparse {
-            None => self.0.push(0),
-            Some(extents) => {
-                self.0.push(1);
-                self.u32(extents.len() as u32);
-                for x in extents {
-                    self.u64(x.offset);
-                    self.u64(x.len);
-                }
-            }
-        }
-        match e.inode {
-            None => self.0.push(0),
-            Some((dev, ino)) => {
-                self.0.push(1);
-                self.u64(dev);
-                self.u64(ino);
-            }
+        Err(f) => {
+            o.0.push(1);
+            o.0.push(f.vanished as u8);
+            o.bytes(f.text.as_bytes());
+            o.bytes(f.inner.as_bytes());
         }
     }
 }
 
-const KINDS: [Kind; 8] = [
-    Kind::File,
-    Kind::Dir,
-    Kind::Symlink,
-    Kind::Hardlink,
-    Kind::Char,
-    Kind::Block,
-    Kind::Fifo,
-    Kind::Socket,
-];
-
-type Parsed<T> = std::result::Result<T, String>;
-
-struct In<'a>(&'a [u8]);
-
-impl<'a> In<'a> {
-    fn take(&mut self, n: usize) -> Parsed<&'a [u8]> {
-        if n > self.0.len() {
-            return Err("cut short".into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Parsed<u8> {
-        Ok(self.take(1)?[0])
-    }
-    fn flag(&mut self) -> Parsed<bool> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(format!("a flag of {other}")),
-        }
-    }
-    fn u32(&mut self) -> Parsed<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn u64(&mut self) -> Parsed<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    /// A count of items, each at least a byte: never more than the bytes left, so a
-    /// forged count cannot make a loop or an allocation outgrow the record.
-    fn count(&mut self) -> Parsed<usize> {
-        let n = self.u32()? as usize;
-        if n > self.0.len() {
-            return Err(format!("a count of {n} past its end"));
-        }
-        Ok(n)
-    }
-    fn bytes(&mut self) -> Parsed<Vec<u8>> {
-        let n = self.u32()? as usize;
-        Ok(self.take(n)?.to_vec())
-    }
-    fn text(&mut self) -> Parsed<String> {
-        String::from_utf8(self.bytes()?).map_err(|_| "a text not in UTF-8".into())
-    }
-    fn answer<T>(
-        &mut self,
-        ok: impl FnOnce(&mut Self) -> Parsed<T>,
-    ) -> Parsed<(Vec<u8>, Answer<T>)> {
-        let path = self.bytes()?;
-        let answer = match self.flag()? {
-            false => Ok(ok(self)?),
-            true => Err(Failure {
-                vanished: self.flag()?,
-                text: self.text()?,
-                inner: self.text()?,
-            }),
-        };
-        Ok((path, answer))
-    }
-    fn entry(&mut self) -> Parsed<Entry> {
-        let path = self.bytes()?;
-        let kind = *KINDS
-            .get(self.u8()? as usize)
-            .ok_or("an unknown kind of entry")?;
-        let mut e = Entry::new(path, kind);
-        e.size = self.u64()?;
-        e.mode = self.u32()?;
-        e.uid = self.u32()?;
-        e.gid = self.u32()?;
-        e.mtime = self.u64()? as i64;
-        e.mtime_nsec = self.u32()?;
-        e.link = self.bytes()?;
-        e.major = self.u32()?;
-        e.minor = self.u32()?;
-        for _ in 0..self.count()? {
-            e.xattrs.push((self.bytes()?, self.bytes()?));
-        }
-        if self.flag()? {
-            let n = self.count()?;
-            let mut extents = Vec::with_capacity(n.min(self.0.len() / 16));
-            for _ in 0..n {
-                extents.push(Extent {
-                    offset: self.u64()?,
-                    len: self.u64()?,
-                });
-            }
-            e.sparse = Some(extents);
-        }
-        if self.flag()? {
-            e.inode = Some((self.u64()?, self.u64()?));
-        }
-        Ok(e)
-    }
+fn get_answer<'a, T>(
+    c: &mut In<'a>,
+    ok: impl FnOnce(&mut In<'a>) -> Parsed<T>,
+) -> Parsed<(Vec<u8>, Answer<T>)> {
+    let path = c.bytes()?;
+    let answer = match c.flag()? {
+        false => Ok(ok(c)?),
+        true => Err(Failure {
+            vanished: c.flag()?,
+            text: c.text()?,
+            inner: c.text()?,
+        }),
+    };
+    Ok((path, answer))
 }
 
 #[cfg(test)]

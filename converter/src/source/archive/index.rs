@@ -8,7 +8,8 @@
 //! leave it). Memory holds one run and a mark every [`MARK_EVERY`] entries (its key and
 //! place), by which a lookup reads a few KiB of the file.
 
-use crate::entry::{Entry, Extent, Kind};
+use crate::entry::Entry;
+use crate::source::codec::{In, Out};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -262,59 +263,20 @@ impl Read for PositionedReader<'_> {
     }
 }
 
-// The encoding: lengths and numbers little-endian, byte strings with a u32 length.
+// A record: its key, its place, the entry ([`Out::entry`]) and where its data lies.
 
 fn write_record(out: &mut impl Write, r: &Record) -> io::Result<u64> {
-    let mut b = Vec::with_capacity(128 + r.key.len() * 2);
-    let e = &r.item.entry;
-    bytes(&mut b, &r.key);
-    b.extend_from_slice(&r.seq.to_le_bytes());
-    bytes(&mut b, &e.path);
-    b.push(kind_code(e.kind));
-    b.extend_from_slice(&e.size.to_le_bytes());
-    for n in [e.mode, e.uid, e.gid] {
-        b.extend_from_slice(&n.to_le_bytes());
-    }
-    b.extend_from_slice(&e.mtime.to_le_bytes());
-    b.extend_from_slice(&e.mtime_nsec.to_le_bytes());
-    bytes(&mut b, &e.link);
-    b.extend_from_slice(&e.major.to_le_bytes());
-    b.extend_from_slice(&e.minor.to_le_bytes());
-    b.extend_from_slice(&(e.xattrs.len() as u32).to_le_bytes());
-    for (name, value) in &e.xattrs {
-        bytes(&mut b, name);
-        bytes(&mut b, value);
-    }
-    match &e.sparse {
-        None => b.push(0),
-        Some(extents) => {
-            b.push(1);
-            b.extend_from_slice(&(extents.len() as u32).to_le_bytes());
-            for x in extents {
-                b.extend_from_slice(&x.offset.to_le_bytes());
-                b.extend_from_slice(&x.len.to_le_bytes());
-            }
-        }
-    }
-    match e.inode {
-        None => b.push(0),
-        Some((dev, ino)) => {
-            b.push(1);
-            b.extend_from_slice(&dev.to_le_bytes());
-            b.extend_from_slice(&ino.to_le_bytes());
-        }
-    }
-    b.extend_from_slice(&r.item.data.offset.to_le_bytes());
-    b.push(r.item.data.side as u8);
+    let mut b = Out(Vec::with_capacity(128 + r.key.len() * 2));
+    b.bytes(&r.key);
+    b.u64(r.seq);
+    b.entry(&r.item.entry);
+    b.u64(r.item.data.offset);
+    b.0.push(r.item.data.side as u8);
+    let b = b.0;
     let len = u32::try_from(b.len()).map_err(|_| io::Error::other("index record too large"))?;
     out.write_all(&len.to_le_bytes())?;
     out.write_all(&b)?;
     Ok(4 + b.len() as u64)
-}
-
-fn bytes(b: &mut Vec<u8>, s: &[u8]) {
-    b.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    b.extend_from_slice(s);
 }
 
 /// The next record, or `None` at the end.
@@ -341,98 +303,26 @@ fn corrupt() -> io::Error {
     )
 }
 
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let (a, b) = self.0.split_at_checked(n)?;
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn bytes(&mut self) -> Option<Vec<u8>> {
-        let n = self.u32()? as usize;
-        Some(self.take(n)?.to_vec())
-    }
-}
-
 fn decode(buf: &[u8]) -> Option<Record> {
-    let mut c = Cursor(buf);
-    let key = c.bytes()?;
-    let seq = c.u64()?;
-    let path = c.bytes()?;
-    let kind = kind_of(c.u8()?)?;
-    let mut e = Entry::new(path, kind);
-    e.size = c.u64()?;
-    e.mode = c.u32()?;
-    e.uid = c.u32()?;
-    e.gid = c.u32()?;
-    e.mtime = c.u64()? as i64;
-    e.mtime_nsec = c.u32()?;
-    e.link = c.bytes()?;
-    e.major = c.u32()?;
-    e.minor = c.u32()?;
-    let xattrs = c.u32()?;
-    for _ in 0..xattrs {
-        let name = c.bytes()?;
-        let value = c.bytes()?;
-        e.xattrs.push((name, value));
-    }
-    if c.u8()? == 1 {
-        let n = c.u32()?;
-        let mut extents = Vec::new();
-        for _ in 0..n {
-            extents.push(Extent {
-                offset: c.u64()?,
-                len: c.u64()?,
-            });
-        }
-        e.sparse = Some(extents);
-    }
-    if c.u8()? == 1 {
-        e.inode = Some((c.u64()?, c.u64()?));
-    }
+    let mut c = In(buf);
+    let key = c.bytes().ok()?;
+    let seq = c.u64().ok()?;
+    let entry = c.entry().ok()?;
     let data = DataAt {
-        offset: c.u64()?,
-        side: c.u8()? == 1,
+        offset: c.u64().ok()?,
+        side: c.flag().ok()?,
     };
     Some(Record {
         key,
         seq,
-        item: Indexed { entry: e, data },
+        item: Indexed { entry, data },
     })
-}
-
-const KINDS: [Kind; 8] = [
-    Kind::File,
-    Kind::Dir,
-    Kind::Symlink,
-    Kind::Hardlink,
-    Kind::Char,
-    Kind::Block,
-    Kind::Fifo,
-    Kind::Socket,
-];
-
-fn kind_code(kind: Kind) -> u8 {
-    KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u8
-}
-
-fn kind_of(code: u8) -> Option<Kind> {
-    KINDS.get(code as usize).copied()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::{Extent, Kind};
 
     fn record(path: &str, seq: u64) -> Record {
         let mut e = Entry::new(path.as_bytes().to_vec(), Kind::File);
