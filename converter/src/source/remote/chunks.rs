@@ -611,8 +611,13 @@ impl<R: Read> Receiver<R> {
                     "a second record, or one past its cap, in the stream",
                 ));
             }
-            let mut bytes = vec![0u8; len];
-            self.exact(&mut bytes)?;
+            // Grown as the bytes come, not as the length says.
+            let mut bytes = Vec::new();
+            (&mut self.inner).take(len as u64).read_to_end(&mut bytes)?;
+            if bytes.len() < len {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.count(|c| c.bytes += len as u64);
             if let Ok(mut r) = self.record.lock() {
                 *r = Some(bytes);
             }
