@@ -173,7 +173,7 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
             allow_backing: args.allow_backing.clone(),
             filter,
             prepare: Some(convert::PrepareOptions {
-                derive: given.is_none(),
+                plan: given.clone(),
                 layers: args.layers,
                 max_layers: args.max_layers,
                 amendments: amendments.clone(),

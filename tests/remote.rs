@@ -183,6 +183,47 @@ fn convert_and_inspect_as_root_give_what_the_directory_gives() {
     let (dir, want_report) = reference(&prepared);
     let server = prepared.start(false);
     same_as_directory(&server, "root", dir.path(), &want_report);
+    with_the_operators_plan(&server);
+}
+
+/// The operator's plan goes to the server with the request: the reads of the rehost
+/// layer's plan are recorded with the others, and the image, with its rehost layer, is
+/// still built as the tree arrives.
+fn with_the_operators_plan(server: &Server) {
+    let out = tempfile::tempdir().unwrap();
+    let plan = out.path().join("plan.toml");
+    let url = server.url("root", "/");
+    let plan_arg = plan.to_str().unwrap();
+    ok(
+        &server.rehost("config", &["inspect", url.as_str(), "--plan", plan_arg]),
+        "inspect over ssh",
+    );
+    let image = out.path().join("ssh.oci");
+    let args = [
+        "convert",
+        url.as_str(),
+        "-o",
+        image.to_str().unwrap(),
+        "--plan",
+        plan_arg,
+        "--compression",
+        "none",
+        "--json",
+    ];
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok(&server.rehost("config", &args), "convert over ssh")).unwrap();
+    server.assert_nothing_left("convert with a plan");
+    assert_eq!(summary["prepared_from_record"], true, "{summary}");
+    assert_eq!(
+        summary["received"]["built_while_arriving"], true,
+        "{summary}"
+    );
+    assert_eq!(summary["rich"]["mode"], "rehost", "{summary}");
+    let kept = summary["rich"]["kept"].as_array().unwrap();
+    assert!(
+        kept.iter().any(|s| s == "nginx"),
+        "the plan's services are kept: {summary}"
+    );
 }
 
 #[test]

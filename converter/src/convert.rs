@@ -178,13 +178,14 @@ pub struct Prepared {
 
 /// What decides [`prepare`]'s reads besides the source: a remote capture sends it to
 /// the server, which makes the same reads ahead of the tree.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PrepareOptions {
-    /// The plan is derived (not the operator's).
-    pub derive: bool,
+    /// The operator's plan; none: the plan is derived. The server needs it for the
+    /// rehost layer's plan's reads, which follow from it.
+    pub plan: Option<Plan>,
     pub layers: Option<Layering>,
     pub max_layers: usize,
-    /// The flags' changes to the derived plan, which decide what the rehost layer's
+    /// The flags' changes to the plan, which decide what the rehost layer's
     /// plan reads ([`record_prepare`]); [`prepare`] itself does not use them.
     #[serde(default)]
     pub amendments: crate::plan::amend::Amendments,
@@ -201,7 +202,7 @@ pub fn prepare(
     options: &ConvertOptions,
 ) -> Result<Prepared> {
     let reads = PrepareOptions {
-        derive: given.is_none(),
+        plan: given.clone(),
         layers: options.layers,
         max_layers: options.max_layers,
         amendments: Default::default(),
@@ -230,8 +231,9 @@ pub fn prepare(
 /// to compute; only the reads matter here.
 pub fn record_prepare(source: &dyn Source, options: &PrepareOptions) -> Option<Reads> {
     let recorder = Recorder::new(source);
-    let (derived, _) = read_before_walk(&recorder, options.derive.then_some(&[]), options);
-    if let Some(Ok(mut plan)) = derived {
+    let derive = options.plan.is_none().then_some(&[][..]);
+    let (derived, _) = read_before_walk(&recorder, derive, options);
+    if let Some(Ok(mut plan)) = derived.or_else(|| options.plan.clone().map(Ok)) {
         // This program is as static as the rehost-init the client ships: it stands in
         // for it, which is checked but not read from the tree.
         let exe = std::env::current_exe();
@@ -765,7 +767,7 @@ mod tests {
         assert!(!direct.plan.services.is_empty(), "{:?}", direct.plan);
 
         let wanted = PrepareOptions {
-            derive: true,
+            plan: None,
             layers: None,
             max_layers: 10,
             amendments: Default::default(),
@@ -781,16 +783,22 @@ mod tests {
         assert_eq!(ahead.plan, direct.plan);
         assert_eq!(packages(&ahead), packages(&direct));
 
-        // Recorded without deriving the plan (the operator gave one), asked to derive:
-        // the record misses the plan's reads, and the tree itself is read.
-        let partial = record_prepare(
-            &tree,
-            &PrepareOptions {
-                derive: false,
-                ..wanted.clone()
-            },
-        )
-        .unwrap();
+        // Recorded with the operator's plan: it is given here too, and read from the
+        // record.
+        let given = PrepareOptions {
+            plan: Some(direct.plan.clone()),
+            ..wanted.clone()
+        };
+        let partial = record_prepare(&tree, &given).unwrap();
+        let sent = Sent {
+            tree: &tree,
+            reads: partial.clone(),
+        };
+        let ahead = prepare(&sent, Some(direct.plan.clone()), &[], &options).unwrap();
+        assert!(ahead.from_record);
+        assert_eq!(packages(&ahead), packages(&direct));
+        // That record asked to derive the plan misses the plan's reads, and the tree
+        // itself is read.
         let sent = Sent {
             tree: &tree,
             reads: partial,
