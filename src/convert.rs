@@ -208,12 +208,16 @@ pub fn run(args: Args, quiet: bool) -> Result<ExitCode> {
     prepared.plan.amend(&amendments)?;
     let bar = output::spinner(quiet || args.json);
     bar.set_message(format!("reading {}", args.source.display()));
-    crate::remote::show_transfer(&bar, &args.source);
-    // A server's tree is built as it arrives: the transfer says more than the count.
-    let remote = converter::source::remote::is_remote(&args.source);
+    // A server's tree is built as it arrives: its line shows the transfer and the build.
+    let remote = crate::remote::Shown::start(&bar, &args.source);
     let summary = convert::convert(source.as_ref(), prepared, &options, &mut |p| {
-        if !remote && p.entries % 256 == 0 {
-            bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)));
+        if p.entries % 256 == 0 {
+            match &remote {
+                Some(shown) => shown.built(p.bytes),
+                None => {
+                    bar.set_message(format!("{} entries, {}", p.entries, output::bytes(p.bytes)))
+                }
+            }
         }
     })?;
     bar.finish_and_clear();

@@ -252,6 +252,7 @@ fn serve_capture(request: CaptureRequest) -> Result<()> {
     })?;
     let mut stats = parts.stats;
     stats.skipped.append(walked);
+    reporter.finish();
     let unreadable = lenient.unreadable.into_inner().unwrap_or_default();
     let grown = lenient.grown.into_inner().unwrap_or_default();
     // An unreadable file reaches the builder as one that vanished: say why. Both lists

@@ -131,22 +131,43 @@ impl Drop for SetOnDrop<'_> {
 /// On the server: a progress line at most every quarter second.
 pub(crate) struct Reporter {
     last: Option<Instant>,
+    /// What the last call said, and whether it was written.
+    said: (u64, u64),
+    written: bool,
 }
 
 impl Reporter {
     pub fn new() -> Self {
-        Reporter { last: None }
+        Reporter {
+            last: None,
+            said: (0, 0),
+            written: true,
+        }
     }
 
     pub fn report(&mut self, files: u64, bytes: u64) {
+        self.said = (files, bytes);
+        self.written = false;
         if self
             .last
             .is_some_and(|l| l.elapsed() < Duration::from_millis(250))
         {
             return;
         }
+        self.write();
+    }
+
+    /// At the end: the last report, if it was held back, so the line shows all sent.
+    pub fn finish(&mut self) {
+        if !self.written {
+            self.write();
+        }
+    }
+
+    fn write(&mut self) {
         self.last = Some(Instant::now());
-        eprintln!("{PREFIX}{files} {bytes}");
+        self.written = true;
+        eprintln!("{PREFIX}{} {}", self.said.0, self.said.1);
     }
 }
 
