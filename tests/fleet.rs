@@ -149,6 +149,12 @@ fn a_fleet_of_three_runs_to_the_end_reports_the_failure_and_a_rerun_keeps_the_tw
         layer_count("web")
     );
     assert_eq!(layer_count("remote"), 2, "remote: its tree and rehost's");
+    // The remote host's tree came over the network and was built as it arrived (the
+    // fleet converts with the host's plan, which goes to the server too).
+    let received = &host(&report, "remote")["image"]["received"];
+    assert!(received["bytes"].as_u64().unwrap() > 0, "{received}");
+    assert_eq!(received["built_while_arriving"], true, "{received}");
+    assert!(host(&report, "web")["image"]["received"].is_null());
     for name in ["web", "remote"] {
         let sbom = host(&report, name)["pushed"]["sbom_digest"]
             .as_str()

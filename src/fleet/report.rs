@@ -4,6 +4,7 @@
 use super::file::Host;
 use crate::output;
 use anyhow::{Context, Result};
+use converter::source::remote::chunks::Received;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +55,10 @@ pub struct ImageSummary {
     pub manifest_digest: String,
     /// Compressed layers, bottom first.
     pub layers: Vec<Layer>,
+    /// A remote host's capture: what crossed the network, what a cut run's chunks
+    /// saved, and whether the image was built as the tree arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<Received>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +145,7 @@ impl ImageSummary {
                 .unwrap_or_default()
                 .to_string(),
             layers,
+            received: serde_json::from_value(summary["received"].clone()).ok(),
         }
     }
 
@@ -432,6 +438,7 @@ mod tests {
                         size: *s,
                     })
                     .collect(),
+                received: None,
             }),
             pushed: None,
             seconds: 1.0,

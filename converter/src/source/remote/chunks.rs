@@ -73,7 +73,8 @@ const BLOCK: usize = 128 << 10;
 pub type Signature = [u8; 32];
 
 /// What a capture took from the network and what it reused from an interrupted run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Received {
     /// Bytes read from the connection (compressed).
     pub bytes: u64,
