@@ -2,7 +2,8 @@
 //! servers (a fixture's own sshd in a copy of its root, in a network namespace the test
 //! makes): converting `ssh://` gives the tree converting the server's directory gives,
 //! inspecting it gives the same inventory and plan plus the live ports, refusals are one
-//! clear line, a noexec /tmp falls back to the server's tar, and nothing stays on the
+//! clear line, a noexec /tmp falls back to the server's tar, the operator's own ssh setup
+//! (a host alias, an agent's key, a jump host) is what connects, and nothing stays on the
 //! server after any run.
 
 mod common;
@@ -232,6 +233,76 @@ fn a_user_with_passwordless_sudo_on_bullseye_gets_the_same() {
     let (dir, want_report) = reference(&prepared);
     let server = prepared.start(false);
     same_as_directory(&server, "tester", dir.path(), &want_report);
+    through_the_operators_own_ssh_setup(&server, &want_report);
+}
+
+/// The operator's own ssh setup is what connects: a host alias of their configuration
+/// (its name, its user), a key only their agent holds, and a jump host. The server's
+/// sshd also listens on its own loopback, which the client cannot reach: only the jump
+/// gets there.
+fn through_the_operators_own_ssh_setup(server: &Server, want_report: &serde_json::Value) {
+    let client = &server.prepared.client;
+    let agent = Agent::holding(&client.join("agent"), &client.join("agent.sock"));
+    let config = |jump: bool| {
+        format!(
+            "Host legacy-db\n  HostName 127.0.0.1\n  User tester\n{}  \
+             IdentityFile {c}/agent.pub\n  IdentityAgent {c}/agent.sock\n\
+             Host jump-host\n  HostName {address}\n  User root\n  IdentityFile {c}/id\n\
+             Host *\n  IdentitiesOnly yes\n  UserKnownHostsFile {c}/known_hosts\n  \
+             GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  \
+             ConnectTimeout 10\n  LogLevel ERROR\n",
+            if jump { "  ProxyJump jump-host\n" } else { "" },
+            c = client.display(),
+            address = server.prepared.address,
+        )
+    };
+    std::fs::write(client.join("config-operator"), config(true)).unwrap();
+    std::fs::write(client.join("config-no-jump"), config(false)).unwrap();
+    let url = "ssh://legacy-db";
+
+    let report = ok(
+        &server.rehost("config-operator", &["inspect", url, "--json"]),
+        "inspect through the operator's ssh setup",
+    );
+    server.assert_nothing_left("inspect through a jump host");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["inventory"]["source"], "ssh://legacy-db/");
+    assert_eq!(comparable(&report), comparable(want_report));
+    assert_eq!(report["inventory"]["ports_live"], true);
+
+    // A path of the server, converted the same way, is that directory's tree.
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("etc.oci");
+    let path_url = format!("{url}/etc");
+    let mut args = vec!["convert", &path_url, "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    ok(
+        &server.rehost("config-operator", &args),
+        "convert through the operator's ssh setup",
+    );
+    server.assert_nothing_left("convert through a jump host");
+    let local = out.path().join("local.oci");
+    let etc = server.root().join("etc");
+    let mut args = vec![etc.to_str().unwrap(), "-o", local.to_str().unwrap()];
+    args.extend(CONVERT);
+    args.insert(0, "convert");
+    ok(&local_rehost(&args), "convert of the server's /etc");
+    let etc = tree(&image, &[]);
+    assert!(etc.contains_key("debian_version"), "not /etc: {etc:?}");
+    assert_same_tree(&tree(&local, &[]), &etc);
+
+    // Without the jump, that loopback is the client's own, where nothing listens.
+    let run = server.rehost("config-no-jump", &["inspect", url]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    // And without the agent, the key is nowhere.
+    drop(agent);
+    let run = server.rehost("config-operator", &["inspect", url]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    server.assert_nothing_left("the refused runs");
 }
 
 #[test]

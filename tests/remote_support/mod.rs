@@ -113,16 +113,19 @@ impl Prepared {
         keygen(&r("etc/ssh/test_host_key"));
         keygen(&client.join("id"));
         keygen(&client.join("other"));
+        // A key for an agent to hold (see [`Agent`]).
+        keygen(&client.join("agent"));
         std::fs::create_dir_all(r("etc/ssh/authorized")).unwrap();
         std::fs::create_dir_all(r("run/sshd")).unwrap();
-        let key = std::fs::read_to_string(client.join("id.pub")).unwrap();
+        let key = std::fs::read_to_string(client.join("id.pub")).unwrap()
+            + &std::fs::read_to_string(client.join("agent.pub")).unwrap();
         for user in ["root", "tester", "asker"] {
             std::fs::write(r(&format!("etc/ssh/authorized/{user}")), &key).unwrap();
         }
         std::fs::write(
             r("etc/ssh/sshd_test_config"),
             format!(
-                "ListenAddress {address}\nHostKey /etc/ssh/test_host_key\n\
+                "ListenAddress {address}\nListenAddress 127.0.0.1\nHostKey /etc/ssh/test_host_key\n\
                  PermitRootLogin prohibit-password\nAuthorizedKeysFile /etc/ssh/authorized/%u\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
                  StrictModes no\n"
@@ -164,7 +167,8 @@ impl Prepared {
         let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
         std::fs::write(
             client.join("known_hosts"),
-            format!("{address} {}\n", host_key.join(" ")),
+            // Its loopback too, where a jump host reaches it.
+            format!("{address},127.0.0.1 {}\n", host_key.join(" ")),
         )
         .unwrap();
         std::fs::write(client.join("no_known_hosts"), "").unwrap();
@@ -492,6 +496,52 @@ impl Drop for Server {
         for ns in &self.netns {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+    }
+}
+
+/// An `ssh-agent` of the operator's, the only holder of a key: its file is removed
+/// once the agent has it. Dropping it stops the agent.
+pub struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    pub fn holding(key: &Path, socket: &Path) -> Agent {
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        let agent = Agent { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let added = Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", socket)
+            .output()
+            .expect("run ssh-add");
+        assert!(
+            added.status.success(),
+            "ssh-add: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        std::fs::remove_file(key).unwrap();
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
