@@ -222,7 +222,14 @@ fn a_fleet_of_three_runs_to_the_end_reports_the_failure_and_a_rerun_keeps_the_tw
     // (a rendered table is far more than a blank page of the same size).
     let (dom, shot) = render(&output.join("report.html"), dir, "report");
     assert!(dom.contains("<table id=\"fleet\">"), "{dom}");
-    for text in ["web", "remote", "broken", "failed: verify", "8080"] {
+    for text in [
+        "web",
+        "remote",
+        "broken",
+        "failed: verify",
+        "8080",
+        "over ssh; built as it arrived",
+    ] {
         assert!(dom.contains(text), "the page shows {text}: {dom}");
     }
     let blank = dir.join("blank.html");

@@ -16,6 +16,7 @@ td.num { text-align: right; white-space: nowrap; }
 .failed { color: #b42318; font-weight: 600; }
 .why { color: #b42318; }
 .kept { color: #4a5468; font-weight: normal; }
+.received { color: #4a5468; font-size: .9em; white-space: normal; text-align: left; }
 .services { font-family: ui-monospace, monospace; font-size: .9em; }
 .bar { background: #e6e9ef; height: .7em; width: 8em; border-radius: .35em; overflow: hidden; }
 .bar span { display: block; height: 100%; background: #3b6fd8; }
@@ -72,9 +73,24 @@ pub fn page(report: &Report, title: &str) -> String {
         } else {
             host.shared_bytes as f64 * 100.0 / size as f64
         };
+        // A remote host's capture: what crossed the network, what a cut run had kept.
+        let received = r
+            .image
+            .as_ref()
+            .and_then(|i| i.received)
+            .map_or(String::new(), |got| {
+                let mut line = format!("received {} over ssh", output::bytes(got.bytes));
+                if got.reused_bytes > 0 {
+                    line += &format!(", {} reused", output::bytes(got.reused_bytes));
+                }
+                if got.built_while_arriving {
+                    line += "; built as it arrived";
+                }
+                format!("<div class=\"received\">{}</div>", xml(&line))
+            });
         h.push_str(&format!(
             "<tr><td>{name}<div class=\"kept\">{source}</div></td><td>{result}</td><td>{mode}</td>\
-             <td class=\"services\">{services}</td><td>{verify}</td><td class=\"num\">{size}</td>\
+             <td class=\"services\">{services}</td><td>{verify}</td><td class=\"num\">{size}{received}</td>\
              <td><div class=\"bar\"><span style=\"width:{share:.0}%\"></span></div>{shared} ({share:.0}%)</td>\
              <td class=\"services\">{pushed}</td></tr>\n",
             name = xml(&r.name),
