@@ -11,7 +11,7 @@ pub mod disk;
 pub mod recorded;
 pub mod remote;
 
-pub use archive::ArchiveSource;
+pub use archive::{ArchiveSource, ArchiveStream, Window};
 pub use dir::{DirOptions, DirSource};
 
 use crate::entry::{normalize, Entry, Extent, Kind};

@@ -446,7 +446,7 @@ impl Cache {
     }
 
     /// The chunks kept in `dir`; parts of chunks a killed run was receiving go.
-    fn in_dir(dir: PathBuf) -> Cache {
+    pub fn in_dir(dir: PathBuf) -> Cache {
         let mut kept = HashMap::new();
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let Ok(name) = e.file_name().into_string() else {
@@ -1002,5 +1002,44 @@ mod tests {
             paths.iter().any(|p| !p.exists()),
             "the damaged chunk is still kept"
         );
+    }
+
+    /// The fuzzer's seed (`fuzz/seeds/chunk_stream`) is a resumed run's stream: its
+    /// record, a reuse of the chunk kept in `fuzz/common/kept-chunk`, and a chunk sent.
+    #[test]
+    fn the_fuzzers_seed_reuses_its_kept_chunk_and_receives_the_rest() {
+        let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        let seed = std::fs::read(fuzz.join("seeds/chunk_stream/resumed")).unwrap();
+        let cache_dir = tempfile::tempdir().unwrap();
+        for kept in std::fs::read_dir(fuzz.join("common/kept-chunk")).unwrap() {
+            let kept = kept.unwrap();
+            std::fs::copy(kept.path(), cache_dir.path().join(kept.file_name())).unwrap();
+        }
+        let cache = Cache::in_dir(cache_dir.path().to_path_buf());
+        let counts = Arc::new(Mutex::new(Received::default()));
+        let mut rx = Receiver::new(&seed[..], Some(cache), counts.clone());
+        let record = rx.record();
+        let mut frames = Vec::new();
+        rx.read_to_end(&mut frames).unwrap();
+        assert_eq!(record.lock().unwrap().as_deref(), Some(&b"a record"[..]));
+        let counts = *counts.lock().unwrap();
+        assert_eq!((counts.reused_chunks, counts.chunks), (1, 1), "{counts:?}");
+        let tar = zstd::stream::decode_all(&frames[..]).unwrap();
+        let mut paths = Vec::new();
+        let mut reader = oci::tar::Reader::new(&tar[..]);
+        while let Some(header) = reader.next_entry().unwrap() {
+            paths.push(String::from_utf8_lossy(&header.path).into_owned());
+        }
+        for want in [
+            "etc/hostname",
+            "etc/app/app.conf",
+            "srv/data/one",
+            "srv/data/two",
+        ] {
+            assert!(
+                paths.iter().any(|p| p.ends_with(want)),
+                "{want} in {paths:?}"
+            );
+        }
     }
 }
