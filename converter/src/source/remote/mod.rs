@@ -374,7 +374,14 @@ pub(crate) fn pack_record(reads: &Reads) -> Vec<u8> {
 }
 
 fn unpack_record(bytes: &[u8]) -> std::result::Result<Reads, String> {
-    let plain = zstd::bulk::decompress(bytes, Reads::MAX).map_err(|e| e.to_string())?;
+    // Grown as it decompresses, up to the cap (not reserved at the cap up front).
+    let mut plain = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)
+        .and_then(|d| d.take(Reads::MAX as u64 + 1).read_to_end(&mut plain))
+        .map_err(|e| e.to_string())?;
+    if plain.len() > Reads::MAX {
+        return Err(format!("more than {} bytes", Reads::MAX));
+    }
     Reads::decode(&plain)
 }
 
@@ -686,4 +693,20 @@ pub fn find_helper() -> Result<PathBuf> {
         path: exe,
         reason: "no static helper to send to the server (build it with scripts/build-static, or set REHOST_HELPER)".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_unpacks_as_packed_and_a_bad_or_oversized_one_is_refused() {
+        let reads = Reads::default();
+        assert_eq!(unpack_record(&pack_record(&reads)), Ok(reads));
+        assert!(unpack_record(b"not zstd").is_err());
+        // Past the cap once decompressed: refused, whatever it holds.
+        let big = zstd::bulk::compress(&vec![0u8; Reads::MAX + 1], 1).unwrap();
+        let err = unpack_record(&big).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
+    }
 }
