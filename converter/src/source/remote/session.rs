@@ -102,7 +102,8 @@ impl Session {
                     last_lines(&said, ": ")
                 )));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // The socket appears once the master is authenticated: every run waits here.
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
