@@ -16,7 +16,7 @@ td.num { text-align: right; white-space: nowrap; }
 .failed { color: #b42318; font-weight: 600; }
 .why { color: #b42318; }
 .kept { color: #4a5468; font-weight: normal; }
-.received { color: #4a5468; font-size: .9em; white-space: normal; text-align: left; }
+.received { color: #4a5468; font-size: .9em; white-space: normal; max-width: 15em; margin-left: auto; }
 .services { font-family: ui-monospace, monospace; font-size: .9em; }
 .bar { background: #e6e9ef; height: .7em; width: 8em; border-radius: .35em; overflow: hidden; }
 .bar span { display: block; height: 100%; background: #3b6fd8; }
