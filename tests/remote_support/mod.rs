@@ -522,16 +522,14 @@ impl Agent {
             assert!(Instant::now() < deadline, "ssh-agent made no socket");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let added = Command::new("ssh-add")
-            .arg("-q")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", socket)
-            .output()
-            .expect("run ssh-add");
-        assert!(
-            added.status.success(),
-            "ssh-add: {}",
-            String::from_utf8_lossy(&added.stderr)
+        sh(
+            "env",
+            &[
+                &format!("SSH_AUTH_SOCK={}", socket.display()),
+                "ssh-add",
+                "-q",
+                key.to_str().unwrap(),
+            ],
         );
         std::fs::remove_file(key).unwrap();
         agent
