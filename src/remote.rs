@@ -8,7 +8,7 @@ use converter::profile::Profile;
 use converter::report;
 use converter::source::remote::helper::{InspectAnswer, InspectRequest};
 use converter::source::remote::progress::Transfer;
-use converter::source::remote::{self, Helper, Running, Session, SshUrl};
+use converter::source::remote::{self, Running, Session, SshUrl, Started};
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -98,19 +98,19 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     let bar = crate::output::spinner(quiet || args.json);
     bar.set_message(format!("connecting to {}", url.destination()));
-    let (mut session, ready) = Session::open(&url, &helper)?;
+    let request = InspectRequest {
+        path: url.path.clone(),
+        name: url.to_string(),
+        json: args.json,
+        walk: !args.no_walk,
+        profiles,
+        include_mounts: args.include_mount.clone(),
+    };
+    let (mut session, started) =
+        Session::start(&url, &helper, &serde_json::json!({ "inspect": request }))?;
     bar.set_message(format!("reading {url}"));
-    let (report, plan, review) = match ready {
-        Helper::Ready => {
-            let request = InspectRequest {
-                path: url.path.clone(),
-                name: url.to_string(),
-                json: args.json,
-                walk: !args.no_walk,
-                profiles,
-                include_mounts: args.include_mount.clone(),
-            };
-            let mut running = session.run_helper(&serde_json::json!({ "inspect": request }))?;
+    let (report, plan, review) = match started {
+        Started::Helper(mut running) => {
             let mut stdout = running.stdout();
             let mut answer = Vec::new();
             let read = stdout.read_to_end(&mut answer);
@@ -125,7 +125,7 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
                 serde_json::from_slice(&answer).context("the helper's answer is unreadable")?;
             (answer.report.into_bytes(), answer.plan, answer.review)
         }
-        Helper::Unusable(why) => {
+        Started::Unusable(why) => {
             tracing::warn!("{}: {why}", url.destination());
             remote::warn_fallback(&url);
             let captured = remote::capture_with_tar(&session)?;

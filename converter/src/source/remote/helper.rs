@@ -1,7 +1,8 @@
 //! The helper: rehost's side on the server, run there as `rehost-helper __remote`
-//! (or `rehost __remote`, the same code). It reads one request, the first line of its
-//! standard input, answers it on standard output, and exits at once when standard input
-//! ends (rehost went away: Ctrl-C, a dropped connection).
+//! (or `rehost __remote`, the same code). It reads one request from its standard input
+//! (after its own bytes, which the start command took: see `Session::start`), answers
+//! it on standard output, and exits at once when standard input ends (rehost went away:
+//! Ctrl-C, a dropped connection).
 //!
 //! It lives in the converter, not the command line, so that `rehost-helper` (this
 //! crate's binary: no registry, runtime or TLS code) is a third of the full rehost's
@@ -17,7 +18,7 @@ use crate::report;
 use crate::source::{OpenOptions, Skipped, Skips, Source, Visit};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -53,13 +54,13 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
         println!("{PROBE_ANSWER}");
         return ExitCode::SUCCESS;
     }
-    let mut line = Vec::new();
-    let mut stdin = std::io::stdin().lock();
-    if let Err(e) = stdin.read_until(b'\n', &mut line) {
-        eprintln!("rehost helper: reading the request: {e}");
-        return ExitCode::FAILURE;
-    }
-    drop(stdin);
+    let line = match super::session::read_request(&mut std::io::stdin().lock()) {
+        Ok(line) => line,
+        Err(e) => {
+            eprintln!("rehost helper: reading the request: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     std::thread::spawn(|| {
         let mut rest = [0u8; 64];
         // Nothing more is sent: a read returns only at the end.

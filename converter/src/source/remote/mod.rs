@@ -24,7 +24,9 @@ pub mod progress;
 mod session;
 mod url;
 
-pub use session::{Helper, Running, Said, Session, HELPER_SUBCOMMAND, LEDGER_PREFIX, PROBE_ANSWER};
+pub use session::{
+    Running, Said, Session, Started, HELPER_SUBCOMMAND, LEDGER_PREFIX, PROBE_ANSWER,
+};
 pub use url::{SshUrl, SCHEME};
 
 use super::archive::{ArchiveStream, Window};
@@ -155,10 +157,27 @@ pub struct LedgerItem {
 pub fn open(address: &str, options: &OpenOptions) -> Result<Box<dyn Source>> {
     let url = SshUrl::parse(address)?;
     let helper = find_helper()?;
-    let (session, ready) = Session::open(&url, &helper)?;
-    let source = match ready {
-        Helper::Ready => start_capture(session, options)?,
-        Helper::Unusable(why) => {
+    let cache = chunks::Cache::open(&format!(
+        "{}:{}{}",
+        url.destination(),
+        url.port.unwrap_or(22),
+        url.path
+    ));
+    let request = CaptureRequest {
+        path: url.path.clone(),
+        filter: options.filter.clone(),
+        include_mounts: options.include_mounts.clone(),
+        have: cache
+            .as_ref()
+            .map(chunks::Cache::signatures)
+            .unwrap_or_default(),
+        prepare: options.prepare.clone(),
+    };
+    let request = serde_json::json!({ "capture": request });
+    let (session, started) = Session::start(&url, &helper, &request)?;
+    let source = match started {
+        Started::Helper(running) => start_capture(session, running, cache)?,
+        Started::Unusable(why) => {
             tracing::warn!("{}: {why}", url.destination());
             warn_fallback(&url);
             let captured = capture_with_tar(&session)?;
@@ -180,28 +199,14 @@ pub fn warn_fallback(url: &SshUrl) {
     );
 }
 
-/// Runs the helper's capture and reads the stream's start: the record of the reads a
-/// prepare makes there, which the helper sends before the tree.
-fn start_capture(session: Session, options: &OpenOptions) -> Result<RemoteSource> {
+/// Reads the start of the helper's capture stream: the record of the reads a prepare
+/// makes there, which the helper sends before the tree.
+fn start_capture(
+    session: Session,
+    mut running: Running,
+    cache: Option<chunks::Cache>,
+) -> Result<RemoteSource> {
     let url = session.url().clone();
-    let cache = chunks::Cache::open(&format!(
-        "{}:{}{}",
-        url.destination(),
-        url.port.unwrap_or(22),
-        url.path
-    ));
-    let request = CaptureRequest {
-        path: url.path.clone(),
-        filter: options.filter.clone(),
-        include_mounts: options.include_mounts.clone(),
-        have: cache
-            .as_ref()
-            .map(chunks::Cache::signatures)
-            .unwrap_or_default(),
-        prepare: options.prepare.clone(),
-    };
-    let request = serde_json::json!({ "capture": request });
-    let mut running = session.run_helper(&request)?;
     let stdout = running.stdout();
     let name = PathBuf::from(url.to_string());
     let reader = ReadAhead::new(stdout);
@@ -593,7 +598,7 @@ impl ReadAhead {
     const BLOCK: usize = 256 << 10;
     const HELD: usize = 32 << 20;
 
-    fn new(mut out: std::process::ChildStdout) -> Self {
+    fn new(mut out: impl Read + Send + 'static) -> Self {
         let (send, blocks) = crossbeam_channel::bounded(Self::HELD / Self::BLOCK);
         std::thread::spawn(move || loop {
             let mut block = vec![0u8; Self::BLOCK];
@@ -641,14 +646,17 @@ impl Read for ReadAhead {
 /// The stream of a running command, read by the archive reader and then drained by
 /// [`Running::finish`].
 #[derive(Clone)]
-struct Shared(std::sync::Arc<Mutex<Option<std::process::ChildStdout>>>);
+struct Shared(std::sync::Arc<Mutex<Option<Output>>>);
+
+/// A remote command's output.
+type Output = std::io::BufReader<std::process::ChildStdout>;
 
 impl Shared {
-    fn new(out: std::process::ChildStdout) -> Self {
+    fn new(out: Output) -> Self {
         Shared(std::sync::Arc::new(Mutex::new(Some(out))))
     }
 
-    fn detach(&mut self) -> Option<std::process::ChildStdout> {
+    fn detach(&mut self) -> Option<Output> {
         self.0.lock().ok()?.take()
     }
 }

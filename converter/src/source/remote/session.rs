@@ -28,16 +28,49 @@ pub const PROBE_ANSWER: &str = "rehost-helper";
 /// What starts each answer of the setup script.
 const SETUP_MARK: &str = "rehost-setup:";
 
-/// The most of a short command's output kept: its answers and a few lines of messages.
-const SAID_CAP: u64 = 64 << 10;
+/// The most kept of what sudo or the probe says after its answer.
+const SAID_CAP: usize = 64 << 10;
 
-/// The first `cap` bytes of `r`; the rest is read and dropped, so the writer never
-/// blocks on a full pipe.
-fn read_capped(mut r: impl Read, cap: u64) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let _ = (&mut r).take(cap).read_to_end(&mut kept);
-    let _ = std::io::copy(&mut r, &mut std::io::sink());
-    kept
+/// The most answers kept from the start script (it gives four).
+const ANSWERS: usize = 16;
+
+/// The empty lines between the helper's bytes and its request: `head -c` may read past
+/// its count (busybox's reads through stdio, a buffer of a few KiB), and what it takes
+/// must be padding, never the request.
+const PADDING: usize = 64 << 10;
+
+/// The line before the request, after the padding.
+const REQUEST_MARK: &str = "rehost-request";
+
+/// The most a request may take: the kept chunks' signatures of a large server.
+const REQUEST_CAP: u64 = 256 << 20;
+
+/// The request of a start command, read by the helper from its standard input: past
+/// what is left of the padding (see [`PADDING`]), the mark, then the request's line.
+pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut skipped = 0;
+    loop {
+        if !next_line(r, &mut line, REQUEST_MARK.len() + 1)? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the input ended before the request",
+            ));
+        }
+        if line == REQUEST_MARK.as_bytes() {
+            break;
+        }
+        skipped += line.len() + 1;
+        if skipped > 2 * PADDING {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no request after the padding",
+            ));
+        }
+    }
+    let mut request = Vec::new();
+    r.take(REQUEST_CAP).read_until(b'\n', &mut request)?;
+    Ok(request)
 }
 
 pub struct Session {
@@ -50,9 +83,10 @@ pub struct Session {
     sudo: bool,
 }
 
-/// Whether the helper can run on the server.
-pub enum Helper {
-    Ready,
+/// How the start went: the helper runs on the server, or it cannot.
+pub enum Started {
+    /// Its output is the answer to the request.
+    Helper(Running),
     /// It cannot (noexec temporary directory, another architecture): why.
     Unusable(String),
 }
@@ -144,130 +178,144 @@ impl Session {
         cmd
     }
 
-    /// Connects, becomes root (or finds a passwordless sudo), and sends the static
-    /// helper to a new private directory on the server, checking that it runs there.
-    /// The setup is one script over the connection, not a command per step: each round
-    /// trip costs a remote shell, and the helper's compressed copy is checked here while
-    /// the connection is being made.
-    pub fn open(url: &SshUrl, helper: &Path) -> Result<(Session, Helper)> {
+    /// Connects, becomes root (or finds a passwordless sudo), sends the static helper to
+    /// a new private directory on the server, checks that it runs there and starts it
+    /// on `request`. All of it is one command over the connection: each command costs a
+    /// round trip and a remote shell, and the helper's compressed copy is checked here
+    /// while the connection is being made.
+    pub fn start(
+        url: &SshUrl,
+        helper: &Path,
+        request: &serde_json::Value,
+    ) -> Result<(Session, Started)> {
         let copy = {
             let helper = helper.to_path_buf();
             std::thread::spawn(move || compressed_copy(&helper))
         };
         let mut session = Session::connect(url)?;
         let copy = copy.join().ok().flatten();
-        let ready = session.install_helper(helper, copy)?;
-        Ok((session, ready))
+        let started = session.start_helper(helper, copy, request)?;
+        Ok((session, started))
     }
 
-    /// Runs a short script, `input` on its standard input, to its end.
-    fn run_script(
-        &self,
-        script: &str,
-        input: Box<dyn Read + Send>,
-    ) -> Result<std::process::Output> {
-        let mut cmd = self.remote(script);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
-        // Fed from a thread: the script's output is read meanwhile, so neither side
-        // waits on a full pipe. A script that stops reading early (sudo refused) only
-        // ends the copy.
-        let mut pipe = child.stdin.take().expect("piped");
-        let mut input = input;
-        let feeder = std::thread::spawn(move || {
-            let _ = std::io::copy(&mut input, &mut pipe);
-        });
-        // What the server says is read whole but kept only up to a cap: a shell startup
-        // file (or a hostile server) may print without end.
-        let stderr = child.stderr.take().expect("piped");
-        let said = std::thread::spawn(move || read_capped(stderr, SAID_CAP));
-        let stdout = read_capped(child.stdout.take().expect("piped"), SAID_CAP);
-        let status = child
-            .wait()
-            .map_err(|e| self.fail(format!("waiting for ssh: {e}")))?;
-        let stderr = said.join().unwrap_or_default();
-        let _ = feeder.join();
-        Ok(std::process::Output {
-            status,
-            stdout,
-            stderr,
-        })
-    }
-
-    /// The setup script: root or sudo, then the helper from standard input into a new
-    /// private directory, then the probe. Each answer is a line starting with
-    /// [`SETUP_MARK`] (a noisy shell startup file may print other lines).
-    fn setup_script(size: u64, gzip: bool) -> String {
+    /// The start script: root or sudo; the helper, the first `sent` bytes of standard
+    /// input, into a new private directory; the probe; then the helper itself, which
+    /// reads its request from the rest of standard input and is removed when it ends.
+    /// Each answer before the helper's output is a line starting with [`SETUP_MARK`]
+    /// (a noisy shell startup file may print other lines); `ready` is the last.
+    fn start_script(size: u64, sent: usize, gzip: bool) -> String {
         let (check, unpack) = match gzip {
             true => (
                 format!("command -v gzip >/dev/null 2>&1 || {{ echo '{SETUP_MARK}no-gzip'; exit 0; }}\n"),
-                "gzip -dc",
+                " | gzip -dc",
             ),
-            false => (String::new(), "cat"),
+            false => (String::new(), ""),
         };
-        // The size check catches an upload cut short, which must not be run.
+        // The size check catches an upload cut short, which must not be run. `$su` is
+        // unquoted on purpose: empty, or `sudo -n` as two words.
         format!(
             "umask 077\n\
+             su=\n\
              if [ \"$(id -u)\" != 0 ]; then\n\
-             if s=$(sudo -n true 2>&1 </dev/null); then echo '{SETUP_MARK}sudo'; \
+             if s=$(sudo -n true 2>&1 </dev/null); then echo '{SETUP_MARK}sudo'; su='sudo -n'; \
              else echo '{SETUP_MARK}refused'; printf '%s\\n' \"$s\"; exit 0; fi\n\
              fi\n\
              {check}\
              d=$(mktemp -d \"${{TMPDIR:-/tmp}}/rehost.XXXXXXXX\") || exit 1\n\
-             if {unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
+             if head -c {sent}{unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
              then echo \"{SETUP_MARK}dir $d\"; else rm -rf \"$d\"; exit 1; fi\n\
              if p=$(\"$d/rehost\" {HELPER_SUBCOMMAND} --probe 2>&1 </dev/null) && [ \"${{p#{PROBE_ANSWER}}}\" != \"$p\" ]; \
              then echo '{SETUP_MARK}ready'; \
-             else rm -rf \"$d\"; echo '{SETUP_MARK}unusable'; printf '%s\\n' \"$p\"; fi"
+             else rm -rf \"$d\"; echo '{SETUP_MARK}unusable'; printf '%s\\n' \"$p\"; exit 0; fi\n\
+             cd / || {{ rm -rf \"$d\"; exit 1; }}\n\
+             $su \"$d/rehost\" {HELPER_SUBCOMMAND}\n\
+             rc=$?\n\
+             rm -rf \"$d\"\n\
+             exit $rc"
         )
     }
 
-    /// Sends the static helper (gzip-compressed when the server has gzip: every Unix
-    /// does, and it halves what each run sends before the tree) and checks that it runs.
-    fn install_helper(&mut self, helper: &Path, mut copy: Option<Vec<u8>>) -> Result<Helper> {
+    /// What the start command reads: the helper (gzip-compressed when the server has
+    /// gzip: every Unix does, and it halves what each run sends before the tree), then
+    /// [`PADDING`] empty lines, [`REQUEST_MARK`] and the request (see [`read_request`]).
+    fn start_input(upload: &[u8], request: &serde_json::Value) -> Vec<u8> {
+        let mut input = Vec::with_capacity(upload.len() + PADDING + 4096);
+        input.extend_from_slice(upload);
+        input.resize(upload.len() + PADDING, b'\n');
+        input.extend_from_slice(REQUEST_MARK.as_bytes());
+        input.push(b'\n');
+        serde_json::to_writer(&mut input, request).expect("a request serializes");
+        input.push(b'\n');
+        input
+    }
+
+    fn start_helper(
+        &mut self,
+        helper: &Path,
+        mut copy: Option<Vec<u8>>,
+        request: &serde_json::Value,
+    ) -> Result<Started> {
         let size = std::fs::metadata(helper)
             .map_err(|e| Error::io(helper, e))?
             .len();
         let mut gzip = true;
         loop {
-            let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
-            let input: Box<dyn Read + Send> = match (gzip, copy.take()) {
-                (true, Some(bytes)) => Box::new(std::io::Cursor::new(bytes)),
-                (true, None) => Box::new(flate2::read::GzEncoder::new(
-                    file,
-                    flate2::Compression::fast(),
-                )),
-                (false, _) => Box::new(file),
+            let upload = match (gzip, copy.take()) {
+                (true, Some(bytes)) => bytes,
+                (true, None) => {
+                    let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
+                    let mut bytes = Vec::new();
+                    flate2::read::GzEncoder::new(file, flate2::Compression::fast())
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| Error::io(helper, e))?;
+                    bytes
+                }
+                (false, _) => std::fs::read(helper).map_err(|e| Error::io(helper, e))?,
             };
-            let out = self.run_script(&Self::setup_script(size, gzip), input)?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let said = String::from_utf8_lossy(&out.stderr);
-            if out.status.code() == Some(255) {
-                return Err(self.fail(format!(
-                    "the connection was lost while sending the helper{}",
-                    last_lines(&said, ": ")
-                )));
-            }
-            let mut answers = Vec::new();
+            let script = Self::start_script(size, upload.len(), gzip);
+            let mut running = self.spawn(&script, Self::start_input(&upload, request))?;
+            let mut out = running.stdout.take().expect("piped");
+            let mut answers: Vec<String> = Vec::new();
             // What sudo or the probe said, after their answer.
             let mut rest = String::new();
-            for line in text.lines() {
-                match line.strip_prefix(SETUP_MARK) {
-                    Some(a) => answers.push(a.to_string()),
-                    None if answers
-                        .last()
-                        .is_some_and(|a| a == "refused" || a == "unusable") =>
+            let mut line = Vec::new();
+            while let Ok(true) = next_line(&mut out, &mut line, Said::LINE) {
+                let text = String::from_utf8_lossy(&line);
+                match text.strip_prefix(SETUP_MARK) {
+                    Some(a) if answers.len() < ANSWERS => answers.push(a.to_string()),
+                    Some(_) => {}
+                    None if rest.len() < SAID_CAP
+                        && answers
+                            .last()
+                            .is_some_and(|a| a == "refused" || a == "unusable") =>
                     {
-                        rest.push_str(line);
+                        rest.push_str(&text);
                         rest.push('\n');
                     }
                     None => {}
                 }
+                if answers.last().is_some_and(|a| a == "ready") {
+                    break;
+                }
             }
+            self.sudo = answers.iter().any(|a| a == "sudo");
+            let dir = answers
+                .iter()
+                .find_map(|a| a.strip_prefix("dir "))
+                .map(|d| d.trim().to_string());
+            if let Some(dir) = &dir {
+                if !dir.starts_with('/') || dir.contains('\'') {
+                    running.abandon();
+                    return Err(self.fail(format!("mktemp gave an unusable directory `{dir}`")));
+                }
+            }
+            if answers.last().is_some_and(|a| a == "ready") {
+                // The helper's output follows its answer.
+                running.stdout = Some(out);
+                self.remote_dir = dir;
+                return Ok(Started::Helper(running));
+            }
+            let (status, said) = running.finish(Some(out))?;
             if answers.iter().any(|a| a == "refused") {
                 let user = self.url.user.clone().unwrap_or_else(|| "this user".into());
                 return Err(self.fail(sudo_refusal(&rest, &user)));
@@ -276,51 +324,30 @@ impl Session {
                 gzip = false;
                 continue;
             }
-            if !out.status.success() {
+            let text = Vec::from(said.last).join("\n");
+            if status.code() == Some(255) {
                 return Err(self.fail(format!(
-                    "sending the helper failed ({}){}",
-                    describe_status(out.status),
-                    last_lines(&said, ": ")
+                    "the connection was lost while sending the helper{}",
+                    last_lines(&text, ": ")
                 )));
             }
-            self.sudo = answers.iter().any(|a| a == "sudo");
-            let dir = answers
-                .iter()
-                .find_map(|a| a.strip_prefix("dir "))
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            if !dir.starts_with('/') || dir.contains('\'') {
-                return Err(self.fail(format!("mktemp gave an unusable directory `{dir}`")));
+            match (status.success(), dir) {
+                // The script removed the directory.
+                (true, Some(dir)) if answers.iter().any(|a| a == "unusable") => {
+                    return Ok(Started::Unusable(format!(
+                        "the rehost helper cannot run in {dir}{}",
+                        last_lines(&rest, ": ")
+                    )))
+                }
+                _ => {
+                    return Err(self.fail(format!(
+                        "sending the helper failed ({}){}",
+                        describe_status(status),
+                        last_lines(&text, ": ")
+                    )))
+                }
             }
-            if answers.iter().any(|a| a == "ready") {
-                self.remote_dir = Some(dir);
-                return Ok(Helper::Ready);
-            }
-            // The script removed the directory.
-            return Ok(Helper::Unusable(format!(
-                "the rehost helper cannot run in {dir}{}",
-                last_lines(&rest, ": ")
-            )));
         }
-    }
-
-    /// Runs the helper (as root) with `request` as its first line of input; the helper's
-    /// directory goes when it ends.
-    pub fn run_helper(&self, request: &serde_json::Value) -> Result<Running> {
-        let dir = self
-            .remote_dir
-            .as_deref()
-            .ok_or_else(|| self.fail("the helper is not installed".into()))?;
-        let script = format!(
-            "cd / || exit 1\n{}{}/rehost {HELPER_SUBCOMMAND}\nrc=$?\nrm -rf {}\nexit $rc",
-            if self.sudo { "sudo -n " } else { "" },
-            quote(dir),
-            quote(dir)
-        );
-        let mut line = serde_json::to_vec(request).expect("a request serializes");
-        line.push(b'\n');
-        self.spawn(&script, Some(line))
     }
 
     /// The helper's run ended well, so its command removed the helper's directory: the
@@ -340,10 +367,13 @@ impl Session {
             quote(path),
             if self.sudo { "sudo -n " } else { "" },
         );
-        self.spawn(&script, None)
+        self.spawn(&script, Vec::new())
     }
 
-    fn spawn(&self, script: &str, input: Option<Vec<u8>>) -> Result<Running> {
+    /// Runs `script` on the server with `input` on its standard input, written by a
+    /// thread (the script's output is read meanwhile, so neither side waits on a full
+    /// pipe) that then holds the input open: the helper exits when it closes.
+    fn spawn(&self, script: &str, input: Vec<u8>) -> Result<Running> {
         let mut cmd = self.remote(script);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -351,19 +381,16 @@ impl Session {
         let mut child = cmd
             .spawn()
             .map_err(|e| self.fail(format!("cannot run ssh: {e}")))?;
-        let mut stdin = child.stdin.take();
-        if let (Some(pipe), Some(bytes)) = (stdin.as_mut(), input) {
-            pipe.write_all(&bytes)
-                .and_then(|()| pipe.flush())
-                .map_err(|e| self.fail(format!("sending the request: {e}")))?;
-        }
+        let mut pipe = child.stdin.take().expect("piped");
+        // A script that stops reading early (sudo refused) only ends the copy.
+        let input = std::thread::spawn(move || pipe.write_all(&input).ok().map(|()| pipe));
         let stderr = child.stderr.take().expect("piped");
         let host = self.url.destination();
         let messages = std::thread::spawn(move || collect_stderr(stderr, &host));
         Ok(Running {
-            stdout: child.stdout.take(),
+            stdout: child.stdout.take().map(BufReader::new),
             child,
-            stdin,
+            input: Some(input),
             messages,
             host: self.url.destination(),
         })
@@ -407,8 +434,9 @@ impl Drop for Session {
 /// A command running on the server: its output stream, and what it said.
 pub struct Running {
     child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
+    /// Writes the command's input, then holds it open (see [`Session::spawn`]).
+    input: Option<JoinHandle<Option<ChildStdin>>>,
+    stdout: Option<BufReader<ChildStdout>>,
     messages: JoinHandle<Said>,
     host: String,
 }
@@ -437,19 +465,27 @@ impl Said {
 }
 
 impl Running {
-    pub fn stdout(&mut self) -> ChildStdout {
+    pub fn stdout(&mut self) -> BufReader<ChildStdout> {
         self.stdout.take().expect("taken once")
+    }
+
+    /// Closes the command's input once it is written (at once when the command is
+    /// gone: the write then fails).
+    fn close_input(&mut self) {
+        if let Some(input) = self.input.take() {
+            let _ = input.join();
+        }
     }
 
     /// Waits for the command, after its output was read; an error says what the server
     /// said or that the connection went.
-    pub fn finish(mut self, stdout: Option<ChildStdout>) -> Result<(ExitStatus, Said)> {
+    pub fn finish(mut self, stdout: Option<BufReader<ChildStdout>>) -> Result<(ExitStatus, Said)> {
         // The rest of the stream (the compressor's end) must be read, or the helper
         // would block on a full pipe and never exit.
         if let Some(mut out) = stdout.or(self.stdout.take()) {
             let _ = std::io::copy(&mut out, &mut std::io::sink());
         }
-        drop(self.stdin.take());
+        self.close_input();
         let status = self.child.wait().map_err(|e| Error::Remote {
             host: self.host.clone(),
             reason: format!("waiting for ssh: {e}"),
@@ -461,10 +497,10 @@ impl Running {
     /// Stops the command before its output is read to the end: its ssh ends, so the
     /// server's side sees its input close and exits.
     pub fn abandon(mut self) {
-        drop(self.stdin.take());
         drop(self.stdout.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.close_input();
         let _ = self.messages.join();
     }
 
@@ -748,14 +784,107 @@ mod tests {
         assert!(!next_line(&mut r, &mut line, 4).unwrap());
     }
 
-    #[test]
-    fn a_server_that_prints_without_end_is_kept_to_the_cap_and_read_to_its_end() {
-        let mut endless = std::io::Cursor::new(vec![b'x'; 1 << 20]);
-        let kept = read_capped(&mut endless, 100);
-        assert_eq!(kept.len(), 100);
-        assert_eq!(endless.position(), 1 << 20, "the rest was not drained");
+    /// The start script run here as a server's shell runs it, with `tools` (a directory
+    /// of commands, or the system's) as its PATH: the helper (a stand-in that answers
+    /// the probe and keeps its input) is unpacked, probed and run, and reads its
+    /// request past whatever `head` took; its directory is gone after.
+    fn run_start_script(shell: &[&str], tools: &str, gzip: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("input");
+        let helper = dir.path().join("helper");
+        std::fs::write(
+            &helper,
+            format!(
+                "#!/bin/sh\n[ \"$2\" = --probe ] && {{ echo {PROBE_ANSWER}; exit 0; }}\ncat > '{}'\n",
+                kept.display()
+            ),
+        )
+        .unwrap();
+        let bytes = std::fs::read(&helper).unwrap();
+        let upload = match gzip {
+            true => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&bytes).unwrap();
+                gz.finish().unwrap()
+            }
+            false => bytes.clone(),
+        };
+        let request = serde_json::json!({"capture": {"path": "/", "have": vec!["ab"; 50]}});
+        let script = Session::start_script(bytes.len() as u64, upload.len(), gzip);
+        let mut child = Command::new(shell[0])
+            .args(&shell[1..])
+            .arg("-c")
+            .arg(script)
+            .env_clear()
+            .env("PATH", tools)
+            .env("TMPDIR", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // All of it at once: a `head` that reads past its count finds the rest there.
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(&Session::start_input(&upload, &request))
+            .unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shell:?}: {said}");
+        assert!(said.contains(&format!("{SETUP_MARK}dir ")), "{said}");
+        assert!(said.ends_with(&format!("{SETUP_MARK}ready\n")), "{said}");
+        let input = std::fs::read(&kept).unwrap();
+        let got = read_request(&mut std::io::Cursor::new(&input)).unwrap();
+        assert_eq!(got, format!("{request}\n").into_bytes(), "{shell:?}");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["helper", "input"], "the helper's directory stays");
     }
 
+    #[test]
+    fn the_start_script_runs_the_helper_on_its_request_with_gnu_and_busybox_tools() {
+        run_start_script(&["/bin/sh"], "/usr/bin:/bin", true);
+        // Busybox's head reads a stdio buffer (4 KiB) past its count: the padding's.
+        let busybox = which("busybox");
+        let tools = tempfile::tempdir().unwrap();
+        for tool in [
+            "sh", "head", "gzip", "mktemp", "wc", "chmod", "rm", "id", "cat",
+        ] {
+            std::os::unix::fs::symlink(&busybox, tools.path().join(tool)).unwrap();
+        }
+        let busybox = busybox.to_str().unwrap();
+        let path = tools.path().to_str().unwrap();
+        run_start_script(&[busybox, "sh"], path, true);
+        run_start_script(&[busybox, "sh"], path, false);
+    }
+
+    /// A tool the tests need, from PATH: a test fails without it.
+    fn which(tool: &str) -> PathBuf {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{tool} is not installed (scripts/install-deps installs it)"))
+    }
+
+    #[test]
+    fn the_request_is_read_past_what_head_left_of_the_padding() {
+        let request = serde_json::json!({"capture": {"path": "/"}});
+        let input = Session::start_input(b"HELPER", &request);
+        let want = format!("{request}\n").into_bytes();
+        // `head -c 6` read exactly, or read on into the padding (a stdio buffer's worth).
+        for eaten in [6, 6 + 1, 6 + 4096, 6 + PADDING] {
+            let got = read_request(&mut std::io::Cursor::new(&input[eaten..])).unwrap();
+            assert_eq!(got, want, "{eaten} bytes taken by head");
+        }
+        // Cut before the request, or no mark at all: an error, not a request.
+        let cut = &input[..6 + PADDING + 3];
+        assert!(read_request(&mut std::io::Cursor::new(cut)).is_err());
+        let unmarked = vec![b'\n'; 3 * PADDING];
+        assert!(read_request(&mut std::io::Cursor::new(unmarked)).is_err());
+    }
     #[test]
     fn a_sudo_that_wants_a_terminal_is_named() {
         let said = "sudo: sorry, you must have a tty to run sudo\n";
