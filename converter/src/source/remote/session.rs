@@ -174,7 +174,7 @@ impl Session {
         let mut cmd = ssh_command();
         cmd.args(["-o", "ControlMaster=no", "-T"])
             .args(self.common_args())
-            .arg(format!("/bin/sh -c {}", quote(script)));
+            .arg(command_line(script));
         cmd
     }
 
@@ -206,33 +206,41 @@ impl Session {
     fn start_script(size: u64, sent: usize, gzip: bool) -> String {
         let (check, unpack) = match gzip {
             true => (
-                format!("command -v gzip >/dev/null 2>&1 || {{ echo '{SETUP_MARK}no-gzip'; exit 0; }}\n"),
+                format!(
+                    "command -v gzip >/dev/null 2>&1 || {{ echo '{SETUP_MARK}no-gzip'; exit 0; }}"
+                ),
                 " | gzip -dc",
             ),
-            false => (String::new(), ""),
+            false => (":".to_string(), ""),
         };
         // The size check catches an upload cut short, which must not be run. `$su` is
         // unquoted on purpose: empty, or `sudo -n` as two words.
-        format!(
-            "umask 077\n\
-             su=\n\
-             if [ \"$(id -u)\" != 0 ]; then\n\
-             if s=$(sudo -n true 2>&1 </dev/null); then echo '{SETUP_MARK}sudo'; su='sudo -n'; \
-             else echo '{SETUP_MARK}refused'; printf '%s\\n' \"$s\"; exit 0; fi\n\
-             fi\n\
-             {check}\
-             d=$(mktemp -d \"${{TMPDIR:-/tmp}}/rehost.XXXXXXXX\") || exit 1\n\
-             if head -c {sent}{unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] && chmod 700 \"$d/rehost\"; \
-             then echo \"{SETUP_MARK}dir $d\"; else rm -rf \"$d\"; exit 1; fi\n\
-             if p=$(\"$d/rehost\" {HELPER_SUBCOMMAND} --probe 2>&1 </dev/null) && [ \"${{p#{PROBE_ANSWER}}}\" != \"$p\" ]; \
-             then echo '{SETUP_MARK}ready'; \
-             else rm -rf \"$d\"; echo '{SETUP_MARK}unusable'; printf '%s\\n' \"$p\"; exit 0; fi\n\
-             cd / || {{ rm -rf \"$d\"; exit 1; }}\n\
-             $su \"$d/rehost\" {HELPER_SUBCOMMAND}\n\
-             rc=$?\n\
-             rm -rf \"$d\"\n\
-             exit $rc"
-        )
+        [
+            "umask 077".to_string(),
+            "su=".to_string(),
+            format!(
+                "if [ \"$(id -u)\" != 0 ]; then \
+                 if s=$(sudo -n true 2>&1 </dev/null); then echo '{SETUP_MARK}sudo'; su='sudo -n'; \
+                 else echo '{SETUP_MARK}refused'; printf '%s\\n' \"$s\"; exit 0; fi; fi"
+            ),
+            check,
+            "d=$(mktemp -d \"${TMPDIR:-/tmp}/rehost.XXXXXXXX\") || exit 1".to_string(),
+            format!(
+                "if head -c {sent}{unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] \
+                 && chmod 700 \"$d/rehost\"; then echo \"{SETUP_MARK}dir $d\"; else rm -rf \"$d\"; exit 1; fi"
+            ),
+            format!(
+                "if p=$(\"$d/rehost\" {HELPER_SUBCOMMAND} --probe 2>&1 </dev/null) \
+                 && [ \"${{p#{PROBE_ANSWER}}}\" != \"$p\" ]; then echo '{SETUP_MARK}ready'; \
+                 else rm -rf \"$d\"; echo '{SETUP_MARK}unusable'; printf '%s\\n' \"$p\"; exit 0; fi"
+            ),
+            "cd / || { rm -rf \"$d\"; exit 1; }".to_string(),
+            format!("$su \"$d/rehost\" {HELPER_SUBCOMMAND}"),
+            "rc=$?".to_string(),
+            "rm -rf \"$d\"".to_string(),
+            "exit $rc".to_string(),
+        ]
+        .join("; ")
     }
 
     /// What the start command reads: the helper (gzip-compressed when the server has
@@ -360,8 +368,8 @@ impl Session {
     /// compressed with gzip when the server has it.
     pub fn run_tar(&self, path: &str) -> Result<Running> {
         let script = format!(
-            "cd {} || exit 1\n\
-             z=cat; command -v gzip >/dev/null 2>&1 && z='gzip -1'\n\
+            "cd {} || exit 1; \
+             z=cat; command -v gzip >/dev/null 2>&1 && z='gzip -1'; \
              {}tar --create --file=- --numeric-owner --one-file-system --sparse --sparse-version=1.0 \
              --xattrs --xattrs-include='*' --acls --format=posix . | $z",
             quote(path),
@@ -652,6 +660,14 @@ fn ssh_command() -> Command {
     cmd
 }
 
+/// The command ssh asks the server to run: `script` by `/bin/sh`, whatever the user's
+/// login shell (which runs this line): one line, since csh and tcsh refuse a newline
+/// inside quotes.
+fn command_line(script: &str) -> String {
+    debug_assert!(!script.contains('\n'), "a script of one line: {script}");
+    format!("/bin/sh -c {}", quote(script))
+}
+
 /// Quotes a string for a POSIX shell.
 pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -784,11 +800,11 @@ mod tests {
         assert!(!next_line(&mut r, &mut line, 4).unwrap());
     }
 
-    /// The start script run here as a server's shell runs it, with `tools` (a directory
-    /// of commands, or the system's) as its PATH: the helper (a stand-in that answers
-    /// the probe and keeps its input) is unpacked, probed and run, and reads its
-    /// request past whatever `head` took; its directory is gone after.
-    fn run_start_script(shell: &[&str], tools: &str, gzip: bool) {
+    /// The start command run here as sshd runs it, by the user's login shell (`login`)
+    /// with `tools` (a directory of commands, or the system's) as its PATH: the helper
+    /// (a stand-in that answers the probe and keeps its input) is unpacked, probed and
+    /// run, and reads its request past whatever `head` took; its directory is gone after.
+    fn run_start_script(login: &[&str], tools: &str, gzip: bool) {
         let dir = tempfile::tempdir().unwrap();
         let kept = dir.path().join("input");
         let helper = dir.path().join("helper");
@@ -811,10 +827,10 @@ mod tests {
         };
         let request = serde_json::json!({"capture": {"path": "/", "have": vec!["ab"; 50]}});
         let script = Session::start_script(bytes.len() as u64, upload.len(), gzip);
-        let mut child = Command::new(shell[0])
-            .args(&shell[1..])
+        let mut child = Command::new(login[0])
+            .args(&login[1..])
             .arg("-c")
-            .arg(script)
+            .arg(command_line(&script))
             .env_clear()
             .env("PATH", tools)
             .env("TMPDIR", dir.path())
@@ -830,12 +846,12 @@ mod tests {
         drop(stdin);
         let out = child.wait_with_output().unwrap();
         let said = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{shell:?}: {said}");
+        assert!(out.status.success(), "{login:?}: {said}");
         assert!(said.contains(&format!("{SETUP_MARK}dir ")), "{said}");
         assert!(said.ends_with(&format!("{SETUP_MARK}ready\n")), "{said}");
         let input = std::fs::read(&kept).unwrap();
         let got = read_request(&mut std::io::Cursor::new(&input)).unwrap();
-        assert_eq!(got, format!("{request}\n").into_bytes(), "{shell:?}");
+        assert_eq!(got, format!("{request}\n").into_bytes(), "{login:?}");
         let mut left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -845,8 +861,11 @@ mod tests {
     }
 
     #[test]
-    fn the_start_script_runs_the_helper_on_its_request_with_gnu_and_busybox_tools() {
+    fn the_start_command_runs_the_helper_on_its_request_from_any_login_shell_and_tools() {
         run_start_script(&["/bin/sh"], "/usr/bin:/bin", true);
+        // csh and tcsh refuse a newline inside quotes: the command is one line.
+        let tcsh = which("tcsh");
+        run_start_script(&[tcsh.to_str().unwrap()], "/usr/bin:/bin", true);
         // Busybox's head reads a stdio buffer (4 KiB) past its count: the padding's.
         let busybox = which("busybox");
         let tools = tempfile::tempdir().unwrap();
