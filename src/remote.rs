@@ -113,7 +113,21 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
         Started::Helper(mut running) => {
             let mut stdout = running.stdout();
             let mut answer = Vec::new();
-            let read = stdout.read_to_end(&mut answer);
+            let read = (&mut stdout)
+                .take(InspectAnswer::MAX + 1)
+                .read_to_end(&mut answer);
+            if answer.len() as u64 > InspectAnswer::MAX {
+                // Not read to its end: it may not have one.
+                running.abandon();
+                return Err(converter::error::Error::Remote {
+                    host: url.destination(),
+                    reason: format!(
+                        "the helper's answer is over {} MiB",
+                        InspectAnswer::MAX >> 20
+                    ),
+                }
+                .into());
+            }
             let (status, said) = running.finish(Some(stdout))?;
             if !status.success() || read.is_err() {
                 return Err(

@@ -340,6 +340,34 @@ fn refusals_are_one_clear_line_and_leave_nothing() {
     let run = server.rehost("config", &["inspect", &server.url("asker", "/")]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("passwordless sudo"), "{stderr}");
+    // A server whose helper answers an inspect without end (a compromised one): read up
+    // to the answer's cap, then one line, and the run stops it.
+    // It must be a static executable, as rehost checks before sending one: built here
+    // from C with the toolchain's static libc (scripts/build-static needs it too).
+    let source = out.path().join("endless-helper.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n#include <string.h>\n\
+         int main(int c, char **v) {\n\
+           if (c > 2 && !strcmp(v[2], \"--probe\")) { puts(\"rehost-helper\"); return 0; }\n\
+           for (;;) if (fputs(\"rehost\\n\", stdout) < 0) return 1;\n}\n",
+    )
+    .unwrap();
+    let hostile = out.path().join("endless-helper");
+    let built = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&hostile)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(built.success(), "cannot build the endless helper");
+    let run = server.rehost_sending(&hostile, "config", &["inspect", &server.url("root", "/")]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("answer is over 64 MiB"), "{stderr}");
+    server.assert_nothing_left("an endless answer");
 }
 
 #[test]

@@ -328,6 +328,16 @@ impl Server {
             .expect("run rehost")
     }
 
+    /// `rehost` sending `helper` instead of the static helper (a hostile server's).
+    #[allow(dead_code)] // tests/remote.rs only
+    pub fn rehost_sending(&self, helper: &Path, config: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns[1]]);
+        self.client_env_sending(cmd, helper, config, args)
+            .output()
+            .expect("run rehost")
+    }
+
     /// The command `rehost` above runs (`ip netns exec` and `env` exec it: its pid is
     /// rehost's).
     pub fn rehost_command(&self, config: &str, args: &[&str]) -> Command {
@@ -346,7 +356,17 @@ impl Server {
         self.client_env(cmd, config, args)
     }
 
-    fn client_env(&self, mut cmd: Command, config: &str, args: &[&str]) -> Command {
+    fn client_env(&self, cmd: Command, config: &str, args: &[&str]) -> Command {
+        self.client_env_sending(cmd, &static_helper(), config, args)
+    }
+
+    fn client_env_sending(
+        &self,
+        mut cmd: Command,
+        helper: &Path,
+        config: &str,
+        args: &[&str],
+    ) -> Command {
         let path = format!(
             "{}:{}",
             self.prepared.client.join("bin").display(),
@@ -360,7 +380,7 @@ impl Server {
                 "REHOST_TEST_SSH_CONFIG={}",
                 self.prepared.client.join(config).display()
             ))
-            .arg(format!("REHOST_HELPER={}", static_helper().display()))
+            .arg(format!("REHOST_HELPER={}", helper.display()))
             // The chunks a cut run keeps, this server's own.
             .arg(format!("XDG_CACHE_HOME={}", self.cache().display()))
             // Its session directories too: a run sweeps the dead ones it finds, and a

@@ -47,6 +47,12 @@ pub struct InspectAnswer {
     pub review: Vec<String>,
 }
 
+impl InspectAnswer {
+    /// The most of an answer read: a server's report and plan are a few MiB at most,
+    /// and what the server sends is not trusted to end.
+    pub const MAX: u64 = 64 << 20;
+}
+
 /// `ARGS` are those after `__remote`: `--probe` answers that the helper runs and is
 /// ours; none serves the request on standard input.
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
