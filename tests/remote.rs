@@ -49,6 +49,11 @@ fn tree(image: &Path, mounts: &[&str]) -> BTreeMap<String, String> {
             *line = fields.join(" ");
         }
     }
+    // A login with a terminal (the second command of a run whose sudo wants one) is
+    // recorded by sshd, as the operator's own `ssh` would be.
+    for log in ["wtmp", "lastlog", "GNUSparseFile.0/lastlog"] {
+        listing.remove(&format!("var/log/{log}"));
+    }
     for m in mounts {
         let dir = format!("{m}/");
         assert!(
@@ -234,6 +239,82 @@ fn a_user_with_passwordless_sudo_on_bullseye_gets_the_same() {
     let server = prepared.start(false);
     same_as_directory(&server, "tester", dir.path(), &want_report);
     through_the_operators_own_ssh_setup(&server, &want_report);
+}
+
+/// A server whose sudo wants a terminal (`Defaults requiretty`, as CentOS and RHEL 7
+/// long shipped): the run gets its root helper through a second command that has one,
+/// and gives what a run as root gives. A sudo that wants a password still gets one line.
+#[test]
+fn a_sudo_that_wants_a_terminal_gets_one_and_the_same_tree() {
+    let prepared = Prepared::new("debian-bullseye");
+    let rules = prepared.root.join("etc/sudoers.d/rehost-test");
+    let mut text = std::fs::read_to_string(&rules).unwrap();
+    text.push_str("Defaults:tester requiretty\nDefaults:asker requiretty\n");
+    std::fs::write(&rules, text).unwrap();
+    let (dir, want_report) = reference(&prepared);
+    let server = prepared.start(false);
+    // What rehost meets first: without a terminal, this sudo refuses.
+    let plain = server.ssh("tester", "sudo -n true");
+    assert!(!plain.status.success());
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(said.contains("must have a tty"), "{said}");
+    same_as_directory(&server, "tester", dir.path(), &want_report);
+
+    // Killed once the root helper has taken the run over: both commands and the
+    // directory go.
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("x.oci");
+    let url = server.url("tester", "/");
+    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    let mut child = server
+        .rehost_command("config", &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // The root helper itself (not the sudo that starts it).
+    while !server
+        .processes()
+        .iter()
+        .any(|p| p.contains("--from") && !p.contains("sudo"))
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the capture ended before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no root helper on the server in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sh("kill", &["-9", &child.id().to_string()]);
+    let _ = child.wait();
+    server.assert_nothing_left("a run through a terminal killed with SIGKILL");
+    assert!(!image.exists(), "a killed run left an image");
+
+    let url = server.url("asker", "/");
+    let run = server.rehost(
+        "config",
+        &[
+            "convert",
+            &url,
+            "-o",
+            image.to_str().unwrap(),
+            "--init",
+            "none",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("passwordless sudo"), "{stderr}");
+    assert!(errors[0].contains("password is required"), "{stderr}");
+    assert!(!image.exists(), "a refused run left an image");
+    server.assert_nothing_left("a refused sudo with a terminal");
 }
 
 /// The operator's own ssh setup is what connects: a host alias of their configuration

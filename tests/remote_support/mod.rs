@@ -261,6 +261,20 @@ impl Prepared {
         let proc_dir = root.join("proc");
         sh("mount", &["-t", "proc", "proc", proc_dir.to_str().unwrap()]);
         server.mounts.push(proc_dir);
+        // Terminals, for a session that asks for one (`ssh -tt`): a devpts of its own.
+        let pts = root.join("dev/pts");
+        sh(
+            "mount",
+            &[
+                "-t",
+                "devpts",
+                "-o",
+                "newinstance,ptmxmode=0666,mode=620",
+                "devpts",
+                pts.to_str().unwrap(),
+            ],
+        );
+        server.mounts.push(pts);
         if noexec_tmp {
             let tmp = root.join("tmp");
             sh(
@@ -326,6 +340,26 @@ impl Server {
         self.rehost_command(config, args)
             .output()
             .expect("run rehost")
+    }
+
+    /// The client's own `ssh` running `command` on the server as `user`.
+    #[allow(dead_code)] // tests/remote.rs only
+    pub fn ssh(&self, user: &str, command: &str) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns[1]])
+            .arg("env")
+            .arg("-u")
+            .arg("SSH_AUTH_SOCK")
+            .arg(format!(
+                "REHOST_TEST_SSH_CONFIG={}",
+                self.prepared.client.join("config").display()
+            ))
+            .arg(self.prepared.client.join("bin/ssh"))
+            .arg(format!("{user}@{}", self.prepared.address))
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh")
     }
 
     /// `rehost` sending `helper` instead of the static helper (a hostile server's).

@@ -54,19 +54,38 @@ impl InspectAnswer {
 }
 
 /// `ARGS` are those after `__remote`: `--probe` answers that the helper runs and is
-/// ours; none serves the request on standard input.
+/// ours; none serves the request on standard input; `--relay SOCKET`, `--from SOCKET`
+/// and `--refused SOCKET WORDS` serve a run whose sudo wants a terminal
+/// ([`super::relay`]).
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     if args.iter().any(|a| a == "--probe") {
         println!("{PROBE_ANSWER}");
         return ExitCode::SUCCESS;
     }
-    let line = match super::session::read_request(&mut std::io::stdin().lock()) {
+    if let Some(socket) = option(&args, "--refused") {
+        let words = args.iter().skip_while(|a| *a != "--refused").nth(2);
+        return super::relay::report_refusal(
+            Path::new(socket),
+            words.map(|w| w.as_encoded_bytes()).unwrap_or_default(),
+        );
+    }
+    // `--from SOCKET`: run as root by a sudo that wanted a terminal, this helper takes
+    // its streams and request from the relay (see [`super::relay`]).
+    let from = option(&args, "--from");
+    let line = match from {
+        Some(socket) => super::relay::take_over(Path::new(socket)),
+        None => super::session::read_request(&mut std::io::stdin().lock()),
+    };
+    let line = match line {
         Ok(line) => line,
         Err(e) => {
             eprintln!("rehost helper: reading the request: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(socket) = option(&args, "--relay") {
+        return super::relay::serve(Path::new(socket), &line);
+    }
     std::thread::spawn(|| {
         let mut rest = [0u8; 64];
         // Nothing more is sent: a read returns only at the end.
@@ -80,6 +99,12 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The value after `name` in `args`.
+fn option<'a>(args: &'a [std::ffi::OsString], name: &str) -> Option<&'a std::ffi::OsStr> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1).map(|v| v.as_os_str())
 }
 
 fn serve(line: &[u8]) -> std::result::Result<(), String> {

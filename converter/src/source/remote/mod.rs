@@ -21,6 +21,7 @@
 pub mod chunks;
 pub mod helper;
 pub mod progress;
+mod relay;
 mod session;
 mod url;
 

@@ -26,7 +26,7 @@ pub const HELPER_SUBCOMMAND: &str = "__remote";
 pub const PROBE_ANSWER: &str = "rehost-helper";
 
 /// What starts each answer of the setup script.
-const SETUP_MARK: &str = "rehost-setup:";
+pub(crate) const SETUP_MARK: &str = "rehost-setup:";
 
 /// The most kept of what sudo or the probe says after its answer.
 const SAID_CAP: usize = 64 << 10;
@@ -39,11 +39,14 @@ const ANSWERS: usize = 16;
 /// must be padding, never the request.
 const PADDING: usize = 64 << 10;
 
+/// The relay's socket in the helper's directory (see [`super::relay`]).
+const RELAY_SOCKET: &str = "s";
+
 /// The line before the request, after the padding.
 const REQUEST_MARK: &str = "rehost-request";
 
 /// The most a request may take: the kept chunks' signatures of a large server.
-const REQUEST_CAP: u64 = 256 << 20;
+pub(crate) const REQUEST_CAP: u64 = 256 << 20;
 
 /// The request of a start command, read by the helper from its standard input: past
 /// what is left of the padding (see [`PADDING`]), the mark, then the request's line.
@@ -178,6 +181,29 @@ impl Session {
         cmd
     }
 
+    /// The second command of a run whose sudo wants a terminal: with one (`-tt`), it
+    /// runs the helper in `dir` through `sudo -n`, and that helper takes the run over
+    /// from the relay the first command runs ([`super::relay`]). When sudo still
+    /// refuses, the helper (as this user) gives the relay its words. The shell outlives
+    /// a hangup (a dropped connection); the first command removes `dir`.
+    fn start_partner(&self, dir: &str) -> Result<Child> {
+        let socket = quote(&format!("{dir}/{RELAY_SOCKET}"));
+        let helper = quote(&format!("{dir}/rehost"));
+        let script = format!(
+            "trap '' HUP; o=$(sudo -n {helper} {HELPER_SUBCOMMAND} --from {socket} 2>&1 </dev/null); \
+             rc=$?; [ $rc = 0 ] || {helper} {HELPER_SUBCOMMAND} --refused {socket} \"$o\" </dev/null; exit $rc"
+        );
+        let mut cmd = ssh_command();
+        cmd.args(["-o", "ControlMaster=no", "-tt"])
+            .args(self.common_args())
+            .arg(command_line(&script))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn()
+            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))
+    }
+
     /// Connects, becomes root (or finds a passwordless sudo), sends the static helper to
     /// a new private directory on the server, checks that it runs there and starts it
     /// on `request`. All of it is one command over the connection: each command costs a
@@ -203,7 +229,11 @@ impl Session {
     /// reads its request from the rest of standard input and is removed when it ends.
     /// Each answer before the helper's output is a line starting with [`SETUP_MARK`]
     /// (a noisy shell startup file may print other lines); `ready` is the last.
-    fn start_script(size: u64, sent: usize, gzip: bool) -> String {
+    ///
+    /// With `relay` (a sudo that wants a terminal), it does not become root: the helper
+    /// it runs is the relay, which hands the run to a root helper started with a
+    /// terminal ([`Session::start_partner`]).
+    fn start_script(size: u64, sent: usize, gzip: bool, relay: bool) -> String {
         let (check, unpack) = match gzip {
             true => (
                 format!(
@@ -215,14 +245,24 @@ impl Session {
         };
         // The size check catches an upload cut short, which must not be run. `$su` is
         // unquoted on purpose: empty, or `sudo -n` as two words.
+        let (root, run) = match relay {
+            false => (
+                format!(
+                    "if [ \"$(id -u)\" != 0 ]; then \
+                     if s=$(sudo -n true 2>&1 </dev/null); then echo '{SETUP_MARK}sudo'; su='sudo -n'; \
+                     else echo '{SETUP_MARK}refused'; printf '%s\\n' \"$s\"; exit 0; fi; fi"
+                ),
+                format!("$su \"$d/rehost\" {HELPER_SUBCOMMAND}"),
+            ),
+            true => (
+                ":".to_string(),
+                format!("\"$d/rehost\" {HELPER_SUBCOMMAND} --relay \"$d/{RELAY_SOCKET}\""),
+            ),
+        };
         [
             "umask 077".to_string(),
             "su=".to_string(),
-            format!(
-                "if [ \"$(id -u)\" != 0 ]; then \
-                 if s=$(sudo -n true 2>&1 </dev/null); then echo '{SETUP_MARK}sudo'; su='sudo -n'; \
-                 else echo '{SETUP_MARK}refused'; printf '%s\\n' \"$s\"; exit 0; fi; fi"
-            ),
+            root,
             check,
             "d=$(mktemp -d \"${TMPDIR:-/tmp}/rehost.XXXXXXXX\") || exit 1".to_string(),
             format!(
@@ -235,7 +275,7 @@ impl Session {
                  else rm -rf \"$d\"; echo '{SETUP_MARK}unusable'; printf '%s\\n' \"$p\"; exit 0; fi"
             ),
             "cd / || { rm -rf \"$d\"; exit 1; }".to_string(),
-            format!("$su \"$d/rehost\" {HELPER_SUBCOMMAND}"),
+            run,
             "rc=$?".to_string(),
             "rm -rf \"$d\"".to_string(),
             "exit $rc".to_string(),
@@ -267,20 +307,23 @@ impl Session {
             .map_err(|e| Error::io(helper, e))?
             .len();
         let mut gzip = true;
+        // Set once sudo refused for want of a terminal (see [`super::relay`]).
+        let mut relay = false;
         loop {
-            let upload = match (gzip, copy.take()) {
-                (true, Some(bytes)) => bytes,
+            let upload = match (gzip, &copy) {
+                (true, Some(bytes)) => bytes.clone(),
                 (true, None) => {
                     let file = std::fs::File::open(helper).map_err(|e| Error::io(helper, e))?;
                     let mut bytes = Vec::new();
                     flate2::read::GzEncoder::new(file, flate2::Compression::fast())
                         .read_to_end(&mut bytes)
                         .map_err(|e| Error::io(helper, e))?;
+                    copy = Some(bytes.clone());
                     bytes
                 }
                 (false, _) => std::fs::read(helper).map_err(|e| Error::io(helper, e))?,
             };
-            let script = Self::start_script(size, upload.len(), gzip);
+            let script = Self::start_script(size, upload.len(), gzip, relay);
             let mut running = self.spawn(&script, Self::start_input(&upload, request))?;
             let mut out = running.stdout.take().expect("piped");
             let mut answers: Vec<String> = Vec::new();
@@ -302,22 +345,31 @@ impl Session {
                     }
                     None => {}
                 }
-                if answers.last().is_some_and(|a| a == "ready") {
-                    break;
+                match answers.last().map(String::as_str) {
+                    Some("ready") if relay && running.partner.is_none() => {
+                        // The relay waits: the root helper is started with a terminal.
+                        let Some(dir) = usable_dir(&answers) else {
+                            break;
+                        };
+                        running.partner = Some(self.start_partner(&dir)?);
+                    }
+                    Some("ready") if !relay => break,
+                    Some("taken") => break,
+                    _ => {}
                 }
             }
-            self.sudo = answers.iter().any(|a| a == "sudo");
+            self.sudo = relay || answers.iter().any(|a| a == "sudo");
             let dir = answers
                 .iter()
                 .find_map(|a| a.strip_prefix("dir "))
                 .map(|d| d.trim().to_string());
             if let Some(dir) = &dir {
-                if !dir.starts_with('/') || dir.contains('\'') {
+                if usable_dir(&answers).is_none() {
                     running.abandon();
                     return Err(self.fail(format!("mktemp gave an unusable directory `{dir}`")));
                 }
             }
-            if answers.last().is_some_and(|a| a == "ready") {
+            if answers.last().map(String::as_str) == Some(if relay { "taken" } else { "ready" }) {
                 // The helper's output follows its answer.
                 running.stdout = Some(out);
                 self.remote_dir = dir;
@@ -325,6 +377,10 @@ impl Session {
             }
             let (status, said) = running.finish(Some(out))?;
             if answers.iter().any(|a| a == "refused") {
+                if !relay && wants_terminal(&rest) {
+                    relay = true;
+                    continue;
+                }
                 let user = self.url.user.clone().unwrap_or_else(|| "this user".into());
                 return Err(self.fail(sudo_refusal(&rest, &user)));
             }
@@ -401,6 +457,7 @@ impl Session {
             input: Some(input),
             messages,
             host: self.url.destination(),
+            partner: None,
         })
     }
 
@@ -447,6 +504,9 @@ pub struct Running {
     stdout: Option<BufReader<ChildStdout>>,
     messages: JoinHandle<Said>,
     host: String,
+    /// The command that runs the helper through a sudo that wants a terminal, beside
+    /// this one, which carries the run ([`Session::start_partner`]).
+    partner: Option<Child>,
 }
 
 /// What a remote command wrote on its standard error.
@@ -499,12 +559,26 @@ impl Running {
             reason: format!("waiting for ssh: {e}"),
         })?;
         let said = self.messages.join().unwrap_or_default();
+        if let Some(mut partner) = self.partner.take() {
+            // Its helper has ended with this command: its sudo and shell follow.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while matches!(partner.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = partner.kill();
+            let _ = partner.wait();
+        }
         Ok((status, said))
     }
 
     /// Stops the command before its output is read to the end: its ssh ends, so the
     /// server's side sees its input close and exits.
     pub fn abandon(mut self) {
+        if let Some(mut partner) = self.partner.take() {
+            // Its terminal hangs up: sudo passes that on to the helper.
+            let _ = partner.kill();
+            let _ = partner.wait();
+        }
         drop(self.stdout.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -588,12 +662,24 @@ fn next_line(r: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -> std::io::R
 }
 
 /// What to tell the operator when `sudo -n` refuses, from what sudo said.
+/// Whether sudo refused for want of a terminal (`Defaults requiretty`).
+fn wants_terminal(said: &str) -> bool {
+    said.contains("must have a tty") || said.contains("requiretty")
+}
+
+/// The directory an answer names, when it is one a script may quote.
+fn usable_dir(answers: &[String]) -> Option<String> {
+    let dir = answers.iter().find_map(|a| a.strip_prefix("dir "))?.trim();
+    (dir.starts_with('/') && !dir.contains('\'')).then(|| dir.to_string())
+}
+
 fn sudo_refusal(said: &str, user: &str) -> String {
-    if said.contains("must have a tty") || said.contains("requiretty") {
+    if wants_terminal(said) {
         // CentOS and RHEL 6 and 7 ship `Defaults requiretty`.
         return format!(
             "not root, and sudo on the server wants a terminal (`Defaults requiretty` in \
-             sudoers): add `Defaults:{user} !requiretty` there, or connect as root{}",
+             sudoers), which the connection could not give it: add `Defaults:{user} \
+             !requiretty` there, or connect as root{}",
             last_lines(said, "; sudo said: ")
         );
     }
@@ -826,7 +912,7 @@ mod tests {
             false => bytes.clone(),
         };
         let request = serde_json::json!({"capture": {"path": "/", "have": vec!["ab"; 50]}});
-        let script = Session::start_script(bytes.len() as u64, upload.len(), gzip);
+        let script = Session::start_script(bytes.len() as u64, upload.len(), gzip, false);
         let mut child = Command::new(login[0])
             .args(&login[1..])
             .arg("-c")
