@@ -41,8 +41,9 @@ const CONVERT: [&str; 5] = ["--init", "none", "--compression", "none", "--json"]
 fn tree(image: &Path, mounts: &[&str]) -> BTreeMap<String, String> {
     let mut listing = layer_listing(image);
     // A running server changes these directories itself (sshd's pid file in /run, the
-    // helper's private directory made and removed in /tmp): their times are not the tree's.
-    for dir in ["run/", "tmp/"] {
+    // helper's private directory made and removed in /tmp, or in the user's home when
+    // /tmp is noexec): their times are not the tree's.
+    for dir in ["run/", "tmp/", "home/tester/"] {
         if let Some(line) = listing.get_mut(dir) {
             let mut fields: Vec<&str> = line.split(' ').collect();
             fields[4] = "-";
@@ -451,27 +452,51 @@ fn refusals_are_one_clear_line_and_leave_nothing() {
     server.assert_nothing_left("an endless answer");
 }
 
+/// A noexec /tmp (as CIS-hardened servers have): the helper runs from the user's home
+/// instead (root runs it there through sudo), and where it cannot run there either,
+/// rehost falls back to the server's own tar. Both give the directory's tree.
 #[test]
-fn a_noexec_tmp_falls_back_to_the_servers_tar() {
-    let prepared = Prepared::new("debian-sysvinit");
+fn a_noexec_tmp_runs_the_helper_from_home_and_else_falls_back_to_the_servers_tar() {
+    let prepared = Prepared::new("debian-bullseye");
+    // root's home is the noexec /tmp: nowhere for the helper to run.
+    let passwd = prepared.root.join("etc/passwd");
+    let text: Vec<String> = std::fs::read_to_string(&passwd)
+        .unwrap()
+        .lines()
+        .map(|l| match l.starts_with("root:") {
+            true => l.replace(":/root:", ":/tmp:"),
+            false => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&passwd, text.join("\n") + "\n").unwrap();
     let (dir, _) = reference(&prepared);
     let want = tree(&dir.path().join("dir.oci"), &["proc", "tmp"]);
     let server = prepared.start(true);
     let out = tempfile::tempdir().unwrap();
-    let image = out.path().join("ssh.oci");
-    let url = server.url("root", "/");
-    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
-    args.extend(CONVERT);
-    let run = server.rehost("config", &args);
-    ok(&run, "convert over ssh with a noexec /tmp");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        stderr.contains("falling back to the server's tar") && stderr.contains("lost"),
-        "no word of the fallback and what it loses: {stderr}"
-    );
-    server.assert_nothing_left("the fallback");
-    // /tmp is a mount point on the server (its own tmpfs), empty in both.
-    assert_same_tree(&want, &tree(&image, &["proc", "tmp"]));
+    for (user, falls_back) in [("tester", false), ("root", true)] {
+        let image = out.path().join(format!("{user}.oci"));
+        let url = server.url(user, "/");
+        let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+        args.extend(CONVERT);
+        let run = server.rehost("config", &args);
+        let summary: serde_json::Value =
+            serde_json::from_str(&ok(&run, "convert over ssh with a noexec /tmp")).unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(
+            stderr.contains("falling back to the server's tar") && stderr.contains("lost"),
+            falls_back,
+            "{user}: the fallback and what it loses: {stderr}"
+        );
+        // The helper's run reads the plan from the server's record; tar's does not.
+        assert_eq!(
+            summary["prepared_from_record"] == true,
+            !falls_back,
+            "{user}: {summary}"
+        );
+        server.assert_nothing_left(&format!("a noexec /tmp, as {user}"));
+        // /tmp is a mount point on the server (its own tmpfs), empty in both.
+        assert_same_tree(&want, &tree(&image, &["proc", "tmp"]));
+    }
 }
 
 #[test]

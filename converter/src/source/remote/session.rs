@@ -225,7 +225,8 @@ impl Session {
     }
 
     /// The start script: root or sudo; the helper, the first `sent` bytes of standard
-    /// input, into a new private directory; the probe; then the helper itself, which
+    /// input, into a new private directory (in the temporary directory, or the user's
+    /// home when the helper cannot run there); the probe; then the helper itself, which
     /// reads its request from the rest of standard input and is removed when it ends.
     /// Each answer before the helper's output is a line starting with [`SETUP_MARK`]
     /// (a noisy shell startup file may print other lines); `ready` is the last.
@@ -269,11 +270,22 @@ impl Session {
                 "if head -c {sent}{unpack} > \"$d/rehost\" && [ \"$(wc -c < \"$d/rehost\")\" -eq {size} ] \
                  && chmod 700 \"$d/rehost\"; then echo \"{SETUP_MARK}dir $d\"; else rm -rf \"$d\"; exit 1; fi"
             ),
+            // The answer anywhere in what the probe says: sudo may warn first (one
+            // that cannot resolve the server's own name does).
             format!(
-                "if p=$(\"$d/rehost\" {HELPER_SUBCOMMAND} --probe 2>&1 </dev/null) \
-                 && [ \"${{p#{PROBE_ANSWER}}}\" != \"$p\" ]; then echo '{SETUP_MARK}ready'; \
-                 else rm -rf \"$d\"; echo '{SETUP_MARK}unusable'; printf '%s\\n' \"$p\"; exit 0; fi"
+                "ok() {{ p=$($2 \"$1/rehost\" {HELPER_SUBCOMMAND} --probe 2>&1 </dev/null) \
+                 && case \"$p\" in *{PROBE_ANSWER}*) true;; *) false;; esac; }}"
             ),
+            // A noexec temporary directory (CIS-hardened servers mount /tmp, /var/tmp
+            // and /dev/shm so): the user's home, where root must run it too.
+            format!(
+                "if ! ok \"$d\"; then q=$p; \
+                 if h=$(mktemp -d \"${{HOME:-/nonexistent}}/rehost.XXXXXXXX\" 2>/dev/null) \
+                 && cp \"$d/rehost\" \"$h/rehost\" && ok \"$h\" \"$su\"; \
+                 then rm -rf \"$d\"; d=$h; echo \"{SETUP_MARK}dir $d\"; \
+                 else rm -rf \"$d\" ${{h:+\"$h\"}}; echo '{SETUP_MARK}unusable'; printf '%s\\n' \"$q\"; exit 0; fi; fi"
+            ),
+            format!("echo '{SETUP_MARK}ready'"),
             "cd / || { rm -rf \"$d\"; exit 1; }".to_string(),
             run,
             "rc=$?".to_string(),
@@ -359,8 +371,10 @@ impl Session {
                 }
             }
             self.sudo = relay || answers.iter().any(|a| a == "sudo");
+            // The last one: the helper moves to the user's home from a noexec one.
             let dir = answers
                 .iter()
+                .rev()
                 .find_map(|a| a.strip_prefix("dir "))
                 .map(|d| d.trim().to_string());
             if let Some(dir) = &dir {
@@ -669,7 +683,11 @@ fn wants_terminal(said: &str) -> bool {
 
 /// The directory an answer names, when it is one a script may quote.
 fn usable_dir(answers: &[String]) -> Option<String> {
-    let dir = answers.iter().find_map(|a| a.strip_prefix("dir "))?.trim();
+    let dir = answers
+        .iter()
+        .rev()
+        .find_map(|a| a.strip_prefix("dir "))?
+        .trim();
     (dir.starts_with('/') && !dir.contains('\'')).then(|| dir.to_string())
 }
 
@@ -890,14 +908,25 @@ mod tests {
     /// with `tools` (a directory of commands, or the system's) as its PATH: the helper
     /// (a stand-in that answers the probe and keeps its input) is unpacked, probed and
     /// run, and reads its request past whatever `head` took; its directory is gone after.
-    fn run_start_script(login: &[&str], tools: &str, gzip: bool) {
+    /// With `noexec_tmp`, the stand-in will not run from the temporary directory (as
+    /// from a noexec one): it runs from the user's home.
+    fn run_start_script(login: &[&str], tools: &str, gzip: bool, noexec_tmp: bool) {
         let dir = tempfile::tempdir().unwrap();
+        let (tmp, home) = (dir.path().join("tmp"), dir.path().join("home"));
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::create_dir(&home).unwrap();
         let kept = dir.path().join("input");
         let helper = dir.path().join("helper");
+        let refuse = match noexec_tmp {
+            true => {
+                "case \"$0\" in \"$TMPDIR\"/*) echo \"$0: Permission denied\"; exit 126;; esac\n"
+            }
+            false => "",
+        };
         std::fs::write(
             &helper,
             format!(
-                "#!/bin/sh\n[ \"$2\" = --probe ] && {{ echo {PROBE_ANSWER}; exit 0; }}\ncat > '{}'\n",
+                "#!/bin/sh\n{refuse}[ \"$2\" = --probe ] && {{ echo {PROBE_ANSWER}; exit 0; }}\ncat > '{}'\n",
                 kept.display()
             ),
         )
@@ -919,7 +948,8 @@ mod tests {
             .arg(command_line(&script))
             .env_clear()
             .env("PATH", tools)
-            .env("TMPDIR", dir.path())
+            .env("TMPDIR", &tmp)
+            .env("HOME", &home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -932,45 +962,59 @@ mod tests {
         let out = child.wait_with_output().unwrap();
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{login:?}: {said}");
+        let empty = |d: &Path| std::fs::read_dir(d).unwrap().count() == 0;
         if gzip && !tools.split(':').any(|d| Path::new(d).join("gzip").exists()) {
             // No gzip there: the answer asks for the helper as it is, before any upload.
             assert!(said.ends_with(&format!("{SETUP_MARK}no-gzip\n")), "{said}");
-            assert!(!kept.exists() && std::fs::read_dir(dir.path()).unwrap().count() == 1);
+            assert!(!kept.exists() && empty(&tmp) && empty(&home));
             return;
         }
-        assert!(said.contains(&format!("{SETUP_MARK}dir ")), "{said}");
+        let dirs: Vec<&str> = said
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{SETUP_MARK}dir ")))
+            .collect();
+        let ran_in = match noexec_tmp {
+            true => &home,
+            false => &tmp,
+        };
+        assert!(
+            dirs.last()
+                .is_some_and(|d| Path::new(d).starts_with(ran_in)),
+            "{login:?}: {said}"
+        );
         assert!(said.ends_with(&format!("{SETUP_MARK}ready\n")), "{said}");
         let input = std::fs::read(&kept).unwrap();
         let got = read_request(&mut std::io::Cursor::new(&input)).unwrap();
         assert_eq!(got, format!("{request}\n").into_bytes(), "{login:?}");
-        let mut left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["helper", "input"], "the helper's directory stays");
+        assert!(
+            empty(&tmp) && empty(&home),
+            "{login:?}: the helper's directory stays"
+        );
     }
 
     #[test]
     fn the_start_command_runs_the_helper_on_its_request_from_any_login_shell_and_tools() {
-        run_start_script(&["/bin/sh"], "/usr/bin:/bin", true);
-        // csh and tcsh refuse a newline inside quotes: the command is one line.
-        let tcsh = which("tcsh");
-        run_start_script(&[tcsh.to_str().unwrap()], "/usr/bin:/bin", true);
+        for noexec_tmp in [false, true] {
+            run_start_script(&["/bin/sh"], "/usr/bin:/bin", true, noexec_tmp);
+            // csh and tcsh refuse a newline inside quotes: the command is one line.
+            let tcsh = which("tcsh");
+            run_start_script(&[tcsh.to_str().unwrap()], "/usr/bin:/bin", true, noexec_tmp);
+        }
         // Busybox's head reads a stdio buffer (4 KiB) past its count: the padding's.
         let busybox = which("busybox");
         let tools = tempfile::tempdir().unwrap();
         for tool in [
-            "sh", "head", "gzip", "mktemp", "wc", "chmod", "rm", "id", "cat",
+            "sh", "head", "gzip", "mktemp", "wc", "chmod", "rm", "id", "cat", "cp",
         ] {
             std::os::unix::fs::symlink(&busybox, tools.path().join(tool)).unwrap();
         }
         let busybox = busybox.to_str().unwrap();
         let path = tools.path().to_str().unwrap();
-        run_start_script(&[busybox, "sh"], path, true);
-        run_start_script(&[busybox, "sh"], path, false);
+        run_start_script(&[busybox, "sh"], path, true, false);
+        run_start_script(&[busybox, "sh"], path, true, true);
+        run_start_script(&[busybox, "sh"], path, false, false);
         std::fs::remove_file(tools.path().join("gzip")).unwrap();
-        run_start_script(&[busybox, "sh"], path, true);
+        run_start_script(&[busybox, "sh"], path, true, false);
     }
 
     /// A tool the tests need, from PATH: a test fails without it.
