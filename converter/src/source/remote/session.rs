@@ -363,7 +363,13 @@ impl Session {
                         let Some(dir) = usable_dir(&answers) else {
                             break;
                         };
-                        running.partner = Some(self.start_partner(&dir)?);
+                        match self.start_partner(&dir) {
+                            Ok(partner) => running.partner = Some(partner),
+                            Err(e) => {
+                                running.abandon();
+                                return Err(e);
+                            }
+                        }
                     }
                     Some("ready") if !relay => break,
                     Some("taken") => break,
