@@ -243,14 +243,16 @@ fn a_user_with_passwordless_sudo_on_bullseye_gets_the_same() {
 }
 
 /// A server whose sudo wants a terminal (`Defaults requiretty`, as CentOS and RHEL 7
-/// long shipped): the run gets its root helper through a second command that has one,
-/// and gives what a run as root gives. A sudo that wants a password still gets one line.
+/// long shipped; with `use_pty` too, as newer sudoers have, so sudo runs the helper in a
+/// terminal of its own): the run gets its root helper through a second command that has
+/// one, and gives what a run as root gives. A sudo that wants a password still gets one
+/// line.
 #[test]
 fn a_sudo_that_wants_a_terminal_gets_one_and_the_same_tree() {
     let prepared = Prepared::new("debian-bullseye");
     let rules = prepared.root.join("etc/sudoers.d/rehost-test");
     let mut text = std::fs::read_to_string(&rules).unwrap();
-    text.push_str("Defaults:tester requiretty\nDefaults:asker requiretty\n");
+    text.push_str("Defaults:tester requiretty, use_pty\nDefaults:asker requiretty\n");
     std::fs::write(&rules, text).unwrap();
     let (dir, want_report) = reference(&prepared);
     let server = prepared.start(false);
