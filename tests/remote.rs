@@ -11,6 +11,7 @@ mod remote_support;
 
 use remote_support::*;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -471,12 +472,31 @@ fn a_noexec_tmp_runs_the_helper_from_home_and_else_falls_back_to_the_servers_tar
         })
         .collect();
     std::fs::write(&passwd, text.join("\n") + "\n").unwrap();
+    // While /tmp/old-tar exists, the server's tar is one before 1.27 (SLES 11, CentOS 6):
+    // it has no --xattrs, --xattrs-include or --acls.
+    let old_tar = prepared.root.join("usr/local/bin/tar");
+    std::fs::write(
+        &old_tar,
+        "#!/bin/sh\nif [ -e /tmp/old-tar ]; then for a in \"$@\"; do case \"$a\" in\n\
+         --xattrs*|--acls) echo \"tar: unrecognized option '$a'\" >&2; exit 64;;\n\
+         esac; done; fi\nexec /bin/tar \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&old_tar, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (dir, _) = reference(&prepared);
     let want = tree(&dir.path().join("dir.oci"), &["proc", "tmp"]);
     let server = prepared.start(true);
     let out = tempfile::tempdir().unwrap();
-    for (user, falls_back) in [("tester", false), ("root", true)] {
-        let image = out.path().join(format!("{user}.oci"));
+    let marker = server.root().join("tmp/old-tar");
+    for (user, falls_back, old) in [
+        ("tester", false, false),
+        ("root", true, false),
+        ("root", true, true),
+    ] {
+        if old {
+            std::fs::write(&marker, "").unwrap();
+        }
+        let image = out.path().join(format!("{user}-{old}.oci"));
         let url = server.url(user, "/");
         let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
         args.extend(CONVERT);
@@ -495,6 +515,15 @@ fn a_noexec_tmp_runs_the_helper_from_home_and_else_falls_back_to_the_servers_tar
             !falls_back,
             "{user}: {summary}"
         );
+        // An old tar runs without what it lacks, and rehost says what that loses.
+        assert_eq!(
+            stderr.contains(
+                "the server's tar has no --xattrs --xattrs-include=* --acls: extended attributes"
+            ),
+            old,
+            "{user}: {stderr}"
+        );
+        let _ = std::fs::remove_file(&marker);
         server.assert_nothing_left(&format!("a noexec /tmp, as {user}"));
         // /tmp is a mount point on the server (its own tmpfs), empty in both.
         assert_same_tree(&want, &tree(&image, &["proc", "tmp"]));

@@ -25,6 +25,7 @@ mod relay;
 mod session;
 mod url;
 
+use session::TAR_LACKS;
 pub use session::{
     Running, Said, Session, Started, HELPER_SUBCOMMAND, LEDGER_PREFIX, PROBE_ANSWER,
 };
@@ -348,6 +349,14 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
         ));
     }
     let archive = archive?;
+    if let Some(lacks) = said.lines.iter().find_map(|l| l.strip_prefix(TAR_LACKS)) {
+        tracing::warn!(
+            "{}: the server's tar has no {}: {}",
+            url.destination(),
+            lacks.trim(),
+            tar_losses(lacks)
+        );
+    }
     let mut ledger: Skips = said
         .lines
         .iter()
@@ -372,6 +381,35 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
         cache: None,
         recorded: None,
     })
+}
+
+/// What a tar without `lacks` (options of the fallback's, space-separated) loses.
+fn tar_losses(lacks: &str) -> String {
+    let lacks: Vec<&str> = lacks.split_whitespace().collect();
+    let lost: Vec<&str> = [
+        (
+            "--xattrs",
+            "extended attributes (file capabilities, SELinux labels) are lost",
+        ),
+        ("--acls", "ACLs are lost"),
+        ("--sparse", "sparse files arrive whole"),
+        (
+            "--one-file-system",
+            "the filesystems mounted below the path are read too",
+        ),
+        (
+            "--format=posix",
+            "names and numbers past its own format's limits are lost",
+        ),
+    ]
+    .into_iter()
+    .filter(|(option, _)| lacks.contains(option))
+    .map(|(_, loss)| loss)
+    .collect();
+    match lost.is_empty() {
+        true => "nothing else is lost".into(),
+        false => lost.join("; "),
+    }
 }
 
 /// The helper's record of its reads, as it sends it: compressed, capped.

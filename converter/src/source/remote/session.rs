@@ -42,6 +42,23 @@ const PADDING: usize = 64 << 10;
 /// The relay's socket in the helper's directory (see [`super::relay`]).
 const RELAY_SOCKET: &str = "s";
 
+/// The options of the server's tar that keep what the helper keeps, in the order the
+/// fallback tries them. GNU tar before 1.27 (SLES 11, CentOS 6) has no `--xattrs`, and
+/// busybox's few of them.
+const TAR_OPTIONS: [&str; 8] = [
+    "--numeric-owner",
+    "--one-file-system",
+    "--sparse",
+    "--sparse-version=1.0",
+    "--xattrs",
+    "--xattrs-include=*",
+    "--acls",
+    "--format=posix",
+];
+
+/// The line before the options the server's tar lacks.
+pub(crate) const TAR_LACKS: &str = "rehost-setup:tar-lacks";
+
 /// The line before the request, after the padding.
 const REQUEST_MARK: &str = "rehost-request";
 
@@ -441,14 +458,19 @@ impl Session {
     }
 
     /// The server's own tar of `path` (the fallback when the helper cannot run),
-    /// compressed with gzip when the server has it.
+    /// compressed with gzip when the server has it. Each of [`TAR_OPTIONS`] is tried
+    /// first (with those already kept, on an empty archive): an old tar runs without
+    /// those it lacks, and says which on its standard error ([`TAR_LACKS`]).
     pub fn run_tar(&self, path: &str) -> Result<Running> {
         let script = format!(
-            "cd {} || exit 1; \
+            "cd {} || exit 1; set -f; \
              z=cat; command -v gzip >/dev/null 2>&1 && z='gzip -1'; \
-             {}tar --create --file=- --numeric-owner --one-file-system --sparse --sparse-version=1.0 \
-             --xattrs --xattrs-include='*' --acls --format=posix . | $z",
+             o=; l=; for f in {}; do \
+             if tar -c -f /dev/null $o $f -T /dev/null >/dev/null 2>&1; then o=\"$o $f\"; else l=\"$l $f\"; fi; done; \
+             [ -z \"$l\" ] || echo \"{TAR_LACKS}$l\" >&2; \
+             {}tar -c -f - $o . | $z",
             quote(path),
+            TAR_OPTIONS.join(" "),
             if self.sudo { "sudo -n " } else { "" },
         );
         self.spawn(&script, Vec::new())
