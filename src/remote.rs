@@ -142,7 +142,7 @@ pub fn inspect(args: inspect::Args, quiet: bool) -> Result<ExitCode> {
         Started::Unusable(why) => {
             tracing::warn!("{}: {why}", url.destination());
             remote::warn_fallback(&url);
-            let captured = remote::capture_with_tar(&session)?;
+            let captured = remote::capture_with_tar(&mut session)?;
             let profiles = args
                 .profile
                 .iter()

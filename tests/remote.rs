@@ -457,7 +457,8 @@ fn refusals_are_one_clear_line_and_leave_nothing() {
 
 /// A noexec /tmp (as CIS-hardened servers have): the helper runs from the user's home
 /// instead (root runs it there through sudo), and where it cannot run there either,
-/// rehost falls back to the server's own tar. Both give the directory's tree.
+/// rehost falls back to the server's own tar: also an old one, and also through a sudo
+/// that wants a terminal. All give the directory's tree.
 #[test]
 fn a_noexec_tmp_runs_the_helper_from_home_and_else_falls_back_to_the_servers_tar() {
     let prepared = Prepared::new("debian-bullseye");
@@ -488,10 +489,12 @@ fn a_noexec_tmp_runs_the_helper_from_home_and_else_falls_back_to_the_servers_tar
     let server = prepared.start(true);
     let out = tempfile::tempdir().unwrap();
     let marker = server.root().join("tmp/old-tar");
+    // ttyer's home is /tmp too, and its sudo wants a terminal: tar runs in one.
     for (user, falls_back, old) in [
         ("tester", false, false),
         ("root", true, false),
         ("root", true, true),
+        ("ttyer", true, false),
     ] {
         if old {
             std::fs::write(&marker, "").unwrap();

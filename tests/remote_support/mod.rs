@@ -60,8 +60,9 @@ fn static_binary(name: &str) -> PathBuf {
 static NEXT: AtomicU32 = AtomicU32::new(1);
 
 /// A copy of a fixture's root, with what a server needs to be reached: a host key,
-/// authorized keys for root and two users (`tester`, with passwordless sudo when the
-/// fixture has sudo, and `asker`, whose sudo wants a password).
+/// authorized keys for root and three users (when the fixture has sudo: `tester`, with
+/// passwordless sudo; `asker`, whose sudo wants a password; `ttyer`, whose passwordless
+/// sudo wants a terminal and whose home is /tmp).
 pub struct Prepared {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
@@ -119,7 +120,7 @@ impl Prepared {
         std::fs::create_dir_all(r("run/sshd")).unwrap();
         let key = std::fs::read_to_string(client.join("id.pub")).unwrap()
             + &std::fs::read_to_string(client.join("agent.pub")).unwrap();
-        for user in ["root", "tester", "asker"] {
+        for user in ["root", "tester", "asker", "ttyer"] {
             std::fs::write(r(&format!("etc/ssh/authorized/{user}")), &key).unwrap();
         }
         std::fs::write(
@@ -140,13 +141,17 @@ impl Prepared {
         };
         append(
             "etc/passwd",
-            "tester:x:1000:1000::/home/tester:/bin/sh\nasker:x:1001:1001::/home/asker:/bin/sh\n",
+            "tester:x:1000:1000::/home/tester:/bin/sh\nasker:x:1001:1001::/home/asker:/bin/sh\n\
+             ttyer:x:1002:1002::/tmp:/bin/sh\n",
         );
         append(
             "etc/shadow",
-            "tester:*:19000:0:99999:7:::\nasker:*:19000:0:99999:7:::\n",
+            "tester:*:19000:0:99999:7:::\nasker:*:19000:0:99999:7:::\nttyer:*:19000:0:99999:7:::\n",
         );
-        append("etc/group", "tester:x:1000:\nasker:x:1001:\n");
+        append(
+            "etc/group",
+            "tester:x:1000:\nasker:x:1001:\nttyer:x:1002:\n",
+        );
         for (user, uid) in [("tester", 1000), ("asker", 1001)] {
             let home = r(&format!("home/{user}"));
             std::fs::create_dir_all(&home).unwrap();
@@ -156,7 +161,8 @@ impl Prepared {
             let rules = r("etc/sudoers.d/rehost-test");
             std::fs::write(
                 &rules,
-                "tester ALL=(ALL) NOPASSWD: ALL\nasker ALL=(ALL) ALL\n",
+                "tester ALL=(ALL) NOPASSWD: ALL\nasker ALL=(ALL) ALL\n\
+                 ttyer ALL=(ALL) NOPASSWD: ALL\nDefaults:ttyer requiretty\n",
             )
             .unwrap();
             std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o440)).unwrap();

@@ -176,13 +176,13 @@ pub fn open(address: &str, options: &OpenOptions) -> Result<Box<dyn Source>> {
         prepare: options.prepare.clone(),
     };
     let request = serde_json::json!({ "capture": request });
-    let (session, started) = Session::start(&url, &helper, &request)?;
+    let (mut session, started) = Session::start(&url, &helper, &request)?;
     let source = match started {
         Started::Helper(running) => start_capture(session, running, cache)?,
         Started::Unusable(why) => {
             tracing::warn!("{}: {why}", url.destination());
             warn_fallback(&url);
-            let captured = capture_with_tar(&session)?;
+            let captured = capture_with_tar(&mut session)?;
             drop(session);
             captured
         }
@@ -331,7 +331,7 @@ impl Drop for Arriving {
 }
 
 /// The fallback: the server's tar of the whole tree; its warnings become the ledger.
-pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
+pub fn capture_with_tar(session: &mut Session) -> Result<RemoteSource> {
     let url = session.url().clone();
     let mut running = session.run_tar(&url.path)?;
     let stdout = running.stdout();
@@ -348,7 +348,19 @@ pub fn capture_with_tar(session: &Session) -> Result<RemoteSource> {
             "the server's tar",
         ));
     }
-    let archive = archive?;
+    // Its command removed the directory it had (see `Session::run_tar`).
+    session.helper_removed();
+    // No archive, and the server said why (a sudo that refused, in a terminal).
+    let archive = archive.map_err(|e| match said.last.is_empty() {
+        true => e,
+        false => Error::Remote {
+            host: url.destination(),
+            reason: format!(
+                "the server's tar sent no archive: {}",
+                Vec::from(said.last.clone()).join("; ")
+            ),
+        },
+    })?;
     if let Some(lacks) = said.lines.iter().find_map(|l| l.strip_prefix(TAR_LACKS)) {
         tracing::warn!(
             "{}: the server's tar has no {}: {}",

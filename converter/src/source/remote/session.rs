@@ -101,6 +101,8 @@ pub struct Session {
     /// The private directory on the server that holds the helper.
     remote_dir: Option<String>,
     sudo: bool,
+    /// The server's sudo wants a terminal (see [`super::relay`]).
+    terminal: bool,
 }
 
 /// How the start went: the helper runs on the server, or it cannot.
@@ -129,6 +131,7 @@ impl Session {
             master: None,
             remote_dir: None,
             sudo: false,
+            terminal: false,
         };
         let mut master = ssh_command();
         master
@@ -210,15 +213,22 @@ impl Session {
             "trap '' HUP; o=$(sudo -n {helper} {HELPER_SUBCOMMAND} --from {socket} 2>&1 </dev/null); \
              rc=$?; [ $rc = 0 ] || {helper} {HELPER_SUBCOMMAND} --refused {socket} \"$o\" </dev/null; exit $rc"
         );
+        self.with_terminal(&script)
+            .spawn()
+            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))
+    }
+
+    /// `ssh` running `script` on the server through the master, in a terminal (for a
+    /// sudo that wants one); what it says there is not read.
+    fn with_terminal(&self, script: &str) -> Command {
         let mut cmd = ssh_command();
         cmd.args(["-o", "ControlMaster=no", "-tt"])
             .args(self.common_args())
-            .arg(command_line(&script))
+            .arg(command_line(script))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        cmd.spawn()
-            .map_err(|e| self.fail(format!("cannot run ssh: {e}")))
+        cmd
     }
 
     /// Connects, becomes root (or finds a passwordless sudo), sends the static helper to
@@ -394,6 +404,7 @@ impl Session {
                 }
             }
             self.sudo = relay || answers.iter().any(|a| a == "sudo");
+            self.terminal = relay;
             // The last one: the helper moves to the user's home from a noexec one.
             let dir = answers
                 .iter()
@@ -461,19 +472,76 @@ impl Session {
     /// compressed with gzip when the server has it. Each of [`TAR_OPTIONS`] is tried
     /// first (with those already kept, on an empty archive): an old tar runs without
     /// those it lacks, and says which on its standard error ([`TAR_LACKS`]).
-    pub fn run_tar(&self, path: &str) -> Result<Running> {
-        let script = format!(
-            "cd {} || exit 1; set -f; \
-             z=cat; command -v gzip >/dev/null 2>&1 && z='gzip -1'; \
-             o=; l=; for f in {}; do \
+    pub fn run_tar(&mut self, path: &str) -> Result<Running> {
+        let tar = format!(
+            "cd {} || exit 1; set -f; o=; l=; for f in {}; do \
              if tar -c -f /dev/null $o $f -T /dev/null >/dev/null 2>&1; then o=\"$o $f\"; else l=\"$l $f\"; fi; done; \
              [ -z \"$l\" ] || echo \"{TAR_LACKS}$l\" >&2; \
+             z=cat; command -v gzip >/dev/null 2>&1 && z='gzip -1'; \
              {}tar -c -f - $o . | $z",
             quote(path),
             TAR_OPTIONS.join(" "),
             if self.sudo { "sudo -n " } else { "" },
         );
-        self.spawn(&script, Vec::new())
+        if !self.terminal {
+            return self.spawn(&tar, Vec::new());
+        }
+        self.run_tar_with_terminal(&tar)
+    }
+
+    /// The fallback's tar through a sudo that wants a terminal: tar runs in a second
+    /// command that has one (`ssh -tt`), into two FIFOs in a private directory that
+    /// this command reads, with no terminal between them. Once this command's input
+    /// ends (the run read all of it, or rehost went away), the FIFOs are opened for
+    /// writing once, so that a read still waiting for the second command ends.
+    fn run_tar_with_terminal(&mut self, tar: &str) -> Result<Running> {
+        let script = [
+            "umask 077".to_string(),
+            "d=$(mktemp -d \"${TMPDIR:-/tmp}/rehost.XXXXXXXX\") || exit 1".to_string(),
+            "mkfifo \"$d/o\" \"$d/e\" || { rm -rf \"$d\"; exit 1; }".to_string(),
+            format!("echo \"{SETUP_MARK}dir $d\""),
+            "exec 3<&0".to_string(),
+            // (`&` ends a command as `;` does: no `;` after it.)
+            "(cat <&3; : >\"$d/o\"; : >\"$d/e\") >/dev/null 2>&1 & cat \"$d/e\" >&2 & e=$!"
+                .to_string(),
+            "cat \"$d/o\"".to_string(),
+            "wait $e".to_string(),
+            "rm -rf \"$d\"".to_string(),
+        ]
+        .join("; ");
+        let mut running = self.spawn(&script, Vec::new())?;
+        let mut out = running.stdout.take().expect("piped");
+        let mut line = Vec::new();
+        let mut answers = Vec::new();
+        while answers.is_empty() && matches!(next_line(&mut out, &mut line, Said::LINE), Ok(true)) {
+            if let Some(a) = String::from_utf8_lossy(&line).strip_prefix(SETUP_MARK) {
+                answers.push(a.to_string());
+            }
+        }
+        let Some(dir) = usable_dir(&answers) else {
+            let (status, said) = running.finish(Some(out))?;
+            return Err(Running::error(
+                &self.url.destination(),
+                status,
+                &said,
+                "making the directory for the server's tar",
+            ));
+        };
+        let fifos = format!(
+            "{{ {tar}; }} 2>{} >{}",
+            quote(&format!("{dir}/e")),
+            quote(&format!("{dir}/o"))
+        );
+        match self.with_terminal(&fifos).spawn() {
+            Ok(partner) => running.partner = Some(partner),
+            Err(e) => {
+                running.abandon();
+                return Err(self.fail(format!("cannot run ssh: {e}")));
+            }
+        }
+        running.stdout = Some(out);
+        self.remote_dir = Some(dir);
+        Ok(running)
     }
 
     /// Runs `script` on the server with `input` on its standard input, written by a
