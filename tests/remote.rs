@@ -268,34 +268,13 @@ fn a_sudo_that_wants_a_terminal_gets_one_and_the_same_tree() {
     // directory go.
     let out = tempfile::tempdir().unwrap();
     let image = out.path().join("x.oci");
-    let url = server.url("tester", "/");
-    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
-    args.extend(CONVERT);
-    let mut child = server
-        .rehost_command("config", &args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // The root helper itself (not the sudo that starts it).
-    while !server
-        .processes()
-        .iter()
-        .any(|p| p.contains("--from") && !p.contains("sudo"))
-    {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the capture ended before it could be killed"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no root helper on the server in 60 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    sh("kill", &["-9", &child.id().to_string()]);
-    let _ = child.wait();
+    convert_killed_once(&server, "tester", &image, |_| {
+        server
+            .processes()
+            .iter()
+            .any(|p| p.contains("--from") && !p.contains("sudo"))
+    });
     server.assert_nothing_left("a run through a terminal killed with SIGKILL");
     assert!(!image.exists(), "a killed run left an image");
 
@@ -684,6 +663,40 @@ fn a_file_that_grows_during_the_capture_is_listed_and_the_run_finishes() {
     server.assert_nothing_left("a capture of a changing server");
 }
 
+/// Starts `convert ssh://USER@server/ -o IMAGE` and kills it with SIGKILL once `ready`
+/// (given its pid) holds, which the run must reach before it ends; gives the pid.
+fn convert_killed_once(
+    server: &Server,
+    user: &str,
+    image: &Path,
+    ready: impl Fn(u32) -> bool,
+) -> u32 {
+    let url = server.url(user, "/");
+    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
+    args.extend(CONVERT);
+    let mut child = server
+        .rehost_command("config", &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready(child.id()) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the capture ended before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run was not ready to be killed in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sh("kill", &["-9", &child.id().to_string()]);
+    let _ = child.wait();
+    child.id()
+}
+
 /// A rehost killed with SIGKILL mid-capture: the helper on the server sees its input end
 /// and goes, with its directory; the ssh master ends with rehost (parent-death signal);
 /// the local session directory, which nothing could remove, is swept by the next run.
@@ -693,17 +706,8 @@ fn a_run_killed_with_sigkill_leaves_nothing_and_the_next_run_sweeps_its_director
     let out = tempfile::tempdir().unwrap();
     let image = out.path().join("killed.oci");
     let url = server.url("root", "/");
-    let mut args = vec!["convert", url.as_str(), "-o", image.to_str().unwrap()];
-    args.extend(CONVERT);
-    let mut child = server
-        .rehost_command("config", &args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
     // The session's own directory: the one whose owner file names this rehost.
-    let dir_of_run = || {
+    let dir_of_run = |pid: u32| {
         std::fs::read_dir(server.tmp())
             .unwrap()
             .flatten()
@@ -711,24 +715,14 @@ fn a_run_killed_with_sigkill_leaves_nothing_and_the_next_run_sweeps_its_director
             .find(|p| {
                 p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with("rehost-ssh."))
-                    && std::fs::read_to_string(p.join("owner")).is_ok_and(|o| o.trim() == pid)
+                    && std::fs::read_to_string(p.join("owner"))
+                        .is_ok_and(|o| o.trim() == pid.to_string())
             })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while server.processes().is_empty() || dir_of_run().is_none() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the capture ended before it could be killed"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no helper on the server in 60 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let dir = dir_of_run().unwrap();
-    sh("kill", &["-9", &pid]);
-    let _ = child.wait();
+    let pid = convert_killed_once(&server, "root", &image, |pid| {
+        !server.processes().is_empty() && dir_of_run(pid).is_some()
+    });
+    let dir = dir_of_run(pid).unwrap();
     server.assert_nothing_left("a rehost killed with SIGKILL");
     assert!(!image.exists(), "a killed run left an image");
     // Its ssh master went with it.

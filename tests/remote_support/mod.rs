@@ -263,38 +263,18 @@ impl Prepared {
             sh("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
         let root = server.prepared.root.clone();
+        let mut mount = |fstype: &str, options: &str, dir: PathBuf| {
+            let target = dir.to_str().unwrap();
+            sh("mount", &["-t", fstype, "-o", options, fstype, target]);
+            server.mounts.push(dir);
+        };
         // The live socket table (ports) and sudo read /proc.
-        let proc_dir = root.join("proc");
-        sh("mount", &["-t", "proc", "proc", proc_dir.to_str().unwrap()]);
-        server.mounts.push(proc_dir);
+        mount("proc", "defaults", root.join("proc"));
         // Terminals, for a session that asks for one (`ssh -tt`): a devpts of its own.
-        let pts = root.join("dev/pts");
-        sh(
-            "mount",
-            &[
-                "-t",
-                "devpts",
-                "-o",
-                "newinstance,ptmxmode=0666,mode=620",
-                "devpts",
-                pts.to_str().unwrap(),
-            ],
-        );
-        server.mounts.push(pts);
+        let terminals = "newinstance,ptmxmode=0666,mode=620";
+        mount("devpts", terminals, root.join("dev/pts"));
         if noexec_tmp {
-            let tmp = root.join("tmp");
-            sh(
-                "mount",
-                &[
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    "noexec,mode=1777",
-                    "tmpfs",
-                    tmp.to_str().unwrap(),
-                ],
-            );
-            server.mounts.push(tmp);
+            mount("tmpfs", "noexec,mode=1777", root.join("tmp"));
         }
         let mut sshd = Command::new("ip")
             .args(["netns", "exec", &netns[0], "chroot", root.to_str().unwrap()])
