@@ -1058,7 +1058,15 @@ mod tests {
         let out = child.wait_with_output().unwrap();
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{login:?}: {said}");
-        let empty = |d: &Path| std::fs::read_dir(d).unwrap().count() == 0;
+        // No directory of the helper's (fish makes its own dotfiles in the home).
+        let empty = |d: &Path| {
+            !std::fs::read_dir(d).unwrap().any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("rehost.")
+            })
+        };
         if gzip && !tools.split(':').any(|d| Path::new(d).join("gzip").exists()) {
             // No gzip there: the answer asks for the helper as it is, before any upload.
             assert!(said.ends_with(&format!("{SETUP_MARK}no-gzip\n")), "{said}");
@@ -1090,11 +1098,13 @@ mod tests {
 
     #[test]
     fn the_start_command_runs_the_helper_on_its_request_from_any_login_shell_and_tools() {
-        for noexec_tmp in [false, true] {
-            run_start_script(&["/bin/sh"], "/usr/bin:/bin", true, noexec_tmp);
-            // csh and tcsh refuse a newline inside quotes: the command is one line.
-            let tcsh = which("tcsh");
-            run_start_script(&[tcsh.to_str().unwrap()], "/usr/bin:/bin", true, noexec_tmp);
+        // csh and tcsh refuse a newline inside quotes: the command is one line. fish
+        // reads `\\` and `\'` inside single quotes as escapes.
+        let (tcsh, fish) = (which("tcsh"), which("fish"));
+        for login in ["/bin/sh", tcsh.to_str().unwrap(), fish.to_str().unwrap()] {
+            for noexec_tmp in [false, true] {
+                run_start_script(&[login], "/usr/bin:/bin", true, noexec_tmp);
+            }
         }
         // Busybox's head reads a stdio buffer (4 KiB) past its count: the padding's.
         let busybox = which("busybox");
